@@ -1,0 +1,1 @@
+//! Load harnesses live here (issue 4); the criterion benches are in `benches/`.

@@ -1,0 +1,21 @@
+//! pbxlink data plane: the media core every call's packets cross.
+//!
+//! This crate is sans-IO: it parses, checks, renumbers and (un)protects
+//! packets in buffers it is handed, with time passed in. It owns no socket,
+//! no thread and no clock; the io_uring workers that drive it live beside it
+//! (see ARCHITECTURE.md). Nothing here panics on packet bytes or allocates
+//! per packet.
+
+pub mod continuity;
+pub mod direction;
+pub mod drops;
+pub mod ptmap;
+pub mod rtcp;
+pub mod rtp;
+pub mod srtp;
+pub mod stats;
+pub mod telephone_event;
+
+pub use direction::{CloudToLan, DirectionConfig, DirectionCounters, LanToCloud};
+pub use drops::{DropCounters, DropReason};
+pub use srtp::{MasterKey, Suite};

@@ -1,0 +1,275 @@
+//! Compound RTCP views (RFC 3550 §6, validity checks of appendix A.2, RFC 5506
+//! reduced-size packets accepted). Validates every packet's version, length
+//! and padding; reads and rewrites sender SSRCs and SR timestamps in place.
+
+use crate::drops::DropReason;
+
+/// RTCP common header length.
+pub const RTCP_HEADER_LEN: usize = 4;
+/// What SRTCP authenticates before the index: the header and sender SSRC.
+pub const RTCP_MIN_SRTCP_HEADER: usize = 8;
+
+/// Sender report.
+pub const SR: u8 = 200;
+/// Receiver report.
+pub const RR: u8 = 201;
+/// Source description.
+pub const SDES: u8 = 202;
+/// Goodbye.
+pub const BYE: u8 = 203;
+/// Application-defined.
+pub const APP: u8 = 204;
+
+const REPORT_BLOCK_LEN: usize = 24;
+const SENDER_INFO_LEN: usize = 20;
+
+/// One packet of a compound, as its position in the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcpPacket {
+    /// Packet type (200 SR, 201 RR, ...).
+    pub packet_type: u8,
+    /// The 5-bit count field (reception reports, SDES chunks, BYE sources).
+    pub count: u8,
+    /// Offset of this packet's header in the compound.
+    pub offset: usize,
+    /// Length of this packet in bytes, header and padding included.
+    pub len: usize,
+}
+
+impl RtcpPacket {
+    /// The SSRC that follows the header, where the type has one.
+    pub fn sender_ssrc(&self, buf: &[u8]) -> Option<u32> {
+        if self.len < RTCP_MIN_SRTCP_HEADER || (self.packet_type == BYE && self.count == 0) {
+            return None;
+        }
+        let o = self.offset + 4;
+        Some(u32::from_be_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]))
+    }
+}
+
+/// Validates a compound RTCP packet; returns the number of packets in it.
+pub fn validate(buf: &[u8]) -> Result<usize, DropReason> {
+    let mut n = 0;
+    for p in Packets::new(buf) {
+        p?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(DropReason::MalformedRtcp);
+    }
+    Ok(n)
+}
+
+/// Iterates over the packets of a compound, validating as it goes. Stops at
+/// the first error.
+#[derive(Debug, Clone)]
+pub struct Packets<'a> {
+    buf: &'a [u8],
+    offset: usize,
+    failed: bool,
+}
+
+impl<'a> Packets<'a> {
+    /// Starts at the first packet of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            offset: 0,
+            failed: false,
+        }
+    }
+
+    fn check(&self) -> Result<RtcpPacket, DropReason> {
+        let rest = &self.buf[self.offset..];
+        if rest.len() < RTCP_HEADER_LEN {
+            return Err(DropReason::Truncated);
+        }
+        if rest[0] >> 6 != 2 {
+            return Err(DropReason::BadVersion);
+        }
+        let packet_type = rest[1];
+        if !(192..=223).contains(&packet_type) {
+            return Err(DropReason::MalformedRtcp);
+        }
+        let count = rest[0] & 0x1f;
+        let len = 4 * (u16::from_be_bytes([rest[2], rest[3]]) as usize + 1);
+        if len > rest.len() {
+            return Err(DropReason::Truncated);
+        }
+        let last = len == rest.len();
+        let mut body_len = len;
+        if rest[0] & 0x20 != 0 {
+            // Padding is only allowed on the last packet of a compound.
+            let pad = rest[len - 1] as usize;
+            if !last || pad == 0 || pad > len - RTCP_HEADER_LEN {
+                return Err(DropReason::MalformedRtcp);
+            }
+            body_len -= pad;
+        }
+        let min = match packet_type {
+            SR => RTCP_MIN_SRTCP_HEADER + SENDER_INFO_LEN + REPORT_BLOCK_LEN * count as usize,
+            RR => RTCP_MIN_SRTCP_HEADER + REPORT_BLOCK_LEN * count as usize,
+            BYE => RTCP_HEADER_LEN + 4 * count as usize,
+            APP => RTCP_MIN_SRTCP_HEADER + 4,
+            _ => RTCP_HEADER_LEN,
+        };
+        if body_len < min {
+            return Err(DropReason::MalformedRtcp);
+        }
+        Ok(RtcpPacket {
+            packet_type,
+            count,
+            offset: self.offset,
+            len,
+        })
+    }
+}
+
+impl Iterator for Packets<'_> {
+    type Item = Result<RtcpPacket, DropReason>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.offset >= self.buf.len() {
+            return None;
+        }
+        match self.check() {
+            Ok(p) => {
+                self.offset += p.len;
+                Some(Ok(p))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Rewrites a validated compound going out on a renumbered stream: every
+/// SR/RR sender SSRC, SDES chunk and BYE source equal to `from` becomes `to`,
+/// and SR RTP timestamps of that source are shifted by `ts_delta`.
+pub fn rewrite_source(buf: &mut [u8], from: u32, to: u32, ts_delta: u32) {
+    let mut offset = 0;
+    while offset + RTCP_HEADER_LEN <= buf.len() {
+        let len = 4 * (u16::from_be_bytes([buf[offset + 2], buf[offset + 3]]) as usize + 1);
+        let end = (offset + len).min(buf.len());
+        let count = (buf[offset] & 0x1f) as usize;
+        let pt = buf[offset + 1];
+        let ssrc_at = offset + 4;
+        match pt {
+            SR | RR if ssrc_at + 4 <= end && read_u32(buf, ssrc_at) == from => {
+                write_u32(buf, ssrc_at, to);
+                if pt == SR && ssrc_at + 16 <= end {
+                    let ts = read_u32(buf, ssrc_at + 12).wrapping_add(ts_delta);
+                    write_u32(buf, ssrc_at + 12, ts);
+                }
+            }
+            BYE => {
+                for i in 0..count {
+                    let at = ssrc_at + 4 * i;
+                    if at + 4 <= end && read_u32(buf, at) == from {
+                        write_u32(buf, at, to);
+                    }
+                }
+            }
+            SDES => rewrite_sdes_chunks(&mut buf[..end], ssrc_at, count, from, to),
+            _ => {}
+        }
+        offset += len;
+    }
+}
+
+fn rewrite_sdes_chunks(buf: &mut [u8], mut at: usize, chunks: usize, from: u32, to: u32) {
+    for _ in 0..chunks {
+        if at + 4 > buf.len() {
+            return;
+        }
+        if read_u32(buf, at) == from {
+            write_u32(buf, at, to);
+        }
+        // Items: type, length, text; a zero type ends the chunk, which is
+        // then padded to a 32-bit boundary.
+        let mut i = at + 4;
+        while i < buf.len() && buf[i] != 0 {
+            i += 2 + buf.get(i + 1).copied().unwrap_or(0) as usize;
+        }
+        at = (i + 4) & !3;
+    }
+}
+
+fn read_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+fn write_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// SR from `ssrc` with one report block, then an SDES CNAME chunk.
+    pub(crate) fn sr_sdes(ssrc: u32, rtp_ts: u32) -> Vec<u8> {
+        let mut p = vec![0x81, SR, 0, 12];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xe0, 0, 0, 0, 0, 0, 0, 1]); // NTP
+        p.extend_from_slice(&rtp_ts.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 10, 0, 0, 6, 64]); // packets, octets
+        p.extend_from_slice(&[0, 0, 0, 9]); // report block: source
+        p.extend_from_slice(&[0; 20]);
+        // SDES: one chunk, CNAME "pbx", end, pad to 4.
+        p.extend_from_slice(&[0x81, SDES, 0, 3]);
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[1, 3, b'p', b'b', b'x', 0, 0, 0]);
+        p
+    }
+
+    #[test]
+    fn validates_compound() {
+        let p = sr_sdes(7, 1000);
+        assert_eq!(validate(&p), Ok(2));
+        let pkts: Vec<_> = Packets::new(&p).map(Result::unwrap).collect();
+        assert_eq!(pkts[0].sender_ssrc(&p), Some(7));
+        assert_eq!(pkts[1].packet_type, SDES);
+    }
+
+    #[test]
+    fn rejects_broken_compounds() {
+        let good = sr_sdes(7, 1000);
+        assert_eq!(validate(&good[..good.len() - 4]), Err(DropReason::Truncated));
+        let mut v1 = good.clone();
+        v1[0] = 0x41;
+        assert_eq!(validate(&v1), Err(DropReason::BadVersion));
+        let mut pad_first = good.clone();
+        pad_first[0] |= 0x20;
+        assert_eq!(validate(&pad_first), Err(DropReason::MalformedRtcp));
+        let mut short_sr = good.clone();
+        short_sr[0] = 0x82; // claims two report blocks
+        assert_eq!(validate(&short_sr), Err(DropReason::MalformedRtcp));
+        assert_eq!(validate(&[0x80, 72, 0, 0]), Err(DropReason::MalformedRtcp));
+        assert_eq!(validate(&[]), Err(DropReason::MalformedRtcp));
+        assert_eq!(validate(&[0x80, 201]), Err(DropReason::Truncated));
+    }
+
+    #[test]
+    fn padding_on_last_packet_is_accepted() {
+        let mut p = vec![0xa0, RR, 0, 2];
+        p.extend_from_slice(&5u32.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 4]);
+        assert_eq!(validate(&p), Ok(1));
+    }
+
+    #[test]
+    fn rewrites_only_the_renumbered_source() {
+        let mut p = sr_sdes(7, 1000);
+        rewrite_source(&mut p, 7, 99, 500);
+        assert_eq!(read_u32(&p, 4), 99);
+        assert_eq!(read_u32(&p, 16), 1500);
+        assert_eq!(read_u32(&p, 28), 9, "report block source untouched");
+        assert_eq!(read_u32(&p, 56), 99, "SDES chunk rewritten");
+        let before = p.clone();
+        rewrite_source(&mut p, 7, 1, 1);
+        assert_eq!(p, before, "other sources are left alone");
+    }
+}
