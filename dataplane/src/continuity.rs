@@ -72,7 +72,11 @@ impl StreamContinuity {
     /// force, for rewriting the same source's RTCP.
     pub fn mapping(&self) -> Option<(u32, u32, u32)> {
         let l = self.line?;
-        (l.in_ssrc != l.out_ssrc || l.ts_offset != 0).then_some((l.in_ssrc, l.out_ssrc, l.ts_offset))
+        (l.in_ssrc != l.out_ssrc || l.ts_offset != 0).then_some((
+            l.in_ssrc,
+            l.out_ssrc,
+            l.ts_offset,
+        ))
     }
 
     fn elapsed_units(&self, from: Instant, to: Instant) -> u32 {
@@ -114,8 +118,7 @@ impl StreamContinuity {
         }
         let seq_jump = !same_source || step > MAX_DROPOUT;
         let ts_skew = (ts.wrapping_sub(l.last_in_ts) as i32 as i64 - elapsed as i64).unsigned_abs();
-        let ts_jump =
-            ts_skew > TS_TOLERANCE_MS * self.clock_rate_hz as u64 / 1000 && !seq_jump;
+        let ts_jump = ts_skew > TS_TOLERANCE_MS * self.clock_rate_hz as u64 / 1000 && !seq_jump;
         if seq_jump || ts_jump {
             self.jumps += 1;
             // Carry on the output lines as if the new stream had always been
@@ -124,10 +127,7 @@ impl StreamContinuity {
             if seq_jump {
                 l.seq_offset = l.last_out_seq.wrapping_add(1).wrapping_sub(seq);
             }
-            l.ts_offset = l
-                .last_out_ts
-                .wrapping_add(elapsed.max(1))
-                .wrapping_sub(ts);
+            l.ts_offset = l.last_out_ts.wrapping_add(elapsed.max(1)).wrapping_sub(ts);
             l.in_ssrc = ssrc;
         }
         l.last_in_seq = seq;
@@ -161,10 +161,22 @@ mod tests {
             let seq = 65500u16.wrapping_add(i);
             let ts = 1_000 + 160 * i as u32;
             let r = c.next(at(t0, 20 * i as u64), 7, seq, ts);
-            assert_eq!(r, Rewrite { ssrc: 7, sequence: seq, timestamp: ts });
+            assert_eq!(
+                r,
+                Rewrite {
+                    ssrc: 7,
+                    sequence: seq,
+                    timestamp: ts
+                }
+            );
         }
         // Silence suppression: seq continues, timestamp skips with the clock.
-        let r = c.next(at(t0, 20 * 100 + 5_000), 7, 65500u16.wrapping_add(100), 1_000 + 160 * 100 + 40_000);
+        let r = c.next(
+            at(t0, 20 * 100 + 5_000),
+            7,
+            65500u16.wrapping_add(100),
+            1_000 + 160 * 100 + 40_000,
+        );
         assert_eq!(r.timestamp, 1_000 + 160 * 100 + 40_000);
         assert_eq!(c.jumps(), 0);
         assert_eq!(c.mapping(), None);
@@ -178,9 +190,23 @@ mod tests {
         c.next(at(t0, 20), 7, 40_001, 960);
         // Transfer: same SSRC, sequence back by 30,000, timestamp elsewhere.
         let r = c.next(at(t0, 40), 7, 10_001, 5_000_000);
-        assert_eq!(r, Rewrite { ssrc: 7, sequence: 40_002, timestamp: 1_120 });
+        assert_eq!(
+            r,
+            Rewrite {
+                ssrc: 7,
+                sequence: 40_002,
+                timestamp: 1_120
+            }
+        );
         let r = c.next(at(t0, 60), 7, 10_002, 5_000_160);
-        assert_eq!(r, Rewrite { ssrc: 7, sequence: 40_003, timestamp: 1_280 });
+        assert_eq!(
+            r,
+            Rewrite {
+                ssrc: 7,
+                sequence: 40_003,
+                timestamp: 1_280
+            }
+        );
         // Reordered packet from before the jump keeps its place.
         let r = c.next(at(t0, 61), 7, 10_000, 4_999_840);
         assert_eq!(r.sequence, 40_001);
@@ -193,7 +219,14 @@ mod tests {
         let t0 = Instant::now();
         c.next(t0, 7, 100, 0);
         let r = c.next(at(t0, 20), 9, 5, 77);
-        assert_eq!(r, Rewrite { ssrc: 7, sequence: 101, timestamp: 160 });
+        assert_eq!(
+            r,
+            Rewrite {
+                ssrc: 7,
+                sequence: 101,
+                timestamp: 160
+            }
+        );
         assert_eq!(c.mapping(), Some((9, 7, 160u32.wrapping_sub(77))));
     }
 
@@ -203,7 +236,14 @@ mod tests {
         let t0 = Instant::now();
         c.next(t0, 7, 1, 0);
         let r = c.next(at(t0, 20), 7, 2, 3_000_000);
-        assert_eq!(r, Rewrite { ssrc: 7, sequence: 2, timestamp: 160 });
+        assert_eq!(
+            r,
+            Rewrite {
+                ssrc: 7,
+                sequence: 2,
+                timestamp: 160
+            }
+        );
     }
 
     #[test]

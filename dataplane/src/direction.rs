@@ -64,7 +64,8 @@ fn check_telephone_event(
     if cfg.telephone_event_pt != Some(h.payload_type) {
         return Ok(false);
     }
-    let event = telephone_event::parse(h.payload(buf)).ok_or(DropReason::MalformedTelephoneEvent)?;
+    let event =
+        telephone_event::parse(h.payload(buf)).ok_or(DropReason::MalformedTelephoneEvent)?;
     counters.telephone_events += 1;
     counters.telephone_event_ends += event.end as u64;
     Ok(true)
@@ -117,8 +118,14 @@ impl LanToCloud {
         let is_event = check_telephone_event(&self.cfg, &mut self.counters, &h, packet)?;
         self.counters.rtp_in += 1;
         self.counters.rtp_bytes_in += len as u64;
-        self.stats
-            .update(now, h.ssrc, h.sequence, h.timestamp, h.payload_len, !is_event);
+        self.stats.update(
+            now,
+            h.ssrc,
+            h.sequence,
+            h.timestamp,
+            h.payload_len,
+            !is_event,
+        );
         let out = self.continuity.next(now, h.ssrc, h.sequence, h.timestamp);
         if out.sequence != h.sequence || out.timestamp != h.timestamp || out.ssrc != h.ssrc {
             rtp::set_sequence(buf, out.sequence);
@@ -215,8 +222,14 @@ impl CloudToLan {
         let is_event = check_telephone_event(&self.cfg, &mut self.counters, &h, &buf[..n])?;
         self.counters.rtp_in += 1;
         self.counters.rtp_bytes_in += len as u64;
-        self.stats
-            .update(now, h.ssrc, h.sequence, h.timestamp, h.payload_len, !is_event);
+        self.stats.update(
+            now,
+            h.ssrc,
+            h.sequence,
+            h.timestamp,
+            h.payload_len,
+            !is_event,
+        );
         if out_pt != h.payload_type {
             rtp::set_payload_type(buf, out_pt);
         }
@@ -234,7 +247,9 @@ impl CloudToLan {
     }
 
     fn rtcp_inner(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
-        let head = buf.get(..len.min(rtcp::RTCP_MIN_SRTCP_HEADER)).ok_or(DropReason::TooLarge)?;
+        let head = buf
+            .get(..len.min(rtcp::RTCP_MIN_SRTCP_HEADER))
+            .ok_or(DropReason::TooLarge)?;
         if head.len() < rtcp::RTCP_MIN_SRTCP_HEADER {
             return Err(DropReason::Truncated);
         }
@@ -254,5 +269,206 @@ impl CloudToLan {
     /// RFC 3550 statistics of the cloud's stream.
     pub fn stats(&self) -> &StreamStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::srtp::TRAILER_ROOM;
+    use std::time::Duration;
+
+    const BUF: usize = 512;
+
+    fn key(suite: Suite, seed: u8) -> MasterKey {
+        let m: Vec<u8> = (0..suite.master_len() as u8)
+            .map(|i| i.wrapping_mul(7) ^ seed)
+            .collect();
+        MasterKey::from_bytes(suite, &m).unwrap()
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn run(
+        f: impl FnOnce(&mut [u8; BUF], usize) -> Result<usize, DropReason>,
+        p: &[u8],
+    ) -> Result<Vec<u8>, DropReason> {
+        let mut buf = [0u8; BUF];
+        buf[..p.len()].copy_from_slice(p);
+        let n = f(&mut buf, p.len())?;
+        Ok(buf[..n].to_vec())
+    }
+
+    /// A LAN→cloud direction and the cloud's receiver for it, same key.
+    fn pair(suite: Suite, cfg: DirectionConfig) -> (LanToCloud, CloudToLan) {
+        let k = key(suite, 1);
+        (
+            LanToCloud::new(suite, &k, cfg.clone()).unwrap(),
+            CloudToLan::new(suite, &k, cfg).unwrap(),
+        )
+    }
+
+    #[test]
+    fn round_trip_is_byte_identical_for_every_suite() {
+        let t0 = Instant::now();
+        for suite in Suite::ALL {
+            let (mut up, mut down) = pair(suite, DirectionConfig::default());
+            for i in 0..200u16 {
+                let now = t0 + Duration::from_millis(20 * i as u64);
+                let seq = 65500u16.wrapping_add(i);
+                let p = rtp(0, seq, 160 * i as u32, 0x1234, &[0xd5; 160]);
+                let srtp = run(|b, n| up.rtp(now, b, n), &p).unwrap();
+                assert_eq!(srtp.len(), p.len() + suite.srtp_tag_len());
+                assert_eq!(&srtp[..12], &p[..12], "{suite}: header passes untouched");
+                assert_eq!(
+                    run(|b, n| down.rtp(now, b, n), &srtp).unwrap(),
+                    p,
+                    "{suite}"
+                );
+            }
+            assert_eq!(up.counters().rtp_out, 200);
+            assert_eq!(down.counters().rtp_out, 200);
+            assert_eq!(down.stats().lost(), 0);
+            assert_eq!(down.stats().extended_highest_seq(), 65536 + 163);
+        }
+    }
+
+    #[test]
+    fn transfer_jump_still_decrypts_after_renumbering() {
+        let t0 = Instant::now();
+        let (mut up, mut down) = pair(Suite::AesCm128HmacSha1_80, DirectionConfig::default());
+        let mut last_seq = 0;
+        for i in 0..100u32 {
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            // After packet 50 the PBX transfers: sequence back by 30,000.
+            let seq = if i < 50 { 40_000 + i } else { 10_000 + i } as u16;
+            let p = rtp(8, seq, 160 * i, 77, &[1; 160]);
+            let srtp = run(|b, n| up.rtp(now, b, n), &p).unwrap();
+            let back = run(|b, n| down.rtp(now, b, n), &srtp).expect("receiver accepts");
+            let out_seq = u16::from_be_bytes([back[2], back[3]]);
+            if i > 0 {
+                assert_eq!(out_seq, last_seq + 1);
+            }
+            last_seq = out_seq;
+            assert_eq!(&back[12..], &p[12..]);
+        }
+        assert_eq!(up.jumps(), 1);
+        assert_eq!(down.counters().drops.total(), 0);
+    }
+
+    #[test]
+    fn bad_input_is_dropped_and_counted_by_reason() {
+        let now = Instant::now();
+        let cfg = DirectionConfig {
+            payload_types: PayloadTypeMap::only(&[(0, 0), (101, 101)]),
+            telephone_event_pt: Some(101),
+            ..DirectionConfig::default()
+        };
+        let (mut up, mut down) = pair(Suite::AesCm128HmacSha1_80, cfg);
+        assert_eq!(
+            run(|b, n| up.rtp(now, b, n), &rtp(8, 1, 0, 1, &[0; 10])),
+            Err(DropReason::PayloadTypeNotAllowed)
+        );
+        assert_eq!(
+            run(|b, n| up.rtp(now, b, n), &[0x80, 0, 1]),
+            Err(DropReason::Truncated)
+        );
+        assert_eq!(
+            run(|b, n| up.rtp(now, b, n), &rtp(101, 1, 0, 1, &[1, 2])),
+            Err(DropReason::MalformedTelephoneEvent)
+        );
+        let dtmf = rtp(101, 2, 0, 1, &[5, 0x8a, 0, 160]);
+        let srtp = run(|b, n| up.rtp(now, b, n), &dtmf).unwrap();
+        assert_eq!(up.counters().telephone_event_ends, 1);
+
+        let mut tampered = srtp.clone();
+        tampered[13] ^= 1;
+        assert_eq!(
+            run(|b, n| down.rtp(now, b, n), &tampered),
+            Err(DropReason::AuthFailed)
+        );
+        assert_eq!(run(|b, n| down.rtp(now, b, n), &srtp), Ok(dtmf.clone()));
+        assert_eq!(
+            run(|b, n| down.rtp(now, b, n), &srtp),
+            Err(DropReason::Replay)
+        );
+        assert_eq!(
+            run(|b, n| down.rtp(now, b, n), &srtp[..14]),
+            Err(DropReason::Truncated)
+        );
+        let mut v1 = srtp.clone();
+        v1[0] = 0x40;
+        assert_eq!(
+            run(|b, n| down.rtp(now, b, n), &v1),
+            Err(DropReason::BadVersion)
+        );
+        // A packet filling the buffer leaves no room for the tag.
+        let mut huge = [0u8; BUF];
+        huge[..12].copy_from_slice(&rtp(0, 3, 0, 1, &[])[..12]);
+        assert_eq!(
+            up.rtp(now, &mut huge, BUF - TRAILER_ROOM + 1),
+            Err(DropReason::TooLarge)
+        );
+        assert_eq!(up.rtp(now, &mut huge, BUF + 1), Err(DropReason::TooLarge));
+
+        let d = down.counters().drops;
+        assert_eq!(
+            (
+                d.get(DropReason::AuthFailed),
+                d.get(DropReason::Replay),
+                d.get(DropReason::Truncated)
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(up.counters().drops.total(), 5);
+        assert_eq!(down.counters().telephone_events, 1);
+    }
+
+    #[test]
+    fn rtcp_round_trip_and_rejections() {
+        let (mut up, mut down) = pair(Suite::AeadAes128Gcm, DirectionConfig::default());
+        let sr = crate::rtcp::tests::sr_sdes(0x1234, 9000);
+        let srtcp = run(|b, n| up.rtcp(b, n), &sr).unwrap();
+        assert_eq!(
+            srtcp.len(),
+            sr.len() + Suite::AeadAes128Gcm.srtcp_overhead()
+        );
+        assert_eq!(run(|b, n| down.rtcp(b, n), &srtcp).unwrap(), sr);
+        assert_eq!(run(|b, n| down.rtcp(b, n), &srtcp), Err(DropReason::Replay));
+        assert_eq!(
+            run(|b, n| down.rtcp(b, n), &srtcp[..10]),
+            Err(DropReason::Truncated)
+        );
+        assert_eq!(
+            run(|b, n| up.rtcp(b, n), &sr[..30]),
+            Err(DropReason::Truncated)
+        );
+        assert_eq!(up.counters().rtcp_out, 1);
+        assert_eq!(down.counters().rtcp_out, 1);
+    }
+
+    #[test]
+    fn payload_type_map_rewrites_only_the_type() {
+        let now = Instant::now();
+        let cfg = DirectionConfig {
+            payload_types: PayloadTypeMap::only(&[(101, 96)]),
+            ..DirectionConfig::default()
+        };
+        let k = key(Suite::AesCm128HmacSha1_32, 3);
+        let mut up = LanToCloud::new(Suite::AesCm128HmacSha1_32, &k, cfg).unwrap();
+        let mut down =
+            CloudToLan::new(Suite::AesCm128HmacSha1_32, &k, DirectionConfig::default()).unwrap();
+        let p = rtp(0x80 | 101, 9, 9, 9, &[1, 0, 0, 160]);
+        let srtp = run(|b, n| up.rtp(now, b, n), &p).unwrap();
+        let back = run(|b, n| down.rtp(now, b, n), &srtp).unwrap();
+        assert_eq!(back[1], 0x80 | 96, "marker kept, type mapped");
+        assert_eq!(&back[2..], &p[2..]);
     }
 }

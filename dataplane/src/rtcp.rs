@@ -43,7 +43,12 @@ impl RtcpPacket {
             return None;
         }
         let o = self.offset + 4;
-        Some(u32::from_be_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]))
+        Some(u32::from_be_bytes([
+            buf[o],
+            buf[o + 1],
+            buf[o + 2],
+            buf[o + 3],
+        ]))
     }
 }
 
@@ -237,7 +242,10 @@ pub(crate) mod tests {
     #[test]
     fn rejects_broken_compounds() {
         let good = sr_sdes(7, 1000);
-        assert_eq!(validate(&good[..good.len() - 4]), Err(DropReason::Truncated));
+        assert_eq!(
+            validate(&good[..good.len() - 4]),
+            Err(DropReason::Truncated)
+        );
         let mut v1 = good.clone();
         v1[0] = 0x41;
         assert_eq!(validate(&v1), Err(DropReason::BadVersion));

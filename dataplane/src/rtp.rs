@@ -192,7 +192,10 @@ mod tests {
         assert_eq!(parse(&[0x80; 11]), Err(DropReason::Truncated));
         assert_eq!(parse(&packet(0x40, &[])), Err(DropReason::BadVersion));
         assert_eq!(parse(&packet(0x8f, &[0; 8])), Err(DropReason::Truncated));
-        assert_eq!(parse(&packet(0x90, &[0xbe, 0xde])), Err(DropReason::ExtensionOverrun));
+        assert_eq!(
+            parse(&packet(0x90, &[0xbe, 0xde])),
+            Err(DropReason::ExtensionOverrun)
+        );
         assert_eq!(
             parse(&packet(0x90, &[0xbe, 0xde, 0, 2, 0, 0, 0, 0])),
             Err(DropReason::ExtensionOverrun)
@@ -210,7 +213,10 @@ mod tests {
         set_ssrc(&mut p, 3);
         set_payload_type(&mut p, 0);
         let h = parse(&p).unwrap();
-        assert_eq!((h.sequence, h.timestamp, h.ssrc, h.payload_type), (1, 2, 3, 0));
+        assert_eq!(
+            (h.sequence, h.timestamp, h.ssrc, h.payload_type),
+            (1, 2, 3, 0)
+        );
         assert!(h.marker);
         assert_eq!(h.payload(&p), &[7]);
     }

@@ -209,7 +209,14 @@ mod tests {
         for &seq in seqs {
             // Arrivals exactly on the 20 ms grid of their sequence numbers.
             let n = seq.wrapping_sub(seqs[0]) as u64;
-            s.update(t0 + Duration::from_millis(20 * n), 1, seq, 160 * n as u32, 160, true);
+            s.update(
+                t0 + Duration::from_millis(20 * n),
+                1,
+                seq,
+                160 * n as u32,
+                160,
+                true,
+            );
         }
     }
 

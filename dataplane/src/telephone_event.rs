@@ -32,7 +32,9 @@ pub fn parse(payload: &[u8]) -> Option<TelephoneEvent> {
 impl TelephoneEvent {
     /// The DTMF digit this event stands for, if it is one.
     pub fn digit(&self) -> Option<char> {
-        b"0123456789*#ABCD".get(self.event as usize).map(|&b| b as char)
+        b"0123456789*#ABCD"
+            .get(self.event as usize)
+            .map(|&b| b as char)
     }
 }
 

@@ -1,1 +1,38 @@
-//! Shared helpers for the interop tests.
+//! Shared helpers for pbxlink's interop tests: packet corpora that exercise
+//! every RTP feature, and drivers for the real peers (python3-pylibsrtp,
+//! rtpengine). The peers are installed by `tests/run`; when one is missing
+//! the test fails and says so instead of passing vacuously.
+
+pub mod bencode;
+pub mod corpus;
+pub mod pylibsrtp;
+pub mod rtpengine;
+
+use pbxlink_dataplane::MasterKey;
+use pbxlink_dataplane::srtp::Suite;
+
+/// A deterministic master key for `suite` (tests must be repeatable).
+pub fn test_key(suite: Suite, seed: u8) -> MasterKey {
+    let m: Vec<u8> = (0..suite.master_len() as u8)
+        .map(|i| i.wrapping_mul(31).wrapping_add(seed) ^ 0x5a)
+        .collect();
+    MasterKey::from_bytes(suite, &m).expect("length matches suite")
+}
+
+/// The SDES inline key without the `inline:` prefix.
+pub fn key_b64(key: &MasterKey) -> String {
+    key.to_sdes_inline()
+        .trim_start_matches("inline:")
+        .to_owned()
+}
+
+/// Runs `f` over `p` in a buffer with SRTP trailer room; returns the output.
+pub fn transform<E>(
+    p: &[u8],
+    f: impl FnOnce(&mut [u8], usize) -> Result<usize, E>,
+) -> Result<Vec<u8>, E> {
+    let mut buf = vec![0u8; 2048];
+    buf[..p.len()].copy_from_slice(p);
+    let n = f(&mut buf, p.len())?;
+    Ok(buf[..n].to_vec())
+}

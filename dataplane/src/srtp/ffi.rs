@@ -67,11 +67,16 @@ pub(crate) type srtp_t = *mut srtp_ctx_t;
 unsafe extern "C" {
     pub(crate) fn srtp_init() -> srtp_err_status_t;
     pub(crate) fn srtp_get_version_string() -> *const c_char;
-    pub(crate) fn srtp_create(session: *mut srtp_t, policy: *const srtp_policy_t)
-    -> srtp_err_status_t;
+    pub(crate) fn srtp_create(
+        session: *mut srtp_t,
+        policy: *const srtp_policy_t,
+    ) -> srtp_err_status_t;
     pub(crate) fn srtp_dealloc(session: srtp_t) -> srtp_err_status_t;
-    pub(crate) fn srtp_protect(ctx: srtp_t, rtp_hdr: *mut c_void, len_ptr: *mut c_int)
-    -> srtp_err_status_t;
+    pub(crate) fn srtp_protect(
+        ctx: srtp_t,
+        rtp_hdr: *mut c_void,
+        len_ptr: *mut c_int,
+    ) -> srtp_err_status_t;
     pub(crate) fn srtp_unprotect(
         ctx: srtp_t,
         srtp_hdr: *mut c_void,
@@ -166,8 +171,14 @@ mod tests {
         // SAFETY: the probe functions take no arguments and return constants.
         unsafe {
             assert_eq!(size_of::<srtp_policy_t>(), pbxlink_srtp_policy_size());
-            assert_eq!(size_of::<srtp_crypto_policy_t>(), pbxlink_srtp_crypto_policy_size());
-            assert_eq!(offset_of!(srtp_policy_t, key), pbxlink_srtp_policy_offset_key());
+            assert_eq!(
+                size_of::<srtp_crypto_policy_t>(),
+                pbxlink_srtp_crypto_policy_size()
+            );
+            assert_eq!(
+                offset_of!(srtp_policy_t, key),
+                pbxlink_srtp_policy_offset_key()
+            );
             assert_eq!(
                 offset_of!(srtp_policy_t, window_size),
                 pbxlink_srtp_policy_offset_window_size()
@@ -176,7 +187,10 @@ mod tests {
                 offset_of!(srtp_policy_t, allow_repeat_tx),
                 pbxlink_srtp_policy_offset_allow_repeat_tx()
             );
-            assert_eq!(offset_of!(srtp_policy_t, next), pbxlink_srtp_policy_offset_next());
+            assert_eq!(
+                offset_of!(srtp_policy_t, next),
+                pbxlink_srtp_policy_offset_next()
+            );
             assert_eq!(SRTP_MAX_TRAILER_LEN, pbxlink_srtp_max_trailer_len());
         }
     }

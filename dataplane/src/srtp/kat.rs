@@ -21,7 +21,12 @@ fn unhex(s: &str) -> Vec<u8> {
 
 fn ctx(suite: Suite, key: &[u8], salt: &[u8], role: Role) -> SrtpContext {
     let material: Vec<u8> = key.iter().chain(salt).copied().collect();
-    SrtpContext::new(suite, &MasterKey::from_bytes(suite, &material).unwrap(), role).unwrap()
+    SrtpContext::new(
+        suite,
+        &MasterKey::from_bytes(suite, &material).unwrap(),
+        role,
+    )
+    .unwrap()
 }
 
 // pion/srtp srtp_test.go: master key/salt and the five packets of
@@ -61,7 +66,11 @@ fn aes_cm_80_and_32_protect_match_independent_reference() {
             let plain = pion_plain(seq);
             buf[..plain.len()].copy_from_slice(&plain);
             let n = tx.protect_rtp(&mut buf, plain.len()).unwrap();
-            assert_eq!(&buf[..n], &pion_srtp(seq, tail, suite.srtp_tag_len())[..], "{suite} seq {seq}");
+            assert_eq!(
+                &buf[..n],
+                &pion_srtp(seq, tail, suite.srtp_tag_len())[..],
+                "{suite} seq {seq}"
+            );
         }
     }
 }
@@ -152,10 +161,19 @@ impl Gcm {
         // SAFETY: buf has room for the plaintext plus the 16-byte tag NSS
         // writes past it; iv is 12 bytes, aad outlives the calls.
         unsafe {
-            assert_eq!(srtp_cipher_set_iv(self.0, iv.as_mut_ptr(), SRTP_DIRECTION_ENCRYPT), 0);
-            assert_eq!(srtp_cipher_set_aad(self.0, aad.as_ptr(), aad.len() as u32), 0);
+            assert_eq!(
+                srtp_cipher_set_iv(self.0, iv.as_mut_ptr(), SRTP_DIRECTION_ENCRYPT),
+                0
+            );
+            assert_eq!(
+                srtp_cipher_set_aad(self.0, aad.as_ptr(), aad.len() as u32),
+                0
+            );
             assert_eq!(srtp_cipher_encrypt(self.0, buf.as_mut_ptr(), &mut len), 0);
-            assert_eq!(srtp_cipher_get_tag(self.0, tag.as_mut_ptr(), &mut tag_len), 0);
+            assert_eq!(
+                srtp_cipher_get_tag(self.0, tag.as_mut_ptr(), &mut tag_len),
+                0
+            );
         }
         buf.truncate(len as usize);
         buf.extend_from_slice(&tag[..tag_len as usize]);
@@ -168,8 +186,14 @@ impl Gcm {
         let mut len = sealed.len() as u32;
         // SAFETY: as in seal; decrypt reads len bytes including the tag.
         let status = unsafe {
-            assert_eq!(srtp_cipher_set_iv(self.0, iv.as_mut_ptr(), SRTP_DIRECTION_DECRYPT), 0);
-            assert_eq!(srtp_cipher_set_aad(self.0, aad.as_ptr(), aad.len() as u32), 0);
+            assert_eq!(
+                srtp_cipher_set_iv(self.0, iv.as_mut_ptr(), SRTP_DIRECTION_DECRYPT),
+                0
+            );
+            assert_eq!(
+                srtp_cipher_set_aad(self.0, aad.as_ptr(), aad.len() as u32),
+                0
+            );
             srtp_cipher_decrypt(self.0, buf.as_mut_ptr(), &mut len)
         };
         (status == 0).then(|| {
@@ -212,16 +236,27 @@ fn rfc7714_16_1_srtp_aead_aes_128_gcm() {
     assert_eq!(out, srtp, "§16.1.1 encryption");
 
     let mut nonce = iv(&salt, 0x5501_a0b2, 0, 0xf17b);
-    assert_eq!(gcm.open(&mut nonce, &srtp[..12], &srtp[12..]).unwrap(), &rtp[12..], "§16.1.2");
+    assert_eq!(
+        gcm.open(&mut nonce, &srtp[..12], &srtp[12..]).unwrap(),
+        &rtp[12..],
+        "§16.1.2"
+    );
     let mut tampered = srtp.clone();
     tampered[20] ^= 1;
     let mut nonce = iv(&salt, 0x5501_a0b2, 0, 0xf17b);
-    assert!(gcm.open(&mut nonce, &tampered[..12], &tampered[12..]).is_none());
+    assert!(
+        gcm.open(&mut nonce, &tampered[..12], &tampered[12..])
+            .is_none()
+    );
 }
 
 #[test]
 fn rfc7714_17_1_srtcp_aead_aes_128_gcm() {
-    let (rtcp, srtcp, salt) = (unhex(RFC7714_RTCP), unhex(RFC7714_SRTCP), unhex(RFC7714_SALT));
+    let (rtcp, srtcp, salt) = (
+        unhex(RFC7714_RTCP),
+        unhex(RFC7714_SRTCP),
+        unhex(RFC7714_SALT),
+    );
     let mut gcm = Gcm::new(&unhex(RFC7714_KEY));
     let e_index = &srtcp[srtcp.len() - 4..];
     assert_eq!(e_index, [0x80, 0, 0x05, 0xd4], "E=1, SRTCP index 0x5d4");
@@ -235,7 +270,11 @@ fn rfc7714_17_1_srtcp_aead_aes_128_gcm() {
 
     let mut nonce = iv(&salt, 0x4d61_7273, 0, 0x05d4);
     let sealed = &srtcp[8..srtcp.len() - 4];
-    assert_eq!(gcm.open(&mut nonce, &aad, sealed).unwrap(), &rtcp[8..], "§17.2 decryption");
+    assert_eq!(
+        gcm.open(&mut nonce, &aad, sealed).unwrap(),
+        &rtcp[8..],
+        "§17.2 decryption"
+    );
 }
 
 fn hex(b: &[u8]) -> String {

@@ -7,9 +7,9 @@
 #![allow(unsafe_code)]
 
 mod ffi;
-mod key;
 #[cfg(test)]
 mod kat;
+mod key;
 
 pub use key::{KeyError, MasterKey};
 
