@@ -1,1 +1,28 @@
-fn main() {}
+//! `pbxlink`: the gateway binary. Today it carries the media core's demo;
+//! the relay, SIP B2BUA and CSTA client arrive as their issues land (see
+//! ARCHITECTURE.md).
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "pbxlink", version, about = "PBX ↔ cloud media gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run generated calls through the media core on an embedded default:
+    /// a simulated PBX and cloud exchanging G.711 and DTMF both ways, every
+    /// packet verified, with a transfer mid-call.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Demo(args) => demo::run(&args),
+    }
+}

@@ -275,7 +275,6 @@ impl CloudToLan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::srtp::TRAILER_ROOM;
     use std::time::Duration;
 
     const BUF: usize = 512;
@@ -413,7 +412,11 @@ mod tests {
         let mut huge = [0u8; BUF];
         huge[..12].copy_from_slice(&rtp(0, 3, 0, 1, &[])[..12]);
         assert_eq!(
-            up.rtp(now, &mut huge, BUF - TRAILER_ROOM + 1),
+            up.rtp(
+                now,
+                &mut huge,
+                BUF - Suite::AesCm128HmacSha1_80.srtp_tag_len() + 1
+            ),
             Err(DropReason::TooLarge)
         );
         assert_eq!(up.rtp(now, &mut huge, BUF + 1), Err(DropReason::TooLarge));

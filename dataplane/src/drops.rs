@@ -30,13 +30,16 @@ pub enum DropReason {
     ReplayOld,
     /// RTP payload type not in this direction's payload-type map.
     PayloadTypeNotAllowed,
-    /// Any other libsrtp failure (key expired, cipher failure).
+    /// Any other SRTP failure (key expired, cipher failure).
     SrtpError,
+    /// A new SSRC to protect while the context already tracks its maximum;
+    /// forgetting one would reuse its keystream.
+    TooManySources,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -52,6 +55,7 @@ impl DropReason {
         DropReason::ReplayOld,
         DropReason::PayloadTypeNotAllowed,
         DropReason::SrtpError,
+        DropReason::TooManySources,
     ];
 
     /// The counter's stable name.
@@ -69,6 +73,7 @@ impl DropReason {
             DropReason::ReplayOld => "replay_old",
             DropReason::PayloadTypeNotAllowed => "payload_type_not_allowed",
             DropReason::SrtpError => "srtp_error",
+            DropReason::TooManySources => "too_many_sources",
         }
     }
 }

@@ -92,6 +92,29 @@ pub fn parse_header(buf: &[u8]) -> Result<RtpHeader, DropReason> {
     })
 }
 
+/// Length of the header (fixed part, CSRCs, extension) of the packet in
+/// `buf`, checked against `buf.len()`; the version is not looked at. This is
+/// all SRTP needs to know of a packet.
+pub fn header_len(buf: &[u8]) -> Result<usize, DropReason> {
+    if buf.len() < RTP_HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    let mut len = RTP_HEADER_LEN + 4 * (buf[0] & 0x0f) as usize;
+    if len > buf.len() {
+        return Err(DropReason::Truncated);
+    }
+    if buf[0] & 0x10 != 0 {
+        let Some(ext) = buf.get(len..len + 4) else {
+            return Err(DropReason::ExtensionOverrun);
+        };
+        len += 4 + 4 * u16::from_be_bytes([ext[2], ext[3]]) as usize;
+        if len > buf.len() {
+            return Err(DropReason::ExtensionOverrun);
+        }
+    }
+    Ok(len)
+}
+
 /// Parses and validates a whole plain RTP packet, padding included.
 pub fn parse(buf: &[u8]) -> Result<RtpHeader, DropReason> {
     let mut h = parse_header(buf)?;

@@ -1,15 +1,55 @@
-//! Known-answer tests on whole packets.
+//! Known-answer tests on whole packets, for both engines.
 //!
 //! - AES-CM suites: reference SRTP/SRTCP packets produced by an independent
-//!   implementation (pion/srtp, Go), checked byte for byte through
-//!   [`SrtpContext`] with master keys, i.e. through libsrtp's KDF too.
+//!   implementation (pion/srtp, Go), checked byte for byte through the native
+//!   [`SrtpContext`] and through [`LibsrtpContext`], with master keys (so
+//!   through each engine's KDF too).
 //! - AEAD_AES_128_GCM: RFC 7714 §16.1 (SRTP) and §17.1 (SRTCP). The RFC gives
-//!   session keys (below the KDF), so these drive libsrtp's GCM cipher with
-//!   the RFC's IV and AAD construction directly.
+//!   session keys (below the KDF): the native engine's nonce and AEAD code
+//!   runs them on whole packets, and libsrtp's GCM cipher runs them with the
+//!   RFC's IV and AAD.
+//! - RFC 3711 B.2 (keystream) and B.3 (KDF) are in `transform` and `kdf`.
 #![allow(unsafe_code)]
 
 use super::ffi::cipher::*;
+use super::kdf::SessionKeys;
+use super::libsrtp::init_library;
+use super::transform;
 use super::*;
+use crate::drops::DropReason;
+
+/// The operations both engines offer, so every vector runs through each.
+trait Engine: Sized {
+    fn make(suite: Suite, key: &MasterKey, role: Role) -> Self;
+    fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason>;
+    fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason>;
+    fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason>;
+    fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason>;
+}
+
+macro_rules! engine {
+    ($t:ty) => {
+        impl Engine for $t {
+            fn make(suite: Suite, key: &MasterKey, role: Role) -> Self {
+                <$t>::new(suite, key, role).unwrap()
+            }
+            fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
+                <$t>::protect_rtp(self, buf, len)
+            }
+            fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
+                <$t>::unprotect_rtp(self, buf, len)
+            }
+            fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
+                <$t>::protect_rtcp(self, buf, len)
+            }
+            fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
+                <$t>::unprotect_rtcp(self, buf, len)
+            }
+        }
+    };
+}
+engine!(SrtpContext);
+engine!(LibsrtpContext);
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
@@ -19,14 +59,13 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn ctx(suite: Suite, key: &[u8], salt: &[u8], role: Role) -> SrtpContext {
+fn ctx<E: Engine>(suite: Suite, key: &[u8], salt: &[u8], role: Role) -> E {
     let material: Vec<u8> = key.iter().chain(salt).copied().collect();
-    SrtpContext::new(
+    E::make(
         suite,
         &MasterKey::from_bytes(suite, &material).unwrap(),
         role,
     )
-    .unwrap()
 }
 
 // pion/srtp srtp_test.go: master key/salt and the five packets of
@@ -57,10 +96,9 @@ fn pion_srtp(seq: u16, tail: &str, tag_len: usize) -> Vec<u8> {
     p
 }
 
-#[test]
-fn aes_cm_80_and_32_protect_match_independent_reference() {
+fn aes_cm_protect_matches_independent_reference<E: Engine>() {
     for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
-        let mut tx = ctx(suite, &unhex(PION_KEY), &unhex(PION_SALT), Role::Protect);
+        let mut tx: E = ctx(suite, &unhex(PION_KEY), &unhex(PION_SALT), Role::Protect);
         for (seq, tail) in PION_RTP {
             let mut buf = [0u8; 256];
             let plain = pion_plain(seq);
@@ -75,10 +113,9 @@ fn aes_cm_80_and_32_protect_match_independent_reference() {
     }
 }
 
-#[test]
-fn aes_cm_80_and_32_unprotect_match_independent_reference() {
+fn aes_cm_unprotect_matches_independent_reference<E: Engine>() {
     for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
-        let mut rx = ctx(suite, &unhex(PION_KEY), &unhex(PION_SALT), Role::Unprotect);
+        let mut rx: E = ctx(suite, &unhex(PION_KEY), &unhex(PION_SALT), Role::Unprotect);
         for (seq, tail) in PION_RTP {
             let srtp = pion_srtp(seq, tail, suite.srtp_tag_len());
             let mut buf = [0u8; 256];
@@ -100,19 +137,18 @@ const PION_SRTCP: &str = "80c8000666ef91ffcd34c578b28be16bc509d577e4ce5f208021bd
                           49e5f5c0684ee56a78077546ed90f6dc9def3bdff279a9d8800000016\
                           0c0aeb56f40880e28ba";
 
-#[test]
-fn srtcp_matches_independent_reference_for_aes_cm_suites() {
+fn srtcp_matches_independent_reference<E: Engine>() {
     let plain = unhex(PION_RTCP_PLAIN);
     let expected = unhex(PION_SRTCP);
     for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
         let (k, s) = (unhex(PION_RTCP_KEY), unhex(PION_RTCP_SALT));
-        let mut tx = ctx(suite, &k, &s, Role::Protect);
+        let mut tx: E = ctx(suite, &k, &s, Role::Protect);
         let mut buf = [0u8; 256];
         buf[..plain.len()].copy_from_slice(&plain);
         let n = tx.protect_rtcp(&mut buf, plain.len()).unwrap();
         assert_eq!(&buf[..n], &expected[..], "{suite}");
 
-        let mut rx = ctx(suite, &k, &s, Role::Unprotect);
+        let mut rx: E = ctx(suite, &k, &s, Role::Unprotect);
         let n = rx.unprotect_rtcp(&mut buf, n).unwrap();
         assert_eq!(&buf[..n], &plain[..], "{suite}");
     }
@@ -281,12 +317,11 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-#[test]
-fn gcm_context_round_trip_and_rejections() {
+fn gcm_round_trip_and_rejections<E: Engine>() {
     let key: Vec<u8> = (0..28).collect();
     let mk = MasterKey::from_bytes(Suite::AeadAes128Gcm, &key).unwrap();
-    let mut tx = SrtpContext::new(Suite::AeadAes128Gcm, &mk, Role::Protect).unwrap();
-    let mut rx = SrtpContext::new(Suite::AeadAes128Gcm, &mk, Role::Unprotect).unwrap();
+    let mut tx = E::make(Suite::AeadAes128Gcm, &mk, Role::Protect);
+    let mut rx = E::make(Suite::AeadAes128Gcm, &mk, Role::Unprotect);
     let plain = pion_plain(65535);
     let mut buf = [0u8; 256];
     buf[..plain.len()].copy_from_slice(&plain);
@@ -313,5 +348,100 @@ fn gcm_context_round_trip_and_rejections() {
     assert_eq!(rx.unprotect_rtp(&mut short, 20), Err(DropReason::Truncated));
 
     let mut tight = srtp.clone();
-    assert_eq!(rx.unprotect_rtp(&mut tight, n), Err(DropReason::TooLarge));
+    assert_eq!(
+        rx.unprotect_rtp(&mut tight, n + 1),
+        Err(DropReason::TooLarge)
+    );
+    let mut no_room = plain.clone();
+    assert_eq!(
+        tx.protect_rtp(&mut no_room, plain.len()),
+        Err(DropReason::TooLarge)
+    );
+}
+
+#[test]
+fn native_aes_cm_protect_matches_independent_reference() {
+    aes_cm_protect_matches_independent_reference::<SrtpContext>();
+}
+
+#[test]
+fn libsrtp_aes_cm_protect_matches_independent_reference() {
+    aes_cm_protect_matches_independent_reference::<LibsrtpContext>();
+}
+
+#[test]
+fn native_aes_cm_unprotect_matches_independent_reference() {
+    aes_cm_unprotect_matches_independent_reference::<SrtpContext>();
+}
+
+#[test]
+fn libsrtp_aes_cm_unprotect_matches_independent_reference() {
+    aes_cm_unprotect_matches_independent_reference::<LibsrtpContext>();
+}
+
+#[test]
+fn native_srtcp_matches_independent_reference() {
+    srtcp_matches_independent_reference::<SrtpContext>();
+}
+
+#[test]
+fn libsrtp_srtcp_matches_independent_reference() {
+    srtcp_matches_independent_reference::<LibsrtpContext>();
+}
+
+#[test]
+fn native_gcm_round_trip_and_rejections() {
+    gcm_round_trip_and_rejections::<SrtpContext>();
+}
+
+#[test]
+fn libsrtp_gcm_round_trip_and_rejections() {
+    gcm_round_trip_and_rejections::<LibsrtpContext>();
+}
+
+fn rfc7714_session(key: &str, salt: &str) -> transform::Gcm {
+    let mut keys = SessionKeys {
+        encryption: unhex(key).try_into().unwrap(),
+        authentication: [0; 20],
+        salt: [0; 14],
+    };
+    keys.salt[..12].copy_from_slice(&unhex(salt));
+    transform::Gcm::new(&keys)
+}
+
+#[test]
+fn native_rfc7714_16_1_srtp_whole_packet() {
+    let (rtp, srtp) = (unhex(RFC7714_RTP), unhex(RFC7714_SRTP));
+    let gcm = rfc7714_session(RFC7714_KEY, RFC7714_SALT);
+    let nonce = gcm.rtp_nonce(0x5501_a0b2, 0xf17b);
+    assert_eq!(hex(&nonce), "51753c6580c2726f20718414", "§16.1 IV");
+    let mut buf = rtp.clone();
+    let tag = gcm.seal(&nonce, &rtp[..12], &mut buf[12..]);
+    buf.extend_from_slice(&tag);
+    assert_eq!(buf, srtp, "§16.1.1 encryption");
+    let (head, rest) = buf.split_at_mut(12);
+    let (data, tag) = rest.split_at_mut(rtp.len() - 12);
+    assert!(gcm.open(&nonce, head, data, tag), "§16.1.2 decryption");
+    assert_eq!(&buf[..rtp.len()], &rtp[..]);
+}
+
+#[test]
+fn native_rfc7714_17_1_srtcp_whole_packet() {
+    let (rtcp, srtcp) = (unhex(RFC7714_RTCP), unhex(RFC7714_SRTCP));
+    let gcm = rfc7714_session(RFC7714_KEY, RFC7714_SALT);
+    let word = [0x80, 0, 0x05, 0xd4];
+    let nonce = gcm.rtcp_nonce(0x4d61_7273, 0x05d4);
+    let aad: Vec<u8> = rtcp[..8].iter().chain(&word).copied().collect();
+    let mut buf = rtcp.clone();
+    let tag = gcm.seal(&nonce, &aad, &mut buf[8..]);
+    buf.extend_from_slice(&tag);
+    buf.extend_from_slice(&word);
+    assert_eq!(buf, srtcp, "§17.1 encryption");
+    let body = rtcp.len();
+    let tag: Vec<u8> = buf[body..body + 16].to_vec();
+    assert!(
+        gcm.open(&nonce, &aad, &mut buf[8..body], &tag),
+        "§17.2 decryption"
+    );
+    assert_eq!(&buf[..body], &rtcp[..]);
 }

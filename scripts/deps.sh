@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# Installs the Debian packages pbxlink needs, only those missing, with one
+# `apt-get update` per run. Sourced by ./demo and ./tests/run.
+
+PBXLINK_BUILD_PACKAGES=(libsrtp2-dev pkg-config)
+# Real peers for the interop tests: libsrtp through Python, and rtpengine as
+# an independent SRTP implementation.
+PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon)
+
+pbxlink_apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "==> installing ${missing[*]}"
+    if [ -z "${PBXLINK_APT_UPDATED:-}" ]; then
+        $sudo apt-get update -qq
+        PBXLINK_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
