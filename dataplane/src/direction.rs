@@ -55,6 +55,18 @@ pub struct DirectionCounters {
     pub drops: DropCounters,
 }
 
+impl DirectionCounters {
+    fn account_rtp(&mut self, r: Result<usize, DropReason>) {
+        match r {
+            Ok(n) => {
+                self.rtp_out += 1;
+                self.rtp_bytes_out += n as u64;
+            }
+            Err(reason) => self.drops.bump(reason),
+        }
+    }
+}
+
 fn check_telephone_event(
     cfg: &DirectionConfig,
     counters: &mut DirectionCounters,
@@ -97,13 +109,7 @@ impl LanToCloud {
     /// length to send. A drop is counted under its reason and returned.
     pub fn rtp(&mut self, now: Instant, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
         let r = self.rtp_inner(now, buf, len);
-        match r {
-            Ok(n) => {
-                self.counters.rtp_out += 1;
-                self.counters.rtp_bytes_out += n as u64;
-            }
-            Err(reason) => self.counters.drops.bump(reason),
-        }
+        self.counters.account_rtp(r);
         r
     }
 
@@ -197,13 +203,7 @@ impl CloudToLan {
     /// length to send. Only authenticated packets pass.
     pub fn rtp(&mut self, now: Instant, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
         let r = self.rtp_inner(now, buf, len);
-        match r {
-            Ok(n) => {
-                self.counters.rtp_out += 1;
-                self.counters.rtp_bytes_out += n as u64;
-            }
-            Err(reason) => self.counters.drops.bump(reason),
-        }
+        self.counters.account_rtp(r);
         r
     }
 

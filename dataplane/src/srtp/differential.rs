@@ -61,6 +61,27 @@ fn packet(rng: &mut Rng, ssrc: u32, seq: u16) -> Vec<u8> {
     p
 }
 
+/// Both engines, each as sender and receiver, on one random key.
+struct Engines {
+    native_tx: SrtpContext,
+    lib_tx: LibsrtpContext,
+    native_rx: SrtpContext,
+    lib_rx: LibsrtpContext,
+}
+
+impl Engines {
+    fn new(suite: Suite, rng: &mut Rng) -> Self {
+        let key: Vec<u8> = (0..suite.master_len()).map(|_| rng.next() as u8).collect();
+        let key = MasterKey::from_bytes(suite, &key).unwrap();
+        Self {
+            native_tx: SrtpContext::new(suite, &key, Role::Protect).unwrap(),
+            lib_tx: LibsrtpContext::new(suite, &key, Role::Protect).unwrap(),
+            native_rx: SrtpContext::new(suite, &key, Role::Unprotect).unwrap(),
+            lib_rx: LibsrtpContext::new(suite, &key, Role::Unprotect).unwrap(),
+        }
+    }
+}
+
 fn run<E>(f: impl FnOnce(&mut [u8], usize) -> Result<usize, E>, p: &[u8]) -> Result<Vec<u8>, E> {
     let mut buf = vec![0u8; 2048];
     buf[..p.len()].copy_from_slice(p);
@@ -95,12 +116,12 @@ fn sequence(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
 fn native_and_libsrtp_agree_on_every_rtp_packet() {
     for (i, suite) in Suite::ALL.into_iter().enumerate() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 + i as u64);
-        let key: Vec<u8> = (0..suite.master_len()).map(|_| rng.next() as u8).collect();
-        let key = MasterKey::from_bytes(suite, &key).unwrap();
-        let mut native_tx = SrtpContext::new(suite, &key, Role::Protect).unwrap();
-        let mut lib_tx = LibsrtpContext::new(suite, &key, Role::Protect).unwrap();
-        let mut native_rx = SrtpContext::new(suite, &key, Role::Unprotect).unwrap();
-        let mut lib_rx = LibsrtpContext::new(suite, &key, Role::Unprotect).unwrap();
+        let Engines {
+            mut native_tx,
+            mut lib_tx,
+            mut native_rx,
+            mut lib_rx,
+        } = Engines::new(suite, &mut rng);
         let mut accepted = 0;
         for (n, p) in sequence(&mut rng, 6_000).into_iter().enumerate() {
             let a = run(|b, l| native_tx.protect_rtp(b, l), &p);
@@ -138,12 +159,12 @@ fn native_and_libsrtp_agree_on_every_rtp_packet() {
 fn native_and_libsrtp_agree_on_every_rtcp_packet() {
     for (i, suite) in Suite::ALL.into_iter().enumerate() {
         let mut rng = Rng(0x51ed_2701_f00d_cafe + i as u64);
-        let key: Vec<u8> = (0..suite.master_len()).map(|_| rng.next() as u8).collect();
-        let key = MasterKey::from_bytes(suite, &key).unwrap();
-        let mut native_tx = SrtpContext::new(suite, &key, Role::Protect).unwrap();
-        let mut lib_tx = LibsrtpContext::new(suite, &key, Role::Protect).unwrap();
-        let mut native_rx = SrtpContext::new(suite, &key, Role::Unprotect).unwrap();
-        let mut lib_rx = LibsrtpContext::new(suite, &key, Role::Unprotect).unwrap();
+        let Engines {
+            mut native_tx,
+            mut lib_tx,
+            mut native_rx,
+            mut lib_rx,
+        } = Engines::new(suite, &mut rng);
         let mut sent = Vec::new();
         for n in 0..1_000u32 {
             let ssrc: u32 = [7, 8][rng.below(2) as usize];

@@ -51,14 +51,6 @@ macro_rules! engine {
 engine!(SrtpContext);
 engine!(LibsrtpContext);
 
-fn unhex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 fn ctx<E: Engine>(suite: Suite, key: &[u8], salt: &[u8], role: Role) -> E {
     let material: Vec<u8> = key.iter().chain(salt).copied().collect();
     E::make(

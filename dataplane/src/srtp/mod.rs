@@ -26,6 +26,16 @@ pub(crate) mod replay;
 mod transform;
 
 pub use context::SrtpContext;
+
+/// Hex (whitespace ignored) to bytes, for the test vectors of this module.
+#[cfg(test)]
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
 pub use key::{KeyError, MasterKey};
 pub use libsrtp::{LibsrtpContext, library_version};
 

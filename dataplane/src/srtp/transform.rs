@@ -138,14 +138,7 @@ impl Gcm {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::srtp::unhex;
 
     #[test]
     fn rfc3711_b2_aes_cm_keystream() {
