@@ -3,6 +3,7 @@
 //! ARCHITECTURE.md).
 
 mod demo;
+mod relay_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -19,10 +20,13 @@ enum Command {
     /// a simulated PBX and cloud exchanging G.711 and DTMF both ways, every
     /// packet verified, with a transfer mid-call.
     Demo(demo::DemoArgs),
+    /// Run static relays (no SIP): plain RTP on LAN ports, SRTP on cloud ports.
+    Relay(relay_cmd::RelayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(&args),
+        Command::Relay(args) => relay_cmd::run(&args),
     }
 }

@@ -35,11 +35,22 @@ pub enum DropReason {
     /// A new SSRC to protect while the context already tracks its maximum;
     /// forgetting one would reuse its keystream.
     TooManySources,
+    /// From an address other than the leg's configured or latched peer
+    /// (LAN leg; on the cloud leg only unauthenticated packets are refused).
+    UnexpectedSource,
+    /// From, or to be sent to, an address outside the configured networks.
+    OutsideNetworks,
+    /// Nowhere to send it yet: no remote configured and none latched.
+    NoDestination,
+    /// The relay's direction (hold, inactive) does not let it flow.
+    DirectionInactive,
+    /// The kernel refused or failed the send.
+    SendFailed,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 18;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -56,6 +67,11 @@ impl DropReason {
         DropReason::PayloadTypeNotAllowed,
         DropReason::SrtpError,
         DropReason::TooManySources,
+        DropReason::UnexpectedSource,
+        DropReason::OutsideNetworks,
+        DropReason::NoDestination,
+        DropReason::DirectionInactive,
+        DropReason::SendFailed,
     ];
 
     /// The counter's stable name.
@@ -74,6 +90,11 @@ impl DropReason {
             DropReason::PayloadTypeNotAllowed => "payload_type_not_allowed",
             DropReason::SrtpError => "srtp_error",
             DropReason::TooManySources => "too_many_sources",
+            DropReason::UnexpectedSource => "unexpected_source",
+            DropReason::OutsideNetworks => "outside_networks",
+            DropReason::NoDestination => "no_destination",
+            DropReason::DirectionInactive => "direction_inactive",
+            DropReason::SendFailed => "send_failed",
         }
     }
 }

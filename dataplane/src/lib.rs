@@ -7,14 +7,22 @@
 //! per packet.
 
 pub mod continuity;
+pub mod control;
 pub mod direction;
 pub mod drops;
+pub mod engine;
+pub mod net;
+pub mod ports;
+pub mod profile;
 pub mod ptmap;
+pub mod relay;
 pub mod rtcp;
 pub mod rtp;
 pub mod srtp;
 pub mod stats;
+mod sys;
 pub mod telephone_event;
+pub mod worker;
 
 pub use direction::{CloudToLan, DirectionConfig, DirectionCounters, LanToCloud};
 pub use drops::{DropCounters, DropReason};

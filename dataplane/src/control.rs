@@ -1,0 +1,197 @@
+//! The boundary between the planes: flat commands down, events up, over
+//! bounded lock-free queues (crossbeam `ArrayQueue`) with an eventfd to wake
+//! the worker. A full command queue is an error to the caller; a full event
+//! queue makes the worker drop (and count) the event: the packet path never
+//! waits on the control plane.
+
+use crate::drops::DropCounters;
+use crate::relay::{MediaDirection, RelayEvent, RelayId, RelaySpec, RelayStats, Socket};
+use crossbeam_queue::ArrayQueue;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+/// Commands a worker queue holds. Bounded so a stuck worker shows up as
+/// `QueueFull` at the control plane instead of growing memory.
+pub const COMMAND_QUEUE: usize = 1024;
+/// Events a worker may have outstanding before it starts dropping them.
+pub const EVENT_QUEUE: usize = 8192;
+
+/// A command to one worker.
+#[derive(Debug)]
+pub enum Command {
+    /// Bind the relay's four ports and start relaying.
+    Add(Box<RelaySpec>),
+    /// Change which way media flows (hold, resume).
+    SetDirection {
+        /// Relay.
+        id: RelayId,
+        /// New direction.
+        direction: MediaDirection,
+    },
+    /// Set a leg's remote RTP address (RTCP is the next port).
+    SetRemote {
+        /// Relay.
+        id: RelayId,
+        /// LAN leg (true) or cloud leg.
+        lan: bool,
+        /// The remote.
+        remote: SocketAddr,
+    },
+    /// Replace the SRTP suite and keys (and payload-type maps).
+    Rekey(Box<RelaySpec>),
+    /// Stop relaying, close the ports, report final stats.
+    Remove {
+        /// Relay.
+        id: RelayId,
+    },
+    /// Report the relay's counters.
+    ReadStats {
+        /// Relay.
+        id: RelayId,
+    },
+    /// Stop the worker (after removing every relay).
+    Shutdown,
+}
+
+/// Why a relay could not be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddFailure {
+    /// One of the four ports could not be bound (errno).
+    Bind {
+        /// Which socket.
+        socket: Socket,
+        /// Port.
+        port: u16,
+        /// OS error number.
+        errno: i32,
+    },
+    /// The id is already in use on this worker.
+    DuplicateId,
+    /// The worker's relay table is full.
+    TableFull,
+    /// The SRTP context could not be built.
+    Srtp,
+    /// The I/O backend could not register the sockets (errno).
+    Register {
+        /// OS error number.
+        errno: i32,
+    },
+}
+
+/// Counters of one worker, published every second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Relays running.
+    pub relays: u64,
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Drops of every relay, by reason (cumulative, removed relays included).
+    pub drops: DropCounters,
+    /// Receives re-armed because the provided-buffer ring ran dry.
+    pub enobufs: u64,
+    /// Datagrams the kernel dropped on full socket queues (SO_RXQ_OVFL).
+    pub kernel_drops: u64,
+    /// Datagrams for a relay that was already gone.
+    pub stray: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Loop turns.
+    pub turns: u64,
+}
+
+/// Something a worker reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A relay is up.
+    Added {
+        /// Relay.
+        id: RelayId,
+        /// Worker it runs on.
+        worker: usize,
+    },
+    /// A relay could not be added.
+    AddFailed {
+        /// Relay.
+        id: RelayId,
+        /// Why.
+        reason: AddFailure,
+    },
+    /// A relay's latching, timeout or SRTP alarm.
+    Relay {
+        /// Relay.
+        id: RelayId,
+        /// What happened.
+        event: RelayEvent,
+    },
+    /// Counters asked for with `ReadStats`.
+    Stats {
+        /// Relay.
+        id: RelayId,
+        /// Counters.
+        stats: RelayStats,
+    },
+    /// A relay is gone; its final counters.
+    Removed {
+        /// Relay.
+        id: RelayId,
+        /// Final counters.
+        stats: RelayStats,
+    },
+    /// A command named a relay this worker does not have.
+    NotFound {
+        /// Relay.
+        id: RelayId,
+    },
+    /// Periodic worker counters.
+    Worker {
+        /// Worker index.
+        worker: usize,
+        /// Counters.
+        stats: WorkerStats,
+    },
+    /// The worker stopped.
+    Stopped {
+        /// Worker index.
+        worker: usize,
+    },
+}
+
+/// The command queue was full; the command was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("data-plane worker {worker} command queue is full ({COMMAND_QUEUE} commands): the worker is overloaded or stuck")]
+pub struct QueueFull {
+    /// Worker.
+    pub worker: usize,
+}
+
+/// The queues and doorbell shared by the control plane and one worker.
+#[derive(Debug)]
+pub struct Channel {
+    /// Commands down.
+    pub commands: ArrayQueue<Command>,
+    /// Events up.
+    pub events: ArrayQueue<Event>,
+    /// Rung after pushing commands.
+    pub doorbell: OwnedFd,
+}
+
+impl Channel {
+    /// A fresh channel.
+    pub fn new() -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            commands: ArrayQueue::new(COMMAND_QUEUE),
+            events: ArrayQueue::new(EVENT_QUEUE),
+            doorbell: crate::sys::eventfd()?,
+        }))
+    }
+
+    /// Queues a command and wakes the worker.
+    pub fn send(&self, worker: usize, cmd: Command) -> Result<(), QueueFull> {
+        self.commands.push(cmd).map_err(|_| QueueFull { worker })?;
+        crate::sys::eventfd_ring(&self.doorbell);
+        Ok(())
+    }
+}

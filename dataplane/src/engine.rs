@@ -1,0 +1,218 @@
+//! The data plane as the control plane sees it: workers started per the
+//! performance profile, pinned inside the process's CPU set, each with its
+//! channel; relays placed on the least-loaded worker; events gathered.
+
+use crate::control::{Channel, Command, Event, QueueFull};
+use crate::profile::{Profile, Resources};
+use crate::relay::{RelayId, RelaySpec};
+use crate::worker::{self, Core, WorkerConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Which I/O backend the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring with multishot receive and a provided-buffer ring.
+    Uring,
+    /// epoll with recvmmsg/sendmmsg.
+    Epoll,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Uring => "io_uring",
+            Backend::Epoll => "epoll",
+        })
+    }
+}
+
+/// How to start the data plane.
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    /// Performance profile.
+    pub profile: Profile,
+    /// Backend; `None` picks io_uring when the kernel allows it.
+    pub backend: Option<Backend>,
+    /// Most relays per worker.
+    pub max_relays_per_worker: usize,
+    /// Receive buffers per worker (power of two).
+    pub buffers_per_worker: u16,
+    /// DSCP of RTP sockets (46 = EF).
+    pub dscp: u8,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Small,
+            backend: None,
+            max_relays_per_worker: 4096,
+            buffers_per_worker: 4096,
+            dscp: 46,
+        }
+    }
+}
+
+/// Errors starting the data plane.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A worker could not be set up.
+    #[error("data-plane worker {worker} failed to start: {source}")]
+    Worker {
+        /// Worker index.
+        worker: usize,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// io_uring was asked for but is not usable here.
+    #[error("io_uring is not usable here ({0}); run with the epoll backend (--backend epoll) or allow io_uring")]
+    UringUnavailable(std::io::Error),
+}
+
+/// The running data plane.
+#[derive(Debug)]
+pub struct DataPlane {
+    channels: Vec<Arc<Channel>>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+    load: Vec<usize>,
+    placement: HashMap<RelayId, usize>,
+    backend: Backend,
+    /// What io_uring features the workers use (empty for epoll).
+    pub features: Vec<&'static str>,
+}
+
+impl DataPlane {
+    /// Starts one worker per profile core, pinned to the CPUs this process
+    /// may use (the last ones first, leaving CPU 0 to the control plane when
+    /// there is a choice).
+    pub fn start(config: &DataPlaneConfig, resources: &Resources) -> Result<DataPlane, StartError> {
+        let spec = config.profile.spec(resources.cpus.len());
+        let workers = spec.workers.max(1);
+        let backend = match config.backend {
+            Some(Backend::Uring) => {
+                worker::uring::probe().map_err(StartError::UringUnavailable)?;
+                Backend::Uring
+            }
+            Some(Backend::Epoll) => Backend::Epoll,
+            None => match worker::uring::probe() {
+                Ok(_) => Backend::Uring,
+                Err(_) => Backend::Epoll,
+            },
+        };
+        let features = match backend {
+            Backend::Uring => worker::uring::probe().unwrap_or_default(),
+            Backend::Epoll => Vec::new(),
+        };
+        // Four sockets per relay, plus slack for the process.
+        let _ = crate::sys::raise_nofile((workers * config.max_relays_per_worker * 4 + 1024) as u64);
+        let mut channels = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        let cpus = &resources.cpus;
+        for index in 0..workers {
+            let channel = Channel::new().map_err(|source| StartError::Worker { worker: index, source })?;
+            // Spread over the allowed CPUs from the top; wrap when the
+            // profile asks for more workers than CPUs.
+            let cpu = (!cpus.is_empty()).then(|| cpus[(cpus.len() - 1 - index % cpus.len()) % cpus.len()]);
+            let wc = WorkerConfig {
+                index,
+                cpu,
+                max_relays: config.max_relays_per_worker,
+                buffers: config.buffers_per_worker,
+                dscp: config.dscp,
+            };
+            let ch = channel.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("pbxlink-dp{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = wc.cpu {
+                        crate::sys::pin_to_cpu(cpu)?;
+                    }
+                    let core = Core::new(wc, ch.clone());
+                    let r = match backend {
+                        Backend::Uring => worker::uring::run(core),
+                        Backend::Epoll => worker::epoll::run(core),
+                    };
+                    let _ = ch.events.push(Event::Stopped { worker: index });
+                    r
+                })
+                .map_err(|source| StartError::Worker { worker: index, source })?;
+            channels.push(channel);
+            threads.push(thread);
+        }
+        Ok(DataPlane {
+            load: vec![0; workers],
+            channels,
+            threads,
+            placement: HashMap::new(),
+            backend,
+            features,
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Adds a relay on the least-loaded worker; returns that worker. The
+    /// outcome arrives as `Added` or `AddFailed`.
+    pub fn add_relay(&mut self, spec: RelaySpec) -> Result<usize, QueueFull> {
+        let worker = (0..self.load.len()).min_by_key(|&w| self.load[w]).unwrap_or(0);
+        let id = spec.id;
+        self.channels[worker].send(worker, Command::Add(Box::new(spec)))?;
+        self.load[worker] += 1;
+        self.placement.insert(id, worker);
+        Ok(worker)
+    }
+
+    /// Sends a command about relay `id` to its worker. `Remove` frees its
+    /// place in the load count.
+    pub fn command(&mut self, id: RelayId, cmd: Command) -> Result<(), QueueFull> {
+        let Some(&worker) = self.placement.get(&id) else {
+            return Ok(());
+        };
+        let removing = matches!(cmd, Command::Remove { .. });
+        self.channels[worker].send(worker, cmd)?;
+        if removing {
+            self.placement.remove(&id);
+            self.load[worker] = self.load[worker].saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    /// Takes every event waiting from every worker.
+    pub fn drain_events(&self, mut f: impl FnMut(Event)) {
+        for ch in &self.channels {
+            while let Some(e) = ch.events.pop() {
+                f(e);
+            }
+        }
+    }
+
+    /// Asks every worker to remove its relays and stop, then waits for them.
+    /// Events emitted on the way out stay readable with `drain_events`.
+    pub fn shutdown(&mut self) -> std::io::Result<()> {
+        for (w, ch) in self.channels.iter().enumerate() {
+            while ch.send(w, Command::Shutdown).is_err() {
+                std::thread::yield_now();
+            }
+        }
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(std::io::Error::other("data-plane worker panicked")),
+            }
+        }
+        result
+    }
+}

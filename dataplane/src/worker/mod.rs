@@ -1,0 +1,323 @@
+//! A data-plane worker: one pinned OS thread that owns its relays, their
+//! sockets and its I/O backend (io_uring, or epoll with recvmmsg/sendmmsg
+//! where io_uring is unavailable). This module holds what both backends
+//! share: the relay table, command handling, events and counters. Nothing
+//! here is shared with another thread except the [`Channel`].
+
+pub mod epoll;
+pub mod uring;
+
+use crate::control::{AddFailure, Channel, Command, Event, WorkerStats};
+use crate::drops::DropCounters;
+use crate::relay::{Relay, RelayId, RelaySpec, Socket, Verdict};
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Commands handled per loop turn. A burst of call set-ups must not hold
+/// packets back for long: 64 adds cost well under a millisecond.
+pub const COMMANDS_PER_TURN: usize = 64;
+/// How often relays are swept for timeouts.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// How often worker counters are published.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// Bytes per receive buffer: a 1500-byte MTU packet, the io_uring recvmsg
+/// header and address, and SRTP trailer room to protect in place.
+pub const BUF_SIZE: usize = 2048;
+
+/// Settings a worker starts with.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Worker index.
+    pub index: usize,
+    /// CPU to pin to, if any.
+    pub cpu: Option<usize>,
+    /// Most relays this worker holds.
+    pub max_relays: usize,
+    /// Receive buffers (io_uring provided-buffer ring size; a power of two).
+    pub buffers: u16,
+    /// DSCP for RTP sockets (46 = EF).
+    pub dscp: u8,
+}
+
+/// One relay and its sockets.
+#[derive(Debug)]
+pub struct Slot {
+    /// The relay state machine.
+    pub relay: Relay,
+    /// LAN RTP, LAN RTCP, cloud RTP, cloud RTCP.
+    pub sockets: [UdpSocket; 4],
+    /// Last SO_RXQ_OVFL value seen per socket.
+    pub overflow: [u32; 4],
+}
+
+/// What a backend must do when relays come and go.
+pub trait Registry {
+    /// Starts receiving on a new relay's sockets.
+    fn register(&mut self, slot: usize, generation: u32, sockets: &[UdpSocket; 4]) -> std::io::Result<()>;
+    /// Stops receiving on them (before they close).
+    fn deregister(&mut self, slot: usize, generation: u32, sockets: &[UdpSocket; 4]);
+}
+
+/// State both backends share.
+#[derive(Debug)]
+pub struct Core {
+    /// Settings.
+    pub config: WorkerConfig,
+    /// The queues with the control plane.
+    pub channel: Arc<Channel>,
+    /// Relay table, indexed by slot.
+    pub slots: Vec<Option<Slot>>,
+    /// Generation per slot, so completions for a removed relay are ignored.
+    pub generations: Vec<u32>,
+    free: Vec<usize>,
+    by_id: HashMap<RelayId, usize>,
+    /// Counters.
+    pub stats: WorkerStats,
+    removed_drops: DropCounters,
+    last_sweep: Instant,
+    last_publish: Instant,
+    /// Set by `Shutdown`.
+    pub stopping: bool,
+}
+
+fn bind(spec: &RelaySpec, dscp: u8) -> Result<[UdpSocket; 4], AddFailure> {
+    let ports = [spec.lan_port, spec.lan_port.wrapping_add(1), spec.cloud_port, spec.cloud_port.wrapping_add(1)];
+    let mut out = Vec::with_capacity(4);
+    for (i, port) in ports.into_iter().enumerate() {
+        let socket = Socket::from_index(i);
+        let s = UdpSocket::bind(SocketAddr::new(spec.bind, port)).map_err(|e| AddFailure::Bind {
+            socket,
+            port,
+            errno: e.raw_os_error().unwrap_or(0),
+        })?;
+        let fail = |e: std::io::Error| AddFailure::Bind {
+            socket,
+            port,
+            errno: e.raw_os_error().unwrap_or(0),
+        };
+        s.set_nonblocking(true).map_err(fail)?;
+        crate::sys::enable_rxq_ovfl(&s).map_err(fail)?;
+        if matches!(socket, Socket::LanRtp | Socket::CloudRtp) {
+            crate::sys::set_dscp(&s, spec.bind.is_ipv6(), dscp).map_err(fail)?;
+        }
+        out.push(s);
+    }
+    let [a, b, c, d]: [UdpSocket; 4] = out.try_into().map_err(|_| AddFailure::TableFull)?;
+    Ok([a, b, c, d])
+}
+
+impl Core {
+    /// An empty worker.
+    pub fn new(config: WorkerConfig, channel: Arc<Channel>) -> Self {
+        let now = Instant::now();
+        let n = config.max_relays;
+        Self {
+            slots: (0..n).map(|_| None).collect(),
+            generations: vec![0; n],
+            free: (0..n).rev().collect(),
+            by_id: HashMap::with_capacity(n),
+            config,
+            channel,
+            stats: WorkerStats::default(),
+            removed_drops: DropCounters::default(),
+            last_sweep: now,
+            last_publish: now,
+            stopping: false,
+        }
+    }
+
+    /// Reports an event, or counts it dropped when the queue is full.
+    pub fn emit(&mut self, e: Event) {
+        if self.channel.events.push(e).is_err() {
+            self.stats.events_dropped += 1;
+        }
+    }
+
+    fn add(&mut self, now: Instant, spec: &RelaySpec, registry: &mut impl Registry) -> Result<(), AddFailure> {
+        if self.by_id.contains_key(&spec.id) {
+            return Err(AddFailure::DuplicateId);
+        }
+        let slot = *self.free.last().ok_or(AddFailure::TableFull)?;
+        let relay = Relay::new(now, spec).map_err(|_| AddFailure::Srtp)?;
+        let sockets = bind(spec, self.config.dscp)?;
+        self.generations[slot] = self.generations[slot].wrapping_add(1);
+        registry
+            .register(slot, self.generations[slot], &sockets)
+            .map_err(|e| AddFailure::Register {
+                errno: e.raw_os_error().unwrap_or(0),
+            })?;
+        self.free.pop();
+        self.by_id.insert(spec.id, slot);
+        self.slots[slot] = Some(Slot {
+            relay,
+            sockets,
+            overflow: [0; 4],
+        });
+        Ok(())
+    }
+
+    fn remove(&mut self, id: RelayId, registry: &mut impl Registry) -> Option<Slot> {
+        let slot = self.by_id.remove(&id)?;
+        let s = self.slots[slot].take()?;
+        registry.deregister(slot, self.generations[slot], &s.sockets);
+        self.generations[slot] = self.generations[slot].wrapping_add(1);
+        self.free.push(slot);
+        let stats = s.relay.stats();
+        self.removed_drops.add(&stats.lan_to_cloud.drops);
+        self.removed_drops.add(&stats.cloud_to_lan.drops);
+        self.removed_drops.add(&stats.relay_drops);
+        Some(s)
+    }
+
+    fn with_relay(&mut self, id: RelayId, f: impl FnOnce(&mut Relay) -> Option<Event>) {
+        let e = match self.by_id.get(&id).and_then(|&s| self.slots[s].as_mut()) {
+            Some(slot) => f(&mut slot.relay),
+            None => Some(Event::NotFound { id }),
+        };
+        if let Some(e) = e {
+            self.emit(e);
+        }
+    }
+
+    /// Handles up to [`COMMANDS_PER_TURN`] queued commands.
+    pub fn commands(&mut self, now: Instant, registry: &mut impl Registry) {
+        for _ in 0..COMMANDS_PER_TURN {
+            let Some(cmd) = self.channel.commands.pop() else { break };
+            match cmd {
+                Command::Add(spec) => {
+                    let e = match self.add(now, &spec, registry) {
+                        Ok(()) => Event::Added {
+                            id: spec.id,
+                            worker: self.config.index,
+                        },
+                        Err(reason) => Event::AddFailed { id: spec.id, reason },
+                    };
+                    self.emit(e);
+                }
+                Command::SetDirection { id, direction } => self.with_relay(id, |r| {
+                    r.set_direction(direction);
+                    None
+                }),
+                Command::SetRemote { id, lan, remote } => self.with_relay(id, |r| {
+                    r.set_remote(lan, remote);
+                    None
+                }),
+                Command::Rekey(spec) => self.with_relay(spec.id, |r| {
+                    r.rekey(&spec).err().map(|_| Event::AddFailed {
+                        id: spec.id,
+                        reason: AddFailure::Srtp,
+                    })
+                }),
+                Command::ReadStats { id } => self.with_relay(id, |r| {
+                    Some(Event::Stats {
+                        id,
+                        stats: r.stats(),
+                    })
+                }),
+                Command::Remove { id } => {
+                    let e = match self.remove(id, registry) {
+                        Some(s) => Event::Removed {
+                            id,
+                            stats: s.relay.stats(),
+                        },
+                        None => Event::NotFound { id },
+                    };
+                    self.emit(e);
+                }
+                Command::Shutdown => {
+                    let ids: Vec<RelayId> = self.by_id.keys().copied().collect();
+                    for id in ids {
+                        if let Some(s) = self.remove(id, registry) {
+                            self.emit(Event::Removed {
+                                id,
+                                stats: s.relay.stats(),
+                            });
+                        }
+                    }
+                    self.stopping = true;
+                }
+            }
+        }
+    }
+
+    /// Runs one received datagram through its relay. `control` is the
+    /// datagram's ancillary data (for the kernel drop counter).
+    #[inline]
+    pub fn process(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        socket: Socket,
+        src: SocketAddr,
+        control: &[u8],
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<Verdict> {
+        self.stats.received += 1;
+        let Some(s) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            self.stats.stray += 1;
+            return None;
+        };
+        if let Some(total) = crate::sys::rxq_ovfl_from_cmsg(control) {
+            let seen = &mut s.overflow[socket as usize];
+            self.stats.kernel_drops += total.wrapping_sub(*seen) as u64;
+            *seen = total;
+        }
+        let verdict = s.relay.handle(now, socket, src, buf, len);
+        if let Some(event) = s.relay.poll_event(now) {
+            let id = s.relay.id();
+            if self.channel.events.push(Event::Relay { id, event }).is_err() {
+                self.stats.events_dropped += 1;
+            }
+        }
+        Some(verdict)
+    }
+
+    /// Counts a failed send against its relay.
+    pub fn send_failed(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get_mut(slot).and_then(Option::as_mut) {
+            s.relay.send_failed();
+        }
+    }
+
+    /// Periodic work: timeouts every 100 ms, counters every second.
+    pub fn tick(&mut self, now: Instant) {
+        self.stats.turns += 1;
+        if now.saturating_duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            for i in 0..self.slots.len() {
+                let Some(s) = self.slots[i].as_mut() else { continue };
+                let id = s.relay.id();
+                if let Some(event) = s.relay.poll_event(now) {
+                    self.emit(Event::Relay { id, event });
+                }
+            }
+        }
+        if now.saturating_duration_since(self.last_publish) >= PUBLISH_EVERY {
+            self.last_publish = now;
+            self.publish();
+        }
+    }
+
+    /// Publishes the worker's counters.
+    pub fn publish(&mut self) {
+        let mut drops = self.removed_drops;
+        let mut relays = 0;
+        for s in self.slots.iter().flatten() {
+            let st = s.relay.stats();
+            drops.add(&st.lan_to_cloud.drops);
+            drops.add(&st.cloud_to_lan.drops);
+            drops.add(&st.relay_drops);
+            relays += 1;
+        }
+        self.stats.drops = drops;
+        self.stats.relays = relays;
+        let e = Event::Worker {
+            worker: self.config.index,
+            stats: self.stats,
+        };
+        self.emit(e);
+    }
+}

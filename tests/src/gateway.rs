@@ -1,0 +1,108 @@
+//! Runs the `pbxlink` binary as a real process for end-to-end tests and
+//! reads what it prints.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `pbxlink` binary of this workspace, built on first use.
+pub fn binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/pbxlink");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "pbxlink", "--bin", "pbxlink"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building pbxlink failed");
+    });
+    bin
+}
+
+/// A running `pbxlink` with its output captured line by line.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Starts `pbxlink ARGS...`.
+    pub fn start(args: &[String]) -> Gateway {
+        let mut child = Command::new(binary())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pbxlink starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Gateway { child, lines }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a line containing `needle` is printed; returns it.
+    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.output().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "pbxlink never printed {needle:?}:\n{}", self.output().join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the output.
+    pub fn stop(mut self) -> Vec<String> {
+        // `kill` from the shell keeps this crate free of unsafe code.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                let out = self.output();
+                assert!(status.success(), "pbxlink exited with {status}:\n{}", out.join("\n"));
+                return out;
+            }
+            assert!(Instant::now() < deadline, "pbxlink did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `name=N` in a stats line.
+pub fn field(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
