@@ -91,32 +91,55 @@ fn totals(workers: &BTreeMap<usize, WorkerStats>) -> WorkerStats {
         t.kernel_drops += w.kernel_drops;
         t.stray += w.stray;
         t.events_dropped += w.events_dropped;
+        t.multishot_completions += w.multishot_completions;
+        t.provided_buffer_completions += w.provided_buffer_completions;
     }
     t
 }
 
 fn drops_text(d: &DropCounters) -> String {
     let parts: Vec<String> = d.nonzero().map(|(r, n)| format!("{r}={n}")).collect();
-    if parts.is_empty() { "none".into() } else { parts.join(" ") }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// Runs `pbxlink relay`.
 pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     ensure!(args.calls > 0, "--calls must be at least 1");
     ensure!(
-        args.lan_remote.len() <= args.calls as usize && args.cloud_remote.len() <= args.calls as usize,
+        args.lan_remote.len() <= args.calls as usize
+            && args.cloud_remote.len() <= args.calls as usize,
         "more remotes than relays: give at most one --lan-remote/--cloud-remote per call"
     );
     let last = |p: u16| p as u32 + 2 * (args.calls - 1) + 1;
-    ensure!(last(args.lan_port) <= 65535 && last(args.cloud_port) <= 65535, "--calls {} does not fit above the given ports", args.calls);
+    ensure!(
+        last(args.lan_port) <= 65535 && last(args.cloud_port) <= 65535,
+        "--calls {} does not fit above the given ports",
+        args.calls
+    );
     let tx_key = MasterKey::from_sdes(args.suite, &args.tx_key).context("--tx-key")?;
     let rx_key = MasterKey::from_sdes(args.suite, &args.rx_key).context("--rx-key")?;
-    let networks = if args.allow_net.is_empty() { Networks::loopback() } else { Networks::new(args.allow_net.clone()) };
+    let networks = if args.allow_net.is_empty() {
+        Networks::loopback()
+    } else {
+        Networks::new(args.allow_net.clone())
+    };
 
     let resources = Resources::detect();
-    let profile = args.profile.unwrap_or_else(|| Profile::select(resources.cpus.len(), resources.memory));
+    let profile = args
+        .profile
+        .unwrap_or_else(|| Profile::select(resources.cpus.len(), resources.memory));
     let spec = profile.spec(resources.cpus.len());
-    println!("{}", profile.startup_line(resources.memory, &without_ephemeral(&spec.port_ranges, resources.ephemeral_ports.clone())));
+    println!(
+        "{}",
+        profile.startup_line(
+            resources.memory,
+            &without_ephemeral(&spec.port_ranges, resources.ephemeral_ports.clone())
+        )
+    );
     if args.calls > spec.call_limit {
         bail!(
             "--calls {} exceeds the {profile} profile's limit of {} calls; use --profile max to go beyond the vendor figures",
@@ -136,7 +159,11 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         "data plane: {} worker(s), backend {}{}",
         plane.workers(),
         plane.backend(),
-        if plane.features.is_empty() { String::new() } else { format!(" ({})", plane.features.join(", ")) }
+        if plane.features.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", plane.features.join(", "))
+        }
     );
 
     let te = DirectionConfig {
@@ -178,7 +205,11 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     let mut up = 0u32;
     let mut failed = 0u32;
     let mut next_line = started + Duration::from_secs(1);
-    let mut handle = |e: Event, workers: &mut BTreeMap<usize, WorkerStats>, up: &mut u32, failed: &mut u32, finals: &mut Vec<(u64, RelayStats)>| match e {
+    let handle = |e: Event,
+                  workers: &mut BTreeMap<usize, WorkerStats>,
+                  up: &mut u32,
+                  failed: &mut u32,
+                  finals: &mut Vec<(u64, RelayStats)>| match e {
         Event::Added { .. } => *up += 1,
         Event::AddFailed { id, reason } => {
             *failed += 1;
@@ -207,13 +238,15 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
             next_line += Duration::from_secs(1);
             let t = totals(&workers);
             println!(
-                "stats t={}s relays={} received={} sent={} kernel_drops={} enobufs={} drops: {}",
+                "stats t={}s relays={} received={} sent={} kernel_drops={} enobufs={} multishot={} provided_buffers={} drops: {}",
                 now.duration_since(started).as_secs(),
                 t.relays,
                 t.received,
                 t.sent,
                 t.kernel_drops,
                 t.enobufs,
+                t.multishot_completions,
+                t.provided_buffer_completions,
                 drops_text(&t.drops)
             );
         }
@@ -237,7 +270,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     }
     let t = totals(&workers);
     println!(
-        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} drops: {}",
+        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} multishot={} provided_buffers={} drops: {}",
         finals.len(),
         sum.lan_to_cloud.rtp_out,
         sum.lan_to_cloud.rtcp_out,
@@ -245,6 +278,8 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         sum.cloud_to_lan.rtcp_out,
         t.kernel_drops,
         t.enobufs,
+        t.multishot_completions,
+        t.provided_buffer_completions,
         drops_text(&drops)
     );
     if failed > 0 {
@@ -252,4 +287,3 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

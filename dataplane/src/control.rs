@@ -100,6 +100,12 @@ pub struct WorkerStats {
     pub events_dropped: u64,
     /// Loop turns.
     pub turns: u64,
+    /// Receive completions that left their multishot request armed
+    /// (io_uring: proof multishot receive is active).
+    pub multishot_completions: u64,
+    /// Receive completions that carried a provided buffer (io_uring: proof
+    /// the provided-buffer ring is in use).
+    pub provided_buffer_completions: u64,
 }
 
 /// Something a worker reports.
@@ -161,7 +167,9 @@ pub enum Event {
 
 /// The command queue was full; the command was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("data-plane worker {worker} command queue is full ({COMMAND_QUEUE} commands): the worker is overloaded or stuck")]
+#[error(
+    "data-plane worker {worker} command queue is full ({COMMAND_QUEUE} commands): the worker is overloaded or stuck"
+)]
 pub struct QueueFull {
     /// Worker.
     pub worker: usize,

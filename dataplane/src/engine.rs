@@ -68,7 +68,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// io_uring was asked for but is not usable here.
-    #[error("io_uring is not usable here ({0}); run with the epoll backend (--backend epoll) or allow io_uring")]
+    #[error(
+        "io_uring is not usable here ({0}); run with the epoll backend (--backend epoll) or allow io_uring"
+    )]
     UringUnavailable(std::io::Error),
 }
 
@@ -107,15 +109,20 @@ impl DataPlane {
             Backend::Epoll => Vec::new(),
         };
         // Four sockets per relay, plus slack for the process.
-        let _ = crate::sys::raise_nofile((workers * config.max_relays_per_worker * 4 + 1024) as u64);
+        let _ =
+            crate::sys::raise_nofile((workers * config.max_relays_per_worker * 4 + 1024) as u64);
         let mut channels = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let cpus = &resources.cpus;
         for index in 0..workers {
-            let channel = Channel::new().map_err(|source| StartError::Worker { worker: index, source })?;
+            let channel = Channel::new().map_err(|source| StartError::Worker {
+                worker: index,
+                source,
+            })?;
             // Spread over the allowed CPUs from the top; wrap when the
             // profile asks for more workers than CPUs.
-            let cpu = (!cpus.is_empty()).then(|| cpus[(cpus.len() - 1 - index % cpus.len()) % cpus.len()]);
+            let cpu = (!cpus.is_empty())
+                .then(|| cpus[(cpus.len() - 1 - index % cpus.len()) % cpus.len()]);
             let wc = WorkerConfig {
                 index,
                 cpu,
@@ -138,7 +145,10 @@ impl DataPlane {
                     let _ = ch.events.push(Event::Stopped { worker: index });
                     r
                 })
-                .map_err(|source| StartError::Worker { worker: index, source })?;
+                .map_err(|source| StartError::Worker {
+                    worker: index,
+                    source,
+                })?;
             channels.push(channel);
             threads.push(thread);
         }
@@ -165,7 +175,9 @@ impl DataPlane {
     /// Adds a relay on the least-loaded worker; returns that worker. The
     /// outcome arrives as `Added` or `AddFailed`.
     pub fn add_relay(&mut self, spec: RelaySpec) -> Result<usize, QueueFull> {
-        let worker = (0..self.load.len()).min_by_key(|&w| self.load[w]).unwrap_or(0);
+        let worker = (0..self.load.len())
+            .min_by_key(|&w| self.load[w])
+            .unwrap_or(0);
         let id = spec.id;
         self.channels[worker].send(worker, Command::Add(Box::new(spec)))?;
         self.load[worker] += 1;

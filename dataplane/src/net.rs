@@ -23,7 +23,9 @@ impl Prefix {
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             (IpAddr::V6(_), IpAddr::V4(v4)) => self.contains(IpAddr::V6(v4.to_ipv6_mapped())),
-            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
         }
     }
 }
@@ -33,7 +35,9 @@ impl std::str::FromStr for Prefix {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, len) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP network (like 10.1.0.0/16)"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network (like 10.1.0.0/16)"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = if len.is_empty() {
             max
@@ -94,14 +98,22 @@ mod tests {
 
     #[test]
     fn membership() {
-        let n = Networks::new(vec!["10.1.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()]);
+        let n = Networks::new(vec![
+            "10.1.0.0/16".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+        ]);
         assert!(n.contains("10.1.200.3".parse().unwrap()));
         assert!(!n.contains("10.2.0.1".parse().unwrap()));
         assert!(n.contains("fd12::1".parse().unwrap()));
         assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
         assert!(Networks::loopback().contains("127.0.0.2".parse().unwrap()));
         assert!(!Networks::loopback().contains("192.168.1.1".parse().unwrap()));
-        assert!("0.0.0.0/0".parse::<Prefix>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Prefix>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
         assert!("10.0.0.0/33".parse::<Prefix>().is_err());
         assert!("ten".parse::<Prefix>().is_err());
     }

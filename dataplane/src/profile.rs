@@ -41,7 +41,12 @@ const MIB: u64 = 1 << 20;
 
 impl Profile {
     /// The vendor profiles in selection rank order (SPEC §2).
-    pub const VENDOR: [Profile; 4] = [Profile::Small, Profile::SmallPlus, Profile::Medium, Profile::Large];
+    pub const VENDOR: [Profile; 4] = [
+        Profile::Small,
+        Profile::SmallPlus,
+        Profile::Medium,
+        Profile::Large,
+    ];
 
     /// Name as used in config, flags and logs.
     pub fn name(self) -> &'static str {
@@ -67,12 +72,24 @@ impl Profile {
 
     /// What the profile grants on a host with `cpus` usable CPUs.
     pub fn spec(self, cpus: usize) -> ProfileSpec {
-        let (workers, min_memory, call_limit, memory_budget, ports): (usize, u64, u32, u64, Vec<RangeInclusive<u16>>) = match self {
+        let (workers, min_memory, call_limit, memory_budget, ports): (
+            usize,
+            u64,
+            u32,
+            u64,
+            Vec<RangeInclusive<u16>>,
+        ) = match self {
             Profile::Small => (1, GIB, 25, 256 * MIB, vec![65336..=65534]),
             Profile::SmallPlus => (2, 2 * GIB, 40, 256 * MIB, vec![65198..=65534]),
             Profile::Medium => (4, 2 * GIB, 30, 256 * MIB, vec![65296..=65534]),
             Profile::Large => (8, 4 * GIB, 125, 512 * MIB, vec![61536..=65534]),
-            Profile::Max => (cpus.max(1), GIB, u32::MAX, 4 * GIB, vec![16384..=32767, 61000..=65534]),
+            Profile::Max => (
+                cpus.max(1),
+                GIB,
+                u32::MAX,
+                4 * GIB,
+                vec![16384..=32767, 61000..=65534],
+            ),
         };
         ProfileSpec {
             workers,
@@ -98,7 +115,10 @@ impl Profile {
 
     /// The start-up log line SPEC §2 shows.
     pub fn startup_line(self, memory: u64, ports: &[RangeInclusive<u16>]) -> String {
-        let ranges: Vec<String> = ports.iter().map(|r| format!("{}-{}", r.start(), r.end())).collect();
+        let ranges: Vec<String> = ports
+            .iter()
+            .map(|r| format!("{}-{}", r.start(), r.end()))
+            .collect();
         format!(
             "performance profile: {} ({} GiB RAM), RTP port range: {}",
             self.name(),
@@ -124,14 +144,19 @@ impl std::str::FromStr for Profile {
             "medium" => Ok(Profile::Medium),
             "large" => Ok(Profile::Large),
             "max" => Ok(Profile::Max),
-            _ => Err(format!("unknown performance profile {s:?}: use small, smallplus, medium, large or max")),
+            _ => Err(format!(
+                "unknown performance profile {s:?}: use small, smallplus, medium, large or max"
+            )),
         }
     }
 }
 
 /// Removes the kernel's ephemeral port range from `ranges`, so relay ports
 /// never collide with outgoing connections' source ports.
-pub fn without_ephemeral(ranges: &[RangeInclusive<u16>], ephemeral: RangeInclusive<u16>) -> Vec<RangeInclusive<u16>> {
+pub fn without_ephemeral(
+    ranges: &[RangeInclusive<u16>],
+    ephemeral: RangeInclusive<u16>,
+) -> Vec<RangeInclusive<u16>> {
     let mut out = Vec::new();
     for r in ranges {
         let (a, b) = (*r.start(), *r.end());
@@ -194,7 +219,10 @@ fn meminfo_total() -> Option<u64> {
 }
 
 fn cgroup_memory_limit() -> Option<u64> {
-    for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+    for path in [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ] {
         if let Ok(s) = std::fs::read_to_string(path) {
             if let Ok(v) = s.trim().parse::<u64>() {
                 return Some(v);
@@ -243,13 +271,22 @@ mod tests {
     fn ephemeral_range_is_cut_out() {
         let max = Profile::Max.spec(2).port_ranges;
         assert_eq!(without_ephemeral(&max, 32768..=60999), max);
-        assert_eq!(without_ephemeral(&max, 20000..=62000), vec![16384..=19999, 62001..=65534]);
+        assert_eq!(
+            without_ephemeral(&max, 20000..=62000),
+            vec![16384..=19999, 62001..=65534]
+        );
         assert_eq!(without_ephemeral(&[100..=200], 100..=200), vec![]);
     }
 
     #[test]
     fn names_parse() {
-        for p in [Profile::Small, Profile::SmallPlus, Profile::Medium, Profile::Large, Profile::Max] {
+        for p in [
+            Profile::Small,
+            Profile::SmallPlus,
+            Profile::Medium,
+            Profile::Large,
+            Profile::Max,
+        ] {
             assert_eq!(p.name().parse::<Profile>().unwrap(), p);
         }
         assert_eq!("Small Plus".parse::<Profile>().unwrap(), Profile::SmallPlus);

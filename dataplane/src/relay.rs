@@ -46,7 +46,12 @@ pub enum Socket {
 
 impl Socket {
     /// All four, in index order.
-    pub const ALL: [Socket; 4] = [Socket::LanRtp, Socket::LanRtcp, Socket::CloudRtp, Socket::CloudRtcp];
+    pub const ALL: [Socket; 4] = [
+        Socket::LanRtp,
+        Socket::LanRtcp,
+        Socket::CloudRtp,
+        Socket::CloudRtcp,
+    ];
 
     /// From an index 0..4.
     pub fn from_index(i: usize) -> Socket {
@@ -91,7 +96,9 @@ impl std::str::FromStr for MediaDirection {
             "sendonly" => Ok(MediaDirection::SendOnly),
             "recvonly" => Ok(MediaDirection::RecvOnly),
             "inactive" => Ok(MediaDirection::Inactive),
-            _ => Err(format!("unknown direction {s:?}: use sendrecv, sendonly, recvonly or inactive")),
+            _ => Err(format!(
+                "unknown direction {s:?}: use sendrecv, sendonly, recvonly or inactive"
+            )),
         }
     }
 }
@@ -193,7 +200,10 @@ impl RelayStats {
 
     /// Packets relayed (RTP and RTCP, both ways).
     pub fn relayed(&self) -> u64 {
-        self.lan_to_cloud.rtp_out + self.lan_to_cloud.rtcp_out + self.cloud_to_lan.rtp_out + self.cloud_to_lan.rtcp_out
+        self.lan_to_cloud.rtp_out
+            + self.lan_to_cloud.rtcp_out
+            + self.cloud_to_lan.rtp_out
+            + self.cloud_to_lan.rtcp_out
     }
 }
 
@@ -295,7 +305,14 @@ impl Relay {
 
     /// Handles a packet received on `socket` from `src`, in `buf[..len]`
     /// (the buffer must leave room for the SRTP trailer).
-    pub fn handle(&mut self, now: Instant, socket: Socket, src: SocketAddr, buf: &mut [u8], len: usize) -> Verdict {
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        socket: Socket,
+        src: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Verdict {
         if !self.networks.contains(src.ip()) {
             return self.drop(DropReason::OutsideNetworks);
         }
@@ -319,16 +336,28 @@ impl Relay {
                 if !self.direction.lan_to_cloud() {
                     return self.drop(DropReason::DirectionInactive);
                 }
-                let out = if rtcp { self.up.rtcp(buf, len) } else { self.up.rtp(now, buf, len) };
+                let out = if rtcp {
+                    self.up.rtcp(buf, len)
+                } else {
+                    self.up.rtp(now, buf, len)
+                };
                 let len = match out {
                     Ok(n) => n,
                     Err(reason) => return Verdict::Drop(reason),
                 };
-                let to_socket = if socket == Socket::LanRtp { Socket::CloudRtp } else { Socket::CloudRtcp };
+                let to_socket = if socket == Socket::LanRtp {
+                    Socket::CloudRtp
+                } else {
+                    Socket::CloudRtcp
+                };
                 self.send(to_socket, len)
             }
             Socket::CloudRtp | Socket::CloudRtcp => {
-                let out = if rtcp { self.down.rtcp(buf, len) } else { self.down.rtp(now, buf, len) };
+                let out = if rtcp {
+                    self.down.rtcp(buf, len)
+                } else {
+                    self.down.rtp(now, buf, len)
+                };
                 let len = match out {
                     Ok(n) => n,
                     Err(reason) => {
@@ -345,7 +374,11 @@ impl Relay {
                 if !self.direction.cloud_to_lan() {
                     return self.drop(DropReason::DirectionInactive);
                 }
-                let to_socket = if socket == Socket::CloudRtp { Socket::LanRtp } else { Socket::LanRtcp };
+                let to_socket = if socket == Socket::CloudRtp {
+                    Socket::LanRtp
+                } else {
+                    Socket::LanRtcp
+                };
                 self.send(to_socket, len)
             }
         }
@@ -371,7 +404,9 @@ impl Relay {
         self.failures += 1;
         if self.failures >= SRTP_FAILURE_THRESHOLD && !self.failure_alarm {
             self.failure_alarm = true;
-            self.pending = Some(RelayEvent::SrtpFailures { count: self.failures });
+            self.pending = Some(RelayEvent::SrtpFailures {
+                count: self.failures,
+            });
         }
     }
 
@@ -466,8 +501,21 @@ mod tests {
         let mut r = Relay::new(t, &spec(None, Some(addr("127.0.0.1:5000")))).unwrap();
         let pbx = addr("127.0.0.1:6000");
         let v = r.handle(t, Socket::LanRtp, pbx, &mut rtp(1), 172);
-        assert_eq!(v, Verdict::Send { socket: Socket::CloudRtp, to: addr("127.0.0.1:5000"), len: 182 });
-        assert_eq!(r.poll_event(t), Some(RelayEvent::Latched { socket: Socket::LanRtp, peer: pbx }));
+        assert_eq!(
+            v,
+            Verdict::Send {
+                socket: Socket::CloudRtp,
+                to: addr("127.0.0.1:5000"),
+                len: 182
+            }
+        );
+        assert_eq!(
+            r.poll_event(t),
+            Some(RelayEvent::Latched {
+                socket: Socket::LanRtp,
+                peer: pbx
+            })
+        );
         let v = r.handle(t, Socket::LanRtp, addr("127.0.0.2:6000"), &mut rtp(2), 172);
         assert_eq!(v, Verdict::Drop(DropReason::UnexpectedSource));
         let v = r.handle(t, Socket::LanRtp, addr("192.0.2.1:6000"), &mut rtp(3), 172);
@@ -481,19 +529,39 @@ mod tests {
         let pbx = addr("127.0.0.1:6000");
         let mut r = Relay::new(t, &spec(Some(pbx), None)).unwrap();
         // Nothing to send to before the cloud is heard from.
-        assert_eq!(r.handle(t, Socket::LanRtp, pbx, &mut rtp(1), 172), Verdict::Drop(DropReason::NoDestination));
-        let mut cloud = SrtpContext::new(Suite::AesCm128HmacSha1_80, &key(2), Role::Protect).unwrap();
+        assert_eq!(
+            r.handle(t, Socket::LanRtp, pbx, &mut rtp(1), 172),
+            Verdict::Drop(DropReason::NoDestination)
+        );
+        let mut cloud =
+            SrtpContext::new(Suite::AesCm128HmacSha1_80, &key(2), Role::Protect).unwrap();
         let mut p = rtp(10);
         let n = cloud.protect_rtp(&mut p, 172).unwrap();
         let mut spoof = p.clone();
         spoof[20] ^= 1;
         let attacker = addr("127.0.0.9:7000");
-        assert_eq!(r.handle(t, Socket::CloudRtp, attacker, &mut spoof, n), Verdict::Drop(DropReason::AuthFailed));
+        assert_eq!(
+            r.handle(t, Socket::CloudRtp, attacker, &mut spoof, n),
+            Verdict::Drop(DropReason::AuthFailed)
+        );
         assert_eq!(r.poll_event(t), None, "a spoofed packet does not latch");
         let cloud_addr = addr("127.0.0.1:5000");
         let v = r.handle(t, Socket::CloudRtp, cloud_addr, &mut p, n);
-        assert_eq!(v, Verdict::Send { socket: Socket::LanRtp, to: pbx, len: 172 });
-        assert_eq!(r.poll_event(t), Some(RelayEvent::Latched { socket: Socket::CloudRtp, peer: cloud_addr }));
+        assert_eq!(
+            v,
+            Verdict::Send {
+                socket: Socket::LanRtp,
+                to: pbx,
+                len: 172
+            }
+        );
+        assert_eq!(
+            r.poll_event(t),
+            Some(RelayEvent::Latched {
+                socket: Socket::CloudRtp,
+                peer: cloud_addr
+            })
+        );
         let v = r.handle(t, Socket::LanRtp, pbx, &mut rtp(2), 172);
         assert!(matches!(v, Verdict::Send { to, .. } if to == cloud_addr));
     }
@@ -527,8 +595,14 @@ mod tests {
         let mut r = Relay::new(t, &spec(Some(pbx), None)).unwrap();
         r.set_direction(MediaDirection::Inactive);
         assert_eq!(r.poll_event(t + Duration::from_secs(3000)), None);
-        assert_eq!(r.handle(t, Socket::LanRtp, pbx, &mut rtp(1), 172), Verdict::Drop(DropReason::DirectionInactive));
-        assert_eq!(r.poll_event(t + HOLD_TIMEOUT + Duration::from_secs(1)), Some(RelayEvent::MediaTimeout));
+        assert_eq!(
+            r.handle(t, Socket::LanRtp, pbx, &mut rtp(1), 172),
+            Verdict::Drop(DropReason::DirectionInactive)
+        );
+        assert_eq!(
+            r.poll_event(t + HOLD_TIMEOUT + Duration::from_secs(1)),
+            Some(RelayEvent::MediaTimeout)
+        );
     }
 
     #[test]

@@ -69,7 +69,11 @@ impl Gateway {
             if let Some(l) = self.output().into_iter().find(|l| l.contains(needle)) {
                 return l;
             }
-            assert!(Instant::now() < deadline, "pbxlink never printed {needle:?}:\n{}", self.output().join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "pbxlink never printed {needle:?}:\n{}",
+                self.output().join("\n")
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -77,13 +81,19 @@ impl Gateway {
     /// Sends SIGTERM and waits for a clean exit; returns the output.
     pub fn stop(mut self) -> Vec<String> {
         // `kill` from the shell keeps this crate free of unsafe code.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
                 let out = self.output();
-                assert!(status.success(), "pbxlink exited with {status}:\n{}", out.join("\n"));
+                assert!(
+                    status.success(),
+                    "pbxlink exited with {status}:\n{}",
+                    out.join("\n")
+                );
                 return out;
             }
             assert!(Instant::now() < deadline, "pbxlink did not stop on SIGTERM");

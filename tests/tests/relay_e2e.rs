@@ -31,7 +31,10 @@ impl Peer {
             let probe = UdpSocket::bind(format!("{ip}:0")).unwrap();
             let port = probe.local_addr().unwrap().port() & !1;
             drop(probe);
-            if let (Ok(rtp), Ok(rtcp)) = (UdpSocket::bind(format!("{ip}:{port}")), UdpSocket::bind(format!("{ip}:{}", port + 1))) {
+            if let (Ok(rtp), Ok(rtcp)) = (
+                UdpSocket::bind(format!("{ip}:{port}")),
+                UdpSocket::bind(format!("{ip}:{}", port + 1)),
+            ) {
                 for s in [&rtp, &rtcp] {
                     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
                 }
@@ -48,7 +51,13 @@ impl Peer {
 
 /// Sends `packets` from `from` to `to`, paced, and collects what `at`
 /// receives until `expect` arrived or 2 s of quiet.
-fn exchange(from: &UdpSocket, to: u16, at: &UdpSocket, packets: &[Vec<u8>], expect: usize) -> Vec<Vec<u8>> {
+fn exchange(
+    from: &UdpSocket,
+    to: u16,
+    at: &UdpSocket,
+    packets: &[Vec<u8>],
+    expect: usize,
+) -> Vec<Vec<u8>> {
     let at = at.try_clone().unwrap();
     let rx = std::thread::spawn(move || {
         let mut got = Vec::new();
@@ -69,12 +78,40 @@ fn exchange(from: &UdpSocket, to: u16, at: &UdpSocket, packets: &[Vec<u8>], expe
     rx.join().unwrap()
 }
 
-fn relay_args(backend: &str, suite: Suite, lan: u16, cloud: u16, calls: u32, cloud_remotes: &[u16]) -> Vec<String> {
-    let remotes: Vec<String> = cloud_remotes.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+fn relay_args(
+    backend: &str,
+    suite: Suite,
+    lan: u16,
+    cloud: u16,
+    calls: u32,
+    cloud_remotes: &[u16],
+) -> Vec<String> {
+    let remotes: Vec<String> = cloud_remotes
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
     let mut a: Vec<String> = [
-        "relay", "--lan-port", &lan.to_string(), "--cloud-port", &cloud.to_string(), "--calls", &calls.to_string(),
-        "--suite", suite.sdp_name(), "--tx-key", &key_b64(&test_key(suite, 1)), "--rx-key", &key_b64(&test_key(suite, 2)),
-        "--bind", "127.0.0.1", "--profile", "max", "--seconds", "60", "--backend", backend,
+        "relay",
+        "--lan-port",
+        &lan.to_string(),
+        "--cloud-port",
+        &cloud.to_string(),
+        "--calls",
+        &calls.to_string(),
+        "--suite",
+        suite.sdp_name(),
+        "--tx-key",
+        &key_b64(&test_key(suite, 1)),
+        "--rx-key",
+        &key_b64(&test_key(suite, 2)),
+        "--bind",
+        "127.0.0.1",
+        "--profile",
+        "max",
+        "--seconds",
+        "60",
+        "--backend",
+        backend,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -106,25 +143,50 @@ fn media_both_ways_for_every_suite(backend: &str, base: u16) {
 
         // PBX → gateway → cloud: libsrtp decrypts to the identical packets.
         let got = exchange(&pbx.rtp, lan, &cl.rtp, &rtp, rtp.len());
-        assert_eq!(got.len(), rtp.len(), "{backend} {suite}: SRTP packets reaching the cloud");
-        assert!(run(Op::Unprotect, suite.sdp_name(), &tx, &got) == rtp, "{backend} {suite}: RTP → SRTP differs");
+        assert_eq!(
+            got.len(),
+            rtp.len(),
+            "{backend} {suite}: SRTP packets reaching the cloud"
+        );
+        assert!(
+            run(Op::Unprotect, suite.sdp_name(), &tx, &got) == rtp,
+            "{backend} {suite}: RTP → SRTP differs"
+        );
         let got = exchange(&pbx.rtcp, lan + 1, &cl.rtcp, &rtcp, rtcp.len());
-        assert!(run(Op::UnprotectRtcp, suite.sdp_name(), &tx, &got) == rtcp, "{backend} {suite}: RTCP → SRTCP differs");
+        assert!(
+            run(Op::UnprotectRtcp, suite.sdp_name(), &tx, &got) == rtcp,
+            "{backend} {suite}: RTCP → SRTCP differs"
+        );
 
         // Cloud → gateway → PBX (latched from the packets above).
         let srtp = run(Op::Protect, suite.sdp_name(), &rx, &rtp);
         let got = exchange(&cl.rtp, cloud, &pbx.rtp, &srtp, rtp.len());
-        assert!(got == rtp, "{backend} {suite}: SRTP → RTP differs ({} received)", got.len());
+        assert!(
+            got == rtp,
+            "{backend} {suite}: SRTP → RTP differs ({} received)",
+            got.len()
+        );
         let srtcp = run(Op::ProtectRtcp, suite.sdp_name(), &rx, &rtcp);
         let got = exchange(&cl.rtcp, cloud + 1, &pbx.rtcp, &srtcp, rtcp.len());
-        assert!(got == rtcp, "{backend} {suite}: SRTCP → RTCP differs ({} received)", got.len());
+        assert!(
+            got == rtcp,
+            "{backend} {suite}: SRTCP → RTCP differs ({} received)",
+            got.len()
+        );
 
         let out = gw.stop();
-        let fin = out.iter().find(|l| l.starts_with("final:")).expect("final line");
+        let fin = out
+            .iter()
+            .find(|l| l.starts_with("final:"))
+            .expect("final line");
         assert_eq!(field(fin, "to_cloud_rtp"), PACKETS as u64, "{fin}");
         assert_eq!(field(fin, "to_lan_rtp"), PACKETS as u64, "{fin}");
         assert!(fin.ends_with("drops: none"), "{fin}");
-        assert!(out.iter().any(|l| l.starts_with("performance profile: max")), "start-up line");
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with("performance profile: max")),
+            "start-up line"
+        );
     }
 }
 
@@ -134,7 +196,14 @@ fn bad_input_and_spoofing(backend: &str, base: u16) {
     let pbx = Peer::new("127.0.0.1");
     let cl0 = Peer::new("127.0.0.1");
     let cl1 = Peer::new("127.0.0.1");
-    let gw = Gateway::start(&relay_args(backend, suite, lan, cloud, 2, &[cl0.port(), cl1.port()]));
+    let gw = Gateway::start(&relay_args(
+        backend,
+        suite,
+        lan,
+        cloud,
+        2,
+        &[cl0.port(), cl1.port()],
+    ));
     gw.wait_for("relay: 2 relays up, 0 failed", Duration::from_secs(20));
     let rx = key_b64(&test_key(suite, 2));
     let tx = key_b64(&test_key(suite, 1));
@@ -163,7 +232,7 @@ fn bad_input_and_spoofing(backend: &str, base: u16) {
                 bad.push(t); // tampered
             }
             1 => bad.push(p[..p.len() - 12].to_vec()), // truncated
-            2 => bad.push(vec![0xde; 3]),               // garbage
+            2 => bad.push(vec![0xde; 3]),              // garbage
             _ => {}
         }
     }
@@ -187,20 +256,46 @@ fn bad_input_and_spoofing(backend: &str, base: u16) {
     assert_eq!(back.len(), want.len());
     let without_ts = |p: &[u8]| [&p[..4], &p[8..]].concat();
     for (i, (b, w)) in back.iter().zip(&want).enumerate() {
-        assert!(!b.is_empty() && without_ts(b) == without_ts(w), "{backend}: relay 0 packet {i} disturbed");
+        assert!(
+            !b.is_empty() && without_ts(b) == without_ts(w),
+            "{backend}: relay 0 packet {i} disturbed"
+        );
     }
-    assert_eq!(back[..100], want[..100], "{backend}: before the pause, byte-identical");
+    assert_eq!(
+        back[..100],
+        want[..100],
+        "{backend}: before the pause, byte-identical"
+    );
 
     let out = gw.stop();
-    let fin = out.iter().find(|l| l.starts_with("final:")).expect("final line").clone();
+    let fin = out
+        .iter()
+        .find(|l| l.starts_with("final:"))
+        .expect("final line")
+        .clone();
     assert_eq!(field(&fin, "unexpected_source"), 20, "{fin}");
     // 12 tampered, 12 cut short, 12 garbage: each dropped as a failed tag,
     // or as truncated where too little was left to hold one.
-    assert_eq!(field(&fin, "auth_failed") + field(&fin, "truncated"), 36, "{fin}");
-    assert!(field(&fin, "auth_failed") >= 12 && field(&fin, "truncated") >= 12, "{fin}");
+    assert_eq!(
+        field(&fin, "auth_failed") + field(&fin, "truncated"),
+        36,
+        "{fin}"
+    );
+    assert!(
+        field(&fin, "auth_failed") >= 12 && field(&fin, "truncated") >= 12,
+        "{fin}"
+    );
     assert_eq!(field(&fin, "replay"), 10, "{fin}");
-    assert!(out.iter().any(|l| l.contains("Latched") && l.contains("127.0.0.1")), "latch events");
-    assert!(!out.iter().any(|l| l.contains("Latched") && (l.contains("127.0.0.2") || l.contains("127.0.0.3"))), "spoofer latched");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("Latched") && l.contains("127.0.0.1")),
+        "latch events"
+    );
+    assert!(
+        !out.iter()
+            .any(|l| l.contains("Latched") && (l.contains("127.0.0.2") || l.contains("127.0.0.3"))),
+        "spoofer latched"
+    );
 }
 
 #[test]
@@ -211,4 +306,46 @@ fn epoll_backend_relays_media_both_ways_for_every_suite() {
 #[test]
 fn epoll_backend_drops_bad_input_and_refuses_spoofed_sources() {
     bad_input_and_spoofing("epoll", 43_000);
+}
+
+#[test]
+fn uring_backend_relays_media_both_ways_for_every_suite() {
+    media_both_ways_for_every_suite("uring", 44_000);
+}
+
+#[test]
+fn uring_backend_drops_bad_input_and_refuses_spoofed_sources() {
+    bad_input_and_spoofing("uring", 45_000);
+}
+
+#[test]
+fn uring_backend_uses_multishot_recvmsg_provided_buffers_and_defer_taskrun() {
+    let suite = Suite::AeadAes128Gcm;
+    let pbx = Peer::new("127.0.0.1");
+    let cl = Peer::new("127.0.0.1");
+    let gw = Gateway::start(&relay_args("uring", suite, 46_000, 46_050, 1, &[cl.port()]));
+    let line = gw.wait_for("data plane:", Duration::from_secs(20));
+    for feature in [
+        "backend io_uring",
+        "single-issuer",
+        "defer-taskrun",
+        "registered files",
+        "provided-buffer ring",
+        "multishot recvmsg",
+    ] {
+        assert!(line.contains(feature), "{feature} missing from {line:?}");
+    }
+    gw.wait_for("relay: 1 relays up", Duration::from_secs(20));
+    let rtp = single_source_stream();
+    let got = exchange(&pbx.rtp, 46_000, &cl.rtp, &rtp, rtp.len());
+    assert_eq!(got.len(), rtp.len());
+    let out = gw.stop();
+    let fin = out
+        .iter()
+        .find(|l| l.starts_with("final:"))
+        .expect("final line");
+    // Completions that kept their receive armed prove multishot is in use;
+    // completions carrying a buffer id prove the provided-buffer ring is.
+    assert!(field(fin, "multishot") >= rtp.len() as u64, "{fin}");
+    assert!(field(fin, "provided_buffers") >= rtp.len() as u64, "{fin}");
 }

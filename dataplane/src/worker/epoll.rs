@@ -5,7 +5,7 @@
 //! (`unsafe` as in an FFI module); each block says why it holds.
 #![allow(unsafe_code)]
 
-use super::{BUF_SIZE, Core, Registry};
+use super::{BUF_SIZE, Core, Origin, Registry};
 use crate::relay::{Socket, Verdict};
 use std::io;
 use std::net::UdpSocket;
@@ -54,7 +54,12 @@ impl Drop for Epoll {
 }
 
 impl Registry for Epoll {
-    fn register(&mut self, slot: usize, generation: u32, sockets: &[UdpSocket; 4]) -> io::Result<()> {
+    fn register(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        sockets: &[UdpSocket; 4],
+    ) -> io::Result<()> {
         for (i, s) in sockets.iter().enumerate() {
             self.add(s.as_raw_fd(), token(slot, generation, i))?;
         }
@@ -64,7 +69,14 @@ impl Registry for Epoll {
     fn deregister(&mut self, _slot: usize, _generation: u32, sockets: &[UdpSocket; 4]) {
         for s in sockets {
             // SAFETY: removing a registered fd; a null event is allowed for DEL.
-            unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_DEL, s.as_raw_fd(), std::ptr::null_mut()) };
+            unsafe {
+                libc::epoll_ctl(
+                    self.fd,
+                    libc::EPOLL_CTL_DEL,
+                    s.as_raw_fd(),
+                    std::ptr::null_mut(),
+                )
+            };
         }
     }
 }
@@ -83,9 +95,9 @@ struct Batch {
 
 impl Batch {
     fn new() -> Box<Self> {
-        // SAFETY (for the zeroed values): these are plain C structs for
-        // which all-zero is a valid value.
+        // SAFETY: a plain C struct for which all-zero is a valid value.
         let zero_name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         let zero_msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
         let iov = libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -139,7 +151,14 @@ pub fn run(mut core: Core) -> io::Result<()> {
     let mut events: Vec<libc::epoll_event> = vec![unsafe { std::mem::zeroed() }; EVENTS];
     while !core.stopping {
         // SAFETY: events has EVENTS writable entries.
-        let n = unsafe { libc::epoll_wait(epoll.fd, events.as_mut_ptr(), EVENTS as i32, WAIT.as_millis() as i32) };
+        let n = unsafe {
+            libc::epoll_wait(
+                epoll.fd,
+                events.as_mut_ptr(),
+                EVENTS as i32,
+                WAIT.as_millis() as i32,
+            )
+        };
         let now = Instant::now();
         for ev in events.iter().take(n.max(0) as usize) {
             let data = ev.u64;
@@ -148,30 +167,47 @@ pub fn run(mut core: Core) -> io::Result<()> {
                 core.commands(now, &mut epoll);
                 continue;
             }
-            let (generation, slot, socket) = ((data >> 40) as u32, ((data >> 2) & 0x3f_ffff_ffff) as usize, (data & 3) as usize);
+            let (generation, slot, socket) = (
+                (data >> 40) as u32,
+                ((data >> 2) & 0x3f_ffff_ffff) as usize,
+                (data & 3) as usize,
+            );
             if core.generations.get(slot) != Some(&generation) {
                 continue;
             }
             for _ in 0..BATCHES_PER_SOCKET {
-                if drain_once(&mut core, &mut batch, now, slot, Socket::from_index(socket)) < BATCH {
+                if drain_once(&mut core, &mut batch, now, slot, Socket::from_index(socket)) < BATCH
+                {
                     break;
                 }
             }
         }
         core.tick(now);
     }
+    core.publish();
     Ok(())
 }
 
 /// One `recvmmsg` on a socket, the relay's verdicts, one `sendmmsg`.
 /// Returns how many datagrams were read.
 fn drain_once(core: &mut Core, b: &mut Batch, now: Instant, slot: usize, socket: Socket) -> usize {
-    let Some(fd) = core.slots[slot].as_ref().map(|s| s.sockets[socket as usize].as_raw_fd()) else {
+    let Some(fd) = core.slots[slot]
+        .as_ref()
+        .map(|s| s.sockets[socket as usize].as_raw_fd())
+    else {
         return 0;
     };
     b.arm_receive();
     // SAFETY: msgs points at BATCH headers whose buffers live in `b`.
-    let got = unsafe { libc::recvmmsg(fd, b.msgs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+    let got = unsafe {
+        libc::recvmmsg(
+            fd,
+            b.msgs.as_mut_ptr(),
+            BATCH as u32,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
     if got <= 0 {
         return 0;
     }
@@ -181,12 +217,23 @@ fn drain_once(core: &mut Core, b: &mut Batch, now: Instant, slot: usize, socket:
     for i in 0..got {
         let len = b.msgs[i].msg_len as usize;
         let h = &b.msgs[i].msg_hdr;
-        let Some(src) = crate::sys::sockaddr_to_std(&b.names[i], h.msg_namelen as usize) else { continue };
+        let Some(src) = crate::sys::sockaddr_to_std(&b.names[i], h.msg_namelen as usize) else {
+            continue;
+        };
         let control_len = h.msg_controllen.min(CONTROL_LEN);
         let (controls, bufs) = (&b.controls[i][..control_len], &mut b.bufs[i]);
-        match core.process(now, slot, socket, src, controls, bufs, len) {
-            Some(Verdict::Send { socket: to_socket, to, len }) => {
-                let Some(fd) = core.slots[slot].as_ref().map(|s| s.sockets[to_socket as usize].as_raw_fd()) else { continue };
+        match core.process(now, Origin { slot, socket, src }, controls, bufs, len) {
+            Some(Verdict::Send {
+                socket: to_socket,
+                to,
+                len,
+            }) => {
+                let Some(fd) = core.slots[slot]
+                    .as_ref()
+                    .map(|s| s.sockets[to_socket as usize].as_raw_fd())
+                else {
+                    continue;
+                };
                 if out_fd != -1 && out_fd != fd {
                     flush(core, b, slot, out_fd, out);
                     out = 0;
@@ -219,7 +266,14 @@ fn flush(core: &mut Core, b: &mut Batch, slot: usize, fd: RawFd, n: usize) {
     let mut done = 0;
     while done < n {
         // SAFETY: out_msgs[done..n] are filled and point into `b`.
-        let sent = unsafe { libc::sendmmsg(fd, b.out_msgs[done..].as_mut_ptr(), (n - done) as u32, libc::MSG_DONTWAIT) };
+        let sent = unsafe {
+            libc::sendmmsg(
+                fd,
+                b.out_msgs[done..].as_mut_ptr(),
+                (n - done) as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
         if sent <= 0 {
             // The first unsent datagram failed; count it and go on.
             core.send_failed(slot);

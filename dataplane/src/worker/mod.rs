@@ -52,10 +52,26 @@ pub struct Slot {
     pub overflow: [u32; 4],
 }
 
+/// Where a datagram came in: which relay slot and socket, and from whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// Relay slot.
+    pub slot: usize,
+    /// Socket of the relay.
+    pub socket: Socket,
+    /// Sender.
+    pub src: SocketAddr,
+}
+
 /// What a backend must do when relays come and go.
 pub trait Registry {
     /// Starts receiving on a new relay's sockets.
-    fn register(&mut self, slot: usize, generation: u32, sockets: &[UdpSocket; 4]) -> std::io::Result<()>;
+    fn register(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        sockets: &[UdpSocket; 4],
+    ) -> std::io::Result<()>;
     /// Stops receiving on them (before they close).
     fn deregister(&mut self, slot: usize, generation: u32, sockets: &[UdpSocket; 4]);
 }
@@ -83,15 +99,21 @@ pub struct Core {
 }
 
 fn bind(spec: &RelaySpec, dscp: u8) -> Result<[UdpSocket; 4], AddFailure> {
-    let ports = [spec.lan_port, spec.lan_port.wrapping_add(1), spec.cloud_port, spec.cloud_port.wrapping_add(1)];
+    let ports = [
+        spec.lan_port,
+        spec.lan_port.wrapping_add(1),
+        spec.cloud_port,
+        spec.cloud_port.wrapping_add(1),
+    ];
     let mut out = Vec::with_capacity(4);
     for (i, port) in ports.into_iter().enumerate() {
         let socket = Socket::from_index(i);
-        let s = UdpSocket::bind(SocketAddr::new(spec.bind, port)).map_err(|e| AddFailure::Bind {
-            socket,
-            port,
-            errno: e.raw_os_error().unwrap_or(0),
-        })?;
+        let s =
+            UdpSocket::bind(SocketAddr::new(spec.bind, port)).map_err(|e| AddFailure::Bind {
+                socket,
+                port,
+                errno: e.raw_os_error().unwrap_or(0),
+            })?;
         let fail = |e: std::io::Error| AddFailure::Bind {
             socket,
             port,
@@ -135,7 +157,12 @@ impl Core {
         }
     }
 
-    fn add(&mut self, now: Instant, spec: &RelaySpec, registry: &mut impl Registry) -> Result<(), AddFailure> {
+    fn add(
+        &mut self,
+        now: Instant,
+        spec: &RelaySpec,
+        registry: &mut impl Registry,
+    ) -> Result<(), AddFailure> {
         if self.by_id.contains_key(&spec.id) {
             return Err(AddFailure::DuplicateId);
         }
@@ -184,7 +211,9 @@ impl Core {
     /// Handles up to [`COMMANDS_PER_TURN`] queued commands.
     pub fn commands(&mut self, now: Instant, registry: &mut impl Registry) {
         for _ in 0..COMMANDS_PER_TURN {
-            let Some(cmd) = self.channel.commands.pop() else { break };
+            let Some(cmd) = self.channel.commands.pop() else {
+                break;
+            };
             match cmd {
                 Command::Add(spec) => {
                     let e = match self.add(now, &spec, registry) {
@@ -192,7 +221,10 @@ impl Core {
                             id: spec.id,
                             worker: self.config.index,
                         },
-                        Err(reason) => Event::AddFailed { id: spec.id, reason },
+                        Err(reason) => Event::AddFailed {
+                            id: spec.id,
+                            reason,
+                        },
                     };
                     self.emit(e);
                 }
@@ -248,13 +280,12 @@ impl Core {
     pub fn process(
         &mut self,
         now: Instant,
-        slot: usize,
-        socket: Socket,
-        src: SocketAddr,
+        from: Origin,
         control: &[u8],
         buf: &mut [u8],
         len: usize,
     ) -> Option<Verdict> {
+        let Origin { slot, socket, src } = from;
         self.stats.received += 1;
         let Some(s) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
             self.stats.stray += 1;
@@ -268,7 +299,12 @@ impl Core {
         let verdict = s.relay.handle(now, socket, src, buf, len);
         if let Some(event) = s.relay.poll_event(now) {
             let id = s.relay.id();
-            if self.channel.events.push(Event::Relay { id, event }).is_err() {
+            if self
+                .channel
+                .events
+                .push(Event::Relay { id, event })
+                .is_err()
+            {
                 self.stats.events_dropped += 1;
             }
         }
@@ -288,7 +324,9 @@ impl Core {
         if now.saturating_duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             for i in 0..self.slots.len() {
-                let Some(s) = self.slots[i].as_mut() else { continue };
+                let Some(s) = self.slots[i].as_mut() else {
+                    continue;
+                };
                 let id = s.relay.id();
                 if let Some(event) = s.relay.poll_event(now) {
                     self.emit(Event::Relay { id, event });
