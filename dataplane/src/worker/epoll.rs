@@ -182,6 +182,9 @@ pub fn run(mut core: Core) -> io::Result<()> {
                 }
             }
         }
+        if !core.channel.commands.is_empty() {
+            core.commands(now, &mut epoll);
+        }
         core.tick(now);
     }
     core.publish();
