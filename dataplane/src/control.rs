@@ -203,3 +203,22 @@ impl Channel {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_command_queue_is_an_error_not_a_wait() {
+        let ch = Channel::new().unwrap();
+        for id in 0..COMMAND_QUEUE as u64 {
+            ch.send(3, Command::ReadStats { id }).unwrap();
+        }
+        assert_eq!(
+            ch.send(3, Command::Remove { id: 1 }).unwrap_err(),
+            QueueFull { worker: 3 }
+        );
+        ch.commands.pop();
+        assert!(ch.send(3, Command::Remove { id: 1 }).is_ok());
+    }
+}

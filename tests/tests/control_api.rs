@@ -1,0 +1,134 @@
+//! The control API against a running data plane (both backends): relays are
+//! added, put on hold, resumed, asked for stats and removed with final stats.
+
+use pbxlink_dataplane::control::{Command, Event};
+use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
+use pbxlink_dataplane::net::Networks;
+use pbxlink_dataplane::profile::{Profile, Resources};
+use pbxlink_dataplane::relay::{
+    HOLD_TIMEOUT, MEDIA_TIMEOUT, MediaDirection, RelaySpec, RelayStats,
+};
+use pbxlink_dataplane::srtp::Suite;
+use pbxlink_dataplane::{DirectionConfig, DropReason};
+use pbxlink_tests::test_key;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+fn wait_for(plane: &DataPlane, mut want: impl FnMut(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut found = None;
+        plane.drain_events(|e| {
+            if found.is_none() && want(&e) {
+                found = Some(e);
+            }
+        });
+        if let Some(e) = found {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "event never came");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn stats(plane: &mut DataPlane, id: u64) -> RelayStats {
+    plane.command(id, Command::ReadStats { id }).unwrap();
+    match wait_for(
+        plane,
+        |e| matches!(e, Event::Stats { id: i, .. } if *i == id),
+    ) {
+        Event::Stats { stats, .. } => stats,
+        _ => unreachable!(),
+    }
+}
+
+fn hold_and_resume(backend: Backend, port: u16) {
+    let suite = Suite::AeadAes128Gcm;
+    let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cloud = UdpSocket::bind("127.0.0.1:0").unwrap();
+    cloud
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let config = DataPlaneConfig {
+        profile: Profile::Small,
+        backend: Some(backend),
+        max_relays_per_worker: 8,
+        buffers_per_worker: 256,
+        dscp: 46,
+    };
+    let mut plane = DataPlane::start(&config, &Resources::detect()).unwrap();
+    let spec = RelaySpec {
+        id: 9,
+        bind: "127.0.0.1".parse().unwrap(),
+        lan_port: port,
+        cloud_port: port + 2,
+        lan_remote: Some(pbx.local_addr().unwrap()),
+        cloud_remote: Some(cloud.local_addr().unwrap()),
+        suite,
+        tx_key: test_key(suite, 1),
+        rx_key: test_key(suite, 2),
+        lan_to_cloud: DirectionConfig::default(),
+        cloud_to_lan: DirectionConfig::default(),
+        direction: MediaDirection::SendRecv,
+        networks: Networks::loopback(),
+        media_timeout: MEDIA_TIMEOUT,
+        hold_timeout: HOLD_TIMEOUT,
+    };
+    plane.add_relay(spec).unwrap();
+    wait_for(&plane, |e| matches!(e, Event::Added { id: 9, .. }));
+    let mut packet = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5];
+    packet.extend_from_slice(&[0xd5; 160]);
+    let mut buf = [0u8; 2048];
+    let mut send = |seq: u16| {
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        pbx.send_to(&packet, ("127.0.0.1", port)).unwrap();
+        cloud.recv(&mut buf).is_ok()
+    };
+    assert!(send(1), "{backend}: relayed while sendrecv");
+    plane
+        .command(
+            9,
+            Command::SetDirection {
+                id: 9,
+                direction: MediaDirection::RecvOnly,
+            },
+        )
+        .unwrap();
+    let _ = stats(&mut plane, 9); // the worker has applied the command
+    assert!(!send(2), "{backend}: relayed while held");
+    assert_eq!(
+        stats(&mut plane, 9)
+            .relay_drops
+            .get(DropReason::DirectionInactive),
+        1
+    );
+    plane
+        .command(
+            9,
+            Command::SetDirection {
+                id: 9,
+                direction: MediaDirection::SendRecv,
+            },
+        )
+        .unwrap();
+    let _ = stats(&mut plane, 9);
+    assert!(send(3), "{backend}: relayed after resume");
+    plane.command(9, Command::Remove { id: 9 }).unwrap();
+    match wait_for(&plane, |e| matches!(e, Event::Removed { id: 9, .. })) {
+        Event::Removed { stats, .. } => assert_eq!(stats.lan_to_cloud.rtp_out, 2),
+        _ => unreachable!(),
+    }
+    assert!(!send(4), "{backend}: relayed after removal");
+    plane.command(9, Command::ReadStats { id: 9 }).unwrap();
+    plane.shutdown().unwrap();
+}
+
+#[test]
+fn hold_resume_stats_and_removal_on_io_uring() {
+    hold_and_resume(Backend::Uring, 47_000);
+}
+
+#[test]
+fn hold_resume_stats_and_removal_on_epoll() {
+    hold_and_resume(Backend::Epoll, 47_100);
+}
