@@ -113,8 +113,14 @@ impl Profile {
             .unwrap_or(Profile::Small)
     }
 
-    /// The start-up log line SPEC §2 shows.
-    pub fn startup_line(self, memory: u64, ports: &[RangeInclusive<u16>]) -> String {
+    /// The start-up log line SPEC §2 shows: the profile's RAM figure (the
+    /// host's for `max`) and the port ranges in use.
+    pub fn startup_line(self, host_memory: u64, ports: &[RangeInclusive<u16>]) -> String {
+        let memory = if self == Profile::Max {
+            host_memory
+        } else {
+            self.spec(1).min_memory
+        };
         let ranges: Vec<String> = ports
             .iter()
             .map(|r| format!("{}-{}", r.start(), r.end()))
@@ -262,7 +268,7 @@ mod tests {
     fn startup_line_matches_spec() {
         let p = Profile::Small;
         assert_eq!(
-            p.startup_line(GIB, &p.spec(1).port_ranges),
+            p.startup_line(24 * GIB, &p.spec(1).port_ranges),
             "performance profile: small (1 GiB RAM), RTP port range: 65336-65534"
         );
     }
