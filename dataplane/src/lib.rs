@@ -7,6 +7,11 @@
 //! per packet.
 
 pub mod continuity;
+
+/// CPU affinity of the calling thread (safe wrappers).
+pub mod cpu {
+    pub use crate::sys::{allowed_cpus, pin_to_cpu};
+}
 pub mod control;
 pub mod direction;
 pub mod drops;

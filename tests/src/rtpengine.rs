@@ -30,12 +30,25 @@ impl Rtpengine {
     /// Starts rtpengine on 127.0.0.1 with one worker, no kernel forwarding,
     /// media ports in `ports`, control on `ng_port`.
     pub fn start(ng_port: u16, ports: (u16, u16)) -> Rtpengine {
+        Self::start_on(ng_port, ports, None)
+    }
+
+    /// As [`start`](Self::start), pinned to `cpu` with `taskset` when given.
+    pub fn start_on(ng_port: u16, ports: (u16, u16), cpu: Option<usize>) -> Rtpengine {
         assert!(
             std::path::Path::new(BINARY).exists(),
             "{BINARY} missing: run ./tests/run, which installs rtpengine-daemon"
         );
         let log = std::env::temp_dir().join(format!("pbxlink-rtpengine-{ng_port}.log"));
-        let child = Command::new(BINARY)
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string(), BINARY]);
+                c
+            }
+            None => Command::new(BINARY),
+        };
+        let child = command
             .args([
                 "--config-file=none",
                 "--foreground",
@@ -78,6 +91,11 @@ impl Rtpengine {
                 r.log_text()
             );
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The daemon's log so far, for assertion messages.

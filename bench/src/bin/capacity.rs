@@ -1,0 +1,698 @@
+//! `capacity`: N simultaneous G.711 calls (20 ms, 172-byte RTP) both ways
+//! through a relay target — pbxlink's data plane or rtpengine 10.5 in user
+//! space — paced like real calls, every packet verified (count, sequence,
+//! payload), with loss, latency through the relay (hdrhistogram) and the
+//! target's CPU cost per relayed packet, measured from /proc: the process's
+//! CPU time (all threads) and the busy time of the target's core (softirq
+//! included). Both targets run one worker pinned to the core the generator
+//! does not use. Bounded in calls and time; stops by itself.
+//!
+//! ```text
+//! capacity --target both --calls 1000 --seconds 10 --json out.json
+//! capacity --profile small
+//! ```
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use pbxlink_dataplane::MasterKey;
+use pbxlink_dataplane::profile::Profile;
+use pbxlink_dataplane::srtp::{Role, SrtpContext, Suite};
+use pbxlink_tests::rtpengine::Rtpengine;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SUITE: Suite = Suite::AesCm128HmacSha1_80;
+const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+/// Scheduling slice: every millisecond the generator sends the packets of
+/// the calls whose phase falls in it, then drains what came back.
+const SLICE: Duration = Duration::from_millis(1);
+/// A slice starting this late means the generator, not the target, is the
+/// limit: the run is flagged and not reported as a result.
+const BEHIND: Duration = Duration::from_millis(5);
+const GENERATOR_CPU: usize = 0;
+const TARGET_CPU: usize = 1;
+const PBX_LAN_BASE: u16 = 20_000;
+const PBX_CLOUD_BASE: u16 = 24_000;
+const RTPENGINE_PORTS: (u16, u16) = (10_000, 19_999);
+const RTPENGINE_NG: u16 = 22_240;
+
+#[derive(Debug, Parser)]
+#[command(about = "Relay capacity: calls per core side by side with rtpengine")]
+struct Args {
+    /// pbxlink, rtpengine, or both (then the ratio is printed).
+    #[arg(long, default_value = "pbxlink")]
+    target: String,
+    /// Simultaneous calls.
+    #[arg(long, default_value_t = 100)]
+    calls: usize,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Warm-up seconds before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Write results here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Check a performance profile: its call limit, then how far past it goes.
+    #[arg(long)]
+    profile: Option<Profile>,
+    /// Seconds of the profile's limit run.
+    #[arg(long, default_value_t = 30)]
+    profile_seconds: u64,
+    /// The pbxlink binary (default: target/release/pbxlink of this workspace).
+    #[arg(long)]
+    pbxlink: Option<PathBuf>,
+}
+
+/// Where the generator sends and how to read what comes back, per call.
+struct Wiring {
+    /// Target port for the call's plain RTP (LAN side).
+    lan_in: Vec<u16>,
+    /// Target port for the call's SRTP (cloud side).
+    cloud_in: Vec<u16>,
+    /// Source port → call, for what arrives at the generator's LAN socket.
+    lan_out: Vec<(u16, usize)>,
+    /// Source port → call, for what arrives at the generator's cloud socket.
+    cloud_out: Vec<(u16, usize)>,
+    /// Key the target protects toward the cloud with, per call.
+    to_cloud: Vec<MasterKey>,
+    /// Key the generator's cloud protects with, per call.
+    from_cloud: Vec<MasterKey>,
+}
+
+enum Running {
+    Pbxlink(Child),
+    Rtpengine(Rtpengine),
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Pbxlink(c) => c.id(),
+            Running::Rtpengine(r) => r.pid(),
+        }
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Running::Pbxlink(mut c) => {
+                Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status()?;
+                let status = c.wait()?;
+                ensure!(status.success(), "pbxlink exited with {status}");
+            }
+            Running::Rtpengine(r) => drop(r),
+        }
+        Ok(())
+    }
+}
+
+fn key(seed: u8) -> MasterKey {
+    let m: Vec<u8> = (0..SUITE.master_len() as u8)
+        .map(|i| i.wrapping_mul(29) ^ seed)
+        .collect();
+    MasterKey::from_bytes(SUITE, &m).expect("fixed length")
+}
+
+fn pbxlink_binary(args: &Args) -> PathBuf {
+    args.pbxlink.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pbxlink")
+    })
+}
+
+fn start_pbxlink(
+    args: &Args,
+    calls: usize,
+    lan: SocketAddr,
+    cloud: SocketAddr,
+) -> anyhow::Result<(Running, Wiring)> {
+    let bin = pbxlink_binary(args);
+    ensure!(
+        bin.exists(),
+        "{} missing: cargo build --release -p pbxlink",
+        bin.display()
+    );
+    let (tx, rx) = (key(1), key(2));
+    let remotes = vec![cloud.to_string(); calls].join(",");
+    // Pinned to one core, `max` gives exactly one worker there.
+    let mut child = Command::new("taskset")
+        .args(["-c", &TARGET_CPU.to_string()])
+        .arg(&bin)
+        .args([
+            "relay",
+            "--profile",
+            "max",
+            "--backend",
+            "uring",
+            "--suite",
+            SUITE.sdp_name(),
+        ])
+        .args([
+            "--lan-port",
+            &PBX_LAN_BASE.to_string(),
+            "--cloud-port",
+            &PBX_CLOUD_BASE.to_string(),
+        ])
+        .args([
+            "--calls",
+            &calls.to_string(),
+            "--cloud-remote",
+            &remotes,
+            "--lan-remote",
+        ])
+        .arg(vec![lan.to_string(); calls].join(","))
+        .args([
+            "--tx-key",
+            &tx.to_sdes_inline(),
+            "--rx-key",
+            &rx.to_sdes_inline(),
+            "--seconds",
+            "600",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pbxlink relay")?;
+    // Wait for all relays.
+    let stdout = child.stdout.take().expect("piped");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("relay:") || line.starts_with("data plane:") {
+                let _ = ready_tx.send(line);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = ready_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .context("pbxlink relay did not come up")?;
+        if line.starts_with("data plane:") {
+            ensure!(
+                line.contains("1 worker(s), backend io_uring"),
+                "unexpected data plane: {line}"
+            );
+        }
+        if line.starts_with("relay:") {
+            ensure!(line.contains(", 0 failed"), "{line}");
+            break;
+        }
+    }
+    let wiring = Wiring {
+        lan_in: (0..calls).map(|i| PBX_LAN_BASE + 2 * i as u16).collect(),
+        cloud_in: (0..calls).map(|i| PBX_CLOUD_BASE + 2 * i as u16).collect(),
+        lan_out: (0..calls)
+            .map(|i| (PBX_LAN_BASE + 2 * i as u16, i))
+            .collect(),
+        cloud_out: (0..calls)
+            .map(|i| (PBX_CLOUD_BASE + 2 * i as u16, i))
+            .collect(),
+        to_cloud: vec![tx; calls],
+        from_cloud: vec![rx; calls],
+    };
+    Ok((Running::Pbxlink(child), wiring))
+}
+
+fn start_rtpengine(
+    calls: usize,
+    lan: SocketAddr,
+    cloud: SocketAddr,
+) -> anyhow::Result<(Running, Wiring)> {
+    let mut engine = Rtpengine::start_on(RTPENGINE_NG, RTPENGINE_PORTS, Some(TARGET_CPU));
+    let mut w = Wiring {
+        lan_in: Vec::new(),
+        cloud_in: Vec::new(),
+        lan_out: Vec::new(),
+        cloud_out: Vec::new(),
+        to_cloud: Vec::new(),
+        from_cloud: Vec::new(),
+    };
+    let ours = key(2);
+    for i in 0..calls {
+        let (a, b) = engine.plain_to_srtp_call(
+            &format!("capacity-{i}"),
+            lan.port(),
+            cloud.port(),
+            |offered| {
+                let (tag, name, _) = offered
+                    .crypto
+                    .iter()
+                    .find(|(_, s, _)| s == SUITE.sdp_name())
+                    .expect("rtpengine offers AES_CM_128_HMAC_SHA1_80");
+                (*tag, name.clone(), ours.to_sdes_inline())
+            },
+        );
+        let (_, _, theirs) = b
+            .crypto
+            .iter()
+            .find(|(_, s, _)| s == SUITE.sdp_name())
+            .expect("offered");
+        w.lan_in.push(a.rtpengine_port);
+        w.cloud_in.push(b.rtpengine_port);
+        w.lan_out.push((a.rtpengine_port, i));
+        w.cloud_out.push((b.rtpengine_port, i));
+        w.to_cloud.push(MasterKey::from_sdes(SUITE, theirs)?);
+        w.from_cloud.push(ours.clone());
+    }
+    Ok((Running::Rtpengine(engine), w))
+}
+
+/// CPU time of a process (all threads), nanoseconds.
+fn process_cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = &s[s.rfind(')').context("stat")? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime), counted from 1 with pid and comm.
+    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    Ok(ticks * 1_000_000_000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    100
+}
+
+/// Busy time of one core from /proc/stat (all but idle and iowait), ns.
+fn core_busy_ns(cpu: usize) -> anyhow::Result<u64> {
+    let s = std::fs::read_to_string("/proc/stat")?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with(&format!("cpu{cpu} ")))
+        .context("cpu line")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v.get(7).copied().unwrap_or(0);
+    Ok(busy * 1_000_000_000 / clock_ticks())
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    target: String,
+    calls: usize,
+    seconds: u64,
+    sent: u64,
+    relayed: u64,
+    bad: u64,
+    out_of_order: u64,
+    window_relayed: u64,
+    cpu_ns: u64,
+    core_ns: u64,
+    rss_mib: f64,
+    behind: Duration,
+    latency: Option<Histogram<u64>>,
+}
+
+impl Outcome {
+    fn loss_ratio(&self) -> f64 {
+        1.0 - self.relayed as f64 / self.sent.max(1) as f64
+    }
+    fn cpu_ns_per_packet(&self) -> f64 {
+        self.cpu_ns as f64 / self.window_relayed.max(1) as f64
+    }
+    fn core_ns_per_packet(&self) -> f64 {
+        self.core_ns as f64 / self.window_relayed.max(1) as f64
+    }
+    fn calls_per_core(&self) -> f64 {
+        // A G.711 call relays 100 packets a second (50 each way).
+        1e9 / (self.core_ns_per_packet().max(self.cpu_ns_per_packet()) * 100.0)
+    }
+    fn latency_us(&self, q: f64) -> f64 {
+        self.latency
+            .as_ref()
+            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+    fn flagged(&self) -> bool {
+        self.behind > BEHIND
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "calls": self.calls,
+            "seconds": self.seconds,
+            "packets_sent": self.sent,
+            "packets_relayed": self.relayed,
+            "loss_ratio": self.loss_ratio(),
+            "bad_packets": self.bad,
+            "latency_us": {
+                "p50": self.latency_us(0.5), "p99": self.latency_us(0.99),
+                "p999": self.latency_us(0.999), "max": self.latency.as_ref().map_or(0.0, |h| h.max() as f64 / 1000.0),
+            },
+            "cpu_ns_per_packet": self.cpu_ns_per_packet(),
+            "core_ns_per_packet": self.core_ns_per_packet(),
+            "projected_calls_per_core": self.calls_per_core(),
+            "rss_mib": self.rss_mib,
+            "generator_behind_ms": self.behind.as_secs_f64() * 1000.0,
+            "valid": !self.flagged(),
+        })
+    }
+    fn line(&self) -> String {
+        format!(
+            "{:<9} calls={} relayed={}/{} loss={:.5} bad={} p50={:.0}us p99={:.0}us p99.9={:.0}us max={:.0}us cpu={:.0}ns/pkt core={:.0}ns/pkt => {:.0} calls/core rss={:.1}MiB{}",
+            self.target,
+            self.calls,
+            self.relayed,
+            self.sent,
+            self.loss_ratio(),
+            self.bad,
+            self.latency_us(0.5),
+            self.latency_us(0.99),
+            self.latency_us(0.999),
+            self.latency
+                .as_ref()
+                .map_or(0.0, |h| h.max() as f64 / 1000.0),
+            self.cpu_ns_per_packet(),
+            self.core_ns_per_packet(),
+            self.calls_per_core(),
+            self.rss_mib,
+            if self.flagged() {
+                format!(" [GENERATOR BEHIND by {:?}: not a result]", self.behind)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// Per-call receive state.
+#[derive(Clone, Copy, Default)]
+struct Track {
+    next_seq: u16,
+    started: bool,
+}
+
+fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<Outcome> {
+    let lan = UdpSocket::bind("127.0.0.1:0")?;
+    let cloud = UdpSocket::bind("127.0.0.1:0")?;
+    for s in [&lan, &cloud] {
+        s.set_nonblocking(true)?;
+    }
+    let (running, w) = match target {
+        "pbxlink" => start_pbxlink(args, calls, lan.local_addr()?, cloud.local_addr()?)?,
+        "rtpengine" => start_rtpengine(calls, lan.local_addr()?, cloud.local_addr()?)?,
+        _ => bail!("unknown target {target:?}: use pbxlink, rtpengine or both"),
+    };
+    let pid = running.pid();
+    let mut port_to_call_lan = vec![usize::MAX; 65536];
+    let mut port_to_call_cloud = vec![usize::MAX; 65536];
+    for &(p, c) in &w.lan_out {
+        port_to_call_lan[p as usize] = c;
+    }
+    for &(p, c) in &w.cloud_out {
+        port_to_call_cloud[p as usize] = c;
+    }
+    let mut cloud_tx: Vec<SrtpContext> = w
+        .from_cloud
+        .iter()
+        .map(|k| SrtpContext::new(SUITE, k, Role::Protect))
+        .collect::<Result<_, _>>()?;
+    let mut cloud_rx: Vec<SrtpContext> = w
+        .to_cloud
+        .iter()
+        .map(|k| SrtpContext::new(SUITE, k, Role::Unprotect))
+        .collect::<Result<_, _>>()?;
+    let mut lan_track = vec![Track::default(); calls];
+    let mut cloud_track = vec![Track::default(); calls];
+    let mut latency = Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3)?;
+    let mut o = Outcome {
+        target: target.into(),
+        calls,
+        seconds,
+        ..Outcome::default()
+    };
+    let t0 = Instant::now();
+    let warm = Duration::from_secs(args.warmup);
+    let total = warm + Duration::from_secs(seconds);
+    let slices_per_cycle = (PACKET_INTERVAL.as_micros() / SLICE.as_micros()) as usize;
+    let mut window: Option<(u64, u64, u64)> = None;
+    let mut slice = 0u64;
+    let mut buf = [0u8; 2048];
+    let mut step = vec![0u32; calls];
+    let mut window_end = None;
+    loop {
+        let due = t0 + SLICE * slice as u32;
+        let now = Instant::now();
+        if now < due {
+            // Drain while waiting for the next slice.
+            drain(
+                &lan,
+                &cloud,
+                &mut buf,
+                &port_to_call_lan,
+                &port_to_call_cloud,
+                &mut cloud_rx,
+                &mut lan_track,
+                &mut cloud_track,
+                &mut latency,
+                t0,
+                &mut o,
+            );
+            std::hint::spin_loop();
+            continue;
+        }
+        if now >= t0 + total {
+            break;
+        }
+        o.behind = o.behind.max(now - due);
+        if window.is_none() && now >= t0 + warm {
+            latency.reset();
+            window = Some((process_cpu_ns(pid)?, core_busy_ns(TARGET_CPU)?, o.relayed));
+        }
+        // The calls whose 20 ms phase falls in this slice.
+        let phase = slice as usize % slices_per_cycle;
+        let (from, to) = (
+            phase * calls / slices_per_cycle,
+            (phase + 1) * calls / slices_per_cycle,
+        );
+        let stamp = t0.elapsed().as_nanos() as u64;
+        for c in from..to {
+            let n = step[c];
+            step[c] += 1;
+            let mut p = [0u8; 172 + 64];
+            p[0] = 0x80;
+            p[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            p[4..8].copy_from_slice(&(160 * n).to_be_bytes());
+            p[8..12].copy_from_slice(&(c as u32 + 1).to_be_bytes());
+            p[12..20].copy_from_slice(&stamp.to_be_bytes());
+            p[20..24].copy_from_slice(&(c as u32).to_be_bytes());
+            p[24..172].fill(0xd5);
+            let _ = lan.send_to(&p[..172], ("127.0.0.1", w.lan_in[c]));
+            let len = cloud_tx[c]
+                .protect_rtp(&mut p, 172)
+                .map_err(|r| anyhow::anyhow!("protect: {r}"))?;
+            let _ = cloud.send_to(&p[..len], ("127.0.0.1", w.cloud_in[c]));
+            o.sent += 2;
+        }
+        slice += 1;
+        if window_end.is_none() && now >= t0 + total - SLICE {
+            window_end = Some(());
+        }
+    }
+    // Window end: CPU first, then let the last packets arrive.
+    let (cpu0, core0, relayed0) = window.context("the run never left its warm-up")?;
+    let (cpu1, core1, relayed1) = (process_cpu_ns(pid)?, core_busy_ns(TARGET_CPU)?, o.relayed);
+    o.cpu_ns = cpu1 - cpu0;
+    o.core_ns = core1 - core0;
+    o.window_relayed = relayed1 - relayed0;
+    o.rss_mib = rss_mib(pid);
+    let tail = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < tail {
+        drain(
+            &lan,
+            &cloud,
+            &mut buf,
+            &port_to_call_lan,
+            &port_to_call_cloud,
+            &mut cloud_rx,
+            &mut lan_track,
+            &mut cloud_track,
+            &mut latency,
+            t0,
+            &mut o,
+        );
+    }
+    o.latency = Some(latency);
+    running.stop()?;
+    Ok(o)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drain(
+    lan: &UdpSocket,
+    cloud: &UdpSocket,
+    buf: &mut [u8; 2048],
+    lan_map: &[usize],
+    cloud_map: &[usize],
+    cloud_rx: &mut [SrtpContext],
+    lan_track: &mut [Track],
+    cloud_track: &mut [Track],
+    latency: &mut Histogram<u64>,
+    t0: Instant,
+    o: &mut Outcome,
+) {
+    for (socket, map, track, srtp) in [
+        (lan, lan_map, &mut *lan_track, false),
+        (cloud, cloud_map, &mut *cloud_track, true),
+    ] {
+        for _ in 0..64 {
+            let (n, from) = match socket.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            };
+            let call = map[from.port() as usize];
+            if call == usize::MAX {
+                o.bad += 1;
+                continue;
+            }
+            let len = if srtp {
+                match cloud_rx[call].unprotect_rtp(buf, n) {
+                    Ok(l) => l,
+                    Err(_) => {
+                        o.bad += 1;
+                        continue;
+                    }
+                }
+            } else {
+                n
+            };
+            let ok = len == 172
+                && buf[20..24] == (call as u32).to_be_bytes()
+                && buf[24..172].iter().all(|&b| b == 0xd5);
+            if !ok {
+                o.bad += 1;
+                continue;
+            }
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            let t = &mut track[call];
+            if t.started && seq != t.next_seq {
+                o.out_of_order += 1;
+            }
+            t.started = true;
+            t.next_seq = seq.wrapping_add(1);
+            let stamp = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
+            let now = t0.elapsed().as_nanos() as u64;
+            let _ = latency.record(now.saturating_sub(stamp).max(1_000));
+            o.relayed += 1;
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cpus = pbxlink_dataplane::cpu::allowed_cpus();
+    ensure!(
+        cpus.contains(&GENERATOR_CPU) && cpus.contains(&TARGET_CPU),
+        "capacity needs CPUs {GENERATOR_CPU} (generator) and {TARGET_CPU} (target); this process may use {cpus:?}"
+    );
+    pbxlink_dataplane::cpu::pin_to_cpu(GENERATOR_CPU).context("pinning the generator")?;
+    if let Some(profile) = args.profile {
+        return profile_check(&args, profile, cpus.len());
+    }
+    let targets: Vec<&str> = match args.target.as_str() {
+        "both" => vec!["pbxlink", "rtpengine"],
+        t => vec![t],
+    };
+    let mut results = serde_json::Map::new();
+    let mut outcomes = Vec::new();
+    for t in targets {
+        let o = run(&args, t, args.calls, args.seconds)?;
+        println!("{}", o.line());
+        results.insert(t.into(), o.json());
+        outcomes.push(o);
+    }
+    if let [p, r] = &outcomes[..] {
+        let ratio = p.calls_per_core() / r.calls_per_core();
+        println!(
+            "ratio: pbxlink relays {ratio:.2}x the calls per core of rtpengine ({:.0} vs {:.0})",
+            p.calls_per_core(),
+            r.calls_per_core()
+        );
+        results.insert("ratio_calls_per_core".into(), serde_json::json!(ratio));
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&serde_json::Value::Object(results))?,
+        )?;
+    }
+    if outcomes.iter().any(Outcome::flagged) {
+        bail!("the generator fell behind its schedule: results are not valid");
+    }
+    Ok(())
+}
+
+fn profile_check(args: &Args, profile: Profile, cores: usize) -> anyhow::Result<()> {
+    let spec = profile.spec(1);
+    let name = format!("{profile:?}");
+    if spec.workers > cores.saturating_sub(1) {
+        println!(
+            "{name}: not representable on this machine ({} cores needed for its workers plus one for the generator, {cores} here)",
+            spec.workers + 1
+        );
+        return Ok(());
+    }
+    let limit = run(
+        args,
+        "pbxlink",
+        spec.call_limit as usize,
+        args.profile_seconds,
+    )?;
+    let pass = limit.relayed == limit.sent
+        && limit.bad == 0
+        && limit.latency_us(0.99) < 1000.0
+        && !limit.flagged();
+    println!("{}", limit.line());
+    // Past the limit: grow until loss appears or the generator falls behind.
+    let mut best = spec.call_limit as usize;
+    let mut calls = best * 4;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stopped_by = "time bound";
+    while Instant::now() < deadline {
+        let o = run(args, "pbxlink", calls, 5)?;
+        println!("  search: {}", o.line());
+        if o.flagged() {
+            stopped_by = "the generator's own limit";
+            break;
+        }
+        if o.relayed != o.sent || o.bad > 0 {
+            stopped_by = "loss";
+            break;
+        }
+        best = calls;
+        calls *= 2;
+    }
+    println!(
+        "{name}: limit {} {} (loss {}, p99 {:.0} us); port pool holds {}; 1 worker sustains {best} with zero loss (search stopped by {stopped_by})",
+        spec.call_limit,
+        if pass { "held" } else { "FAILED" },
+        limit.sent - limit.relayed.min(limit.sent),
+        limit.latency_us(0.99),
+        pbxlink_dataplane::ports::PortPool::new(&spec.port_ranges).calls(),
+    );
+    ensure!(pass, "{name}: the profile's limit was not held");
+    Ok(())
+}
