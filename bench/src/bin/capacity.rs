@@ -64,6 +64,9 @@ struct Args {
     /// Seconds of the profile's limit run.
     #[arg(long, default_value_t = 30)]
     profile_seconds: u64,
+    /// pbxlink's I/O backend: uring or epoll.
+    #[arg(long, default_value = "uring")]
+    pbxlink_backend: String,
     /// The pbxlink binary (default: target/release/pbxlink of this workspace).
     #[arg(long)]
     pbxlink: Option<PathBuf>,
@@ -268,14 +271,22 @@ fn start_rtpengine(
     Ok((Running::Rtpengine(engine), w))
 }
 
-/// CPU time of a process (all threads), nanoseconds.
+/// CPU time of a process (all threads, user and system), nanoseconds, from
+/// each thread's schedstat (exact, where /proc/PID/stat ticks at 10 ms).
+/// Threads that ended are missed; the relay's threads live for the run.
 fn process_cpu_ns(pid: u32) -> anyhow::Result<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = &s[s.rfind(')').context("stat")? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime), counted from 1 with pid and comm.
-    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    Ok(ticks * 1_000_000_000 / clock_ticks())
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        if let Ok(s) = std::fs::read_to_string(path) {
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
 }
 
 fn clock_ticks() -> u64 {
