@@ -107,6 +107,46 @@ fn srtp(c: &mut Criterion) {
     }
 }
 
+/// One packet through a relay's decision: source check, latching, direction,
+/// the LAN→cloud transform and the destination check.
+fn relay(c: &mut Criterion) {
+    use pbxlink_dataplane::net::Networks;
+    use pbxlink_dataplane::relay::{
+        HOLD_TIMEOUT, MEDIA_TIMEOUT, MediaDirection, Relay, RelaySpec, Socket,
+    };
+    let suite = Suite::AesCm128HmacSha1_80;
+    let pbx: std::net::SocketAddr = "127.0.0.1:6000".parse().unwrap();
+    let spec = RelaySpec {
+        id: 1,
+        bind: "127.0.0.1".parse().unwrap(),
+        lan_port: 40000,
+        cloud_port: 40002,
+        lan_remote: Some(pbx),
+        cloud_remote: Some("127.0.0.1:5000".parse().unwrap()),
+        suite,
+        tx_key: key(suite),
+        rx_key: key(suite),
+        lan_to_cloud: DirectionConfig::default(),
+        cloud_to_lan: DirectionConfig::default(),
+        direction: MediaDirection::SendRecv,
+        networks: Networks::loopback(),
+        media_timeout: MEDIA_TIMEOUT,
+        hold_timeout: HOLD_TIMEOUT,
+    };
+    let t0 = Instant::now();
+    let mut r = Relay::new(t0, &spec).unwrap();
+    let mut buf = vec![0u8; 172 + TRAILER_ROOM];
+    let mut seq = 0u16;
+    c.bench_function("relay_handle-AES_CM_128_HMAC_SHA1_80", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            let n = g711(&mut buf, seq);
+            let now = t0 + Duration::from_millis(20 * seq as u64);
+            black_box(r.handle(now, Socket::LanRtp, pbx, &mut buf, n))
+        })
+    });
+}
+
 fn parse(c: &mut Criterion) {
     let mut buf = vec![0u8; 172];
     g711(&mut buf, 7);
@@ -162,6 +202,7 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     srtp(&mut c);
+    relay(&mut c);
     parse(&mut c);
     c.final_summary();
     print_ratios();
