@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 
 const PACKET_INTERVAL: Duration = Duration::from_millis(20);
 const TELEPHONE_EVENT_PT: u8 = 101;
-const LAN_BASE: u16 = 36_000;
-const CLOUD_BASE: u16 = 38_000;
+/// Below the kernel's usual ephemeral range (32768–60999), so no outgoing
+/// socket can hold a demo port.
+const LAN_BASE: u16 = 28_000;
+const CLOUD_BASE: u16 = 30_000;
 
 /// Options of `pbxlink demo`.
 #[derive(Debug, clap::Args)]

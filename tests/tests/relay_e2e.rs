@@ -300,22 +300,22 @@ fn bad_input_and_spoofing(backend: &str, base: u16) {
 
 #[test]
 fn epoll_backend_relays_media_both_ways_for_every_suite() {
-    media_both_ways_for_every_suite("epoll", 42_000);
+    media_both_ways_for_every_suite("epoll", 26_000);
 }
 
 #[test]
 fn epoll_backend_drops_bad_input_and_refuses_spoofed_sources() {
-    bad_input_and_spoofing("epoll", 43_000);
+    bad_input_and_spoofing("epoll", 26_400);
 }
 
 #[test]
 fn uring_backend_relays_media_both_ways_for_every_suite() {
-    media_both_ways_for_every_suite("uring", 44_000);
+    media_both_ways_for_every_suite("uring", 26_800);
 }
 
 #[test]
 fn uring_backend_drops_bad_input_and_refuses_spoofed_sources() {
-    bad_input_and_spoofing("uring", 45_000);
+    bad_input_and_spoofing("uring", 27_200);
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn uring_backend_uses_multishot_recvmsg_provided_buffers_and_defer_taskrun() {
     let suite = Suite::AeadAes128Gcm;
     let pbx = Peer::new("127.0.0.1");
     let cl = Peer::new("127.0.0.1");
-    let gw = Gateway::start(&relay_args("uring", suite, 46_000, 46_050, 1, &[cl.port()]));
+    let gw = Gateway::start(&relay_args("uring", suite, 27_600, 27_650, 1, &[cl.port()]));
     let line = gw.wait_for("data plane:", Duration::from_secs(20));
     for feature in [
         "backend io_uring",
@@ -337,7 +337,7 @@ fn uring_backend_uses_multishot_recvmsg_provided_buffers_and_defer_taskrun() {
     }
     gw.wait_for("relay: 1 relays up", Duration::from_secs(20));
     let rtp = single_source_stream();
-    let got = exchange(&pbx.rtp, 46_000, &cl.rtp, &rtp, rtp.len());
+    let got = exchange(&pbx.rtp, 27_600, &cl.rtp, &rtp, rtp.len());
     assert_eq!(got.len(), rtp.len());
     let out = gw.stop();
     let fin = out
