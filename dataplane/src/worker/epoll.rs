@@ -242,13 +242,24 @@ fn drain_once(core: &mut Core, b: &mut Batch, now: Instant, slot: usize, socket:
                     out = 0;
                 }
                 out_fd = fd;
-                let name_len = crate::sys::std_to_sockaddr(to, &mut b.out_names[out]);
+                let connected = core.slots[slot]
+                    .as_ref()
+                    .is_some_and(|s| s.connected_to(to_socket, to));
+                let name_len = if connected {
+                    0
+                } else {
+                    crate::sys::std_to_sockaddr(to, &mut b.out_names[out])
+                };
                 b.out_iovs[out] = libc::iovec {
                     iov_base: b.bufs[i].as_mut_ptr().cast(),
                     iov_len: len,
                 };
                 let h = &mut b.out_msgs[out].msg_hdr;
-                h.msg_name = (&mut b.out_names[out] as *mut libc::sockaddr_storage).cast();
+                h.msg_name = if connected {
+                    std::ptr::null_mut()
+                } else {
+                    (&mut b.out_names[out] as *mut libc::sockaddr_storage).cast()
+                };
                 h.msg_namelen = name_len;
                 h.msg_iov = &mut b.out_iovs[out];
                 h.msg_iovlen = 1;

@@ -50,6 +50,30 @@ pub struct Slot {
     pub sockets: [UdpSocket; 4],
     /// Last SO_RXQ_OVFL value seen per socket.
     pub overflow: [u32; 4],
+    /// The peer a socket is connected to: LAN sockets with a configured
+    /// remote are, so the kernel filters other sources and sends skip the
+    /// route lookup. (Cloud sockets stay open: the cloud leg may re-latch.)
+    pub connected: [Option<SocketAddr>; 4],
+}
+
+impl Slot {
+    /// Whether a send from `socket` to `to` can leave the address out.
+    #[inline]
+    pub fn connected_to(&self, socket: Socket, to: SocketAddr) -> bool {
+        self.connected[socket as usize] == Some(to)
+    }
+}
+
+/// Connects the LAN sockets to the PBX's RTP address (RTCP: the next port).
+fn connect_lan(
+    sockets: &[UdpSocket; 4],
+    remote: SocketAddr,
+    connected: &mut [Option<SocketAddr>; 4],
+) {
+    let rtcp = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+    for (socket, peer) in [(Socket::LanRtp, remote), (Socket::LanRtcp, rtcp)] {
+        connected[socket as usize] = sockets[socket as usize].connect(peer).ok().map(|_| peer);
+    }
 }
 
 /// Where a datagram came in: which relay slot and socket, and from whom.
@@ -177,10 +201,15 @@ impl Core {
             })?;
         self.free.pop();
         self.by_id.insert(spec.id, slot);
+        let mut connected = [None; 4];
+        if let Some(remote) = spec.lan_remote.filter(|r| spec.networks.contains(r.ip())) {
+            connect_lan(&sockets, remote, &mut connected);
+        }
         self.slots[slot] = Some(Slot {
             relay,
             sockets,
             overflow: [0; 4],
+            connected,
         });
         Ok(())
     }
@@ -232,10 +261,17 @@ impl Core {
                     r.set_direction(direction);
                     None
                 }),
-                Command::SetRemote { id, lan, remote } => self.with_relay(id, |r| {
-                    r.set_remote(lan, remote);
-                    None
-                }),
+                Command::SetRemote { id, lan, remote } => {
+                    if let Some(slot) = self.by_id.get(&id).and_then(|&s| self.slots[s].as_mut()) {
+                        if lan {
+                            connect_lan(&slot.sockets, remote, &mut slot.connected);
+                        }
+                    }
+                    self.with_relay(id, |r| {
+                        r.set_remote(lan, remote);
+                        None
+                    })
+                }
                 Command::Rekey(spec) => self.with_relay(spec.id, |r| {
                     r.rekey(&spec).err().map(|_| Event::AddFailed {
                         id: spec.id,

@@ -454,13 +454,24 @@ fn on_recv(
             to,
             len,
         }) => {
+            let connected = core.slots[slot]
+                .as_ref()
+                .is_some_and(|sl| sl.connected_to(out, to));
             let s = &mut u.sends[bid as usize];
-            let name_len = crate::sys::std_to_sockaddr(to, &mut s.name);
+            let name_len = if connected {
+                0
+            } else {
+                crate::sys::std_to_sockaddr(to, &mut s.name)
+            };
             s.iov = libc::iovec {
                 iov_base: payload.as_mut_ptr().cast(),
                 iov_len: len,
             };
-            s.hdr.msg_name = (&mut s.name as *mut libc::sockaddr_storage).cast();
+            s.hdr.msg_name = if connected {
+                std::ptr::null_mut()
+            } else {
+                (&mut s.name as *mut libc::sockaddr_storage).cast()
+            };
             s.hdr.msg_namelen = name_len;
             s.hdr.msg_iov = &mut s.iov;
             s.hdr.msg_iovlen = 1;
