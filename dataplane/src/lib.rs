@@ -27,6 +27,7 @@ pub mod srtp;
 pub mod stats;
 mod sys;
 pub mod telephone_event;
+pub mod udp_batch;
 pub mod worker;
 
 pub use direction::{CloudToLan, DirectionConfig, DirectionCounters, LanToCloud};
