@@ -110,28 +110,21 @@ fn srtp(c: &mut Criterion) {
 /// One packet through a relay's decision: source check, latching, direction,
 /// the LAN→cloud transform and the destination check.
 fn relay(c: &mut Criterion) {
-    use pbxlink_dataplane::net::Networks;
-    use pbxlink_dataplane::relay::{
-        HOLD_TIMEOUT, MEDIA_TIMEOUT, MediaDirection, Relay, RelaySpec, Socket,
-    };
+    use pbxlink_dataplane::relay::{Relay, RelaySpec, Socket};
     let suite = Suite::AesCm128HmacSha1_80;
     let pbx: std::net::SocketAddr = "127.0.0.1:6000".parse().unwrap();
     let spec = RelaySpec {
-        id: 1,
-        bind: "127.0.0.1".parse().unwrap(),
-        lan_port: 40000,
-        cloud_port: 40002,
         lan_remote: Some(pbx),
         cloud_remote: Some("127.0.0.1:5000".parse().unwrap()),
-        suite,
-        tx_key: key(suite),
-        rx_key: key(suite),
-        lan_to_cloud: DirectionConfig::default(),
-        cloud_to_lan: DirectionConfig::default(),
-        direction: MediaDirection::SendRecv,
-        networks: Networks::loopback(),
-        media_timeout: MEDIA_TIMEOUT,
-        hold_timeout: HOLD_TIMEOUT,
+        ..RelaySpec::new(
+            1,
+            "127.0.0.1".parse().unwrap(),
+            40000,
+            40002,
+            suite,
+            key(suite),
+            key(suite),
+        )
     };
     let t0 = Instant::now();
     let mut r = Relay::new(t0, &spec).unwrap();

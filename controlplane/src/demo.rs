@@ -13,9 +13,7 @@ use pbxlink_dataplane::control::Event;
 use pbxlink_dataplane::engine::{DataPlane, DataPlaneConfig};
 use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::profile::{Profile, Resources, without_ephemeral};
-use pbxlink_dataplane::relay::{
-    HOLD_TIMEOUT, MEDIA_TIMEOUT, MediaDirection, RelaySpec, RelayStats,
-};
+use pbxlink_dataplane::relay::{RelaySpec, RelayStats};
 use pbxlink_dataplane::srtp::{self, LibsrtpContext, Role, Suite};
 use pbxlink_dataplane::{DirectionConfig, DropCounters, MasterKey};
 use std::net::{SocketAddr, UdpSocket};
@@ -132,21 +130,20 @@ fn run_suite(plane: &mut DataPlane, suite: Suite, args: &DemoArgs) -> anyhow::Re
     };
     for c in 0..args.calls {
         plane.add_relay(RelaySpec {
-            id: c as u64,
-            bind: "127.0.0.1".parse()?,
-            lan_port: LAN_BASE + 2 * c,
-            cloud_port: CLOUD_BASE + 2 * c,
             lan_remote: Some(pbx.socket.local_addr()?),
             cloud_remote: Some(cloud.socket.local_addr()?),
-            suite,
-            tx_key: key(suite, c, 1)?,
-            rx_key: key(suite, c, 2)?,
             lan_to_cloud: dtmf.clone(),
             cloud_to_lan: dtmf.clone(),
-            direction: MediaDirection::SendRecv,
             networks: networks.clone(),
-            media_timeout: MEDIA_TIMEOUT,
-            hold_timeout: HOLD_TIMEOUT,
+            ..RelaySpec::new(
+                c as u64,
+                "127.0.0.1".parse()?,
+                LAN_BASE + 2 * c,
+                CLOUD_BASE + 2 * c,
+                suite,
+                key(suite, c, 1)?,
+                key(suite, c, 2)?,
+            )
         })?;
     }
     let mut up = 0;
@@ -305,16 +302,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ..DataPlaneConfig::default()
     };
     let mut plane = DataPlane::start(&config, &resources).context("starting the data plane")?;
-    println!(
-        "data plane: {} worker(s), backend {}{}",
-        plane.workers(),
-        plane.backend(),
-        if plane.features.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", plane.features.join(", "))
-        }
-    );
+    println!("{}", plane.describe());
     println!(
         "demo: {} calls x {} s per suite on loopback: PBX (plain RTP + RFC 4733 DTMF) <-> gateway relays <-> cloud ({}, independent of the gateway's SRTP); call 0 is transferred half-way",
         args.calls,

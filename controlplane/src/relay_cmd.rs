@@ -7,7 +7,7 @@ use pbxlink_dataplane::control::{Event, WorkerStats};
 use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
 use pbxlink_dataplane::net::{Networks, Prefix};
 use pbxlink_dataplane::profile::{Profile, Resources, without_ephemeral};
-use pbxlink_dataplane::relay::{HOLD_TIMEOUT, MediaDirection, RelaySpec, RelayStats};
+use pbxlink_dataplane::relay::{MediaDirection, RelaySpec, RelayStats};
 use pbxlink_dataplane::srtp::Suite;
 use pbxlink_dataplane::{DirectionConfig, DropCounters, MasterKey};
 use std::collections::BTreeMap;
@@ -155,16 +155,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         ..DataPlaneConfig::default()
     };
     let mut plane = DataPlane::start(&config, &resources)?;
-    println!(
-        "data plane: {} worker(s), backend {}{}",
-        plane.workers(),
-        plane.backend(),
-        if plane.features.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", plane.features.join(", "))
-        }
-    );
+    println!("{}", plane.describe());
 
     let te = DirectionConfig {
         telephone_event_pt: Some(args.telephone_event_pt),
@@ -172,21 +163,22 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     };
     for i in 0..args.calls {
         let spec = RelaySpec {
-            id: i as u64,
-            bind: args.bind,
-            lan_port: args.lan_port + 2 * i as u16,
-            cloud_port: args.cloud_port + 2 * i as u16,
             lan_remote: args.lan_remote.get(i as usize).copied(),
             cloud_remote: args.cloud_remote.get(i as usize).copied(),
-            suite: args.suite,
-            tx_key: tx_key.clone(),
-            rx_key: rx_key.clone(),
             lan_to_cloud: te.clone(),
             cloud_to_lan: te.clone(),
             direction: args.direction,
             networks: networks.clone(),
             media_timeout: Duration::from_secs(args.media_timeout),
-            hold_timeout: HOLD_TIMEOUT,
+            ..RelaySpec::new(
+                i as u64,
+                args.bind,
+                args.lan_port + 2 * i as u16,
+                args.cloud_port + 2 * i as u16,
+                args.suite,
+                tx_key.clone(),
+                rx_key.clone(),
+            )
         };
         while let Err(e) = plane.add_relay(spec.clone()) {
             // Only while the worker works through a burst of adds.

@@ -172,6 +172,20 @@ impl DataPlane {
         self.channels.len()
     }
 
+    /// The start-up line naming workers, backend and io_uring features.
+    pub fn describe(&self) -> String {
+        let features = if self.features.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.features.join(", "))
+        };
+        format!(
+            "data plane: {} worker(s), backend {}{features}",
+            self.workers(),
+            self.backend
+        )
+    }
+
     /// Adds a relay on the least-loaded worker; returns that worker. The
     /// outcome arrives as `Added` or `AddFailed`.
     pub fn add_relay(&mut self, spec: RelaySpec) -> Result<usize, QueueFull> {

@@ -138,6 +138,40 @@ pub struct RelaySpec {
     pub hold_timeout: Duration,
 }
 
+impl RelaySpec {
+    /// A relay with the usual defaults: no remotes (both legs latch),
+    /// identity payload-type maps at 8 kHz, media flowing both ways,
+    /// loopback networks only, and the default timeouts. Set the public
+    /// fields to change any of them.
+    pub fn new(
+        id: RelayId,
+        bind: IpAddr,
+        lan_port: u16,
+        cloud_port: u16,
+        suite: Suite,
+        tx_key: MasterKey,
+        rx_key: MasterKey,
+    ) -> Self {
+        Self {
+            id,
+            bind,
+            lan_port,
+            cloud_port,
+            lan_remote: None,
+            cloud_remote: None,
+            suite,
+            tx_key,
+            rx_key,
+            lan_to_cloud: DirectionConfig::default(),
+            cloud_to_lan: DirectionConfig::default(),
+            direction: MediaDirection::SendRecv,
+            networks: Networks::loopback(),
+            media_timeout: MEDIA_TIMEOUT,
+            hold_timeout: HOLD_TIMEOUT,
+        }
+    }
+}
+
 /// What to do with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -465,21 +499,17 @@ mod tests {
 
     fn spec(lan_remote: Option<SocketAddr>, cloud_remote: Option<SocketAddr>) -> RelaySpec {
         RelaySpec {
-            id: 7,
-            bind: "127.0.0.1".parse().unwrap(),
-            lan_port: 40000,
-            cloud_port: 40002,
             lan_remote,
             cloud_remote,
-            suite: Suite::AesCm128HmacSha1_80,
-            tx_key: key(1),
-            rx_key: key(2),
-            lan_to_cloud: DirectionConfig::default(),
-            cloud_to_lan: DirectionConfig::default(),
-            direction: MediaDirection::SendRecv,
-            networks: Networks::loopback(),
-            media_timeout: MEDIA_TIMEOUT,
-            hold_timeout: HOLD_TIMEOUT,
+            ..RelaySpec::new(
+                7,
+                "127.0.0.1".parse().unwrap(),
+                40000,
+                40002,
+                Suite::AesCm128HmacSha1_80,
+                key(1),
+                key(2),
+            )
         }
     }
 

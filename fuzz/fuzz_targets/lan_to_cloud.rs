@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
         let n = (*len as usize).min(tail.len());
         now += Duration::from_millis((*gap & 0x7f) as u64 * 7);
         buf[..n].copy_from_slice(&tail[..n]);
-        let out = if gap & 0x80 == 0 { up.rtp(now, &mut buf, n) } else { up.rtcp(&mut buf, n) };
+        let out = if gap & 0x80 == 0 {
+            up.rtp(now, &mut buf, n)
+        } else {
+            up.rtcp(&mut buf, n)
+        };
         if let Ok(m) = out {
             assert!(m <= n + TRAILER_ROOM);
         }

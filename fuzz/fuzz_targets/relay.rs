@@ -6,34 +6,30 @@
 
 use libfuzzer_sys::fuzz_target;
 use pbxlink_dataplane::net::Networks;
-use pbxlink_dataplane::relay::{HOLD_TIMEOUT, MEDIA_TIMEOUT, MediaDirection, Relay, RelaySpec, Socket, Verdict};
+use pbxlink_dataplane::relay::{MediaDirection, Relay, RelaySpec, Socket, Verdict};
 use pbxlink_dataplane::srtp::{MasterKey, Suite};
-use pbxlink_dataplane::DirectionConfig;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const SOURCES: [&str; 4] = ["127.0.0.1:6000", "127.0.0.1:5000", "127.0.0.2:6000", "192.0.2.1:6000"];
+const SOURCES: [&str; 4] = [
+    "127.0.0.1:6000",
+    "127.0.0.1:5000",
+    "127.0.0.2:6000",
+    "192.0.2.1:6000",
+];
 
 fuzz_target!(|data: &[u8]| {
     let suite = Suite::AesCm128HmacSha1_80;
     let key = |s: u8| MasterKey::from_bytes(suite, &[s; 30]).unwrap();
-    let spec = RelaySpec {
-        id: 1,
-        bind: "127.0.0.1".parse().unwrap(),
-        lan_port: 40000,
-        cloud_port: 40002,
-        lan_remote: None,
-        cloud_remote: None,
+    let spec = RelaySpec::new(
+        1,
+        "127.0.0.1".parse().unwrap(),
+        40000,
+        40002,
         suite,
-        tx_key: key(1),
-        rx_key: key(2),
-        lan_to_cloud: DirectionConfig::default(),
-        cloud_to_lan: DirectionConfig::default(),
-        direction: MediaDirection::SendRecv,
-        networks: Networks::loopback(),
-        media_timeout: MEDIA_TIMEOUT,
-        hold_timeout: HOLD_TIMEOUT,
-    };
+        key(1),
+        key(2),
+    );
     let mut now = Instant::now();
     let mut relay = Relay::new(now, &spec).unwrap();
     let mut buf = vec![0u8; 2048];
@@ -44,13 +40,28 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(*gap as u64 * 50);
         let src: SocketAddr = SOURCES[(*control >> 2 & 3) as usize].parse().unwrap();
         match control >> 4 {
-            0 => relay.set_direction([MediaDirection::SendRecv, MediaDirection::SendOnly, MediaDirection::RecvOnly, MediaDirection::Inactive][(*control & 3) as usize]),
+            0 => relay.set_direction(
+                [
+                    MediaDirection::SendRecv,
+                    MediaDirection::SendOnly,
+                    MediaDirection::RecvOnly,
+                    MediaDirection::Inactive,
+                ][(*control & 3) as usize],
+            ),
             1 => relay.set_remote(control & 1 == 0, src),
             _ => {
                 let socket = Socket::from_index((*control & 3) as usize);
                 buf[..n].copy_from_slice(&tail[..n]);
-                if let Verdict::Send { socket: out, to, len } = relay.handle(now, socket, src, &mut buf, n) {
-                    assert!(Networks::loopback().contains(to.ip()), "sent outside the networks");
+                if let Verdict::Send {
+                    socket: out,
+                    to,
+                    len,
+                } = relay.handle(now, socket, src, &mut buf, n)
+                {
+                    assert!(
+                        Networks::loopback().contains(to.ip()),
+                        "sent outside the networks"
+                    );
                     assert!(len <= n + 32);
                     let lan_in = matches!(socket, Socket::LanRtp | Socket::LanRtcp);
                     let lan_out = matches!(out, Socket::LanRtp | Socket::LanRtcp);

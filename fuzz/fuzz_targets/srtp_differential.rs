@@ -20,9 +20,13 @@ fn run(
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, mut rest)) = data.split_first() else { return };
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
     let suite = Suite::ALL[selector as usize % 3];
-    let key: Vec<u8> = (0..suite.master_len() as u8).map(|i| i ^ selector).collect();
+    let key: Vec<u8> = (0..suite.master_len() as u8)
+        .map(|i| i ^ selector)
+        .collect();
     let key = MasterKey::from_bytes(suite, &key).unwrap();
     let mut native_tx = SrtpContext::new(suite, &key, Role::Protect).unwrap();
     let mut lib_tx = LibsrtpContext::new(suite, &key, Role::Protect).unwrap();
@@ -36,7 +40,8 @@ fuzz_target!(|data: &[u8]| {
         let rtcp = flags & 1 == 1;
         let ssrc_at = if rtcp { 4 } else { 8 };
         if owned.len() >= ssrc_at + 4 {
-            owned[ssrc_at..ssrc_at + 4].copy_from_slice(&(0x1000 + (*flags as u32 >> 5 & 3)).to_be_bytes());
+            owned[ssrc_at..ssrc_at + 4]
+                .copy_from_slice(&(0x1000 + (*flags as u32 >> 5 & 3)).to_be_bytes());
         }
         let packet = &owned[..];
         // Only packets the gateway would hand to SRTP: a well-formed header.
@@ -48,9 +53,15 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let (a, b) = if rtcp {
-            (run(packet, |b, l| native_tx.protect_rtcp(b, l)), run(packet, |b, l| lib_tx.protect_rtcp(b, l)))
+            (
+                run(packet, |b, l| native_tx.protect_rtcp(b, l)),
+                run(packet, |b, l| lib_tx.protect_rtcp(b, l)),
+            )
         } else {
-            (run(packet, |b, l| native_tx.protect_rtp(b, l)), run(packet, |b, l| lib_tx.protect_rtp(b, l)))
+            (
+                run(packet, |b, l| native_tx.protect_rtp(b, l)),
+                run(packet, |b, l| lib_tx.protect_rtp(b, l)),
+            )
         };
         assert_eq!(a, b, "protect differs");
         let Ok(mut wire) = a else { continue };
@@ -59,9 +70,15 @@ fuzz_target!(|data: &[u8]| {
             wire[at] ^= 0x01;
         }
         let (a, b) = if rtcp {
-            (run(&wire, |b, l| native_rx.unprotect_rtcp(b, l)), run(&wire, |b, l| lib_rx.unprotect_rtcp(b, l)))
+            (
+                run(&wire, |b, l| native_rx.unprotect_rtcp(b, l)),
+                run(&wire, |b, l| lib_rx.unprotect_rtcp(b, l)),
+            )
         } else {
-            (run(&wire, |b, l| native_rx.unprotect_rtp(b, l)), run(&wire, |b, l| lib_rx.unprotect_rtp(b, l)))
+            (
+                run(&wire, |b, l| native_rx.unprotect_rtp(b, l)),
+                run(&wire, |b, l| lib_rx.unprotect_rtp(b, l)),
+            )
         };
         // A tampered header may stop parsing: pbxlink names the structural
         // fault where libsrtp reports a generic failure.

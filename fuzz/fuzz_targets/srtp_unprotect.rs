@@ -9,11 +9,16 @@ use pbxlink_dataplane::{CloudToLan, DirectionConfig, MasterKey};
 use std::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, packet)) = data.split_first() else { return };
+    let Some((&selector, packet)) = data.split_first() else {
+        return;
+    };
     let suite = Suite::ALL[selector as usize % 3];
     let key: Vec<u8> = (0..suite.master_len() as u8).collect();
     let key = MasterKey::from_bytes(suite, &key).unwrap();
-    let cfg = DirectionConfig { telephone_event_pt: Some(101), ..DirectionConfig::default() };
+    let cfg = DirectionConfig {
+        telephone_event_pt: Some(101),
+        ..DirectionConfig::default()
+    };
     let mut down = CloudToLan::new(suite, &key, cfg).unwrap();
     let now = Instant::now();
     let mut buf = vec![0u8; packet.len() + TRAILER_ROOM];
@@ -40,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
             None
         };
         if let Some(n) = protected {
-            let _ = if selector & 0x80 == 0 { down.rtp(now, &mut buf, n) } else { down.rtcp(&mut buf, n) };
+            let _ = if selector & 0x80 == 0 {
+                down.rtp(now, &mut buf, n)
+            } else {
+                down.rtcp(&mut buf, n)
+            };
         }
     }
 });

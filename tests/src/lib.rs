@@ -5,6 +5,7 @@
 
 pub mod bencode;
 pub mod corpus;
+pub mod counting_alloc;
 pub mod gateway;
 pub mod pylibsrtp;
 pub mod rtpengine;

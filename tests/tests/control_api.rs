@@ -1,15 +1,12 @@
 //! The control API against a running data plane (both backends): relays are
 //! added, put on hold, resumed, asked for stats and removed with final stats.
 
+use pbxlink_dataplane::DropReason;
 use pbxlink_dataplane::control::{Command, Event};
 use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
-use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::profile::{Profile, Resources};
-use pbxlink_dataplane::relay::{
-    HOLD_TIMEOUT, MEDIA_TIMEOUT, MediaDirection, RelaySpec, RelayStats,
-};
+use pbxlink_dataplane::relay::{MediaDirection, RelaySpec, RelayStats};
 use pbxlink_dataplane::srtp::Suite;
-use pbxlink_dataplane::{DirectionConfig, DropReason};
 use pbxlink_tests::test_key;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -58,21 +55,17 @@ fn hold_and_resume(backend: Backend, port: u16) {
     };
     let mut plane = DataPlane::start(&config, &Resources::detect()).unwrap();
     let spec = RelaySpec {
-        id: 9,
-        bind: "127.0.0.1".parse().unwrap(),
-        lan_port: port,
-        cloud_port: port + 2,
         lan_remote: Some(pbx.local_addr().unwrap()),
         cloud_remote: Some(cloud.local_addr().unwrap()),
-        suite,
-        tx_key: test_key(suite, 1),
-        rx_key: test_key(suite, 2),
-        lan_to_cloud: DirectionConfig::default(),
-        cloud_to_lan: DirectionConfig::default(),
-        direction: MediaDirection::SendRecv,
-        networks: Networks::loopback(),
-        media_timeout: MEDIA_TIMEOUT,
-        hold_timeout: HOLD_TIMEOUT,
+        ..RelaySpec::new(
+            9,
+            "127.0.0.1".parse().unwrap(),
+            port,
+            port + 2,
+            suite,
+            test_key(suite, 1),
+            test_key(suite, 2),
+        )
     };
     plane.add_relay(spec).unwrap();
     wait_for(&plane, |e| matches!(e, Event::Added { id: 9, .. }));
@@ -155,21 +148,17 @@ fn io_uring_recovers_from_an_empty_buffer_ring() {
     let port = 27_950;
     plane
         .add_relay(RelaySpec {
-            id: 1,
-            bind: "127.0.0.1".parse().unwrap(),
-            lan_port: port,
-            cloud_port: port + 2,
             lan_remote: Some(pbx.local_addr().unwrap()),
             cloud_remote: Some(cloud.local_addr().unwrap()),
-            suite,
-            tx_key: test_key(suite, 1),
-            rx_key: test_key(suite, 2),
-            lan_to_cloud: DirectionConfig::default(),
-            cloud_to_lan: DirectionConfig::default(),
-            direction: MediaDirection::SendRecv,
-            networks: Networks::loopback(),
-            media_timeout: MEDIA_TIMEOUT,
-            hold_timeout: HOLD_TIMEOUT,
+            ..RelaySpec::new(
+                1,
+                "127.0.0.1".parse().unwrap(),
+                port,
+                port + 2,
+                suite,
+                test_key(suite, 1),
+                test_key(suite, 2),
+            )
         })
         .unwrap();
     wait_for(&plane, |e| matches!(e, Event::Added { id: 1, .. }));

@@ -3,37 +3,12 @@
 //! transfer jump, DTMF and drops) leave the global allocator untouched.
 //!
 //! One test in this binary, so no other test thread allocates meanwhile.
-//! `unsafe` here is the counting allocator's, which only forwards to `System`.
-#![allow(unsafe_code)]
 
 use pbxlink_dataplane::srtp::Suite;
 use pbxlink_dataplane::{CloudToLan, DirectionConfig, LanToCloud};
+use pbxlink_tests::counting_alloc::{Counting, allocations};
 use pbxlink_tests::{corpus, test_key};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -57,7 +32,7 @@ fn steady_state_packets_allocate_nothing() {
         let mut buf = vec![0u8; 2048];
         let mut dup = vec![0u8; 2048];
         let mut relay = |round: u32, count: bool| {
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = allocations();
             for (i, p) in rtp.iter().enumerate() {
                 let now = t0 + Duration::from_millis(20 * (round as u64 * 1_000 + i as u64));
                 // Each round replays the corpus 30,000 sequence numbers
@@ -79,7 +54,7 @@ fn steady_state_packets_allocate_nothing() {
                 let n = up.rtcp(&mut buf, p.len()).unwrap();
                 cloud_rx.rtcp(&mut buf, n).unwrap();
             }
-            let after = ALLOCATIONS.load(Ordering::Relaxed);
+            let after = allocations();
             if count {
                 assert_eq!(
                     after - before,

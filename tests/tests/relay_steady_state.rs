@@ -4,44 +4,18 @@
 //! traffic generator and sinks are allocation-free too), and RSS stays flat.
 //!
 //! One test in this binary, so no other test thread allocates meanwhile.
-//! `unsafe` here is the counting allocator's, which only forwards to `System`.
-#![allow(unsafe_code)]
 
-use pbxlink_dataplane::DirectionConfig;
 use pbxlink_dataplane::control::Event;
 use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
-use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::profile::{Profile, Resources};
-use pbxlink_dataplane::relay::{HOLD_TIMEOUT, MEDIA_TIMEOUT, MediaDirection, RelaySpec};
+use pbxlink_dataplane::relay::RelaySpec;
 use pbxlink_dataplane::srtp::{Role, SrtpContext, Suite};
+use pbxlink_tests::counting_alloc::{Counting, allocations};
 use pbxlink_tests::test_key;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -104,21 +78,17 @@ fn thousand_relays_relay_a_million_packets_without_allocating() {
         DataPlane::start(&config, &Resources::detect()).expect("io_uring data plane starts");
     for i in 0..RELAYS {
         let spec = RelaySpec {
-            id: i as u64,
-            bind: "127.0.0.1".parse().unwrap(),
-            lan_port: LAN_BASE + 2 * i,
-            cloud_port: CLOUD_BASE + 2 * i,
             lan_remote: Some(lan_addr),
             cloud_remote: Some(cloud_addr),
-            suite,
-            tx_key: test_key(suite, 1),
-            rx_key: test_key(suite, 2),
-            lan_to_cloud: DirectionConfig::default(),
-            cloud_to_lan: DirectionConfig::default(),
-            direction: MediaDirection::SendRecv,
-            networks: Networks::loopback(),
-            media_timeout: MEDIA_TIMEOUT,
-            hold_timeout: HOLD_TIMEOUT,
+            ..RelaySpec::new(
+                i as u64,
+                "127.0.0.1".parse().unwrap(),
+                LAN_BASE + 2 * i,
+                CLOUD_BASE + 2 * i,
+                suite,
+                test_key(suite, 1),
+                test_key(suite, 2),
+            )
         };
         while plane.add_relay(spec.clone()).is_err() {
             std::thread::sleep(Duration::from_millis(1));
@@ -196,17 +166,11 @@ fn thousand_relays_relay_a_million_packets_without_allocating() {
         if window.is_none() && n >= WARM_UP {
             // RSS first: reading it allocates, and must not count.
             let rss = rss_kib();
-            window = Some((ALLOCATIONS.load(Ordering::Relaxed), rss, n));
+            window = Some((allocations(), rss, n));
         }
         if let Some((a0, r0, n0)) = window {
             if n >= WINDOW_END {
-                result = Some((
-                    ALLOCATIONS.load(Ordering::Relaxed) - a0,
-                    r0,
-                    rss_kib(),
-                    n0,
-                    n,
-                ));
+                result = Some((allocations() - a0, r0, rss_kib(), n0, n));
                 break;
             }
         }

@@ -671,7 +671,9 @@ fn main() -> anyhow::Result<()> {
         )?;
     }
     if outcomes.iter().any(Outcome::flagged) {
-        bail!("the generator fell behind its schedule: results are not valid");
+        // Flagged, not failed: the target did nothing wrong, and the JSON
+        // marks the result invalid for anyone comparing figures.
+        println!("note: the generator fell behind its schedule; flagged results are not valid");
     }
     Ok(())
 }
