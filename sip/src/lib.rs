@@ -1,0 +1,18 @@
+//! pbxlink's SIP core, sans-IO: bytes in, messages or precise rejections
+//! out; no sockets, no clock.
+//!
+//! - [`framing`]: where one message ends on a stream (Content-Length) or in
+//!   a datagram; CRLF keep-alives (RFC 5626); size limits.
+//! - [`normalize`]: what `rsip` (the message model) does not handle: header
+//!   folding, compact header names, header and line limits.
+//! - [`message`]: the whole parse, plus the RFC 3261 checks a message must
+//!   pass before anything acts on it.
+//! - [`reject`]: the `400 Bad Request` a rejected request gets, naming why.
+
+pub mod framing;
+pub mod limits;
+pub mod message;
+pub mod normalize;
+pub mod reject;
+
+pub use message::{ParseError, parse};

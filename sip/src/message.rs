@@ -1,0 +1,227 @@
+//! Parsing a framed message: normalise the head, check what RFC 3261
+//! requires before anything may act on a message, then build the `rsip`
+//! model. Every rejection names its reason, for the 400 and for counters.
+
+use crate::framing::FrameError;
+use crate::normalize::{self, Head};
+
+/// Why a message was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Framing failed (size, Content-Length, no blank line).
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// The head is not UTF-8.
+    #[error("message head is not UTF-8")]
+    NotUtf8,
+    /// Nothing before the first CRLF.
+    #[error("missing start line")]
+    MissingStartLine,
+    /// The start line is not a request or status line.
+    #[error("malformed start line")]
+    BadStartLine,
+    /// A header line without a colon or with an invalid name.
+    #[error("malformed header field")]
+    BadHeader,
+    /// A header field over the line limit.
+    #[error("header field too long")]
+    HeaderTooLong,
+    /// More header fields than the limit.
+    #[error("too many header fields")]
+    TooManyHeaders,
+    /// The SIP version is not 2.0.
+    #[error("unsupported SIP version")]
+    BadVersion,
+    /// A mandatory header is absent.
+    #[error("missing {0} header")]
+    Missing(&'static str),
+    /// CSeq is not `number method` with a 31-bit number.
+    #[error("malformed CSeq")]
+    BadCSeq,
+    /// The CSeq method differs from the request method.
+    #[error("CSeq method does not match the request method")]
+    CSeqMethodMismatch,
+    /// The body is not as long as Content-Length says.
+    #[error("body length does not match Content-Length")]
+    BodyLength,
+    /// The message model refused it.
+    #[error("malformed message ({0})")]
+    Model(String),
+}
+
+/// A parsed, checked message.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The normalised head (compact names expanded, folding undone).
+    pub head: Head,
+    /// The message model.
+    pub message: rsip::SipMessage,
+}
+
+/// The method of a request's start line, `None` for a response.
+pub fn request_method(start_line: &str) -> Option<&str> {
+    (!start_line.starts_with("SIP/")).then(|| start_line.split(' ').next().unwrap_or_default())
+}
+
+fn check_start_line(line: &str) -> Result<(), ParseError> {
+    let parts: Vec<&str> = line.splitn(3, ' ').collect();
+    if line.starts_with("SIP/") {
+        // Status line: version, 3-digit code, reason (may be empty).
+        let [version, code, ..] = parts[..] else {
+            return Err(ParseError::BadStartLine);
+        };
+        if version != "SIP/2.0" {
+            return Err(ParseError::BadVersion);
+        }
+        if code.len() != 3
+            || !code.bytes().all(|b| b.is_ascii_digit())
+            || !(b'1'..=b'6').contains(&code.as_bytes()[0])
+        {
+            return Err(ParseError::BadStartLine);
+        }
+        return Ok(());
+    }
+    let [method, uri, version] = parts[..] else {
+        return Err(ParseError::BadStartLine);
+    };
+    if method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    {
+        return Err(ParseError::BadStartLine);
+    }
+    if uri.is_empty() || uri.contains(' ') || !uri.contains(':') {
+        return Err(ParseError::BadStartLine);
+    }
+    if version != "SIP/2.0" {
+        return Err(if version.starts_with("SIP/") {
+            ParseError::BadVersion
+        } else {
+            ParseError::BadStartLine
+        });
+    }
+    Ok(())
+}
+
+fn check_cseq(head: &Head) -> Result<(), ParseError> {
+    let cseq = head.get("CSeq").ok_or(ParseError::Missing("CSeq"))?;
+    let mut it = cseq.split_whitespace();
+    let (Some(number), Some(method), None) = (it.next(), it.next(), it.next()) else {
+        return Err(ParseError::BadCSeq);
+    };
+    let n: u64 = number.parse().map_err(|_| ParseError::BadCSeq)?;
+    if n > (1 << 31) - 1 {
+        return Err(ParseError::BadCSeq);
+    }
+    if let Some(request) = request_method(&head.start_line) {
+        if request != method {
+            return Err(ParseError::CSeqMethodMismatch);
+        }
+    }
+    Ok(())
+}
+
+/// Parses one framed message (as [`crate::framing`] returns it).
+pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or(FrameError::NoBlankLine)?;
+    let head = normalize::head(&bytes[..end])?;
+    check_start_line(&head.start_line)?;
+    for name in ["Via", "From", "To", "Call-ID"] {
+        if head.get(name).is_none() {
+            return Err(ParseError::Missing(name));
+        }
+    }
+    check_cseq(&head)?;
+    let body = &bytes[end + 4..];
+    if let Some(cl) = head.get("Content-Length") {
+        let n: usize = cl
+            .trim()
+            .parse()
+            .map_err(|_| FrameError::BadContentLength)?;
+        if n != body.len() {
+            return Err(ParseError::BodyLength);
+        }
+    }
+    let mut wire = head.to_wire().into_bytes();
+    wire.extend_from_slice(body);
+    let message = rsip::SipMessage::try_from(wire.as_slice())
+        .map_err(|e| ParseError::Model(e.to_string()))?;
+    Ok(Parsed { head, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(extra: &str) -> String {
+        format!(
+            "OPTIONS sip:gw.example.com SIP/2.0\r\nVia: SIP/2.0/UDP pbx.example.com;branch=z9hG4bK776\r\nMax-Forwards: 70\r\n\
+             From: <sip:pbx@example.com>;tag=1928\r\nTo: <sip:gw@example.com>\r\nCall-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn parses_a_plain_request_and_compact_forms() {
+        let p = parse(req("").as_bytes()).unwrap();
+        assert!(matches!(p.message, rsip::SipMessage::Request(_)));
+        let compact = "OPTIONS sip:gw SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: x@y\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n";
+        let p = parse(compact.as_bytes()).unwrap();
+        assert_eq!(p.head.get("Call-ID"), Some("x@y"));
+    }
+
+    #[test]
+    fn parses_a_response() {
+        let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(
+            parse(resp.as_bytes()).unwrap().message,
+            rsip::SipMessage::Response(_)
+        ));
+    }
+
+    #[test]
+    fn rejects_with_named_reasons() {
+        let ok = req("");
+        let cases: [(String, ParseError); 8] = [
+            (
+                ok.replace("CSeq: 63104 OPTIONS", "CSeq: 63104 INVITE"),
+                ParseError::CSeqMethodMismatch,
+            ),
+            (
+                ok.replace("CSeq: 63104 OPTIONS", "CSeq: 4294967296 OPTIONS"),
+                ParseError::BadCSeq,
+            ),
+            (
+                ok.replace("Call-ID: a84b4c76e66710\r\n", ""),
+                ParseError::Missing("Call-ID"),
+            ),
+            (
+                ok.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia"),
+                ParseError::BadVersion,
+            ),
+            (
+                ok.replace("OPTIONS sip:gw.example.com", "OPTIONS  sip:gw.example.com"),
+                ParseError::BadStartLine,
+            ),
+            (
+                ok.replace("Content-Length: 0", "Content-Length: 5"),
+                ParseError::BodyLength,
+            ),
+            (
+                ok.replace("Max-Forwards: 70", "Max Forwards: 70"),
+                ParseError::BadHeader,
+            ),
+            (
+                "OPTIONS sip:gw SIP/2.0\r\nVia: x".to_string(),
+                ParseError::Frame(FrameError::NoBlankLine),
+            ),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(parse(msg.as_bytes()).unwrap_err(), want, "{msg:?}");
+        }
+    }
+}
