@@ -18,7 +18,7 @@ pub fn response(raw: &[u8], err: &ParseError) -> Option<Vec<u8>> {
         return None;
     }
     let mut vias = Vec::new();
-    let mut field = |name: &str| -> Option<String> {
+    let field = |name: &str| -> Option<String> {
         head.split("\r\n").skip(1).find_map(|l| {
             let (n, v) = l.split_once(':')?;
             let n = n.trim();
