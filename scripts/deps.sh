@@ -5,7 +5,7 @@
 PBXLINK_BUILD_PACKAGES=(libsrtp2-dev pkg-config)
 # Real peers for the interop tests: libsrtp through Python, and rtpengine as
 # an independent SRTP implementation.
-PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace)
+PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester)
 
 pbxlink_apt_install() {
     local missing=() p

@@ -4,6 +4,7 @@
 
 mod demo;
 mod relay_cmd;
+mod sip_listen;
 
 use clap::{Parser, Subcommand};
 
@@ -22,11 +23,14 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run static relays (no SIP): plain RTP on LAN ports, SRTP on cloud ports.
     Relay(relay_cmd::RelayArgs),
+    /// Run the SIP transports alone: OPTIONS answered, malformed rejected.
+    SipListen(sip_listen::SipListenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(&args),
         Command::Relay(args) => relay_cmd::run(&args),
+        Command::SipListen(args) => sip_listen::run(&args),
     }
 }
