@@ -61,7 +61,7 @@ fn options(via: &str) -> String {
 fn storm() -> Vec<(Vec<u8>, bool)> {
     let ok = options("UDP");
     vec![
-        (ok[..ok.len() / 2].as_bytes().to_vec(), false), // truncated: no blank line
+        (ok.as_bytes()[..ok.len() / 2].to_vec(), false), // truncated: no blank line
         // Longer than the datagram: RFC 3261 §18.3 asks for a 400.
         (
             ok.replace("Content-Length: 0", "Content-Length: 40")
