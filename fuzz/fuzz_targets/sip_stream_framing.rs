@@ -27,11 +27,18 @@ fn frames(data: &[u8], chunk: usize) -> Vec<Result<Frame, FrameError>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, data)) = data.split_first() else { return };
+    let Some((&chunk, data)) = data.split_first() else {
+        return;
+    };
     let whole = frames(data, data.len());
     let pieces = frames(data, chunk as usize % 17 + 1);
     // Messages are the same; only where an error is noticed may differ.
-    let ok = |v: &[Result<Frame, FrameError>]| v.iter().take_while(|r| r.is_ok()).cloned().collect::<Vec<_>>();
+    let ok = |v: &[Result<Frame, FrameError>]| {
+        v.iter()
+            .take_while(|r| r.is_ok())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let (a, b) = (ok(&whole), ok(&pieces));
     let n = a.len().min(b.len());
     assert_eq!(a[..n], b[..n]);

@@ -14,5 +14,6 @@ pub mod limits;
 pub mod message;
 pub mod normalize;
 pub mod reject;
+pub mod transaction;
 
 pub use message::{ParseError, parse};
