@@ -8,11 +8,15 @@
 use anyhow::Context;
 use pbxlink_sip::framing::{self, Frame, StreamFramer};
 use pbxlink_sip::normalize::Head;
+use pbxlink_sip::transaction::{
+    InviteServer, NonInviteServer, Output, ServerKey, State, Timers, Transport, server_key,
+};
 use pbxlink_sip::{parse, reject};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
@@ -49,6 +53,8 @@ struct Counters {
     rejected: AtomicU64,
     dropped: AtomicU64,
     responses_ignored: AtomicU64,
+    retransmissions: AtomicU64,
+    stateless: AtomicU64,
     keepalives: AtomicU64,
     connections: AtomicU64,
     connections_refused: AtomicU64,
@@ -59,13 +65,15 @@ impl Counters {
     fn line(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "requests={} ok={} not_implemented={} rejected={} dropped={} responses_ignored={} keepalives={} connections={} connections_refused={} closed_on_error={}",
+            "requests={} ok={} not_implemented={} rejected={} dropped={} responses_ignored={} retransmissions={} stateless={} keepalives={} connections={} connections_refused={} closed_on_error={}",
             g(&self.requests),
             g(&self.ok),
             g(&self.not_implemented),
             g(&self.rejected),
             g(&self.dropped),
             g(&self.responses_ignored),
+            g(&self.retransmissions),
+            g(&self.stateless),
             g(&self.keepalives),
             g(&self.connections),
             g(&self.connections_refused),
@@ -137,27 +145,137 @@ fn handle(msg: &[u8], c: &Counters) -> Option<Vec<u8>> {
     }
 }
 
+/// Server transactions of the UDP transport. Bounded: past the cap,
+/// requests are answered statelessly (and counted).
+const UDP_TRANSACTIONS: usize = 65_536;
+
+enum ServerTx {
+    Invite(InviteServer),
+    NonInvite(NonInviteServer),
+}
+
+impl ServerTx {
+    fn poll_output(&mut self) -> Option<Output> {
+        match self {
+            ServerTx::Invite(t) => t.poll_output(),
+            ServerTx::NonInvite(t) => t.poll_output(),
+        }
+    }
+    fn state(&self) -> State {
+        match self {
+            ServerTx::Invite(t) => t.state(),
+            ServerTx::NonInvite(t) => t.state(),
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            ServerTx::Invite(t) => t.handle_timeout(now),
+            ServerTx::NonInvite(t) => t.handle_timeout(now),
+        }
+    }
+}
+
+async fn flush(socket: &UdpSocket, tx: &mut ServerTx, to: SocketAddr) {
+    while let Some(o) = tx.poll_output() {
+        if let Output::Transmit(bytes) = o {
+            let _ = socket.send_to(&bytes, to).await;
+        }
+    }
+}
+
+/// A UDP request: matched to its server transaction (retransmissions get
+/// the last response again; an ACK completes an INVITE's), or answered in a
+/// new one.
+async fn udp_request(
+    socket: &UdpSocket,
+    table: &mut HashMap<ServerKey, (ServerTx, SocketAddr)>,
+    msg: &[u8],
+    from: SocketAddr,
+    c: &Counters,
+) {
+    let now = Instant::now();
+    let parsed = parse(msg);
+    let key = parsed.as_ref().ok().and_then(|p| server_key(&p.head));
+    if let Some((tx, to)) = key.as_ref().and_then(|k| table.get_mut(k)) {
+        let is_ack = parsed
+            .as_ref()
+            .ok()
+            .and_then(|p| pbxlink_sip::message::request_method(&p.head.start_line))
+            == Some("ACK");
+        match tx {
+            ServerTx::Invite(t) if is_ack => t.handle_ack(now),
+            ServerTx::Invite(t) => t.handle_retransmission(),
+            ServerTx::NonInvite(t) => t.handle_retransmission(),
+        }
+        if !is_ack {
+            c.retransmissions.fetch_add(1, Ordering::Relaxed);
+        }
+        let to = *to;
+        flush(socket, tx, to).await;
+        return;
+    }
+    let Some(reply) = handle(msg, c) else { return };
+    let (Ok(p), Some(key)) = (parsed, key) else {
+        let _ = socket.send_to(&reply, from).await;
+        return;
+    };
+    let code = std::str::from_utf8(&reply[8..11])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(500);
+    if table.len() >= UDP_TRANSACTIONS {
+        c.stateless.fetch_add(1, Ordering::Relaxed);
+        let _ = socket.send_to(&reply, from).await;
+        return;
+    }
+    let mut tx = if pbxlink_sip::message::request_method(&p.head.start_line) == Some("INVITE") {
+        ServerTx::Invite(InviteServer::new(Transport::Unreliable, Timers::default()))
+    } else {
+        ServerTx::NonInvite(NonInviteServer::new(
+            Transport::Unreliable,
+            Timers::default(),
+        ))
+    };
+    match &mut tx {
+        ServerTx::Invite(t) => t.send_response(now, code, reply),
+        ServerTx::NonInvite(t) => t.send_response(now, code, reply),
+    }
+    flush(socket, &mut tx, from).await;
+    table.insert(key, (tx, from));
+}
+
 async fn serve_udp(socket: UdpSocket, c: Arc<Counters>) {
     let mut buf = vec![0u8; 65_536];
+    let mut table: HashMap<ServerKey, (ServerTx, SocketAddr)> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-            continue;
-        };
-        let reply = match framing::datagram(&buf[..n]) {
-            Ok(Frame::Message(msg)) => handle(&msg, &c),
-            Ok(_) => {
-                c.keepalives.fetch_add(1, Ordering::Relaxed);
-                None
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = Instant::now();
+                for (tx, to) in table.values_mut() {
+                    tx.handle_timeout(now);
+                    let to = *to;
+                    flush(&socket, tx, to).await;
+                }
+                table.retain(|_, (tx, _)| tx.state() != State::Terminated);
             }
-            Err(e) => {
-                let r = reject::response(&buf[..n], &e.into());
-                let counter = if r.is_some() { &c.rejected } else { &c.dropped };
-                counter.fetch_add(1, Ordering::Relaxed);
-                r
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                match framing::datagram(&buf[..n]) {
+                    Ok(Frame::Message(msg)) => udp_request(&socket, &mut table, &msg, from, &c).await,
+                    Ok(_) => {
+                        c.keepalives.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        let r = reject::response(&buf[..n], &e.into());
+                        let counter = if r.is_some() { &c.rejected } else { &c.dropped };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if let Some(r) = r {
+                            let _ = socket.send_to(&r, from).await;
+                        }
+                    }
+                }
             }
-        };
-        if let Some(r) = reply {
-            let _ = socket.send_to(&r, from).await;
         }
     }
 }

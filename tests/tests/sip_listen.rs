@@ -174,9 +174,20 @@ fn options_over_udp_and_tcp_and_a_malformed_storm() {
     udp.send_to(options("UDP").as_bytes(), ("127.0.0.1", PORT))
         .unwrap();
     let n = udp.recv(&mut buf).unwrap();
+    let first = buf[..n].to_vec();
     assert!(
-        String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"),
+        String::from_utf8_lossy(&first).starts_with("SIP/2.0 200 OK"),
         "still serving over UDP"
+    );
+    // A retransmission (same branch) is matched to its server transaction
+    // and gets the same response again, without being handled twice.
+    udp.send_to(options("UDP").as_bytes(), ("127.0.0.1", PORT))
+        .unwrap();
+    let n = udp.recv(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        &first[..],
+        "retransmission answered from its transaction"
     );
     drop(s);
 
@@ -191,4 +202,5 @@ fn options_over_udp_and_tcp_and_a_malformed_storm() {
         "{fin}"
     );
     assert!(field(fin, "closed_on_error") >= 1, "{fin}");
+    assert_eq!(field(fin, "retransmissions"), 1, "{fin}");
 }

@@ -5,9 +5,11 @@
 //! the tests drive a fake one.
 
 mod invite;
+mod key;
 mod non_invite;
 
 pub use invite::{InviteClient, InviteServer};
+pub use key::{ServerKey, server_key};
 pub use non_invite::{NonInviteClient, NonInviteServer};
 
 use std::time::{Duration, Instant};
