@@ -12,7 +12,7 @@ use anyhow::{Context, bail, ensure};
 use pbxlink_dataplane::control::Event;
 use pbxlink_dataplane::engine::{DataPlane, DataPlaneConfig};
 use pbxlink_dataplane::net::Networks;
-use pbxlink_dataplane::profile::{Profile, Resources, without_ephemeral};
+use pbxlink_dataplane::profile::{Profile, Resources};
 use pbxlink_dataplane::relay::{RelaySpec, RelayStats};
 use pbxlink_dataplane::srtp::{self, LibsrtpContext, Role, Suite};
 use pbxlink_dataplane::{DirectionConfig, DropCounters, MasterKey};
@@ -287,14 +287,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     } else {
         profile
     };
-    let spec = profile.spec(resources.cpus.len());
-    println!(
-        "{}",
-        profile.startup_line(
-            resources.memory,
-            &without_ephemeral(&spec.port_ranges, resources.ephemeral_ports.clone())
-        )
-    );
+    println!("{}", resources.startup_line(profile));
     let config = DataPlaneConfig {
         profile,
         max_relays_per_worker: args.calls as usize + 8,

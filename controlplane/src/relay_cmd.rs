@@ -6,7 +6,7 @@ use anyhow::{Context, bail, ensure};
 use pbxlink_dataplane::control::{Event, WorkerStats};
 use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
 use pbxlink_dataplane::net::{Networks, Prefix};
-use pbxlink_dataplane::profile::{Profile, Resources, without_ephemeral};
+use pbxlink_dataplane::profile::{Profile, Resources};
 use pbxlink_dataplane::relay::{MediaDirection, RelaySpec, RelayStats};
 use pbxlink_dataplane::srtp::Suite;
 use pbxlink_dataplane::{DirectionConfig, DropCounters, MasterKey};
@@ -133,13 +133,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         .profile
         .unwrap_or_else(|| Profile::select(resources.cpus.len(), resources.memory));
     let spec = profile.spec(resources.cpus.len());
-    println!(
-        "{}",
-        profile.startup_line(
-            resources.memory,
-            &without_ephemeral(&spec.port_ranges, resources.ephemeral_ports.clone())
-        )
-    );
+    println!("{}", resources.startup_line(profile));
     if args.calls > spec.call_limit {
         bail!(
             "--calls {} exceeds the {profile} profile's limit of {} calls; use --profile max to go beyond the vendor figures",
@@ -180,10 +174,9 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
                 rx_key.clone(),
             )
         };
-        while let Err(e) = plane.add_relay(spec.clone()) {
+        while plane.add_relay(spec.clone()).is_err() {
             // Only while the worker works through a burst of adds.
             std::thread::sleep(Duration::from_millis(1));
-            let _ = e;
         }
     }
 

@@ -218,6 +218,18 @@ impl Resources {
     }
 }
 
+impl Resources {
+    /// The start-up line for `profile` on this host: its RAM figure and the
+    /// port ranges it will use, the ephemeral range removed.
+    pub fn startup_line(&self, profile: Profile) -> String {
+        let ranges = profile.spec(self.cpus.len()).port_ranges;
+        profile.startup_line(
+            self.memory,
+            &without_ephemeral(&ranges, self.ephemeral_ports.clone()),
+        )
+    }
+}
+
 fn meminfo_total() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;

@@ -8,6 +8,32 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
+type Headers = (
+    Vec<libc::sockaddr_storage>,
+    Vec<libc::iovec>,
+    Vec<libc::mmsghdr>,
+);
+
+/// `capacity` empty address slots, iovecs and message headers.
+fn headers(capacity: usize) -> Headers {
+    // SAFETY: plain C structs for which all-zero is a valid value.
+    let (name, msg) = unsafe {
+        (
+            std::mem::zeroed::<libc::sockaddr_storage>(),
+            std::mem::zeroed::<libc::mmsghdr>(),
+        )
+    };
+    let iov = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    (
+        vec![name; capacity],
+        vec![iov; capacity],
+        vec![msg; capacity],
+    )
+}
+
 /// Sends many datagrams, each to its own address, in one system call.
 /// Datagrams are copied in on `push`, so the batch owns what it sends.
 pub struct SendBatch {
@@ -27,22 +53,12 @@ impl std::fmt::Debug for SendBatch {
 impl SendBatch {
     /// Room for `capacity` datagrams per call.
     pub fn new(capacity: usize) -> Self {
-        // SAFETY: plain C structs for which all-zero is a valid value.
-        let (name, msg) = unsafe {
-            (
-                std::mem::zeroed::<libc::sockaddr_storage>(),
-                std::mem::zeroed::<libc::mmsghdr>(),
-            )
-        };
-        let iov = libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
+        let (names, iovs, msgs) = headers(capacity);
         Self {
             bufs: vec![[0; 2048]; capacity],
-            names: vec![name; capacity],
-            iovs: vec![iov; capacity],
-            msgs: vec![msg; capacity],
+            names,
+            iovs,
+            msgs,
             len: 0,
         }
     }
@@ -119,22 +135,12 @@ impl std::fmt::Debug for RecvBatch {
 impl RecvBatch {
     /// Room for `capacity` datagrams per call.
     pub fn new(capacity: usize) -> Self {
-        // SAFETY: plain C structs for which all-zero is a valid value.
-        let (name, msg) = unsafe {
-            (
-                std::mem::zeroed::<libc::sockaddr_storage>(),
-                std::mem::zeroed::<libc::mmsghdr>(),
-            )
-        };
-        let iov = libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
+        let (names, iovs, msgs) = headers(capacity);
         Self {
             bufs: vec![[0; 2048]; capacity],
-            names: vec![name; capacity],
-            iovs: vec![iov; capacity],
-            msgs: vec![msg; capacity],
+            names,
+            iovs,
+            msgs,
         }
     }
 

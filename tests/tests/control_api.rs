@@ -39,8 +39,15 @@ fn stats(plane: &mut DataPlane, id: u64) -> RelayStats {
     }
 }
 
-fn hold_and_resume(backend: Backend, port: u16) {
-    let suite = Suite::AeadAes128Gcm;
+/// A one-worker data plane with relay `id` between a PBX socket and a cloud
+/// socket (which reads with a 300 ms timeout), once the relay is up.
+struct Rig {
+    plane: DataPlane,
+    pbx: UdpSocket,
+    cloud: UdpSocket,
+}
+
+fn rig(backend: Backend, buffers: u16, suite: Suite, id: u64, port: u16) -> Rig {
     let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let cloud = UdpSocket::bind("127.0.0.1:0").unwrap();
     cloud
@@ -50,7 +57,7 @@ fn hold_and_resume(backend: Backend, port: u16) {
         profile: Profile::Small,
         backend: Some(backend),
         max_relays_per_worker: 8,
-        buffers_per_worker: 256,
+        buffers_per_worker: buffers,
         dscp: 46,
     };
     let mut plane = DataPlane::start(&config, &Resources::detect()).unwrap();
@@ -58,7 +65,7 @@ fn hold_and_resume(backend: Backend, port: u16) {
         lan_remote: Some(pbx.local_addr().unwrap()),
         cloud_remote: Some(cloud.local_addr().unwrap()),
         ..RelaySpec::new(
-            9,
+            id,
             "127.0.0.1".parse().unwrap(),
             port,
             port + 2,
@@ -68,7 +75,19 @@ fn hold_and_resume(backend: Backend, port: u16) {
         )
     };
     plane.add_relay(spec).unwrap();
-    wait_for(&plane, |e| matches!(e, Event::Added { id: 9, .. }));
+    wait_for(
+        &plane,
+        |e| matches!(e, Event::Added { id: i, .. } if *i == id),
+    );
+    Rig { plane, pbx, cloud }
+}
+
+fn hold_and_resume(backend: Backend, port: u16) {
+    let Rig {
+        mut plane,
+        pbx,
+        cloud,
+    } = rig(backend, 256, Suite::AeadAes128Gcm, 9, port);
     let mut packet = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5];
     packet.extend_from_slice(&[0xd5; 160]);
     let mut buf = [0u8; 2048];
@@ -131,37 +150,12 @@ fn hold_resume_stats_and_removal_on_epoll() {
 /// re-arms, and the relay keeps relaying.
 #[test]
 fn io_uring_recovers_from_an_empty_buffer_ring() {
-    let suite = Suite::AesCm128HmacSha1_80;
-    let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let cloud = UdpSocket::bind("127.0.0.1:0").unwrap();
-    cloud
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let config = DataPlaneConfig {
-        profile: Profile::Small,
-        backend: Some(Backend::Uring),
-        max_relays_per_worker: 4,
-        buffers_per_worker: 16,
-        dscp: 46,
-    };
-    let mut plane = DataPlane::start(&config, &Resources::detect()).unwrap();
     let port = 27_950;
-    plane
-        .add_relay(RelaySpec {
-            lan_remote: Some(pbx.local_addr().unwrap()),
-            cloud_remote: Some(cloud.local_addr().unwrap()),
-            ..RelaySpec::new(
-                1,
-                "127.0.0.1".parse().unwrap(),
-                port,
-                port + 2,
-                suite,
-                test_key(suite, 1),
-                test_key(suite, 2),
-            )
-        })
-        .unwrap();
-    wait_for(&plane, |e| matches!(e, Event::Added { id: 1, .. }));
+    let Rig {
+        mut plane,
+        pbx,
+        cloud,
+    } = rig(Backend::Uring, 16, Suite::AesCm128HmacSha1_80, 1, port);
     let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
     packet.extend_from_slice(&[0xd5; 160]);
     // A burst far larger than the ring, while nobody reads the cloud side

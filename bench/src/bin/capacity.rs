@@ -434,27 +434,18 @@ fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<
         _ => bail!("unknown target {target:?}: use pbxlink, rtpengine or both"),
     };
     let pid = running.pid();
-    let mut port_to_call_lan = vec![usize::MAX; 65536];
-    let mut port_to_call_cloud = vec![usize::MAX; 65536];
-    for &(p, c) in &w.lan_out {
-        port_to_call_lan[p as usize] = c;
-    }
-    for &(p, c) in &w.cloud_out {
-        port_to_call_cloud[p as usize] = c;
-    }
+    let port_map = |pairs: &[(u16, usize)]| {
+        let mut map = vec![usize::MAX; 65536];
+        for &(p, c) in pairs {
+            map[p as usize] = c;
+        }
+        map
+    };
     let mut cloud_tx: Vec<SrtpContext> = w
         .from_cloud
         .iter()
         .map(|k| SrtpContext::new(SUITE, k, Role::Protect))
         .collect::<Result<_, _>>()?;
-    let mut cloud_rx: Vec<SrtpContext> = w
-        .to_cloud
-        .iter()
-        .map(|k| SrtpContext::new(SUITE, k, Role::Unprotect))
-        .collect::<Result<_, _>>()?;
-    let mut lan_track = vec![Track::default(); calls];
-    let mut cloud_track = vec![Track::default(); calls];
-    let mut latency = Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3)?;
     let mut o = Outcome {
         target: target.into(),
         calls,
@@ -462,6 +453,22 @@ fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<
         ..Outcome::default()
     };
     let t0 = Instant::now();
+    let mut sink = Sink {
+        lan: &lan,
+        cloud: &cloud,
+        batch: RecvBatch::new(64),
+        lan_map: port_map(&w.lan_out),
+        cloud_map: port_map(&w.cloud_out),
+        cloud_rx: w
+            .to_cloud
+            .iter()
+            .map(|k| SrtpContext::new(SUITE, k, Role::Unprotect))
+            .collect::<Result<_, _>>()?,
+        lan_track: vec![Track::default(); calls],
+        cloud_track: vec![Track::default(); calls],
+        latency: Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3)?,
+        t0,
+    };
     let warm = Duration::from_secs(args.warmup);
     let total = warm + Duration::from_secs(seconds);
     let slices_per_cycle = (PACKET_INTERVAL.as_micros() / SLICE.as_micros()) as usize;
@@ -472,26 +479,12 @@ fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<
     // has headroom: one sendmmsg per side per slice, recvmmsg to drain.
     let mut lan_batch = SendBatch::new(64);
     let mut cloud_batch = SendBatch::new(64);
-    let mut receiver = RecvBatch::new(64);
-    let mut window_end = None;
     loop {
         let due = t0 + SLICE * slice as u32;
         let now = Instant::now();
         if now < due {
             // Drain while waiting for the next slice.
-            drain(
-                &lan,
-                &cloud,
-                &mut receiver,
-                &port_to_call_lan,
-                &port_to_call_cloud,
-                &mut cloud_rx,
-                &mut lan_track,
-                &mut cloud_track,
-                &mut latency,
-                t0,
-                &mut o,
-            );
+            sink.drain(&mut o);
             std::hint::spin_loop();
             continue;
         }
@@ -500,7 +493,7 @@ fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<
         }
         o.behind = o.behind.max(now - due);
         if window.is_none() && now >= t0 + warm {
-            latency.reset();
+            sink.latency.reset();
             window = Some((process_cpu_ns(pid)?, core_busy_ns(TARGET_CPU)?, o.relayed));
         }
         // The calls whose 20 ms phase falls in this slice.
@@ -537,9 +530,6 @@ fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<
         lan_batch.send(&lan);
         cloud_batch.send(&cloud);
         slice += 1;
-        if window_end.is_none() && now >= t0 + total - SLICE {
-            window_end = Some(());
-        }
     }
     // Window end: CPU first, then let the last packets arrive.
     let (cpu0, core0, relayed0) = window.context("the run never left its warm-up")?;
@@ -550,83 +540,91 @@ fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<
     o.rss_mib = rss_mib(pid);
     let tail = Instant::now() + Duration::from_millis(300);
     while Instant::now() < tail {
-        drain(
-            &lan,
-            &cloud,
-            &mut receiver,
-            &port_to_call_lan,
-            &port_to_call_cloud,
-            &mut cloud_rx,
-            &mut lan_track,
-            &mut cloud_track,
-            &mut latency,
-            t0,
-            &mut o,
-        );
+        sink.drain(&mut o);
     }
-    o.latency = Some(latency);
+    o.latency = Some(sink.latency);
     running.stop()?;
     Ok(o)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn drain(
-    lan: &UdpSocket,
-    cloud: &UdpSocket,
-    receiver: &mut RecvBatch,
-    lan_map: &[usize],
-    cloud_map: &[usize],
-    cloud_rx: &mut [SrtpContext],
-    lan_track: &mut [Track],
-    cloud_track: &mut [Track],
-    latency: &mut Histogram<u64>,
+/// The generator's receiving side: what came back through the target,
+/// checked packet by packet.
+struct Sink<'a> {
+    lan: &'a UdpSocket,
+    cloud: &'a UdpSocket,
+    batch: RecvBatch,
+    /// Source port → call, for each side.
+    lan_map: Vec<usize>,
+    cloud_map: Vec<usize>,
+    /// Unprotects what the target sent toward the cloud, per call.
+    cloud_rx: Vec<SrtpContext>,
+    lan_track: Vec<Track>,
+    cloud_track: Vec<Track>,
+    latency: Histogram<u64>,
     t0: Instant,
-    o: &mut Outcome,
-) {
-    for (socket, map, track, srtp) in [
-        (lan, lan_map, &mut *lan_track, false),
-        (cloud, cloud_map, &mut *cloud_track, true),
-    ] {
-        for _ in 0..4 {
-            let got = receiver.recv(socket, |from, buf| {
-                let call = map[from.port() as usize];
-                if call == usize::MAX {
-                    o.bad += 1;
-                    return;
-                }
-                let n = buf.len();
-                let len = if srtp {
-                    match cloud_rx[call].unprotect_rtp(buf, n) {
-                        Ok(l) => l,
-                        Err(_) => {
-                            o.bad += 1;
-                            return;
-                        }
+}
+
+impl Sink<'_> {
+    /// Reads and checks what is waiting on both sockets.
+    fn drain(&mut self, o: &mut Outcome) {
+        let Sink {
+            lan,
+            cloud,
+            batch: receiver,
+            lan_map,
+            cloud_map,
+            cloud_rx,
+            lan_track,
+            cloud_track,
+            latency,
+            t0,
+        } = self;
+        let t0 = *t0;
+        for (socket, map, track, srtp) in [
+            (*lan, &lan_map[..], &mut lan_track[..], false),
+            (*cloud, &cloud_map[..], &mut cloud_track[..], true),
+        ] {
+            for _ in 0..4 {
+                let got = receiver.recv(socket, |from, buf| {
+                    let call = map[from.port() as usize];
+                    if call == usize::MAX {
+                        o.bad += 1;
+                        return;
                     }
-                } else {
-                    n
-                };
-                let ok = len == 172
-                    && buf[20..24] == (call as u32).to_be_bytes()
-                    && buf[24..172].iter().all(|&b| b == 0xd5);
-                if !ok {
-                    o.bad += 1;
-                    return;
+                    let n = buf.len();
+                    let len = if srtp {
+                        match cloud_rx[call].unprotect_rtp(buf, n) {
+                            Ok(l) => l,
+                            Err(_) => {
+                                o.bad += 1;
+                                return;
+                            }
+                        }
+                    } else {
+                        n
+                    };
+                    let ok = len == 172
+                        && buf[20..24] == (call as u32).to_be_bytes()
+                        && buf[24..172].iter().all(|&b| b == 0xd5);
+                    if !ok {
+                        o.bad += 1;
+                        return;
+                    }
+                    let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                    let t = &mut track[call];
+                    if t.started && seq != t.next_seq {
+                        o.out_of_order += 1;
+                    }
+                    t.started = true;
+                    t.next_seq = seq.wrapping_add(1);
+                    let stamp = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
+                    let now = t0.elapsed().as_nanos() as u64;
+                    let _ = latency.record(now.saturating_sub(stamp).max(1_000));
+                    o.relayed += 1;
+                });
+                if !matches!(got, Ok(64)) {
+                    break;
                 }
-                let seq = u16::from_be_bytes([buf[2], buf[3]]);
-                let t = &mut track[call];
-                if t.started && seq != t.next_seq {
-                    o.out_of_order += 1;
-                }
-                t.started = true;
-                t.next_seq = seq.wrapping_add(1);
-                let stamp = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
-                let now = t0.elapsed().as_nanos() as u64;
-                let _ = latency.record(now.saturating_sub(stamp).max(1_000));
-                o.relayed += 1;
-            });
-            if !matches!(got, Ok(64)) {
-                break;
             }
         }
     }
