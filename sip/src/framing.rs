@@ -53,14 +53,20 @@ fn content_length(head: &[u8]) -> Result<Option<usize>, FrameError> {
         // needs the length, and a head it cannot read has none.
         return Ok(None);
     };
-    match h.get("Content-Length") {
-        None => Ok(None),
-        Some(v) => v
+    let mut length = None;
+    for v in h.all("Content-Length") {
+        let n = v
             .trim()
             .parse::<usize>()
-            .map(Some)
-            .map_err(|_| FrameError::BadContentLength),
+            .map_err(|_| FrameError::BadContentLength)?;
+        // Two lengths that disagree leave no way to find the message's end
+        // (RFC 4475 §3.3.9).
+        if length.is_some_and(|l| l != n) {
+            return Err(FrameError::BadContentLength);
+        }
+        length = Some(n);
     }
+    Ok(length)
 }
 
 /// Frames one datagram. A Content-Length shorter than the body drops the

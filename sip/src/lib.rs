@@ -5,11 +5,13 @@
 //!   a datagram; CRLF keep-alives (RFC 5626); size limits.
 //! - [`normalize`]: what `rsip` (the message model) does not handle: header
 //!   folding, compact header names, header and line limits.
+//! - [`grammar`]: RFC 3261 grammar of the fields the stack acts on.
 //! - [`message`]: the whole parse, plus the RFC 3261 checks a message must
 //!   pass before anything acts on it.
 //! - [`reject`]: the `400 Bad Request` a rejected request gets, naming why.
 
 pub mod framing;
+pub mod grammar;
 pub mod limits;
 pub mod message;
 pub mod normalize;

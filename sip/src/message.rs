@@ -3,6 +3,7 @@
 //! model. Every rejection names its reason, for the 400 and for counters.
 
 use crate::framing::FrameError;
+use crate::grammar;
 use crate::normalize::{self, Head};
 
 /// Why a message was rejected.
@@ -33,6 +34,18 @@ pub enum ParseError {
     /// The SIP version is not 2.0.
     #[error("unsupported SIP version")]
     BadVersion,
+    /// The Request-URI is malformed (brackets, LWS, escaped headers).
+    #[error("malformed Request-URI")]
+    BadRequestUri,
+    /// The Request-URI's scheme is not sip, sips or tel (answered 416).
+    #[error("unsupported URI scheme")]
+    UnsupportedUriScheme,
+    /// A header field that must appear once appears more often.
+    #[error("more than one {0} header")]
+    Duplicate(&'static str),
+    /// A header field the stack acts on breaks its RFC 3261 grammar.
+    #[error("malformed {0} header")]
+    BadField(&'static str),
     /// A mandatory header is absent.
     #[error("missing {0} header")]
     Missing(&'static str),
@@ -45,18 +58,21 @@ pub enum ParseError {
     /// The body is not as long as Content-Length says.
     #[error("body length does not match Content-Length")]
     BodyLength,
-    /// The message model refused it.
-    #[error("malformed message ({0})")]
-    Model(String),
 }
 
 /// A parsed, checked message.
 #[derive(Debug, Clone)]
 pub struct Parsed {
-    /// The normalised head (compact names expanded, folding undone).
+    /// The normalised head (compact names expanded, folding undone). The
+    /// checks above make its start line, Via, From, To, Call-ID and CSeq
+    /// safe to act on.
     pub head: Head,
-    /// The message model.
-    pub message: rsip::SipMessage,
+    /// The `rsip` model, when `rsip` can represent the message. It cannot
+    /// for some valid SIP (extension methods such as RFC 4475's
+    /// `RE%47IST%45R`, a `;` in a URI's user part): those are `None`, and
+    /// the core answers them from [`Parsed::head`] (501 for a method it
+    /// does not implement).
+    pub message: Option<rsip::SipMessage>,
 }
 
 /// The method of a request's start line, `None` for a response.
@@ -92,17 +108,32 @@ fn check_start_line(line: &str) -> Result<(), ParseError> {
     {
         return Err(ParseError::BadStartLine);
     }
-    if uri.is_empty() || uri.contains(' ') || !uri.contains(':') {
-        return Err(ParseError::BadStartLine);
-    }
     if version != "SIP/2.0" {
-        return Err(if version.starts_with("SIP/") {
+        // SIP/x.y with other numbers is a version we do not speak (505);
+        // anything else (trailing spaces, RFC 4475 §3.1.2.10) is malformed.
+        let numbered = version.strip_prefix("SIP/").is_some_and(|v| {
+            v.split_once('.').is_some_and(|(a, b)| {
+                [a, b]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+            })
+        });
+        return Err(if numbered {
             ParseError::BadVersion
         } else {
             ParseError::BadStartLine
         });
     }
-    Ok(())
+    let scheme = grammar::scheme(uri).ok_or(ParseError::BadRequestUri)?;
+    match scheme.as_str() {
+        // Headers are not allowed in a Request-URI (RFC 3261 §19.1.5).
+        // (`?` may appear in the user part, so look past the last `@`.)
+        "sip" | "sips" if uri.rsplit('@').next().is_some_and(|h| h.contains('?')) => {
+            Err(ParseError::BadRequestUri)
+        }
+        "sip" | "sips" | "tel" => Ok(()),
+        _ => Err(ParseError::UnsupportedUriScheme),
+    }
 }
 
 fn check_cseq(head: &Head) -> Result<(), ParseError> {
@@ -137,6 +168,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
         }
     }
     check_cseq(&head)?;
+    check_fields(&head)?;
     let body = &bytes[end + 4..];
     if let Some(cl) = head.get("Content-Length") {
         let n: usize = cl
@@ -149,9 +181,44 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     }
     let mut wire = head.to_wire().into_bytes();
     wire.extend_from_slice(body);
-    let message = rsip::SipMessage::try_from(wire.as_slice())
-        .map_err(|e| ParseError::Model(e.to_string()))?;
+    let message = rsip::SipMessage::try_from(wire.as_slice()).ok();
     Ok(Parsed { head, message })
+}
+
+/// Header fields that may appear once (RFC 3261 §7.3.1: only list-valued
+/// fields may repeat).
+const SINGLE: [&str; 7] = [
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+];
+
+/// Grammar of the fields the stack acts on (see [`grammar`]).
+fn check_fields(head: &Head) -> Result<(), ParseError> {
+    for name in SINGLE {
+        if head.all(name).nth(1).is_some() {
+            return Err(ParseError::Duplicate(name));
+        }
+    }
+    let bad = |name: &'static str, ok: &dyn Fn(&str) -> bool| {
+        head.all(name)
+            .all(ok)
+            .then_some(())
+            .ok_or(ParseError::BadField(name))
+    };
+    bad("Via", &grammar::via)?;
+    bad("From", &grammar::name_addr_field)?;
+    bad("To", &grammar::name_addr_field)?;
+    bad("Contact", &|v| grammar::name_addr_list(v, true))?;
+    bad("Route", &|v| grammar::name_addr_list(v, false))?;
+    bad("Record-Route", &|v| grammar::name_addr_list(v, false))?;
+    bad("Date", &grammar::date)?;
+    bad("Max-Forwards", &grammar::max_forwards)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,7 +235,7 @@ mod tests {
     #[test]
     fn parses_a_plain_request_and_compact_forms() {
         let p = parse(req("").as_bytes()).unwrap();
-        assert!(matches!(p.message, rsip::SipMessage::Request(_)));
+        assert!(matches!(p.message, Some(rsip::SipMessage::Request(_))));
         let compact = "OPTIONS sip:gw SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: x@y\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n";
         let p = parse(compact.as_bytes()).unwrap();
         assert_eq!(p.head.get("Call-ID"), Some("x@y"));
@@ -179,7 +246,7 @@ mod tests {
         let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         assert!(matches!(
             parse(resp.as_bytes()).unwrap().message,
-            rsip::SipMessage::Response(_)
+            Some(rsip::SipMessage::Response(_))
         ));
     }
 

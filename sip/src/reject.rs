@@ -45,6 +45,7 @@ pub fn response(raw: &[u8], err: &ParseError) -> Option<Vec<u8>> {
     }
     let (code, phrase) = match err {
         ParseError::BadVersion => (505, "Version Not Supported".to_owned()),
+        ParseError::UnsupportedUriScheme => (416, "Unsupported URI Scheme".to_owned()),
         other => (400, format!("Bad Request ({other})")),
     };
     // The UAS adds a To tag (RFC 3261 §8.2.6.2); derived from the request
