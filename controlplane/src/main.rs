@@ -4,7 +4,7 @@
 
 mod demo;
 mod relay_cmd;
-mod sip_listen;
+mod signalling;
 
 use clap::{Parser, Subcommand};
 
@@ -23,14 +23,15 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run static relays (no SIP): plain RTP on LAN ports, SRTP on cloud ports.
     Relay(relay_cmd::RelayArgs),
-    /// Run the SIP transports alone: OPTIONS answered, malformed rejected.
-    SipListen(sip_listen::SipListenArgs),
+    /// Run the SIP transports alone (UDP, TCP, TLS; optionally the cloud
+    /// trunk): OPTIONS answered, malformed rejected.
+    SipListen(signalling::SipListenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(&args),
         Command::Relay(args) => relay_cmd::run(&args),
-        Command::SipListen(args) => sip_listen::run(&args),
+        Command::SipListen(args) => signalling::run(&args),
     }
 }

@@ -9,6 +9,8 @@
 //! - [`message`]: the whole parse, plus the RFC 3261 checks a message must
 //!   pass before anything acts on it.
 //! - [`reject`]: the `400 Bad Request` a rejected request gets, naming why.
+//! - [`transaction`]: RFC 3261 transactions and how messages match them.
+//! - [`resolve`]: RFC 3263 target ordering and failover.
 
 pub mod framing;
 pub mod grammar;
@@ -16,6 +18,7 @@ pub mod limits;
 pub mod message;
 pub mod normalize;
 pub mod reject;
+pub mod resolve;
 pub mod transaction;
 
 pub use message::{ParseError, parse};

@@ -4,9 +4,11 @@
 //! the test fails and says so instead of passing vacuously.
 
 pub mod bencode;
+pub mod capture;
 pub mod corpus;
 pub mod counting_alloc;
 pub mod gateway;
+pub mod pki;
 pub mod pylibsrtp;
 pub mod rtpengine;
 

@@ -1,7 +1,9 @@
 //! The SIP transports against sipp (Debian `sip-tester`, pinned to
 //! 127.0.0.1): OPTIONS over UDP and TCP get 200; a malformed-message storm
-//! gets 400s or counted drops, and the listener keeps serving.
+//! gets 400s or counted drops, and the listener keeps serving. Responses
+//! carry DSCP CS3.
 
+use pbxlink_tests::capture::Capture;
 use pbxlink_tests::gateway::{Gateway, field};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -119,8 +121,21 @@ fn options_over_udp_and_tcp_and_a_malformed_storm() {
         .map(String::from),
     );
     gw.wait_for("sip-listen: UDP", Duration::from_secs(20));
+    // Signalling is marked DSCP CS3 (TOS 0x60) on both transports.
+    let mut capture = Capture::open().expect("packet capture (tests run as root)");
     sipp("u1", PORT + 10);
+    assert_eq!(
+        capture.tos_from(17, PORT, Duration::from_secs(5)),
+        Some(0x60),
+        "UDP responses carry CS3"
+    );
+    let mut capture = Capture::open().unwrap();
     sipp("t1", PORT + 11);
+    assert_eq!(
+        capture.tos_from(6, PORT, Duration::from_secs(5)),
+        Some(0x60),
+        "TCP responses carry CS3"
+    );
 
     // The storm over UDP: each answerable one gets a 400 (or 505) naming why.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();

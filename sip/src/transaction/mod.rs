@@ -9,7 +9,7 @@ mod key;
 mod non_invite;
 
 pub use invite::{InviteClient, InviteServer};
-pub use key::{ServerKey, server_key};
+pub use key::{ClientKey, ServerKey, cancel_target, client_key, server_key};
 pub use non_invite::{NonInviteClient, NonInviteServer};
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,293 @@
+//! What the node does with a received message, whatever carried it: parse
+//! and check it (the SIP core), reject it with the reason or drop and count
+//! it, match it to a server transaction (RFC 3261 §17.2.3; a CANCEL to its
+//! INVITE, §9.2), and answer in a new one: 200 to OPTIONS, 501 to what the
+//! B2BUA (issue 6) will handle. Responses go back to the caller (a trunk's
+//! client transactions). No I/O: bytes in, bytes out; time passed in.
+
+use super::Counters;
+use pbxlink_sip::message::{Parsed, request_method};
+use pbxlink_sip::normalize::Head;
+use pbxlink_sip::transaction::{
+    InviteServer, NonInviteServer, Output, ServerKey, State, Timers, Transport, cancel_target,
+    server_key,
+};
+use pbxlink_sip::{parse, reject};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Server transactions held at most; past this, requests are answered
+/// statelessly (and counted).
+const TRANSACTIONS: usize = 65_536;
+
+/// Who sent a request: where its transaction's retransmissions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A UDP source.
+    Udp(SocketAddr),
+    /// A connection (TCP or TLS): reliable, never retransmitted to.
+    Stream,
+}
+
+/// What a received message led to.
+#[derive(Debug)]
+pub enum Inbound {
+    /// Bytes to send back on the path it came in (possibly none).
+    Reply(Vec<Vec<u8>>),
+    /// A response, for the client transactions of whoever sent the request.
+    Response(Box<Parsed>),
+}
+
+#[derive(Debug)]
+enum ServerTx {
+    Invite(InviteServer),
+    NonInvite(NonInviteServer),
+}
+
+impl ServerTx {
+    fn drain(&mut self, out: &mut Vec<Vec<u8>>) {
+        loop {
+            let o = match self {
+                ServerTx::Invite(t) => t.poll_output(),
+                ServerTx::NonInvite(t) => t.poll_output(),
+            };
+            match o {
+                Some(Output::Transmit(b)) => out.push(b),
+                Some(Output::Event(_)) => {}
+                None => return,
+            }
+        }
+    }
+    fn state(&self) -> State {
+        match self {
+            ServerTx::Invite(t) => t.state(),
+            ServerTx::NonInvite(t) => t.state(),
+        }
+    }
+}
+
+/// The node's server transactions and answers.
+#[derive(Debug)]
+pub struct Core {
+    table: HashMap<ServerKey, (ServerTx, Peer)>,
+    counters: Arc<Counters>,
+}
+
+/// A response to `head` with `code`, echoing what RFC 3261 §8.2.6.2 asks.
+fn response(head: &Head, code: u16, phrase: &str) -> Option<Vec<u8>> {
+    let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
+    for via in head.all("Via") {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    let to = head.get("To")?;
+    let call_id = head.get("Call-ID")?;
+    let to = if to.contains(";tag=") {
+        to.to_owned()
+    } else {
+        format!("{to};tag=pbxlink-{:08x}", call_id.len() as u32 ^ 0x5eed)
+    };
+    out.push_str(&format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {}\r\n",
+        head.get("From")?,
+        head.get("CSeq")?
+    ));
+    if code == 200 || code == 501 {
+        out.push_str("Allow: OPTIONS, CANCEL, ACK\r\nAccept: application/sdp\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+impl Core {
+    /// An empty table counting into `counters`.
+    pub fn new(counters: Arc<Counters>) -> Self {
+        Self {
+            table: HashMap::new(),
+            counters,
+        }
+    }
+
+    fn count(&self, f: impl Fn(&Counters) -> &std::sync::atomic::AtomicU64) {
+        f(&self.counters).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Handles one framed message received from `peer`.
+    pub fn receive(&mut self, now: Instant, msg: &[u8], peer: Peer) -> Inbound {
+        let p = match parse(msg) {
+            Ok(p) => p,
+            Err(e) => {
+                return Inbound::Reply(match reject::response(msg, &e) {
+                    Some(r) => {
+                        self.count(|c| &c.rejected);
+                        vec![r]
+                    }
+                    None => {
+                        self.count(|c| &c.dropped);
+                        Vec::new()
+                    }
+                });
+            }
+        };
+        let Some(method) = request_method(&p.head.start_line).map(str::to_owned) else {
+            return Inbound::Response(Box::new(p));
+        };
+        self.count(|c| &c.requests);
+        let key = server_key(&p.head);
+        if let Some(k) = &key {
+            // A transaction that ended (reliable ones end at once) matches
+            // nothing: the request starts anew.
+            if self
+                .table
+                .get(k)
+                .is_some_and(|(tx, _)| tx.state() == State::Terminated)
+            {
+                self.table.remove(k);
+            }
+        }
+        let mut out = Vec::new();
+        if let Some((tx, _)) = key.as_ref().and_then(|k| self.table.get_mut(k)) {
+            match tx {
+                ServerTx::Invite(t) if method == "ACK" => t.handle_ack(now),
+                ServerTx::Invite(t) => t.handle_retransmission(),
+                ServerTx::NonInvite(t) => t.handle_retransmission(),
+            }
+            tx.drain(&mut out);
+            if method != "ACK" {
+                self.count(|c| &c.retransmissions);
+            }
+            return Inbound::Reply(out);
+        }
+        if method == "ACK" {
+            // The ACK of a 2xx (none sent here) or of a transaction gone.
+            self.count(|c| &c.acks_unmatched);
+            return Inbound::Reply(out);
+        }
+        let (code, phrase) = match method.as_str() {
+            "OPTIONS" => (200, "OK"),
+            "CANCEL" => {
+                self.count(|c| &c.cancels);
+                // §9.2: a CANCEL for a transaction that already sent its
+                // final response is answered 200 and changes nothing.
+                match cancel_target(&p.head).filter(|k| self.table.contains_key(k)) {
+                    Some(_) => (200, "OK"),
+                    None => (481, "Call/Transaction Does Not Exist"),
+                }
+            }
+            _ => (501, "Not Implemented"),
+        };
+        let Some(reply) = response(&p.head, code, phrase) else {
+            self.count(|c| &c.dropped);
+            return Inbound::Reply(out);
+        };
+        match code {
+            200 => self.count(|c| &c.ok),
+            501 => self.count(|c| &c.not_implemented),
+            _ => {}
+        }
+        let Some(key) = key.filter(|_| self.table.len() < TRANSACTIONS) else {
+            self.count(|c| &c.stateless);
+            return Inbound::Reply(vec![reply]);
+        };
+        let transport = match peer {
+            Peer::Udp(_) => Transport::Unreliable,
+            Peer::Stream => Transport::Reliable,
+        };
+        let mut tx = if method == "INVITE" {
+            let mut t = InviteServer::new(transport, Timers::default());
+            t.send_response(now, code, reply);
+            ServerTx::Invite(t)
+        } else {
+            let mut t = NonInviteServer::new(transport, Timers::default());
+            t.send_response(now, code, reply);
+            ServerTx::NonInvite(t)
+        };
+        tx.drain(&mut out);
+        self.table.insert(key, (tx, peer));
+        Inbound::Reply(out)
+    }
+
+    /// Runs transaction timers: UDP retransmissions to send, by destination.
+    pub fn timeouts(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut sends = Vec::new();
+        for (tx, peer) in self.table.values_mut() {
+            match tx {
+                ServerTx::Invite(t) => t.handle_timeout(now),
+                ServerTx::NonInvite(t) => t.handle_timeout(now),
+            }
+            let mut out = Vec::new();
+            tx.drain(&mut out);
+            if let Peer::Udp(to) = peer {
+                sends.extend(out.into_iter().map(|b| (*to, b)));
+            }
+        }
+        self.table
+            .retain(|_, (tx, _)| tx.state() != State::Terminated);
+        sends
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, branch: &str, cseq_method: &str) -> Vec<u8> {
+        format!(
+            "{method} sip:gw@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch={branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:pbx@127.0.0.1>;tag=1\r\nTo: <sip:gw@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 {cseq_method}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn status(i: Inbound) -> Vec<String> {
+        let Inbound::Reply(out) = i else {
+            panic!("a reply")
+        };
+        out.iter()
+            .map(|b| {
+                String::from_utf8_lossy(&b[..b.iter().position(|&c| c == b'\r').unwrap()])
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cancel_matches_its_invite_or_gets_481() {
+        let c = Arc::new(Counters::default());
+        let mut core = Core::new(c.clone());
+        let now = Instant::now();
+        assert_eq!(
+            status(core.receive(now, &req("CANCEL", "z9hG4bKa", "CANCEL"), Peer::Stream)),
+            ["SIP/2.0 481 Call/Transaction Does Not Exist"]
+        );
+        assert_eq!(
+            status(core.receive(now, &req("INVITE", "z9hG4bKb", "INVITE"), Peer::Stream)),
+            ["SIP/2.0 501 Not Implemented"]
+        );
+        assert_eq!(
+            status(core.receive(now, &req("CANCEL", "z9hG4bKb", "CANCEL"), Peer::Stream)),
+            ["SIP/2.0 200 OK"],
+            "the INVITE's transaction exists (final response sent): 200, no effect"
+        );
+        assert!(status(core.receive(now, &req("ACK", "z9hG4bKb", "ACK"), Peer::Stream)).is_empty());
+        assert_eq!(c.cancels.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn udp_retransmissions_are_answered_from_the_transaction() {
+        let c = Arc::new(Counters::default());
+        let mut core = Core::new(c.clone());
+        let now = Instant::now();
+        let from = Peer::Udp("127.0.0.1:5999".parse().unwrap());
+        let first = status(core.receive(now, &req("OPTIONS", "z9hG4bKo", "OPTIONS"), from));
+        let again = status(core.receive(now, &req("OPTIONS", "z9hG4bKo", "OPTIONS"), from));
+        assert_eq!(first, again);
+        assert_eq!(c.retransmissions.load(Ordering::Relaxed), 1);
+        assert_eq!(c.ok.load(Ordering::Relaxed), 1, "handled once");
+        // Timer J (32 s on UDP) ends it.
+        core.timeouts(now + std::time::Duration::from_secs(33));
+        assert!(core.table.is_empty());
+    }
+}

@@ -1,0 +1,347 @@
+//! `pbxlink sip-listen`: the SIP transports and transaction layer on their
+//! own, until the B2BUA (issue 6) sits on them. Listeners on UDP, TCP and
+//! TLS answer OPTIONS (the keep-alive PBX trunks and clouds send) with 200,
+//! CANCEL per RFC 3261 §9.2, other requests with 501, and anything
+//! malformed with the 400 the SIP core names, or a counted drop. With
+//! `--trunk-target`, the node also dials the cloud trunk (see [`trunk`]).
+//! Signalling packets carry DSCP CS3 unless told otherwise.
+//!
+//! Thin tokio loops around the sans-IO core in `pbxlink-sip`: [`core`]
+//! decides, [`stream`] and the UDP loop here move bytes.
+
+mod core;
+mod stream;
+mod tls;
+mod trunk;
+
+use anyhow::{Context, bail};
+use core::{Core, Inbound, Peer};
+use pbxlink_sip::framing::{self, Frame};
+use pbxlink_sip::reject;
+use pbxlink_sip::resolve::{Failover, Target, Transport as Wire};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stream::Shared;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+/// Options of `pbxlink sip-listen`.
+#[derive(Debug, clap::Args)]
+pub struct SipListenArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    udp: SocketAddr,
+    /// TCP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    tcp: SocketAddr,
+    /// TLS address to listen on (SPEC §3: 5061); needs --cert and --key.
+    #[arg(long, requires_all = ["cert", "key"])]
+    tls: Option<SocketAddr>,
+    /// Certificate chain (PEM) the TLS listener presents.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of that certificate.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// A cloud trunk target, `tls:ADDR:PORT` or `tcp:ADDR:PORT`; repeat
+    /// for failover, in order of preference (RFC 3263 §4.3).
+    #[arg(long = "trunk-target")]
+    trunk_targets: Vec<Target>,
+    /// CA certificates (PEM) the cloud's certificate must chain to.
+    /// Required for TLS targets: certificates are always verified.
+    #[arg(long)]
+    trunk_ca: Option<PathBuf>,
+    /// Name the cloud's certificate must carry (default: the target's IP).
+    #[arg(long)]
+    trunk_server_name: Option<String>,
+    /// Seconds between OPTIONS keep-alives on the trunk.
+    #[arg(long, default_value_t = 30)]
+    trunk_ping: u64,
+    /// Seconds a failed trunk target is set aside before it is tried again.
+    #[arg(long, default_value_t = 30)]
+    trunk_hold: u64,
+    /// DSCP of signalling packets (CS3 = 24; 0 leaves them unmarked).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(0..64))]
+    dscp: u8,
+    /// Exit after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Most simultaneous TCP and TLS connections.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a connection may stay silent.
+    #[arg(long, default_value_t = 120)]
+    idle_timeout: u64,
+    /// Seconds a connection may take to finish a started message (and a
+    /// TLS handshake).
+    #[arg(long, default_value_t = 10)]
+    partial_timeout: u64,
+}
+
+/// What the node saw, by outcome.
+#[derive(Debug, Default)]
+pub struct Counters {
+    requests: AtomicU64,
+    ok: AtomicU64,
+    not_implemented: AtomicU64,
+    rejected: AtomicU64,
+    dropped: AtomicU64,
+    responses_ignored: AtomicU64,
+    responses_unmatched: AtomicU64,
+    retransmissions: AtomicU64,
+    stateless: AtomicU64,
+    acks_unmatched: AtomicU64,
+    cancels: AtomicU64,
+    keepalives: AtomicU64,
+    connections: AtomicU64,
+    connections_refused: AtomicU64,
+    closed_on_error: AtomicU64,
+    write_queue_full: AtomicU64,
+    tls_handshake_failures: AtomicU64,
+    trunk_connects: AtomicU64,
+    trunk_failures: AtomicU64,
+    trunk_pings_sent: AtomicU64,
+    trunk_pings_ok: AtomicU64,
+}
+
+impl Counters {
+    fn line(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("requests", &self.requests),
+            ("ok", &self.ok),
+            ("not_implemented", &self.not_implemented),
+            ("rejected", &self.rejected),
+            ("dropped", &self.dropped),
+            ("responses_ignored", &self.responses_ignored),
+            ("responses_unmatched", &self.responses_unmatched),
+            ("retransmissions", &self.retransmissions),
+            ("stateless", &self.stateless),
+            ("acks_unmatched", &self.acks_unmatched),
+            ("cancels", &self.cancels),
+            ("keepalives", &self.keepalives),
+            ("connections", &self.connections),
+            ("connections_refused", &self.connections_refused),
+            ("closed_on_error", &self.closed_on_error),
+            ("write_queue_full", &self.write_queue_full),
+            ("tls_handshake_failures", &self.tls_handshake_failures),
+            ("trunk_connects", &self.trunk_connects),
+            ("trunk_failures", &self.trunk_failures),
+            ("trunk_pings_sent", &self.trunk_pings_sent),
+            ("trunk_pings_ok", &self.trunk_pings_ok),
+        ]
+        .iter()
+        .map(|(n, v)| format!("{n}={}", g(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+}
+
+/// Marks a socket's packets with `dscp` (IP TOS / IPv6 traffic class).
+pub fn set_dscp(socket: &impl AsFd, ipv6: bool, dscp: u8) -> std::io::Result<()> {
+    let s = socket2::SockRef::from(socket);
+    let tos = u32::from(dscp) << 2;
+    if ipv6 {
+        s.set_tclass_v6(tos)
+    } else {
+        s.set_tos_v4(tos)
+    }
+}
+
+async fn serve_udp(socket: UdpSocket, core: Arc<Mutex<Core>>, c: Arc<Counters>) {
+    let mut buf = vec![0u8; 65_536];
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let sends = core.lock().expect("core lock").timeouts(Instant::now());
+                for (to, bytes) in sends {
+                    let _ = socket.send_to(&bytes, to).await;
+                }
+            }
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let replies = match framing::datagram(&buf[..n]) {
+                    Ok(Frame::Message(msg)) => {
+                        match core.lock().expect("core lock").receive(Instant::now(), &msg, Peer::Udp(from)) {
+                            Inbound::Reply(r) => r,
+                            Inbound::Response(_) => {
+                                c.responses_ignored.fetch_add(1, Ordering::Relaxed);
+                                Vec::new()
+                            }
+                        }
+                    }
+                    Ok(_) => {
+                        c.keepalives.fetch_add(1, Ordering::Relaxed);
+                        Vec::new()
+                    }
+                    Err(e) => match reject::response(&buf[..n], &e.into()) {
+                        Some(r) => {
+                            c.rejected.fetch_add(1, Ordering::Relaxed);
+                            vec![r]
+                        }
+                        None => {
+                            c.dropped.fetch_add(1, Ordering::Relaxed);
+                            Vec::new()
+                        }
+                    },
+                };
+                for r in replies {
+                    let _ = socket.send_to(&r, from).await;
+                }
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener`, TLS-wrapped when `tls` is given.
+async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Shared, max: usize) {
+    let slots = Arc::new(Semaphore::new(max));
+    let c = shared.counters.clone();
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            c.connections_refused.fetch_add(1, Ordering::Relaxed);
+            continue; // dropping the stream closes it
+        };
+        c.connections.fetch_add(1, Ordering::Relaxed);
+        let (shared, tls) = (shared.clone(), tls.clone());
+        tokio::spawn(async move {
+            let conn = match tls {
+                None => stream::spawn(tcp, shared.clone(), None),
+                Some(acceptor) => {
+                    match tokio::time::timeout(shared.partial, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => stream::spawn(tls, shared.clone(), None),
+                        _ => {
+                            shared
+                                .counters
+                                .tls_handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
+                            println!("tls: handshake with {peer} failed");
+                            return;
+                        }
+                    }
+                }
+            };
+            drop(conn.out);
+            let _ = conn.reader.await;
+            drop(permit);
+        });
+    }
+}
+
+async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding TCP {addr}"))?;
+    // Accepted connections inherit the marking.
+    set_dscp(&l, addr.is_ipv6(), dscp)?;
+    Ok(l)
+}
+
+/// Runs `pbxlink sip-listen`.
+pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
+    let trunk_tls = args.trunk_targets.iter().any(|t| t.transport == Wire::Tls);
+    if trunk_tls && args.trunk_ca.is_none() {
+        bail!("a TLS trunk target needs --trunk-ca: the cloud's certificate is always verified");
+    }
+    if args.trunk_targets.iter().any(|t| t.transport == Wire::Udp) {
+        bail!("trunk targets run over tcp: or tls:, not udp:");
+    }
+    let server_tls = match (&args.tls, &args.cert, &args.key) {
+        (Some(_), Some(cert), Some(key)) => Some(TlsAcceptor::from(tls::server(cert, key)?)),
+        _ => None,
+    };
+    let client_tls = args.trunk_ca.as_deref().map(tls::client).transpose()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let c = Arc::new(Counters::default());
+        let core = Arc::new(Mutex::new(Core::new(c.clone())));
+        let shared = Shared {
+            core: core.clone(),
+            counters: c.clone(),
+            idle: Duration::from_secs(args.idle_timeout),
+            partial: Duration::from_secs(args.partial_timeout),
+        };
+        let udp = UdpSocket::bind(args.udp)
+            .await
+            .with_context(|| format!("binding UDP {}", args.udp))?;
+        set_dscp(&udp, args.udp.is_ipv6(), args.dscp)?;
+        let tcp = listen_tcp(args.tcp, args.dscp).await?;
+        let mut line = format!(
+            "sip-listen: UDP {} TCP {}",
+            udp.local_addr()?,
+            tcp.local_addr()?
+        );
+        if let (Some(addr), Some(acceptor)) = (args.tls, server_tls) {
+            let l = listen_tcp(addr, args.dscp).await?;
+            line.push_str(&format!(" TLS {}", l.local_addr()?));
+            tokio::spawn(accept(
+                l,
+                Some(acceptor),
+                shared.clone(),
+                args.max_connections,
+            ));
+        }
+        println!("{line} dscp {}", args.dscp);
+        tokio::spawn(serve_udp(udp, core.clone(), c.clone()));
+        tokio::spawn(accept(tcp, None, shared.clone(), args.max_connections));
+        if !args.trunk_targets.is_empty() {
+            let cfg = trunk::TrunkConfig {
+                failover: Failover::new(
+                    args.trunk_targets.clone(),
+                    Duration::from_secs(args.trunk_hold),
+                ),
+                tls: client_tls,
+                server_name: args.trunk_server_name.clone(),
+                ping: Duration::from_secs(args.trunk_ping.max(1)),
+                connect_timeout: Duration::from_secs(args.partial_timeout),
+                dscp: args.dscp,
+            };
+            tokio::spawn(trunk::run(cfg, shared.clone()));
+        }
+        let stop = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+                _ = async {
+                    match args.seconds {
+                        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+            anyhow::Ok(())
+        };
+        stop.await?;
+        println!("final: {}", c.line());
+        anyhow::Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dscp_marks_v4_and_v6_sockets() {
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_dscp(&v4, false, 24).unwrap();
+        assert_eq!(socket2::SockRef::from(&v4).tos_v4().unwrap(), 0x60);
+        if let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") {
+            set_dscp(&v6, true, 24).unwrap();
+            assert_eq!(socket2::SockRef::from(&v6).tclass_v6().unwrap(), 0x60);
+        }
+    }
+}

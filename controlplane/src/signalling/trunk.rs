@@ -1,0 +1,222 @@
+//! The trunk to the cloud: the gateway dials out (the cloud cannot dial in
+//! through NAT), over TLS with the cloud's certificate verified against the
+//! configured CA (or TCP, for tests of the plumbing), and keeps the
+//! connection: OPTIONS keep-alives in client transactions (RFC 3261
+//! §17.1.2, matched per §17.1.3), the cloud's own requests answered over
+//! the same connection (RFC 5923-style reuse; the Via carries `alias`).
+//!
+//! Targets come in order (a static list, or RFC 3263 resolution —
+//! [`pbxlink_sip::resolve`]); a target that refuses the connection, fails
+//! the handshake, answers a keep-alive with 503, lets one time out, or
+//! drops the connection is held back and the next one is tried (§4.3).
+
+use super::stream::{self, Shared};
+use super::{Counters, set_dscp};
+use pbxlink_sip::message::Parsed;
+use pbxlink_sip::resolve::{Failover, Target, Transport as Wire};
+use pbxlink_sip::transaction::{
+    ClientKey, Event, NonInviteClient, Output, Timers, Transport, client_key,
+};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpSocket;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+
+/// How the trunk dials and keeps its connection.
+#[derive(Debug)]
+pub struct TrunkConfig {
+    /// Targets in order, with their hold time after a failure.
+    pub failover: Failover,
+    /// Trust anchors for TLS targets.
+    pub tls: Option<Arc<ClientConfig>>,
+    /// Name the cloud's certificate must carry (default: the target's IP).
+    pub server_name: Option<String>,
+    /// Interval between OPTIONS keep-alives.
+    pub ping: Duration,
+    /// Longest a connect plus handshake may take.
+    pub connect_timeout: Duration,
+    /// DSCP for the connection.
+    pub dscp: u8,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why a connection to a target ended.
+#[derive(Debug)]
+enum Ended {
+    Closed,
+    KeepAliveTimeout,
+    Unavailable,
+}
+
+/// Dials targets in turn and serves the connection; runs until the node stops.
+pub async fn run(mut cfg: TrunkConfig, shared: Shared) {
+    let c = shared.counters.clone();
+    loop {
+        let now = Instant::now();
+        let Some((i, target)) = cfg.failover.next(now).map(|(i, t)| (i, t.clone())) else {
+            return;
+        };
+        // Every target held back: wait for the first to come free.
+        if let Some(until) = cfg.failover.held_until(i).filter(|&u| u > now) {
+            tokio::time::sleep_until(until.into()).await;
+        }
+        match connect(&cfg, &target, &shared).await {
+            Err(e) => {
+                bump(&c.trunk_failures);
+                println!("trunk: target {target} failed: {e}");
+                cfg.failover.failed(Instant::now(), i);
+            }
+            Ok((conn, responses, local)) => {
+                bump(&c.trunk_connects);
+                cfg.failover.succeeded(i);
+                println!("trunk: connected to {target} from {local}");
+                let ended = keep(&cfg, &target, local, conn, responses, &c).await;
+                println!("trunk: connection to {target} ended: {ended:?}");
+                bump(&c.trunk_failures);
+                cfg.failover.failed(Instant::now(), i);
+            }
+        }
+    }
+}
+
+type Dialled = (stream::Connection, mpsc::Receiver<Box<Parsed>>, SocketAddr);
+
+async fn connect(cfg: &TrunkConfig, target: &Target, shared: &Shared) -> anyhow::Result<Dialled> {
+    let socket = match target.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    set_dscp(&socket, target.addr.is_ipv6(), cfg.dscp)?;
+    let tcp = tokio::time::timeout(cfg.connect_timeout, socket.connect(target.addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("connect timed out"))??;
+    let local = tcp.local_addr()?;
+    let (tx, rx) = mpsc::channel(64);
+    let conn = match target.transport {
+        Wire::Tcp => stream::spawn(tcp, shared.clone(), Some(tx)),
+        Wire::Tls => {
+            let config = cfg
+                .tls
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("no CA for a TLS target"))?;
+            let name = match &cfg.server_name {
+                Some(n) => ServerName::try_from(n.clone())?,
+                None => ServerName::IpAddress(target.addr.ip().into()),
+            };
+            let tls = tokio::time::timeout(
+                cfg.connect_timeout,
+                TlsConnector::from(config).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("TLS handshake timed out"))?
+            .map_err(|e| {
+                bump(&shared.counters.tls_handshake_failures);
+                anyhow::anyhow!("TLS handshake failed: {e}")
+            })?;
+            stream::spawn(tls, shared.clone(), Some(tx))
+        }
+        Wire::Udp => anyhow::bail!("the cloud trunk runs over TCP or TLS"),
+    };
+    Ok((conn, rx, local))
+}
+
+/// An OPTIONS keep-alive from `local` to `target`.
+fn options(target: &Target, local: SocketAddr, cseq: u32, branch: &str) -> Vec<u8> {
+    let (scheme, via) = match target.transport {
+        Wire::Tls => ("sips", "TLS"),
+        _ => ("sip", "TCP"),
+    };
+    format!(
+        "OPTIONS {scheme}:{addr} SIP/2.0\r\nVia: SIP/2.0/{via} {local};branch={branch};alias\r\nMax-Forwards: 70\r\n\
+         From: <{scheme}:pbxlink@{local}>;tag=trunk\r\nTo: <{scheme}:{addr}>\r\nCall-ID: trunk-keepalive-{local}\r\n\
+         CSeq: {cseq} OPTIONS\r\nUser-Agent: pbxlink\r\nContent-Length: 0\r\n\r\n",
+        addr = target.addr
+    )
+    .into_bytes()
+}
+
+/// Serves one connection: keep-alives out, their responses matched.
+async fn keep(
+    cfg: &TrunkConfig,
+    target: &Target,
+    local: SocketAddr,
+    mut conn: stream::Connection,
+    mut responses: mpsc::Receiver<Box<Parsed>>,
+    c: &Counters,
+) -> Ended {
+    let mut pending: HashMap<ClientKey, NonInviteClient> = HashMap::new();
+    let mut tick = tokio::time::interval(cfg.ping);
+    let mut timers = tokio::time::interval(Duration::from_millis(200));
+    let mut cseq = 0u32;
+    let matched = |p: Box<Parsed>, pending: &mut HashMap<ClientKey, NonInviteClient>| {
+        let code: u16 = p
+            .head
+            .start_line
+            .get(8..11)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let Some(tx) = client_key(&p.head).and_then(|k| pending.get_mut(&k)) else {
+            bump(&c.responses_unmatched);
+            return code;
+        };
+        tx.handle_response(Instant::now(), code);
+        while let Some(o) = tx.poll_output() {
+            if let Output::Event(Event::Response(200..=299)) = o {
+                bump(&c.trunk_pings_ok);
+            }
+        }
+        code
+    };
+    loop {
+        tokio::select! {
+            _ = &mut conn.reader => {
+                // Responses read before the close still count.
+                while let Ok(p) = responses.try_recv() {
+                    matched(p, &mut pending);
+                }
+                return Ended::Closed;
+            }
+            _ = tick.tick() => {
+                cseq += 1;
+                let branch = format!("z9hG4bK-pbxlink-{:x}-{cseq}", local.port());
+                let now = Instant::now();
+                let mut tx = NonInviteClient::new(now, Transport::Reliable, Timers::default(), options(target, local, cseq, &branch));
+                while let Some(o) = tx.poll_output() {
+                    if let Output::Transmit(b) = o {
+                        if !stream::queue(&conn.out, b, c) {
+                            return Ended::Closed;
+                        }
+                        bump(&c.trunk_pings_sent);
+                    }
+                }
+                pending.insert(ClientKey { branch, method: "OPTIONS".into() }, tx);
+            }
+            Some(p) = responses.recv() => {
+                if matched(p, &mut pending) == 503 {
+                    return Ended::Unavailable;
+                }
+            }
+            _ = timers.tick() => {
+                let now = Instant::now();
+                for tx in pending.values_mut() {
+                    tx.handle_timeout(now);
+                    while let Some(o) = tx.poll_output() {
+                        if let Output::Event(Event::Timeout) = o {
+                            return Ended::KeepAliveTimeout;
+                        }
+                    }
+                }
+                pending.retain(|_, tx| tx.state() != pbxlink_sip::transaction::State::Terminated);
+            }
+        }
+    }
+}
