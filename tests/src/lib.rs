@@ -7,6 +7,7 @@ pub mod bencode;
 pub mod capture;
 pub mod corpus;
 pub mod counting_alloc;
+pub mod dnsmasq;
 pub mod gateway;
 pub mod pki;
 pub mod pylibsrtp;

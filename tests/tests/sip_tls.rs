@@ -12,6 +12,9 @@
 //!   sends its own requests back over the gateway's connection (RFC 5923
 //!   reuse): OPTIONS gets 200, INVITE 501, and CANCELs are matched to the
 //!   INVITE (200) or not (481).
+//! - RFC 3263 over DNS: dnsmasq serves NAPTR → SRV → A for `cloud.test`;
+//!   the gateway resolves it, fails over from the dead higher-priority
+//!   host to the live one, and verifies the certificate by the domain.
 
 use pbxlink_tests::gateway::{Gateway, field};
 use pbxlink_tests::pki::TestCa;
@@ -309,5 +312,81 @@ fn tls_listener_and_cloud_trunk_with_failover_and_connection_reuse() {
     // The rogue trunk target, the other-CA client, the plaintext client.
     assert!(field(fin, "tls_handshake_failures") >= 3, "{fin}");
     assert_eq!(field(fin, "responses_unmatched"), 0, "{fin}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trunk_domain_resolved_per_rfc3263_from_dns() {
+    let dir = std::env::temp_dir().join(format!("pbxlink-sip-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = TestCa::new("pbxlink test CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    // The certificate names the domain only: RFC 5922 checks the domain
+    // the gateway resolved, not the address it reached.
+    let (cloud_cert, cloud_key) = ca.write_leaf(&dir, "cloud", &["cloud.test"], &[]);
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let cloud_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let cloud_port = cloud_l.local_addr().unwrap().port();
+    let cfg = server_config(&cloud_cert, &cloud_key);
+    let cloud_thread = std::thread::spawn(move || cloud(cloud_l, cfg));
+    // NAPTR → SRV (priority 10 dead, 20 alive) → A.
+    let dns = pbxlink_tests::dnsmasq::Dnsmasq::start(
+        25_353,
+        &[
+            "--naptr-record=cloud.test,10,10,S,SIPS+D2T,,_sips._tcp.cloud.test".to_owned(),
+            format!("--srv-host=_sips._tcp.cloud.test,sip1.cloud.test,{closed_port},10,10"),
+            format!("--srv-host=_sips._tcp.cloud.test,sip2.cloud.test,{cloud_port},20,10"),
+            "--host-record=sip1.cloud.test,127.0.0.1".to_owned(),
+            "--host-record=sip2.cloud.test,127.0.0.1".to_owned(),
+        ],
+    );
+    let args: Vec<String> = [
+        "sip-listen",
+        "--udp",
+        "127.0.0.1:25170",
+        "--tcp",
+        "127.0.0.1:25170",
+        "--trunk-domain",
+        "cloud.test",
+        "--dns-server",
+        &format!("127.0.0.1:{}", dns.port),
+        "--trunk-ca",
+        ca_file.to_str().unwrap(),
+        "--trunk-ping",
+        "1",
+        "--seconds",
+        "60",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let gw = Gateway::start(&args);
+    let seen = cloud_thread.join().expect("cloud checks pass");
+    assert_eq!(
+        seen.iter().filter(|s| !s.starts_with("ping")).count(),
+        4,
+        "{seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = gw.stop();
+    let joined = out.join("\n");
+    assert!(
+        joined.contains(&format!(
+            "trunk: cloud.test resolved by NAPTR, SRV, A: tls:127.0.0.1:{closed_port}, tls:127.0.0.1:{cloud_port}"
+        )),
+        "{joined}"
+    );
+    assert!(
+        joined.contains(&format!("trunk: target tls:127.0.0.1:{closed_port} failed")),
+        "{joined}"
+    );
+    assert!(
+        joined.contains(&format!("trunk: connected to tls:127.0.0.1:{cloud_port}")),
+        "{joined}"
+    );
+    let fin = out.iter().find(|l| l.starts_with("final:")).unwrap();
+    assert!(field(fin, "trunk_pings_ok") >= 2, "{fin}");
     let _ = std::fs::remove_dir_all(&dir);
 }

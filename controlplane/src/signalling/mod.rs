@@ -10,6 +10,7 @@
 //! decides, [`stream`] and the UDP loop here move bytes.
 
 mod core;
+mod dns;
 mod stream;
 mod tls;
 mod trunk;
@@ -18,7 +19,7 @@ use anyhow::{Context, bail};
 use core::{Core, Inbound, Peer};
 use pbxlink_sip::framing::{self, Frame};
 use pbxlink_sip::reject;
-use pbxlink_sip::resolve::{Failover, Target, Transport as Wire};
+use pbxlink_sip::resolve::{Target, Transport as Wire};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -33,25 +34,41 @@ use tokio_rustls::TlsAcceptor;
 /// Options of `pbxlink sip-listen`.
 #[derive(Debug, clap::Args)]
 pub struct SipListenArgs {
-    /// UDP address to listen on.
-    #[arg(long, default_value = "127.0.0.1:5060")]
-    udp: SocketAddr,
-    /// TCP address to listen on.
-    #[arg(long, default_value = "127.0.0.1:5060")]
-    tcp: SocketAddr,
-    /// TLS address to listen on (SPEC §3: 5061); needs --cert and --key.
-    #[arg(long, requires_all = ["cert", "key"])]
-    tls: Option<SocketAddr>,
-    /// Certificate chain (PEM) the TLS listener presents.
+    /// Which SPEC §3 ports the listeners default to: the PBX trunk
+    /// (5060, TLS 5061), the subscriber side (5070/5071) or the embedded
+    /// variants (19060/19061), on `--host`.
+    #[arg(long, value_enum, default_value_t = Role::PbxTrunk)]
+    role: Role,
+    /// Address the role's default ports are bound on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// UDP address to listen on (default: the role's port).
     #[arg(long)]
+    udp: Option<SocketAddr>,
+    /// TCP address to listen on (default: the role's port).
+    #[arg(long)]
+    tcp: Option<SocketAddr>,
+    /// TLS address to listen on (default with --cert/--key: the role's TLS port).
+    #[arg(long)]
+    tls: Option<SocketAddr>,
+    /// Certificate chain (PEM) the TLS listener presents; with --key,
+    /// turns the TLS listener on.
+    #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
     /// Private key (PEM) of that certificate.
-    #[arg(long)]
+    #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
     /// A cloud trunk target, `tls:ADDR:PORT` or `tcp:ADDR:PORT`; repeat
     /// for failover, in order of preference (RFC 3263 §4.3).
-    #[arg(long = "trunk-target")]
+    #[arg(long = "trunk-target", conflicts_with = "trunk_domain")]
     trunk_targets: Vec<Target>,
+    /// The cloud's SIP domain, resolved per RFC 3263 (NAPTR, SRV, A/AAAA)
+    /// into TLS targets tried in order; the certificate must name it.
+    #[arg(long)]
+    trunk_domain: Option<String>,
+    /// DNS server (ADDR:PORT) for --trunk-domain (default: the system's).
+    #[arg(long)]
+    dns_server: Option<SocketAddr>,
     /// CA certificates (PEM) the cloud's certificate must chain to.
     /// Required for TLS targets: certificates are always verified.
     #[arg(long)]
@@ -81,6 +98,28 @@ pub struct SipListenArgs {
     /// TLS handshake).
     #[arg(long, default_value_t = 10)]
     partial_timeout: u64,
+}
+
+/// Whose SIP the listeners take (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The PBX's SIP trunk: 5060, TLS 5061.
+    PbxTrunk,
+    /// The subscriber side: 5070, TLS 5071.
+    Subscriber,
+    /// Embedded variants: 19060, TLS 19061.
+    Embedded,
+}
+
+impl Role {
+    /// (UDP/TCP port, TLS port).
+    pub fn ports(self) -> (u16, u16) {
+        match self {
+            Role::PbxTrunk => (5060, 5061),
+            Role::Subscriber => (5070, 5071),
+            Role::Embedded => (19060, 19061),
+        }
+    }
 }
 
 /// What the node saw, by outcome.
@@ -248,15 +287,23 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
 
 /// Runs `pbxlink sip-listen`.
 pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
-    let trunk_tls = args.trunk_targets.iter().any(|t| t.transport == Wire::Tls);
+    let trunk_tls =
+        args.trunk_domain.is_some() || args.trunk_targets.iter().any(|t| t.transport == Wire::Tls);
     if trunk_tls && args.trunk_ca.is_none() {
         bail!("a TLS trunk target needs --trunk-ca: the cloud's certificate is always verified");
     }
     if args.trunk_targets.iter().any(|t| t.transport == Wire::Udp) {
         bail!("trunk targets run over tcp: or tls:, not udp:");
     }
-    let server_tls = match (&args.tls, &args.cert, &args.key) {
-        (Some(_), Some(cert), Some(key)) => Some(TlsAcceptor::from(tls::server(cert, key)?)),
+    let (plain_port, tls_port) = args.role.ports();
+    let udp_addr = args.udp.unwrap_or(SocketAddr::new(args.host, plain_port));
+    let tcp_addr = args.tcp.unwrap_or(SocketAddr::new(args.host, plain_port));
+    let server_tls = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Some((
+            args.tls.unwrap_or(SocketAddr::new(args.host, tls_port)),
+            TlsAcceptor::from(tls::server(cert, key)?),
+        )),
+        _ if args.tls.is_some() => bail!("--tls needs --cert and --key"),
         _ => None,
     };
     let client_tls = args.trunk_ca.as_deref().map(tls::client).transpose()?;
@@ -272,17 +319,17 @@ pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
             idle: Duration::from_secs(args.idle_timeout),
             partial: Duration::from_secs(args.partial_timeout),
         };
-        let udp = UdpSocket::bind(args.udp)
+        let udp = UdpSocket::bind(udp_addr)
             .await
-            .with_context(|| format!("binding UDP {}", args.udp))?;
-        set_dscp(&udp, args.udp.is_ipv6(), args.dscp)?;
-        let tcp = listen_tcp(args.tcp, args.dscp).await?;
+            .with_context(|| format!("binding UDP {udp_addr}"))?;
+        set_dscp(&udp, udp_addr.is_ipv6(), args.dscp)?;
+        let tcp = listen_tcp(tcp_addr, args.dscp).await?;
         let mut line = format!(
             "sip-listen: UDP {} TCP {}",
             udp.local_addr()?,
             tcp.local_addr()?
         );
-        if let (Some(addr), Some(acceptor)) = (args.tls, server_tls) {
+        if let Some((addr, acceptor)) = server_tls {
             let l = listen_tcp(addr, args.dscp).await?;
             line.push_str(&format!(" TLS {}", l.local_addr()?));
             tokio::spawn(accept(
@@ -295,14 +342,27 @@ pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
         println!("{line} dscp {}", args.dscp);
         tokio::spawn(serve_udp(udp, core.clone(), c.clone()));
         tokio::spawn(accept(tcp, None, shared.clone(), args.max_connections));
-        if !args.trunk_targets.is_empty() {
+        let targets = match &args.trunk_domain {
+            Some(domain) => Some(trunk::Targets::Dns {
+                resolver: Box::new(dns::resolver(args.dns_server)?),
+                domain: domain.clone(),
+                transports: vec![Wire::Tls],
+            }),
+            None if !args.trunk_targets.is_empty() => {
+                Some(trunk::Targets::Static(args.trunk_targets.clone()))
+            }
+            None => None,
+        };
+        if let Some(targets) = targets {
             let cfg = trunk::TrunkConfig {
-                failover: Failover::new(
-                    args.trunk_targets.clone(),
-                    Duration::from_secs(args.trunk_hold),
-                ),
+                targets,
+                hold: Duration::from_secs(args.trunk_hold),
                 tls: client_tls,
-                server_name: args.trunk_server_name.clone(),
+                // RFC 5922: a resolved domain is what the certificate names.
+                server_name: args
+                    .trunk_server_name
+                    .clone()
+                    .or_else(|| args.trunk_domain.clone()),
                 ping: Duration::from_secs(args.trunk_ping.max(1)),
                 connect_timeout: Duration::from_secs(args.partial_timeout),
                 dscp: args.dscp,

@@ -31,8 +31,10 @@ use tokio_rustls::TlsConnector;
 /// How the trunk dials and keeps its connection.
 #[derive(Debug)]
 pub struct TrunkConfig {
-    /// Targets in order, with their hold time after a failure.
-    pub failover: Failover,
+    /// Where the targets come from.
+    pub targets: Targets,
+    /// How long a failed target is held back.
+    pub hold: Duration,
     /// Trust anchors for TLS targets.
     pub tls: Option<Arc<ClientConfig>>,
     /// Name the cloud's certificate must carry (default: the target's IP).
@@ -43,6 +45,50 @@ pub struct TrunkConfig {
     pub connect_timeout: Duration,
     /// DSCP for the connection.
     pub dscp: u8,
+}
+
+/// Where the trunk's targets come from.
+#[derive(Debug)]
+pub enum Targets {
+    /// A static list, in order.
+    Static(Vec<Target>),
+    /// RFC 3263 resolution of the cloud's domain.
+    Dns {
+        /// The resolver asked.
+        resolver: Box<hickory_resolver::TokioResolver>,
+        /// The cloud's SIP domain.
+        domain: String,
+        /// Transports the gateway will use, by preference.
+        transports: Vec<Wire>,
+    },
+}
+
+impl Targets {
+    /// The current targets; for DNS, retried until some are found.
+    async fn get(&self, c: &Counters) -> Vec<Target> {
+        let (resolver, domain, transports) = match self {
+            Targets::Static(list) => return list.clone(),
+            Targets::Dns {
+                resolver,
+                domain,
+                transports,
+            } => (resolver, domain, transports),
+        };
+        loop {
+            match super::dns::targets(resolver, domain, transports).await {
+                Ok((list, how)) => {
+                    let names: Vec<String> = list.iter().map(ToString::to_string).collect();
+                    println!("trunk: {domain} resolved by {how}: {}", names.join(", "));
+                    return list;
+                }
+                Err(e) => {
+                    bump(&c.trunk_failures);
+                    println!("trunk: resolving {domain} failed: {e:#}");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    }
 }
 
 fn bump(c: &AtomicU64) {
@@ -58,31 +104,43 @@ enum Ended {
 }
 
 /// Dials targets in turn and serves the connection; runs until the node stops.
-pub async fn run(mut cfg: TrunkConfig, shared: Shared) {
+pub async fn run(cfg: TrunkConfig, shared: Shared) {
     let c = shared.counters.clone();
+    let mut failover = Failover::new(cfg.targets.get(&c).await, cfg.hold);
     loop {
         let now = Instant::now();
-        let Some((i, target)) = cfg.failover.next(now).map(|(i, t)| (i, t.clone())) else {
-            return;
+        let Some((i, target)) = failover.next(now).map(|(i, t)| (i, t.clone())) else {
+            // Nothing to try (an empty list): ask again later.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            failover = Failover::new(cfg.targets.get(&c).await, cfg.hold);
+            continue;
         };
-        // Every target held back: wait for the first to come free.
-        if let Some(until) = cfg.failover.held_until(i).filter(|&u| u > now) {
+        // Every target held back: look again (DNS may have moved the
+        // cloud), then wait for the first to come free.
+        if let Some(until) = failover.held_until(i).filter(|&u| u > now) {
+            if matches!(cfg.targets, Targets::Dns { .. }) {
+                let fresh = cfg.targets.get(&c).await;
+                if fresh != failover.targets() {
+                    failover = Failover::new(fresh, cfg.hold);
+                    continue;
+                }
+            }
             tokio::time::sleep_until(until.into()).await;
         }
         match connect(&cfg, &target, &shared).await {
             Err(e) => {
                 bump(&c.trunk_failures);
                 println!("trunk: target {target} failed: {e}");
-                cfg.failover.failed(Instant::now(), i);
+                failover.failed(Instant::now(), i);
             }
             Ok((conn, responses, local)) => {
                 bump(&c.trunk_connects);
-                cfg.failover.succeeded(i);
+                failover.succeeded(i);
                 println!("trunk: connected to {target} from {local}");
                 let ended = keep(&cfg, &target, local, conn, responses, &c).await;
                 println!("trunk: connection to {target} ended: {ended:?}");
                 bump(&c.trunk_failures);
-                cfg.failover.failed(Instant::now(), i);
+                failover.failed(Instant::now(), i);
             }
         }
     }
