@@ -88,7 +88,7 @@ pub struct SipListenArgs {
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
-    /// Most simultaneous TCP and TLS connections.
+    /// Most simultaneous accepted connections, TCP and TLS together.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
     /// Seconds a connection may stay silent.
@@ -239,8 +239,12 @@ async fn serve_udp(socket: UdpSocket, core: Arc<Mutex<Core>>, c: Arc<Counters>) 
 }
 
 /// Accepts connections on `listener`, TLS-wrapped when `tls` is given.
-async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Shared, max: usize) {
-    let slots = Arc::new(Semaphore::new(max));
+async fn accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Shared,
+    slots: Arc<Semaphore>,
+) {
     let c = shared.counters.clone();
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
@@ -324,6 +328,8 @@ pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding UDP {udp_addr}"))?;
         set_dscp(&udp, udp_addr.is_ipv6(), args.dscp)?;
         let tcp = listen_tcp(tcp_addr, args.dscp).await?;
+        // One cap over TCP and TLS together.
+        let slots = Arc::new(Semaphore::new(args.max_connections));
         let mut line = format!(
             "sip-listen: UDP {} TCP {}",
             udp.local_addr()?,
@@ -332,16 +338,11 @@ pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
         if let Some((addr, acceptor)) = server_tls {
             let l = listen_tcp(addr, args.dscp).await?;
             line.push_str(&format!(" TLS {}", l.local_addr()?));
-            tokio::spawn(accept(
-                l,
-                Some(acceptor),
-                shared.clone(),
-                args.max_connections,
-            ));
+            tokio::spawn(accept(l, Some(acceptor), shared.clone(), slots.clone()));
         }
         println!("{line} dscp {}", args.dscp);
         tokio::spawn(serve_udp(udp, core.clone(), c.clone()));
-        tokio::spawn(accept(tcp, None, shared.clone(), args.max_connections));
+        tokio::spawn(accept(tcp, None, shared.clone(), slots));
         let targets = match &args.trunk_domain {
             Some(domain) => Some(trunk::Targets::Dns {
                 resolver: Box::new(dns::resolver(args.dns_server)?),
