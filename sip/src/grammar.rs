@@ -87,6 +87,15 @@ impl<'a> Scan<'a> {
         }
         false
     }
+    /// `"[" IPv6address "]"` (loosely: hex digits, colons, dots).
+    fn ipv6_reference(&mut self) -> bool {
+        self.eat(b'[')
+            && !self
+                .take_while(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                .is_empty()
+            && self.eat(b']')
+    }
+
     /// `*( SEMI generic-param )`, then the end of the value (or a comma
     /// when `list`). Returns false on an empty or malformed parameter.
     fn params(&mut self, list: bool) -> bool {
@@ -106,12 +115,7 @@ impl<'a> Scan<'a> {
                 let ok = if self.peek() == Some(b'"') {
                     self.quoted()
                 } else if self.peek() == Some(b'[') {
-                    // An IPv6 reference (received, maddr).
-                    self.eat(b'[')
-                        && !self
-                            .take_while(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-                            .is_empty()
-                        && self.eat(b']')
+                    self.ipv6_reference() // received, maddr
                 } else {
                     self.token()
                 };
@@ -162,11 +166,7 @@ pub fn via(value: &str) -> bool {
             return false;
         }
         let host = if s.peek() == Some(b'[') {
-            s.eat(b'[')
-                && !s
-                    .take_while(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-                    .is_empty()
-                && s.eat(b']')
+            s.ipv6_reference()
         } else {
             !s.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
                 .is_empty()

@@ -65,6 +65,19 @@ fn client_config(ca: &TestCa) -> Arc<ClientConfig> {
     )
 }
 
+/// `pbxlink sip-listen` on UDP/TCP `port`, trusting `ca` for its trunk,
+/// with a keep-alive every second, plus `extra` arguments.
+fn gateway(port: u16, ca: &Path, extra: &[&str]) -> Gateway {
+    let addr = format!("127.0.0.1:{port}");
+    let mut args: Vec<String> = ["sip-listen", "--udp", &addr, "--tcp", &addr, "--trunk-ca"]
+        .map(String::from)
+        .to_vec();
+    args.push(ca.to_str().unwrap().to_owned());
+    args.extend(["--trunk-ping", "1", "--seconds", "60"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Gateway::start(&args)
+}
+
 /// Reads one SIP message (these peers send no bodies) from a stream.
 fn read_message(s: &mut impl Read, pending: &mut Vec<u8>) -> String {
     loop {
@@ -195,35 +208,24 @@ fn tls_listener_and_cloud_trunk_with_failover_and_connection_reuse() {
     let cloud_cfg = server_config(&cloud_cert, &cloud_key);
     let cloud_thread = std::thread::spawn(move || cloud(cloud_l, cloud_cfg));
 
-    let args: Vec<String> = [
-        "sip-listen",
-        "--udp",
-        &format!("127.0.0.1:{UDP_TCP}"),
-        "--tcp",
-        &format!("127.0.0.1:{UDP_TCP}"),
-        "--tls",
-        &format!("127.0.0.1:{TLS}"),
-        "--cert",
-        gw_cert.to_str().unwrap(),
-        "--key",
-        gw_key.to_str().unwrap(),
-        "--trunk-target",
-        &format!("tls:127.0.0.1:{closed_port}"),
-        "--trunk-target",
-        &format!("tls:127.0.0.1:{rogue_port}"),
-        "--trunk-target",
-        &format!("tls:127.0.0.1:{cloud_port}"),
-        "--trunk-ca",
-        ca_file.to_str().unwrap(),
-        "--trunk-ping",
-        "1",
-        "--seconds",
-        "60",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let gw = Gateway::start(&args);
+    let gw = gateway(
+        UDP_TCP,
+        &ca_file,
+        &[
+            "--tls",
+            &format!("127.0.0.1:{TLS}"),
+            "--cert",
+            gw_cert.to_str().unwrap(),
+            "--key",
+            gw_key.to_str().unwrap(),
+            "--trunk-target",
+            &format!("tls:127.0.0.1:{closed_port}"),
+            "--trunk-target",
+            &format!("tls:127.0.0.1:{rogue_port}"),
+            "--trunk-target",
+            &format!("tls:127.0.0.1:{cloud_port}"),
+        ],
+    );
     gw.wait_for("sip-listen: UDP", Duration::from_secs(20));
 
     // The TLS listener, verified against the test CA by name and by IP.
@@ -342,27 +344,16 @@ fn trunk_domain_resolved_per_rfc3263_from_dns() {
             "--host-record=sip2.cloud.test,127.0.0.1".to_owned(),
         ],
     );
-    let args: Vec<String> = [
-        "sip-listen",
-        "--udp",
-        "127.0.0.1:25170",
-        "--tcp",
-        "127.0.0.1:25170",
-        "--trunk-domain",
-        "cloud.test",
-        "--dns-server",
-        &format!("127.0.0.1:{}", dns.port),
-        "--trunk-ca",
-        ca_file.to_str().unwrap(),
-        "--trunk-ping",
-        "1",
-        "--seconds",
-        "60",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let gw = Gateway::start(&args);
+    let gw = gateway(
+        25_170,
+        &ca_file,
+        &[
+            "--trunk-domain",
+            "cloud.test",
+            "--dns-server",
+            &format!("127.0.0.1:{}", dns.port),
+        ],
+    );
     let seen = cloud_thread.join().expect("cloud checks pass");
     assert_eq!(
         seen.iter().filter(|s| !s.starts_with("ping")).count(),
