@@ -11,6 +11,7 @@
 //! - [`reject`]: the `400 Bad Request` a rejected request gets, naming why.
 //! - [`transaction`]: RFC 3261 transactions and how messages match them.
 //! - [`resolve`]: RFC 3263 target ordering and failover.
+//! - [`sdp`]: session descriptions, rewritten per leg; keys redacted.
 
 pub mod framing;
 pub mod grammar;
@@ -19,6 +20,7 @@ pub mod message;
 pub mod normalize;
 pub mod reject;
 pub mod resolve;
+pub mod sdp;
 pub mod transaction;
 
 pub use message::{ParseError, parse};
