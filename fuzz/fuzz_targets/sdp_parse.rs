@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         "192.0.2.1".parse().unwrap(),
         30000,
         "RTP/SAVP",
-        key.as_ref(),
+        key.as_slice(),
         Direction::SendRecv,
     );
     assert!(sdp::parse(leg.to_string().as_bytes()).is_ok());

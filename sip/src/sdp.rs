@@ -378,7 +378,8 @@ impl Sdp {
 
     /// This description as the gateway presents it on a leg: its origin,
     /// its relay `addr`:`port` for the audio, `proto` (RTP/AVP or
-    /// RTP/SAVP), its own `crypto` (or none), direction `dir`; every other
+    /// RTP/SAVP), its own `crypto` lines (an offer lists one per suite, an
+    /// answer the one chosen; none on RTP/AVP), direction `dir`; every other
     /// section disabled (port 0: only audio is relayed).
     pub fn for_leg(
         &self,
@@ -386,7 +387,7 @@ impl Sdp {
         addr: IpAddr,
         port: u16,
         proto: &str,
-        crypto: Option<&Crypto>,
+        crypto: &[Crypto],
         dir: Direction,
     ) -> Sdp {
         let mut out = self.clone();
@@ -422,7 +423,7 @@ impl Sdp {
             for a in ["rtcp", "candidate", "ice-ufrag", "ice-pwd", "ice-options"] {
                 m.without('a', Some(a));
             }
-            if let Some(c) = crypto {
+            for c in crypto {
                 m.lines.push(Line {
                     kind: 'a',
                     value: format!("crypto:{}", c.value()),
@@ -518,7 +519,7 @@ mod tests {
             "198.51.100.7".parse().unwrap(),
             30000,
             "RTP/SAVP",
-            Some(&key),
+            std::slice::from_ref(&key),
             Direction::SendRecv,
         );
         let text = out.to_string();
@@ -543,7 +544,7 @@ mod tests {
             "192.168.1.5".parse().unwrap(),
             28000,
             "RTP/AVP",
-            None,
+            &[],
             Direction::SendOnly,
         );
         let (_, a) = lan.audio().unwrap();
