@@ -1,0 +1,870 @@
+//! A call, sans-IO: the leg the INVITE came in on (A) bridged to the leg
+//! the gateway opens (B), one facing the PBX and the other the cloud. It
+//! forwards the INVITE with the SDP rewritten for the other side (the
+//! relay's address and port; RTP/AVP toward the PBX, RTP/SAVP with fresh
+//! SDES keys toward the cloud), passes provisional and final responses
+//! back (a 183 with SDP sets the relay up before the answer), ACKs, and
+//! ends both legs on BYE from either side, on CANCEL, or on a rejection —
+//! releasing the relay. Messages in, messages and relay actions out; what
+//! carries them (transactions, transports, the data plane) is the
+//! caller's.
+//!
+//! Not yet here (issue 6 continues): delayed offer (INVITE without SDP,
+//! refused with 488 today), PRACK/100rel, re-INVITE/UPDATE (hold is
+//! refused with 501), glare, session timers, REFER, payload-type mapping
+//! between legs that number codecs differently.
+
+use crate::leg::{Leg, Side, uri_of};
+use pbxlink_sip::message::request_method;
+use pbxlink_sip::normalize::Head;
+use pbxlink_sip::sdp::{self, Crypto, Direction, Origin, Sdp};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use zeroize::Zeroizing;
+
+/// The gateway on one side of a call.
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// Via sent-by with protocol, e.g. `SIP/2.0/UDP 10.0.0.5:5060`.
+    pub via: String,
+    /// Contact URI, e.g. `sip:gw@10.0.0.5:5060`.
+    pub contact: String,
+    /// Host part for Request-URIs and identities sent to this side.
+    pub domain: String,
+    /// `sip` or `sips`.
+    pub scheme: &'static str,
+}
+
+/// What the gateway brings to one call.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Unique token: Call-ID, tags and branches derive from it.
+    pub id: String,
+    /// The gateway toward the PBX.
+    pub pbx: Local,
+    /// The gateway toward the cloud.
+    pub cloud: Local,
+    /// The relay's LAN RTP address, as the PBX leg's SDP gives it.
+    pub lan_media: SocketAddr,
+    /// The relay's cloud RTP address (public), as the cloud leg's SDP gives it.
+    pub cloud_media: SocketAddr,
+    /// A fresh key per supported suite, strongest first.
+    pub keys: Vec<Crypto>,
+    /// `o=` session id.
+    pub session_id: u64,
+}
+
+/// The relay a call needs, once both ends of its media are known.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Media {
+    /// Where the PBX receives RTP.
+    pub lan_remote: SocketAddr,
+    /// Where the cloud receives SRTP.
+    pub cloud_remote: SocketAddr,
+    /// The SRTP suite (SDP name).
+    pub suite: String,
+    /// Key the gateway protects toward the cloud with (base64 SDES).
+    pub tx_key: Zeroizing<String>,
+    /// Key the cloud protects toward the gateway with.
+    pub rx_key: Zeroizing<String>,
+}
+
+impl fmt::Debug for Media {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Media")
+            .field("lan_remote", &self.lan_remote)
+            .field("cloud_remote", &self.cloud_remote)
+            .field("suite", &self.suite)
+            .field("keys", &"[redacted]")
+            .finish()
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// A BYE from this side.
+    Hangup(Side),
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// The callee refused with this status.
+    Rejected(u16),
+    /// Something the gateway could not carry.
+    Failed(&'static str),
+}
+
+/// What the call asks of its caller.
+#[derive(Debug)]
+pub enum Output {
+    /// Send a request to a side (its Via names a new client transaction,
+    /// except ACK and CANCEL, which reuse the INVITE's branch rules).
+    Request {
+        /// Destination side.
+        to: Side,
+        /// Its method.
+        method: String,
+        /// The message.
+        bytes: Vec<u8>,
+    },
+    /// Send a response to the request just received from a side.
+    Response {
+        /// Destination side.
+        to: Side,
+        /// The message.
+        bytes: Vec<u8>,
+    },
+    /// Start relaying media.
+    RelayUp(Media),
+    /// Stop relaying and free the ports.
+    RelayDown,
+    /// The call is over; drop it.
+    Ended(End),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// B's INVITE sent; nothing final.
+    Proceeding,
+    /// A cancelled; waiting for B's final response.
+    Cancelling,
+    /// 2xx passed to A; waiting for A's ACK.
+    Answered,
+    /// Both legs confirmed.
+    Confirmed,
+    /// Over.
+    Ended,
+}
+
+/// One bridged call.
+#[derive(Debug)]
+pub struct Call {
+    state: State,
+    a: Leg,
+    b: Leg,
+    a_invite: Head,
+    a_offer: Sdp,
+    /// The crypto the cloud offered and the gateway chose (calls from the cloud).
+    cloud_offer_crypto: Option<Crypto>,
+    b_branch: String,
+    b_cseq: u32,
+    relay: bool,
+    versions: [u64; 2],
+    branches: u32,
+    plan: Plan,
+    out: VecDeque<Output>,
+}
+
+/// The user part of a SIP URI (`sip:1234@host;…` → `1234`), or a tel
+/// URI's number (`tel:+4420;…` → `+4420`); empty when there is none.
+fn user_of(uri: &str) -> &str {
+    let (scheme, rest) = uri.split_once(':').unwrap_or(("", uri));
+    if scheme.eq_ignore_ascii_case("tel") {
+        return rest.split(';').next().unwrap_or_default();
+    }
+    rest.split_once('@').map_or("", |(u, _)| u)
+}
+
+fn status_code(head: &Head) -> u16 {
+    head.start_line
+        .get(8..11)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn phrase(head: &Head) -> &str {
+    head.start_line.get(12..).unwrap_or("")
+}
+
+fn cseq(head: &Head) -> (u32, &str) {
+    let v = head.get("CSeq").unwrap_or_default();
+    let mut it = v.split_whitespace();
+    (
+        it.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+        it.next().unwrap_or(""),
+    )
+}
+
+fn audio_direction(s: &Sdp) -> Direction {
+    s.audio()
+        .map_or(Direction::SendRecv, |(_, m)| m.direction())
+}
+
+fn local(plan: &Plan, side: Side) -> &Local {
+    match side {
+        Side::Pbx => &plan.pbx,
+        Side::Cloud => &plan.cloud,
+    }
+}
+
+impl Call {
+    /// A call from the INVITE that arrived on side `a` (with its SDP
+    /// `body`). Refused with a status (and reason) when it cannot be
+    /// carried: no SDP (delayed offer is not supported yet), no audio, or
+    /// a cloud offer without a suite the gateway speaks.
+    pub fn incoming(
+        a_side: Side,
+        invite: &Head,
+        body: &[u8],
+        plan: Plan,
+    ) -> Result<Call, (u16, &'static str)> {
+        let offer = sdp::parse(body).map_err(|_| (488, "Not Acceptable Here"))?;
+        if offer.audio_target().is_none() {
+            return Err((488, "Not Acceptable Here"));
+        }
+        let cloud_offer_crypto = if a_side == Side::Cloud {
+            let (_, m) = offer.audio().ok_or((488, "Not Acceptable Here"))?;
+            let offered = m.crypto();
+            let names: Vec<&str> = plan.keys.iter().map(|k| k.suite.as_str()).collect();
+            Some(
+                sdp::pick_crypto(&offered, &names)
+                    .cloned()
+                    .ok_or((488, "Not Acceptable Here"))?,
+            )
+        } else {
+            None
+        };
+        let la = local(&plan, a_side);
+        let a = Leg::from_invite(
+            a_side,
+            invite,
+            format!("{}-a", plan.id),
+            la.via.clone(),
+            la.contact.clone(),
+        )
+        .ok_or((400, "Bad Request"))?;
+        let b_side = a_side.other();
+        let lb = local(&plan, b_side);
+        let ruri = uri_of(invite.start_line.split(' ').nth(1).unwrap_or_default()).to_owned();
+        let callee = user_of(&ruri);
+        if callee.is_empty() {
+            return Err((484, "Address Incomplete"));
+        }
+        let caller = match user_of(uri_of(&a.remote_uri)) {
+            "" => "anonymous",
+            u => u,
+        };
+        let b = Leg {
+            side: b_side,
+            call_id: format!("{}@pbxlink", plan.id),
+            local_tag: format!("{}-b", plan.id),
+            remote_tag: None,
+            local_uri: format!("<{}:{caller}@{}>", lb.scheme, lb.domain),
+            remote_uri: format!("<{}:{callee}@{}>", lb.scheme, lb.domain),
+            remote_target: format!("{}:{callee}@{}", lb.scheme, lb.domain),
+            route: Vec::new(),
+            local_cseq: 1,
+            via: lb.via.clone(),
+            contact: lb.contact.clone(),
+        };
+        let mut call = Call {
+            state: State::Proceeding,
+            a,
+            b,
+            a_invite: invite.clone(),
+            a_offer: offer,
+            cloud_offer_crypto,
+            b_branch: String::new(),
+            b_cseq: 1,
+            relay: false,
+            versions: [0, 0],
+            branches: 0,
+            plan,
+            out: VecDeque::new(),
+        };
+        let trying = call.a.response(invite, 100, "Trying", None);
+        call.out.push_back(Output::Response {
+            to: a_side,
+            bytes: trying,
+        });
+        let b_sdp = call.describe(
+            b_side,
+            &call.a_offer.clone(),
+            audio_direction(&call.a_offer),
+        );
+        call.b_branch = call.branch();
+        let req = call.b.request("INVITE", &call.b_branch, 1, Some(&b_sdp));
+        call.out.push_back(Output::Request {
+            to: b_side,
+            method: "INVITE".into(),
+            bytes: req,
+        });
+        Ok(call)
+    }
+
+    /// The Call-ID of the leg on `side` (how the node finds this call).
+    pub fn call_id(&self, side: Side) -> &str {
+        if self.a.side == side {
+            &self.a.call_id
+        } else {
+            &self.b.call_id
+        }
+    }
+
+    fn branch(&mut self) -> String {
+        self.branches += 1;
+        format!("z9hG4bK{}-{}", self.plan.id, self.branches)
+    }
+
+    fn leg(&self, side: Side) -> &Leg {
+        if self.a.side == side {
+            &self.a
+        } else {
+            &self.b
+        }
+    }
+
+    /// The gateway's SDP toward `side`, built from the other side's `from`.
+    fn describe(&mut self, side: Side, from: &Sdp, dir: Direction) -> String {
+        let idx = side as usize;
+        self.versions[idx] += 1;
+        let (media, proto, crypto): (SocketAddr, &str, Vec<Crypto>) = match side {
+            Side::Pbx => (self.plan.lan_media, "RTP/AVP", Vec::new()),
+            Side::Cloud => {
+                let crypto = match &self.cloud_offer_crypto {
+                    // Answering the cloud: our key in the suite it offered, its tag.
+                    Some(chosen) => self
+                        .plan
+                        .keys
+                        .iter()
+                        .find(|k| k.suite == chosen.suite)
+                        .map(|k| Crypto {
+                            tag: chosen.tag,
+                            ..k.clone()
+                        })
+                        .into_iter()
+                        .collect(),
+                    // Offering to the cloud: every suite, strongest first.
+                    None => self.plan.keys.clone(),
+                };
+                (self.plan.cloud_media, "RTP/SAVP", crypto)
+            }
+        };
+        let origin = Origin {
+            username: "pbxlink".into(),
+            session_id: self.plan.session_id,
+            version: self.versions[idx],
+            address: media.ip(),
+        };
+        from.for_leg(&origin, media.ip(), media.port(), proto, &crypto, dir)
+            .to_string()
+    }
+
+    /// Works out the relay from B's answer `answer`, or why it cannot run.
+    fn media(&self, answer: &Sdp) -> Result<Media, &'static str> {
+        let (pbx_sdp, cloud_sdp) = match self.a.side {
+            Side::Pbx => (&self.a_offer, answer),
+            Side::Cloud => (answer, &self.a_offer),
+        };
+        let lan = pbx_sdp.audio_target().ok_or("no audio from the PBX")?;
+        let cloud = cloud_sdp.audio_target().ok_or("no audio from the cloud")?;
+        let (suite, tx_key, rx_key) = match &self.cloud_offer_crypto {
+            Some(chosen) => {
+                let ours = self
+                    .plan
+                    .keys
+                    .iter()
+                    .find(|k| k.suite == chosen.suite)
+                    .ok_or("no key for the cloud's suite")?;
+                (chosen.suite.clone(), ours.key.clone(), chosen.key.clone())
+            }
+            None => {
+                let (_, m) = cloud_sdp.audio().ok_or("no audio from the cloud")?;
+                let theirs = m
+                    .crypto()
+                    .into_iter()
+                    .next()
+                    .ok_or("the cloud answered without SRTP keys")?;
+                let ours = self
+                    .plan
+                    .keys
+                    .iter()
+                    .find(|k| k.tag == theirs.tag && k.suite == theirs.suite)
+                    .ok_or("the cloud answered a suite that was not offered")?;
+                (theirs.suite.clone(), ours.key.clone(), theirs.key.clone())
+            }
+        };
+        Ok(Media {
+            lan_remote: SocketAddr::new(lan.0, lan.1),
+            cloud_remote: SocketAddr::new(cloud.0, cloud.1),
+            suite,
+            tx_key,
+            rx_key,
+        })
+    }
+
+    fn end(&mut self, why: End) {
+        if self.relay {
+            self.relay = false;
+            self.out.push_back(Output::RelayDown);
+        }
+        self.state = State::Ended;
+        self.out.push_back(Output::Ended(why));
+    }
+
+    fn respond(&mut self, to: Side, request: &Head, code: u16, phrase: &str, sdp: Option<&str>) {
+        let bytes = self.leg(to).response(request, code, phrase, sdp);
+        self.out.push_back(Output::Response { to, bytes });
+    }
+
+    fn send(&mut self, to: Side, method: &str, branch: &str, cseq: u32, sdp: Option<&str>) {
+        let bytes = if to == self.a.side {
+            self.a.request(method, branch, cseq, sdp)
+        } else {
+            self.b.request(method, branch, cseq, sdp)
+        };
+        self.out.push_back(Output::Request {
+            to,
+            method: method.into(),
+            bytes,
+        });
+    }
+
+    fn bye(&mut self, to: Side) {
+        let branch = self.branch();
+        let leg = if to == self.a.side {
+            &mut self.a
+        } else {
+            &mut self.b
+        };
+        leg.local_cseq += 1;
+        let n = leg.local_cseq;
+        self.send(to, "BYE", &branch, n, None);
+    }
+
+    /// A request from `side` within this call.
+    pub fn on_request(&mut self, side: Side, head: &Head, _body: &[u8]) {
+        let method = request_method(&head.start_line)
+            .unwrap_or_default()
+            .to_owned();
+        match method.as_str() {
+            "ACK" => {
+                if side == self.a.side && self.state == State::Answered {
+                    self.state = State::Confirmed;
+                }
+            }
+            "CANCEL" if side == self.a.side => {
+                self.respond(side, head, 200, "OK", None);
+                if self.state == State::Proceeding {
+                    let invite = self.a_invite.clone();
+                    self.respond(side, &invite, 487, "Request Terminated", None);
+                    let branch = self.b_branch.clone();
+                    self.send(self.b.side, "CANCEL", &branch, self.b_cseq, None);
+                    self.state = State::Cancelling;
+                }
+            }
+            "BYE" => {
+                self.respond(side, head, 200, "OK", None);
+                match self.state {
+                    State::Answered | State::Confirmed => {
+                        self.bye(side.other());
+                        self.end(End::Hangup(side));
+                    }
+                    State::Ended => {}
+                    // A BYE before the answer (from B, once early): end both.
+                    State::Proceeding | State::Cancelling => {
+                        let invite = self.a_invite.clone();
+                        self.respond(self.a.side, &invite, 487, "Request Terminated", None);
+                        self.end(End::Hangup(side));
+                    }
+                }
+            }
+            "OPTIONS" => self.respond(side, head, 200, "OK", None),
+            // re-INVITE, UPDATE, INFO, REFER…: not carried yet.
+            _ => self.respond(side, head, 501, "Not Implemented", None),
+        }
+    }
+
+    /// A response from `side` to a request the gateway sent there.
+    pub fn on_response(&mut self, side: Side, head: &Head, body: &[u8]) {
+        let (n, method) = cseq(head);
+        let code = status_code(head);
+        if side != self.b.side || method != "INVITE" || n != self.b_cseq {
+            // BYE answered: the leg is done. Others need nothing.
+            return;
+        }
+        match code {
+            100 => {}
+            101..=199 => {
+                if self.state != State::Proceeding {
+                    return;
+                }
+                self.b.learn(head);
+                let sdp = self.answer_media(body);
+                let a_side = self.a.side;
+                let invite = self.a_invite.clone();
+                let phrase = phrase(head).to_owned();
+                self.respond(a_side, &invite, code, &phrase, sdp.as_deref());
+            }
+            200..=299 => {
+                self.b.learn(head);
+                // The 2xx's ACK: a new transaction, the INVITE's CSeq.
+                let branch = self.branch();
+                self.send(self.b.side, "ACK", &branch, self.b_cseq, None);
+                match self.state {
+                    State::Proceeding => {}
+                    State::Cancelling => {
+                        // The answer crossed the CANCEL: hang B up.
+                        self.bye(self.b.side);
+                        self.end(End::Cancelled);
+                        return;
+                    }
+                    // A retransmitted 2xx: the ACK above is all it needs.
+                    _ => return,
+                }
+                let Some(sdp) = self.answer_media(body) else {
+                    self.bye(self.b.side);
+                    let invite = self.a_invite.clone();
+                    self.respond(self.a.side, &invite, 488, "Not Acceptable Here", None);
+                    self.end(End::Failed("the answer's media cannot be relayed"));
+                    return;
+                };
+                let invite = self.a_invite.clone();
+                let phrase = phrase(head).to_owned();
+                self.respond(self.a.side, &invite, code, &phrase, Some(&sdp));
+                self.state = State::Answered;
+            }
+            _ => {
+                // Non-2xx final: its ACK belongs to the INVITE transaction.
+                let branch = self.b_branch.clone();
+                self.b.learn(head);
+                self.send(self.b.side, "ACK", &branch, self.b_cseq, None);
+                if self.state == State::Cancelling {
+                    self.end(End::Cancelled);
+                    return;
+                }
+                if self.state == State::Proceeding {
+                    let invite = self.a_invite.clone();
+                    let phrase = phrase(head).to_owned();
+                    self.respond(self.a.side, &invite, code, &phrase, None);
+                    self.end(End::Rejected(code));
+                }
+            }
+        }
+    }
+
+    /// Sets the relay up from B's answer in `body` (once), and returns the
+    /// SDP for A; `None` when there is no usable answer.
+    fn answer_media(&mut self, body: &[u8]) -> Option<String> {
+        let answer = sdp::parse(body).ok()?;
+        let media = self.media(&answer).ok()?;
+        if !self.relay {
+            self.relay = true;
+            self.out.push_back(Output::RelayUp(media));
+        }
+        let dir = audio_direction(&answer);
+        Some(self.describe(self.a.side, &answer, dir))
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Whether the call is over.
+    pub fn is_over(&self) -> bool {
+        self.state == State::Ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pbxlink_sip::parse;
+
+    const PBX_INVITE: &str = "INVITE sip:4420@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx1\r\n\
+        From: \"Alice\" <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>\r\nCall-ID: pbx-call-1@10.0.0.2\r\n\
+        CSeq: 1 INVITE\r\nContact: <sip:201@10.0.0.2:5060>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n";
+    const PBX_SDP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    fn key(tag: u32, suite: &str, b: u8) -> Crypto {
+        let raw = vec![b; if suite.starts_with("AEAD") { 28 } else { 30 }];
+        use base64::Engine;
+        let inline = base64::engine::general_purpose::STANDARD.encode(raw);
+        Crypto::parse(&format!("{tag} {suite} inline:{inline}")).unwrap()
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            id: "c0ffee".into(),
+            pbx: Local {
+                via: "SIP/2.0/UDP 10.0.0.5:5060".into(),
+                contact: "sip:gw@10.0.0.5:5060".into(),
+                domain: "10.0.0.2".into(),
+                scheme: "sip",
+            },
+            cloud: Local {
+                via: "SIP/2.0/TLS 203.0.113.5:5061".into(),
+                contact: "sips:gw@203.0.113.5:5061;transport=tls".into(),
+                domain: "cloud.example".into(),
+                scheme: "sips",
+            },
+            lan_media: "10.0.0.5:28000".parse().unwrap(),
+            cloud_media: "203.0.113.5:30000".parse().unwrap(),
+            keys: vec![
+                key(1, "AEAD_AES_128_GCM", 1),
+                key(2, "AES_CM_128_HMAC_SHA1_80", 2),
+                key(3, "AES_CM_128_HMAC_SHA1_32", 3),
+            ],
+            session_id: 77,
+        }
+    }
+
+    fn msg(head: &str, body: &str) -> (Head, Vec<u8>) {
+        let text = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
+        let p = parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (p.head, body.as_bytes().to_vec())
+    }
+
+    /// Drains the outputs; every message the call writes must parse.
+    fn drain(call: &mut Call) -> Vec<Output> {
+        let mut v = Vec::new();
+        while let Some(o) = call.poll_output() {
+            if let Output::Request { bytes, .. } | Output::Response { bytes, .. } = &o {
+                assert!(parse(bytes).is_ok(), "{}", String::from_utf8_lossy(bytes));
+            }
+            v.push(o);
+        }
+        v
+    }
+
+    fn text(o: &Output) -> String {
+        match o {
+            Output::Request { bytes, .. } | Output::Response { bytes, .. } => {
+                String::from_utf8_lossy(bytes).into_owned()
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn sent(o: &[Output]) -> Vec<String> {
+        o.iter()
+            .map(|o| match o {
+                Output::Request { to, method, .. } => format!("{to:?} <- {method}"),
+                Output::Response { to, bytes } => {
+                    format!("{to:?} <- {}", String::from_utf8_lossy(&bytes[8..11]))
+                }
+                Output::RelayUp(_) => "relay up".into(),
+                Output::RelayDown => "relay down".into(),
+                Output::Ended(e) => format!("ended {e:?}"),
+            })
+            .collect()
+    }
+
+    /// The cloud's answer to the gateway's INVITE `invite` (tag 2 chosen).
+    fn cloud_answer(invite: &str, code: &str, sdp: Option<&str>) -> (Head, Vec<u8>) {
+        let h = parse(invite.as_bytes()).unwrap().head;
+        let mut head = format!("SIP/2.0 {code}\r\n");
+        for via in h.all("Via") {
+            head.push_str(&format!("Via: {via}\r\n"));
+        }
+        head.push_str(&format!(
+            "From: {}\r\nTo: {};tag=cloud-tag\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sips:ua@198.51.100.9:5061>\r\n",
+            h.get("From").unwrap(),
+            h.get("To").unwrap(),
+            h.get("Call-ID").unwrap(),
+            h.get("CSeq").unwrap()
+        ));
+        match sdp {
+            Some(s) => {
+                head.push_str("Content-Type: application/sdp\r\n");
+                msg(&head, s)
+            }
+            None => msg(&head, ""),
+        }
+    }
+
+    const CLOUD_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE\r\n";
+
+    #[test]
+    fn pbx_to_cloud_call_answered_then_hung_up_by_the_cloud() {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 100", "Cloud <- INVITE"]);
+        let cloud_invite = text(&out[1]);
+        assert!(
+            cloud_invite.starts_with("INVITE sips:4420@cloud.example SIP/2.0\r\n"),
+            "{cloud_invite}"
+        );
+        assert!(cloud_invite.contains("From: <sips:201@cloud.example>;tag=c0ffee-b\r\n"));
+        assert!(
+            cloud_invite.contains("c=IN IP4 203.0.113.5\r\n")
+                && cloud_invite.contains("m=audio 30000 RTP/SAVP 8 101\r\n")
+        );
+        assert_eq!(
+            cloud_invite.matches("a=crypto:").count(),
+            3,
+            "every suite offered"
+        );
+        let (ringing, b) = cloud_answer(&cloud_invite, "180 Ringing", None);
+        call.on_response(Side::Cloud, &ringing, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 180"]);
+        assert!(text(&out[0]).contains("To: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\n"));
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Cloud <- ACK", "relay up", "Pbx <- 200"]);
+        let Output::RelayUp(media) = &out[1] else {
+            unreachable!()
+        };
+        assert_eq!(media.lan_remote, "10.0.0.2:6000".parse().unwrap());
+        assert_eq!(media.cloud_remote, "198.51.100.9:40000".parse().unwrap());
+        assert_eq!(media.suite, "AES_CM_128_HMAC_SHA1_80");
+        assert_eq!(
+            *media.tx_key,
+            *plan().keys[1].key,
+            "the key offered with tag 2"
+        );
+        assert_eq!(*media.rx_key, "Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE");
+        assert!(
+            !format!("{media:?}").contains("Q0xP"),
+            "keys never in Debug"
+        );
+        let ack = text(&out[0]);
+        assert!(
+            ack.starts_with("ACK sips:ua@198.51.100.9:5061 SIP/2.0") && ack.contains("CSeq: 1 ACK"),
+            "{ack}"
+        );
+        let answer = text(&out[2]);
+        assert!(
+            answer.contains("m=audio 28000 RTP/AVP 8 101\r\n") && !answer.contains("crypto"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("c=IN IP4 10.0.0.5\r\n")
+                && answer.contains("Contact: <sip:gw@10.0.0.5:5060>")
+        );
+        // The PBX ACKs; the cloud hangs up.
+        let (ack, b) = msg(
+            "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 ACK\r\n",
+            "",
+        );
+        call.on_request(Side::Pbx, &ack, &b);
+        assert!(drain(&mut call).is_empty());
+        let (bye, b) = msg(
+            "BYE sips:gw@203.0.113.5:5061 SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.9:5061;branch=z9hG4bKcloudbye\r\nFrom: <sips:4420@cloud.example>;tag=cloud-tag\r\nTo: <sips:201@cloud.example>;tag=c0ffee-b\r\nCall-ID: c0ffee@pbxlink\r\nCSeq: 5 BYE\r\n",
+            "",
+        );
+        call.on_request(Side::Cloud, &bye, &b);
+        let out = drain(&mut call);
+        assert_eq!(
+            sent(&out),
+            [
+                "Cloud <- 200",
+                "Pbx <- BYE",
+                "relay down",
+                "ended Hangup(Cloud)"
+            ]
+        );
+        let pbx_bye = text(&out[1]);
+        assert!(
+            pbx_bye.starts_with("BYE sip:201@10.0.0.2:5060 SIP/2.0\r\n"),
+            "{pbx_bye}"
+        );
+        assert!(pbx_bye.contains("From: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nTo: \"Alice\" <sip:201@10.0.0.2>;tag=pbx-tag\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 BYE"), "{pbx_bye}");
+        assert!(call.is_over());
+    }
+
+    #[test]
+    fn cloud_to_pbx_call_answers_with_the_suite_the_cloud_offered() {
+        let offer = "v=0\r\no=- 9 9 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=crypto:5 AES_CM_128_HMAC_SHA1_32 inline:Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE\r\na=crypto:6 AES_256_CM_HMAC_SHA1_80 inline:Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE\r\n";
+        let (invite, body) = msg(
+            "INVITE sips:201@203.0.113.5:5061 SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.9:5061;branch=z9hG4bKc1\r\nFrom: <sips:4420@cloud.example>;tag=ct\r\nTo: <sips:201@203.0.113.5>\r\nCall-ID: cloud-1\r\nCSeq: 10 INVITE\r\nContact: <sips:ua@198.51.100.9:5061;transport=tls>\r\nContent-Type: application/sdp\r\n",
+            offer,
+        );
+        let mut call = Call::incoming(Side::Cloud, &invite, &body, plan()).unwrap();
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Cloud <- 100", "Pbx <- INVITE"]);
+        let pbx_invite = text(&out[1]);
+        assert!(
+            pbx_invite.starts_with("INVITE sip:201@10.0.0.2 SIP/2.0")
+                && pbx_invite.contains("m=audio 28000 RTP/AVP 0 101")
+                && !pbx_invite.contains("crypto"),
+            "{pbx_invite}"
+        );
+        let h = parse(pbx_invite.as_bytes()).unwrap().head;
+        let answer = "v=0\r\no=pbx 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let (ok, b) = msg(
+            &format!(
+                "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=pt\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\nContact: <sip:201@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\n",
+                h.get("Via").unwrap(),
+                h.get("From").unwrap(),
+                h.get("To").unwrap(),
+                h.get("Call-ID").unwrap()
+            ),
+            answer,
+        );
+        call.on_response(Side::Pbx, &ok, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- ACK", "relay up", "Cloud <- 200"]);
+        let Output::RelayUp(media) = &out[1] else {
+            unreachable!()
+        };
+        assert_eq!(
+            media.suite, "AES_CM_128_HMAC_SHA1_32",
+            "the only offered suite it speaks"
+        );
+        assert_eq!(media.lan_remote, "10.0.0.2:6002".parse().unwrap());
+        let to_cloud = text(&out[2]);
+        assert!(
+            to_cloud.contains("m=audio 30000 RTP/SAVP 0 101")
+                && to_cloud.contains("a=crypto:5 AES_CM_128_HMAC_SHA1_32 inline:"),
+            "{to_cloud}"
+        );
+        assert_eq!(to_cloud.matches("a=crypto").count(), 1);
+    }
+
+    #[test]
+    fn cancel_before_the_answer_and_rejections() {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        let (cancel, b) = msg(
+            "CANCEL sip:4420@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx1\r\nFrom: \"Alice\" <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 CANCEL\r\n",
+            "",
+        );
+        call.on_request(Side::Pbx, &cancel, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 200", "Pbx <- 487", "Cloud <- CANCEL"]);
+        let c = text(&out[2]);
+        assert!(
+            c.contains(";branch=z9hG4bKc0ffee-1;") && c.contains("CSeq: 1 CANCEL"),
+            "same branch as the INVITE: {c}"
+        );
+        let (terminated, b) = cloud_answer(&cloud_invite, "487 Request Terminated", None);
+        call.on_response(Side::Cloud, &terminated, &b);
+        assert_eq!(sent(&drain(&mut call)), ["Cloud <- ACK", "ended Cancelled"]);
+        assert!(call.is_over());
+
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        let (busy, b) = cloud_answer(&cloud_invite, "486 Busy Here", None);
+        call.on_response(Side::Cloud, &busy, &b);
+        let out = drain(&mut call);
+        assert_eq!(
+            sent(&out),
+            ["Cloud <- ACK", "Pbx <- 486", "ended Rejected(486)"]
+        );
+        assert!(
+            text(&out[0]).contains(";branch=z9hG4bKc0ffee-1;"),
+            "non-2xx ACK: the INVITE's branch"
+        );
+
+        // What cannot be carried is refused up front.
+        assert_eq!(
+            Call::incoming(Side::Pbx, &invite, b"", plan())
+                .unwrap_err()
+                .0,
+            488
+        );
+        let only_256 = "v=0\r\no=- 9 9 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 0\r\na=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:QUJD\r\n";
+        assert_eq!(
+            Call::incoming(Side::Cloud, &invite, only_256.as_bytes(), plan())
+                .unwrap_err()
+                .0,
+            488
+        );
+    }
+}
