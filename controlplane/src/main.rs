@@ -2,6 +2,7 @@
 //! the relay, SIP B2BUA and CSTA client arrive as their issues land (see
 //! ARCHITECTURE.md).
 
+mod config;
 mod demo;
 mod relay_cmd;
 mod signalling;
@@ -23,6 +24,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run static relays (no SIP): plain RTP on LAN ports, SRTP on cloud ports.
     Relay(relay_cmd::RelayArgs),
+    /// Check a configuration file: print the effective settings, or every
+    /// problem found (exit status 2).
+    CheckConfig(config::CheckArgs),
     /// Run the SIP transports alone (UDP, TCP, TLS; optionally the cloud
     /// trunk): OPTIONS answered, malformed rejected.
     SipListen(signalling::SipListenArgs),
@@ -33,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Relay(args) => relay_cmd::run(&args),
         Command::SipListen(args) => signalling::run(&args),
+        Command::CheckConfig(args) => config::check(&args),
     }
 }

@@ -1,0 +1,540 @@
+//! The gateway's configuration file (TOML), checked as a whole before
+//! anything starts: every error names the file, the section and key, what
+//! was found and what would do. `pbxlink check-config --config FILE`
+//! prints the effective configuration or the errors.
+//!
+//! ```toml
+//! [gateway]
+//! lan_address = "192.168.1.20"        # the PBX reaches the gateway here (SIP, RTP)
+//! public_address = "203.0.113.5"      # the cloud sees the gateway here (SDP on the cloud leg)
+//! profile = "auto"                    # auto | small | smallplus | medium | large | max
+//! networks = ["192.168.1.0/24"]       # LAN media only to and from these
+//!
+//! [pbx]
+//! type = "mivoice-5000"               # mivoice-5000 | mivoice-office-400 | mx-one | mivoice-business
+//! address = "192.168.1.10"            # the PBX's SIP trunk
+//! port = 5060
+//! transport = "udp"                   # udp | tcp
+//! csta_ports = [3211]                 # default by type (SPEC §3)
+//!
+//! [cloud]
+//! domain = "sip.cloud.example"        # RFC 3263; or: targets = ["tls:198.51.100.10:5061"]
+//! ca = "/etc/pbxlink/cloud-ca.pem"    # the cloud's certificate must chain to this
+//! # server_name = "sip.cloud.example" # default: the domain (or the target's IP)
+//! keepalive_seconds = 30
+//!
+//! [sip]
+//! role = "pbx-trunk"                  # pbx-trunk (5060/5061) | subscriber | embedded
+//! dscp = 24                           # CS3
+//! ```
+
+use pbxlink_dataplane::net::Prefix;
+use pbxlink_dataplane::profile::Profile;
+use pbxlink_sip::resolve::{Target, Transport};
+use serde::Deserialize;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    gateway: GatewaySection,
+    pbx: PbxSection,
+    cloud: CloudSection,
+    #[serde(default)]
+    sip: SipSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewaySection {
+    lan_address: String,
+    public_address: Option<String>,
+    #[serde(default = "auto")]
+    profile: String,
+    #[serde(default)]
+    networks: Vec<String>,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PbxSection {
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+    #[serde(default = "sip_port")]
+    port: u16,
+    #[serde(default = "udp")]
+    transport: String,
+    csta_ports: Option<Vec<u16>>,
+}
+
+fn sip_port() -> u16 {
+    5060
+}
+
+fn udp() -> String {
+    "udp".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloudSection {
+    domain: Option<String>,
+    #[serde(default)]
+    targets: Vec<String>,
+    ca: PathBuf,
+    server_name: Option<String>,
+    #[serde(default = "keepalive")]
+    keepalive_seconds: u64,
+}
+
+fn keepalive() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SipSection {
+    #[serde(default = "pbx_trunk")]
+    role: String,
+    #[serde(default = "cs3")]
+    dscp: u8,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        Self {
+            role: pbx_trunk(),
+            dscp: cs3(),
+        }
+    }
+}
+
+fn pbx_trunk() -> String {
+    "pbx-trunk".into()
+}
+
+fn cs3() -> u8 {
+    24
+}
+
+/// The PBX families the gateway knows (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PbxType {
+    /// MiVoice 5000 (CSTA 3211; the wizard pre-fills 3201).
+    MiVoice5000,
+    /// MiVoice Office 400 (CSTA 7001).
+    MiVoiceOffice400,
+    /// MX-ONE (CSTA 8882).
+    MxOne,
+    /// MiVoice Business (CTI 5320).
+    MiVoiceBusiness,
+}
+
+impl PbxType {
+    const ALL: [(&'static str, PbxType); 4] = [
+        ("mivoice-5000", PbxType::MiVoice5000),
+        ("mivoice-office-400", PbxType::MiVoiceOffice400),
+        ("mx-one", PbxType::MxOne),
+        ("mivoice-business", PbxType::MiVoiceBusiness),
+    ];
+
+    /// The CSTA port the PBX listens on unless told otherwise (SPEC §3).
+    pub fn csta_port(self) -> u16 {
+        match self {
+            PbxType::MiVoice5000 => 3211,
+            PbxType::MiVoiceOffice400 => 7001,
+            PbxType::MxOne => 8882,
+            PbxType::MiVoiceBusiness => 5320,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// Where the cloud trunk's targets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloudTargets {
+    /// RFC 3263 resolution of this domain.
+    Domain(String),
+    /// A static list, in order.
+    Static(Vec<Target>),
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the PBX reaches the gateway.
+    pub lan_address: IpAddr,
+    /// What the cloud sees (None: not set; learning it by STUN is to come).
+    pub public_address: Option<IpAddr>,
+    /// A pinned profile, or None for automatic selection.
+    pub profile: Option<Profile>,
+    /// Networks LAN media may use.
+    pub networks: Vec<Prefix>,
+    /// PBX family.
+    pub pbx_type: PbxType,
+    /// The PBX's SIP address.
+    pub pbx_address: IpAddr,
+    /// Its SIP port.
+    pub pbx_port: u16,
+    /// Its SIP transport.
+    pub pbx_transport: Transport,
+    /// Its CSTA ports.
+    pub csta_ports: Vec<u16>,
+    /// The cloud trunk's targets.
+    pub cloud: CloudTargets,
+    /// CA file for the cloud's certificate.
+    pub cloud_ca: PathBuf,
+    /// Name the cloud's certificate must carry, if not the domain.
+    pub cloud_server_name: Option<String>,
+    /// Seconds between trunk keep-alives.
+    pub keepalive_seconds: u64,
+    /// Listener role (SPEC §3 ports).
+    pub sip_role: String,
+    /// DSCP on signalling.
+    pub dscp: u8,
+}
+
+/// Everything wrong with a configuration file, one line each.
+#[derive(Debug)]
+pub struct ConfigError {
+    file: PathBuf,
+    problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {p}", self.file.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and checks `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let fail = |p: String| ConfigError {
+        file: path.to_owned(),
+        problems: vec![p],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).map_err(|problems| ConfigError {
+        file: path.to_owned(),
+        problems,
+    })
+}
+
+/// Checks a configuration's text; relative file names resolve from `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
+    let file: File =
+        toml::from_str(text).map_err(|e| vec![e.to_string().trim().replace('\n', " ")])?;
+    let mut problems = Vec::new();
+    let mut ip = |section: &str, key: &str, v: &str| -> Option<IpAddr> {
+        v.parse()
+            .map_err(|_| {
+                problems.push(format!(
+                    "[{section}] {key} = {v:?} is not an IP address (e.g. \"192.168.1.20\")"
+                ))
+            })
+            .ok()
+    };
+    let lan_address = ip("gateway", "lan_address", &file.gateway.lan_address);
+    let public_address = file
+        .gateway
+        .public_address
+        .as_deref()
+        .map(|v| ip("gateway", "public_address", v));
+    let pbx_address = ip("pbx", "address", &file.pbx.address);
+    let profile = match file.gateway.profile.as_str() {
+        "auto" => None,
+        p => match p.parse::<Profile>() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                problems.push(format!(
+                    "[gateway] profile = {p:?}: use auto, small, smallplus, medium, large or max"
+                ));
+                None
+            }
+        },
+    };
+    let mut networks = Vec::new();
+    for n in &file.gateway.networks {
+        match n.parse::<Prefix>() {
+            Ok(p) => networks.push(p),
+            Err(_) => problems.push(format!(
+                "[gateway] networks: {n:?} is not a network (e.g. \"192.168.1.0/24\")"
+            )),
+        }
+    }
+    if networks.is_empty() {
+        // Media may only go where the PBX is.
+        if let Some(a) = pbx_address {
+            networks.push(a.to_string().parse().expect("an address is a prefix"));
+        }
+    }
+    let pbx_type = PbxType::ALL
+        .iter()
+        .find(|(n, _)| *n == file.pbx.kind)
+        .map(|(_, t)| *t);
+    if pbx_type.is_none() {
+        problems.push(format!(
+            "[pbx] type = {:?}: use mivoice-5000, mivoice-office-400, mx-one or mivoice-business",
+            file.pbx.kind
+        ));
+    }
+    let pbx_transport = match file.pbx.transport.as_str() {
+        "udp" => Some(Transport::Udp),
+        "tcp" => Some(Transport::Tcp),
+        other => {
+            problems.push(format!("[pbx] transport = {other:?}: use udp or tcp"));
+            None
+        }
+    };
+    let cloud = match (&file.cloud.domain, file.cloud.targets.is_empty()) {
+        (Some(d), true) if !d.is_empty() && !d.contains(char::is_whitespace) => {
+            Some(CloudTargets::Domain(d.clone()))
+        }
+        (None, false) => {
+            let mut list = Vec::new();
+            for t in &file.cloud.targets {
+                match t.parse::<Target>() {
+                    Ok(t) if t.transport == Transport::Udp => problems.push(format!(
+                        "[cloud] targets: {:?}: the cloud trunk runs over tls (or tcp for tests)",
+                        t.to_string()
+                    )),
+                    Ok(t) => list.push(t),
+                    Err(e) => problems.push(format!("[cloud] {e}")),
+                }
+            }
+            Some(CloudTargets::Static(list))
+        }
+        (Some(_), false) => {
+            problems.push("[cloud] give domain or targets, not both".into());
+            None
+        }
+        _ => {
+            problems.push(
+                "[cloud] needs domain = \"sip.cloud.example\" or targets = [\"tls:ADDR:5061\"]"
+                    .into(),
+            );
+            None
+        }
+    };
+    let ca = if file.cloud.ca.is_absolute() {
+        file.cloud.ca.clone()
+    } else {
+        base.join(&file.cloud.ca)
+    };
+    if let Err(e) = std::fs::metadata(&ca) {
+        problems.push(format!("[cloud] ca = {:?}: {e}", ca.display().to_string()));
+    }
+    if !["pbx-trunk", "subscriber", "embedded"].contains(&file.sip.role.as_str()) {
+        problems.push(format!(
+            "[sip] role = {:?}: use pbx-trunk, subscriber or embedded",
+            file.sip.role
+        ));
+    }
+    if file.sip.dscp > 63 {
+        problems.push(format!(
+            "[sip] dscp = {}: a DSCP is 0 to 63 (CS3 is 24)",
+            file.sip.dscp
+        ));
+    }
+    if file.cloud.keepalive_seconds == 0 {
+        problems.push("[cloud] keepalive_seconds must be at least 1".into());
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let pbx_type = pbx_type.expect("checked");
+    Ok(Config {
+        lan_address: lan_address.expect("checked"),
+        public_address: public_address.flatten(),
+        profile,
+        networks,
+        pbx_type,
+        pbx_address: pbx_address.expect("checked"),
+        pbx_port: file.pbx.port,
+        pbx_transport: pbx_transport.expect("checked"),
+        csta_ports: file
+            .pbx
+            .csta_ports
+            .unwrap_or_else(|| vec![pbx_type.csta_port()]),
+        cloud: cloud.expect("checked"),
+        cloud_ca: ca,
+        cloud_server_name: file.cloud.server_name,
+        keepalive_seconds: file.cloud.keepalive_seconds,
+        sip_role: file.sip.role,
+        dscp: file.sip.dscp,
+    })
+}
+
+impl fmt::Display for Config {
+    /// The effective configuration, one line per setting.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "gateway: LAN {}, public {}, profile {}, media networks {}",
+            self.lan_address,
+            self.public_address
+                .map_or("(by STUN)".to_owned(), |a| a.to_string()),
+            self.profile.map_or("auto", |p| p.name()),
+            self.networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        writeln!(
+            f,
+            "pbx: {} at {}:{} over {}, CSTA port(s) {}",
+            self.pbx_type.name(),
+            self.pbx_address,
+            self.pbx_port,
+            self.pbx_transport,
+            self.csta_ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(";")
+        )?;
+        let targets = match &self.cloud {
+            CloudTargets::Domain(d) => format!("{d} (RFC 3263)"),
+            CloudTargets::Static(l) => l
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let name = match (&self.cloud_server_name, &self.cloud) {
+            (Some(n), _) => n.clone(),
+            (None, CloudTargets::Domain(d)) => d.clone(),
+            (None, CloudTargets::Static(_)) => "the target's IP".into(),
+        };
+        writeln!(
+            f,
+            "cloud: {targets}, certificate by {} naming {name}, keep-alive every {} s",
+            self.cloud_ca.display(),
+            self.keepalive_seconds
+        )?;
+        write!(f, "sip: role {}, DSCP {}", self.sip_role, self.dscp)
+    }
+}
+
+/// Options of `pbxlink check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The configuration file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// Runs `pbxlink check-config`: the effective configuration, or every
+/// problem found (exit status 2).
+pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
+    match load(&args.config) {
+        Ok(c) => {
+            println!("{c}");
+            println!("{}: ok", args.config.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[gateway]
+lan_address = "192.168.1.20"
+public_address = "203.0.113.5"
+networks = ["192.168.1.0/24"]
+
+[pbx]
+type = "mivoice-5000"
+address = "192.168.1.10"
+
+[cloud]
+domain = "sip.cloud.example"
+ca = "Cargo.toml"
+"#;
+
+    fn base() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn a_good_file_gets_its_defaults() {
+        let c = parse(GOOD, base()).unwrap();
+        assert_eq!(c.csta_ports, [3211], "by PBX type");
+        assert_eq!(c.pbx_port, 5060);
+        assert_eq!(c.pbx_transport, Transport::Udp);
+        assert_eq!(c.cloud, CloudTargets::Domain("sip.cloud.example".into()));
+        assert_eq!(
+            (c.sip_role.as_str(), c.dscp, c.keepalive_seconds),
+            ("pbx-trunk", 24, 30)
+        );
+        assert!(c.profile.is_none());
+        let shown = c.to_string();
+        assert!(
+            shown.contains("pbx: mivoice-5000 at 192.168.1.10:5060 over udp, CSTA port(s) 3211"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_named_with_what_would_do() {
+        let bad = GOOD
+            .replace("\"192.168.1.20\"", "\"gateway.local\"")
+            .replace("mivoice-5000", "mivoice-9000")
+            .replace(
+                "domain = \"sip.cloud.example\"",
+                "targets = [\"udp:192.0.2.1:5060\", \"tls:nowhere\"]",
+            )
+            .replace("Cargo.toml", "missing-ca.pem")
+            .replace("[\"192.168.1.0/24\"]", "[\"192.168.1.0/33\"]");
+        let problems = parse(&bad, base()).unwrap_err();
+        let all = problems.join("\n");
+        for want in [
+            "[gateway] lan_address = \"gateway.local\" is not an IP address",
+            "[gateway] networks: \"192.168.1.0/33\" is not a network",
+            "[pbx] type = \"mivoice-9000\": use mivoice-5000",
+            "[cloud] targets: \"udp:192.0.2.1:5060\": the cloud trunk runs over tls",
+            "[cloud] target \"tls:nowhere\": expected",
+            "missing-ca.pem",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 6, "{all}");
+        let unknown = parse(&format!("{GOOD}\n[sip]\ndscpp = 3\n"), base()).unwrap_err();
+        assert!(unknown[0].contains("unknown field `dscpp`"), "{unknown:?}");
+        let both = GOOD.replace("domain =", "targets = [\"tls:192.0.2.1:5061\"]\ndomain =");
+        assert_eq!(
+            parse(&both, base()).unwrap_err(),
+            ["[cloud] give domain or targets, not both"]
+        );
+    }
+}
