@@ -115,9 +115,13 @@ impl<'a> Scan<'a> {
                 let ok = if self.peek() == Some(b'"') {
                     self.quoted()
                 } else if self.peek() == Some(b'[') {
-                    self.ipv6_reference() // received, maddr
+                    self.ipv6_reference() // maddr
                 } else {
-                    self.token()
+                    // A token, or a host: `received` carries a bare IPv6
+                    // address (RFC 3261 §20.42), colons and all.
+                    !self
+                        .take_while(|b| is_token_char(b) || b == b':')
+                        .is_empty()
                 };
                 if !ok {
                     return false;
@@ -314,6 +318,12 @@ mod tests {
             "SIP  / 2.0  / TCP     spindle.example.com   ; branch  =   z9hG4bK9ikj8  , SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239"
         ));
         assert!(via("SIP/2.0/TLS [2001:db8::1]:5061;received=[2001:db8::2]"));
+        assert!(via(
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;received=2001:db8::2;rport=5060"
+        ));
+        assert!(via(
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;x=\"a,b\", SIP/2.0/TCP 10.0.0.2"
+        ));
         assert!(!via("SIP/2.0/UDP 192.0.2.15;;,;,,"));
         assert!(!via("SIP/2.0/UDP"));
         assert!(!via("SIP/2.0/UDP h;branch="));
