@@ -556,6 +556,27 @@ impl Call {
         Some(self.describe(self.a.side, &answer, dir))
     }
 
+    /// Ends the call from the gateway's side (a media timeout, shutdown):
+    /// BYE on both legs once answered; before that, CANCEL toward B and
+    /// `480` to A.
+    pub fn hang_up(&mut self, why: &'static str) {
+        match self.state {
+            State::Answered | State::Confirmed => {
+                self.bye(self.a.side);
+                self.bye(self.b.side);
+                self.end(End::Failed(why));
+            }
+            State::Proceeding => {
+                let branch = self.b_branch.clone();
+                self.send(self.b.side, "CANCEL", &branch, self.b_cseq, None);
+                let invite = self.a_invite.clone();
+                self.respond(self.a.side, &invite, 480, "Temporarily Unavailable", None);
+                self.state = State::Cancelling;
+            }
+            State::Cancelling | State::Ended => {}
+        }
+    }
+
     /// The next thing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -765,6 +786,26 @@ mod tests {
         );
         assert!(pbx_bye.contains("From: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nTo: \"Alice\" <sip:201@10.0.0.2>;tag=pbx-tag\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 BYE"), "{pbx_bye}");
         assert!(call.is_over());
+    }
+
+    #[test]
+    fn a_media_timeout_hangs_up_both_legs() {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        drain(&mut call);
+        call.hang_up("media timeout");
+        assert_eq!(
+            sent(&drain(&mut call)),
+            [
+                "Pbx <- BYE",
+                "Cloud <- BYE",
+                "relay down",
+                "ended Failed(\"media timeout\")"
+            ]
+        );
     }
 
     #[test]

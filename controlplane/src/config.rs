@@ -22,14 +22,17 @@
 //! ca = "/etc/pbxlink/cloud-ca.pem"    # the cloud's certificate must chain to this
 //! # server_name = "sip.cloud.example" # default: the domain (or the target's IP)
 //! keepalive_seconds = 30
+//! # srtp_suites = ["AES_CM_128_HMAC_SHA1_80"]  # offered in this order; default all, strongest first
 //!
 //! [sip]
 //! role = "pbx-trunk"                  # pbx-trunk (5060/5061) | subscriber | embedded
+//! # port = 5060                       # default: the role's
 //! dscp = 24                           # CS3
 //! ```
 
 use pbxlink_dataplane::net::Prefix;
 use pbxlink_dataplane::profile::Profile;
+use pbxlink_dataplane::srtp::Suite;
 use pbxlink_sip::resolve::{Target, Transport};
 use serde::Deserialize;
 use std::fmt;
@@ -92,6 +95,7 @@ struct CloudSection {
     server_name: Option<String>,
     #[serde(default = "keepalive")]
     keepalive_seconds: u64,
+    srtp_suites: Option<Vec<String>>,
 }
 
 fn keepalive() -> u64 {
@@ -103,6 +107,7 @@ fn keepalive() -> u64 {
 struct SipSection {
     #[serde(default = "pbx_trunk")]
     role: String,
+    port: Option<u16>,
     #[serde(default = "cs3")]
     dscp: u8,
 }
@@ -111,6 +116,7 @@ impl Default for SipSection {
     fn default() -> Self {
         Self {
             role: pbx_trunk(),
+            port: None,
             dscp: cs3(),
         }
     }
@@ -201,8 +207,12 @@ pub struct Config {
     pub cloud_server_name: Option<String>,
     /// Seconds between trunk keep-alives.
     pub keepalive_seconds: u64,
+    /// SRTP suites offered to the cloud, in order.
+    pub srtp_suites: Vec<Suite>,
     /// Listener role (SPEC §3 ports).
     pub sip_role: String,
+    /// The PBX-side listeners' port, when not the role's.
+    pub sip_port: Option<u16>,
     /// DSCP on signalling.
     pub dscp: u8,
 }
@@ -358,6 +368,24 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             file.sip.dscp
         ));
     }
+    let mut srtp_suites = Vec::new();
+    match &file.cloud.srtp_suites {
+        None => srtp_suites.extend(Suite::ALL),
+        Some(names) => {
+            for n in names {
+                match Suite::from_sdp_name(n) {
+                    Some(s) => srtp_suites.push(s),
+                    None => problems.push(format!(
+                        "[cloud] srtp_suites: {n:?}: use {}",
+                        Suite::ALL.map(|s| s.sdp_name()).join(", ")
+                    )),
+                }
+            }
+            if names.is_empty() {
+                problems.push("[cloud] srtp_suites: name at least one suite".into());
+            }
+        }
+    }
     if file.cloud.keepalive_seconds == 0 {
         problems.push("[cloud] keepalive_seconds must be at least 1".into());
     }
@@ -382,7 +410,9 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         cloud_ca: ca,
         cloud_server_name: file.cloud.server_name,
         keepalive_seconds: file.cloud.keepalive_seconds,
+        srtp_suites,
         sip_role: file.sip.role,
+        sip_port: file.sip.port,
         dscp: file.sip.dscp,
     })
 }
@@ -395,7 +425,7 @@ impl fmt::Display for Config {
             "gateway: LAN {}, public {}, profile {}, media networks {}",
             self.lan_address,
             self.public_address
-                .map_or("(by STUN)".to_owned(), |a| a.to_string()),
+                .map_or("not set".to_owned(), |a| a.to_string()),
             self.profile.map_or("auto", |p| p.name()),
             self.networks
                 .iter()

@@ -5,6 +5,7 @@
 mod config;
 mod demo;
 mod relay_cmd;
+mod run_cmd;
 mod signalling;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run static relays (no SIP): plain RTP on LAN ports, SRTP on cloud ports.
     Relay(relay_cmd::RelayArgs),
+    /// Run the gateway from a configuration file: the PBX trunk, the cloud
+    /// trunk, the data plane and calls between them.
+    Run(run_cmd::RunArgs),
     /// Check a configuration file: print the effective settings, or every
     /// problem found (exit status 2).
     CheckConfig(config::CheckArgs),
@@ -38,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Relay(args) => relay_cmd::run(&args),
         Command::SipListen(args) => signalling::run(&args),
         Command::CheckConfig(args) => config::check(&args),
+        Command::Run(args) => run_cmd::run(&args),
     }
 }

@@ -72,7 +72,7 @@ pub struct RelayArgs {
     dscp: u8,
 }
 
-fn parse_backend(s: &str) -> Result<Backend, String> {
+pub fn parse_backend(s: &str) -> Result<Backend, String> {
     match s {
         "uring" | "io_uring" => Ok(Backend::Uring),
         "epoll" => Ok(Backend::Epoll),

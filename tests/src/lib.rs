@@ -3,6 +3,7 @@
 //! rtpengine). The peers are installed by `tests/run`; when one is missing
 //! the test fails and says so instead of passing vacuously.
 
+pub mod baresip;
 pub mod bencode;
 pub mod capture;
 pub mod corpus;

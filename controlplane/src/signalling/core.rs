@@ -6,6 +6,8 @@
 //! client transactions). No I/O: bytes in, bytes out; time passed in.
 
 use super::Counters;
+use super::calls::Calls;
+use pbxlink_b2bua::leg::{Side, param};
 use pbxlink_sip::message::{Parsed, request_method};
 use pbxlink_sip::normalize::Head;
 use pbxlink_sip::transaction::{
@@ -24,12 +26,13 @@ use std::time::Instant;
 const TRANSACTIONS: usize = 65_536;
 
 /// Who sent a request: where its transaction's retransmissions go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Peer {
     /// A UDP source.
     Udp(SocketAddr),
-    /// A connection (TCP or TLS): reliable, never retransmitted to.
-    Stream,
+    /// A connection (TCP or TLS): reliable, never retransmitted to; with
+    /// its write queue when calls may need to send on it later.
+    Stream(Option<tokio::sync::mpsc::Sender<Vec<u8>>>),
 }
 
 /// What a received message led to.
@@ -74,6 +77,7 @@ impl ServerTx {
 pub struct Core {
     table: HashMap<ServerKey, (ServerTx, Peer)>,
     counters: Arc<Counters>,
+    calls: Option<Calls>,
 }
 
 /// A response to `head` with `code`, echoing what RFC 3261 §8.2.6.2 asks.
@@ -107,6 +111,22 @@ impl Core {
         Self {
             table: HashMap::new(),
             counters,
+            calls: None,
+        }
+    }
+
+    /// A core that carries calls (the B2BUA) besides answering.
+    pub fn with_calls(counters: Arc<Counters>, calls: Calls) -> Self {
+        Self {
+            calls: Some(calls),
+            ..Self::new(counters)
+        }
+    }
+
+    /// Periodic work of the calls (data-plane events).
+    pub fn tick(&mut self, now: Instant) {
+        if let Some(calls) = &mut self.calls {
+            calls.tick(now);
         }
     }
 
@@ -114,8 +134,8 @@ impl Core {
         f(&self.counters).fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Handles one framed message received from `peer`.
-    pub fn receive(&mut self, now: Instant, msg: &[u8], peer: Peer) -> Inbound {
+    /// Handles one framed message received from `peer` on `side`.
+    pub fn receive(&mut self, now: Instant, msg: &[u8], peer: Peer, side: Side) -> Inbound {
         let p = match parse(msg) {
             Ok(p) => p,
             Err(e) => {
@@ -132,9 +152,29 @@ impl Core {
             }
         };
         let Some(method) = request_method(&p.head.start_line).map(str::to_owned) else {
+            if let Some(calls) = &mut self.calls {
+                if calls.on_response(now, side, &p, msg) {
+                    return Inbound::Reply(Vec::new());
+                }
+            }
             return Inbound::Response(Box::new(p));
         };
         self.count(|c| &c.requests);
+        if let Some(calls) = &mut self.calls {
+            let dialog = p.head.get("To").and_then(|t| param(t, "tag")).is_some();
+            if calls.owns(side, &p.head) && (dialog || method != "INVITE") {
+                calls.on_request(now, side, &p, msg);
+                return Inbound::Reply(Vec::new());
+            }
+            if method == "INVITE" && !dialog {
+                return Inbound::Reply(
+                    calls
+                        .incoming(now, side, &p, msg, peer)
+                        .into_iter()
+                        .collect(),
+                );
+            }
+        }
         let key = server_key(&p.head);
         if let Some(k) = &key {
             // A transaction that ended (reliable ones end at once) matches
@@ -193,7 +233,7 @@ impl Core {
         };
         let transport = match peer {
             Peer::Udp(_) => Transport::Unreliable,
-            Peer::Stream => Transport::Reliable,
+            Peer::Stream(_) => Transport::Reliable,
         };
         let mut tx = if method == "INVITE" {
             let mut t = InviteServer::new(transport, Timers::default());
@@ -259,19 +299,42 @@ mod tests {
         let mut core = Core::new(c.clone());
         let now = Instant::now();
         assert_eq!(
-            status(core.receive(now, &req("CANCEL", "z9hG4bKa", "CANCEL"), Peer::Stream)),
+            status(core.receive(
+                now,
+                &req("CANCEL", "z9hG4bKa", "CANCEL"),
+                Peer::Stream(None),
+                Side::Pbx
+            )),
             ["SIP/2.0 481 Call/Transaction Does Not Exist"]
         );
         assert_eq!(
-            status(core.receive(now, &req("INVITE", "z9hG4bKb", "INVITE"), Peer::Stream)),
+            status(core.receive(
+                now,
+                &req("INVITE", "z9hG4bKb", "INVITE"),
+                Peer::Stream(None),
+                Side::Pbx
+            )),
             ["SIP/2.0 501 Not Implemented"]
         );
         assert_eq!(
-            status(core.receive(now, &req("CANCEL", "z9hG4bKb", "CANCEL"), Peer::Stream)),
+            status(core.receive(
+                now,
+                &req("CANCEL", "z9hG4bKb", "CANCEL"),
+                Peer::Stream(None),
+                Side::Pbx
+            )),
             ["SIP/2.0 200 OK"],
             "the INVITE's transaction exists (final response sent): 200, no effect"
         );
-        assert!(status(core.receive(now, &req("ACK", "z9hG4bKb", "ACK"), Peer::Stream)).is_empty());
+        assert!(
+            status(core.receive(
+                now,
+                &req("ACK", "z9hG4bKb", "ACK"),
+                Peer::Stream(None),
+                Side::Pbx
+            ))
+            .is_empty()
+        );
         assert_eq!(c.cancels.load(Ordering::Relaxed), 2);
     }
 
@@ -281,8 +344,18 @@ mod tests {
         let mut core = Core::new(c.clone());
         let now = Instant::now();
         let from = Peer::Udp("127.0.0.1:5999".parse().unwrap());
-        let first = status(core.receive(now, &req("OPTIONS", "z9hG4bKo", "OPTIONS"), from));
-        let again = status(core.receive(now, &req("OPTIONS", "z9hG4bKo", "OPTIONS"), from));
+        let first = status(core.receive(
+            now,
+            &req("OPTIONS", "z9hG4bKo", "OPTIONS"),
+            from.clone(),
+            Side::Pbx,
+        ));
+        let again = status(core.receive(
+            now,
+            &req("OPTIONS", "z9hG4bKo", "OPTIONS"),
+            from.clone(),
+            Side::Pbx,
+        ));
         assert_eq!(first, again);
         assert_eq!(c.retransmissions.load(Ordering::Relaxed), 1);
         assert_eq!(c.ok.load(Ordering::Relaxed), 1, "handled once");

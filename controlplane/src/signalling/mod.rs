@@ -9,6 +9,7 @@
 //! Thin tokio loops around the sans-IO core in `pbxlink-sip`: [`core`]
 //! decides, [`stream`] and the UDP loop here move bytes.
 
+mod calls;
 mod core;
 mod dns;
 mod stream;
@@ -17,6 +18,7 @@ mod trunk;
 
 use anyhow::{Context, bail};
 use core::{Core, Inbound, Peer};
+use pbxlink_b2bua::leg::Side;
 use pbxlink_sip::framing::{self, Frame};
 use pbxlink_sip::reject;
 use pbxlink_sip::resolve::{Target, Transport as Wire};
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stream::Shared;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 /// Options of `pbxlink sip-listen`.
@@ -146,6 +148,12 @@ pub struct Counters {
     trunk_failures: AtomicU64,
     trunk_pings_sent: AtomicU64,
     trunk_pings_ok: AtomicU64,
+    calls: AtomicU64,
+    calls_refused: AtomicU64,
+    calls_ended: AtomicU64,
+    calls_unrouted: AtomicU64,
+    media_timeouts: AtomicU64,
+    relays_failed: AtomicU64,
 }
 
 impl Counters {
@@ -173,6 +181,12 @@ impl Counters {
             ("trunk_failures", &self.trunk_failures),
             ("trunk_pings_sent", &self.trunk_pings_sent),
             ("trunk_pings_ok", &self.trunk_pings_ok),
+            ("calls", &self.calls),
+            ("calls_refused", &self.calls_refused),
+            ("calls_ended", &self.calls_ended),
+            ("calls_unrouted", &self.calls_unrouted),
+            ("media_timeouts", &self.media_timeouts),
+            ("relays_failed", &self.relays_failed),
         ]
         .iter()
         .map(|(n, v)| format!("{n}={}", g(v)))
@@ -192,22 +206,34 @@ pub fn set_dscp(socket: &impl AsFd, ipv6: bool, dscp: u8) -> std::io::Result<()>
     }
 }
 
-async fn serve_udp(socket: UdpSocket, core: Arc<Mutex<Core>>, c: Arc<Counters>) {
+async fn serve_udp(
+    socket: UdpSocket,
+    core: Arc<Mutex<Core>>,
+    c: Arc<Counters>,
+    mut outgoing: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+) {
     let mut buf = vec![0u8; 65_536];
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let sends = core.lock().expect("core lock").timeouts(Instant::now());
+                let sends = {
+                    let mut core = core.lock().expect("core lock");
+                    core.tick(Instant::now());
+                    core.timeouts(Instant::now())
+                };
                 for (to, bytes) in sends {
                     let _ = socket.send_to(&bytes, to).await;
                 }
+            }
+            Some((to, bytes)) = outgoing.recv() => {
+                let _ = socket.send_to(&bytes, to).await;
             }
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let replies = match framing::datagram(&buf[..n]) {
                     Ok(Frame::Message(msg)) => {
-                        match core.lock().expect("core lock").receive(Instant::now(), &msg, Peer::Udp(from)) {
+                        match core.lock().expect("core lock").receive(Instant::now(), &msg, Peer::Udp(from), Side::Pbx) {
                             Inbound::Reply(r) => r,
                             Inbound::Response(_) => {
                                 c.responses_ignored.fetch_add(1, Ordering::Relaxed);
@@ -289,8 +315,65 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
+pub use calls::CallsConfig;
+
+/// The (UDP/TCP, TLS) ports of a listener role named in a configuration.
+pub fn role_ports(role: &str) -> (u16, u16) {
+    match role {
+        "subscriber" => Role::Subscriber.ports(),
+        "embedded" => Role::Embedded.ports(),
+        _ => Role::PbxTrunk.ports(),
+    }
+}
+
+impl SipListenArgs {
+    /// The listeners and trunk of `pbxlink run`, from its configuration.
+    pub fn for_gateway(cfg: &crate::config::Config, lan: SocketAddr, seconds: Option<u64>) -> Self {
+        let (trunk_targets, trunk_domain) = match &cfg.cloud {
+            crate::config::CloudTargets::Domain(d) => (Vec::new(), Some(d.clone())),
+            crate::config::CloudTargets::Static(t) => (t.clone(), None),
+        };
+        SipListenArgs {
+            role: Role::PbxTrunk,
+            host: lan.ip(),
+            udp: Some(lan),
+            tcp: Some(lan),
+            tls: None,
+            cert: None,
+            key: None,
+            trunk_targets,
+            trunk_domain,
+            dns_server: None,
+            trunk_ca: Some(cfg.cloud_ca.clone()),
+            trunk_server_name: cfg.cloud_server_name.clone(),
+            trunk_ping: cfg.keepalive_seconds,
+            trunk_hold: 30,
+            dscp: cfg.dscp,
+            seconds,
+            max_connections: 1024,
+            idle_timeout: 120,
+            partial_timeout: 10,
+        }
+    }
+}
+
 /// Runs `pbxlink sip-listen`.
 pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
+    serve(args, None)
+}
+
+/// What the node needs to carry calls (`pbxlink run`).
+pub struct B2buaSetup {
+    /// The running data plane.
+    pub plane: pbxlink_dataplane::engine::DataPlane,
+    /// Relay ports.
+    pub ports: pbxlink_dataplane::ports::PortPool,
+    /// Addresses and identities of the calls.
+    pub config: calls::CallsConfig,
+}
+
+/// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
+pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<()> {
     let trunk_tls =
         args.trunk_domain.is_some() || args.trunk_targets.iter().any(|t| t.transport == Wire::Tls);
     if trunk_tls && args.trunk_ca.is_none() {
@@ -316,12 +399,28 @@ pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let c = Arc::new(Counters::default());
-        let core = Arc::new(Mutex::new(Core::new(c.clone())));
+        let (udp_out, udp_outgoing) = mpsc::unbounded_channel();
+        let cloud_path: calls::CloudPath = Arc::new(Mutex::new(None));
+        let core = Arc::new(Mutex::new(match b2bua {
+            Some(b) => Core::with_calls(
+                c.clone(),
+                calls::Calls::new(
+                    b.plane,
+                    b.ports,
+                    b.config,
+                    udp_out,
+                    cloud_path.clone(),
+                    c.clone(),
+                ),
+            ),
+            None => Core::new(c.clone()),
+        }));
         let shared = Shared {
             core: core.clone(),
             counters: c.clone(),
             idle: Duration::from_secs(args.idle_timeout),
             partial: Duration::from_secs(args.partial_timeout),
+            side: Side::Pbx,
         };
         let udp = UdpSocket::bind(udp_addr)
             .await
@@ -341,7 +440,7 @@ pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
             tokio::spawn(accept(l, Some(acceptor), shared.clone(), slots.clone()));
         }
         println!("{line} dscp {}", args.dscp);
-        tokio::spawn(serve_udp(udp, core.clone(), c.clone()));
+        tokio::spawn(serve_udp(udp, core.clone(), c.clone(), udp_outgoing));
         tokio::spawn(accept(tcp, None, shared.clone(), slots));
         let targets = match &args.trunk_domain {
             Some(domain) => Some(trunk::Targets::Dns {
@@ -367,8 +466,13 @@ pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
                 ping: Duration::from_secs(args.trunk_ping.max(1)),
                 connect_timeout: Duration::from_secs(args.partial_timeout),
                 dscp: args.dscp,
+                path: cloud_path.clone(),
             };
-            tokio::spawn(trunk::run(cfg, shared.clone()));
+            let cloud_side = Shared {
+                side: Side::Cloud,
+                ..shared.clone()
+            };
+            tokio::spawn(trunk::run(cfg, cloud_side));
         }
         let stop = async {
             let mut term =

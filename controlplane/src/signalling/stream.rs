@@ -12,6 +12,7 @@
 
 use super::Counters;
 use super::core::{Core, Inbound, Peer};
+use pbxlink_b2bua::leg::Side;
 use pbxlink_sip::framing::{Frame, StreamFramer};
 use pbxlink_sip::message::Parsed;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub idle: Duration,
     /// Longest time to finish a started message.
     pub partial: Duration,
+    /// Whose connections these are.
+    pub side: Side,
 }
 
 /// A running connection.
@@ -119,7 +122,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let inbound = shared.core.lock().expect("core lock").receive(
                         Instant::now(),
                         &msg,
-                        Peer::Stream,
+                        Peer::Stream(Some(out.clone())),
+                        shared.side,
                     );
                     match inbound {
                         Inbound::Reply(r) => r,

@@ -45,6 +45,8 @@ pub struct TrunkConfig {
     pub connect_timeout: Duration,
     /// DSCP for the connection.
     pub dscp: u8,
+    /// Where the calls find the current connection.
+    pub path: super::calls::CloudPath,
 }
 
 /// Where the trunk's targets come from.
@@ -137,7 +139,9 @@ pub async fn run(cfg: TrunkConfig, shared: Shared) {
                 bump(&c.trunk_connects);
                 failover.succeeded(i);
                 println!("trunk: connected to {target} from {local}");
+                *cfg.path.lock().expect("cloud path") = Some(conn.out.clone());
                 let ended = keep(&cfg, &target, local, conn, responses, &c).await;
+                *cfg.path.lock().expect("cloud path") = None;
                 println!("trunk: connection to {target} ended: {ended:?}");
                 bump(&c.trunk_failures);
                 failover.failed(Instant::now(), i);

@@ -1,0 +1,90 @@
+//! `pbxlink run --config FILE`: the gateway's main job — the PBX trunk's
+//! listeners, the cloud trunk, the data plane and the B2BUA carrying calls
+//! between them — from a checked configuration file.
+
+use crate::config::{self, CloudTargets};
+use crate::signalling::{self, B2buaSetup, CallsConfig, SipListenArgs};
+use anyhow::Context;
+use pbxlink_b2bua::call::Local;
+use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
+use pbxlink_dataplane::net::Networks;
+use pbxlink_dataplane::ports::PortPool;
+use pbxlink_dataplane::profile::{Profile, Resources};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Options of `pbxlink run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (see `pbxlink check-config`).
+    #[arg(long)]
+    config: PathBuf,
+    /// Exit after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Data-plane backend (default: io_uring when the kernel allows it).
+    #[arg(long, value_parser = crate::relay_cmd::parse_backend)]
+    backend: Option<Backend>,
+}
+
+/// Runs `pbxlink run`.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = config::load(&args.config)?;
+    let resources = Resources::detect();
+    let profile = cfg
+        .profile
+        .unwrap_or_else(|| Profile::select(resources.cpus.len(), resources.memory));
+    let spec = profile.spec(resources.cpus.len());
+    println!("{}", resources.startup_line(profile));
+    let plane = DataPlane::start(
+        &DataPlaneConfig {
+            profile,
+            backend: args.backend,
+            // Each relay holds 4 ports: no worker needs more than the pool.
+            max_relays_per_worker: (spec.call_limit as usize).clamp(16, 4096),
+            ..DataPlaneConfig::default()
+        },
+        &resources,
+    )
+    .context("starting the data plane")?;
+    println!("{}", plane.describe());
+    let sip_port = cfg
+        .sip_port
+        .unwrap_or(signalling::role_ports(&cfg.sip_role).0);
+    let lan = SocketAddr::new(cfg.lan_address, sip_port);
+    let public = cfg.public_address.unwrap_or(cfg.lan_address);
+    let cloud_domain = match &cfg.cloud {
+        CloudTargets::Domain(d) => d.clone(),
+        CloudTargets::Static(t) => t
+            .first()
+            .map_or(public.to_string(), |t| t.addr.ip().to_string()),
+    };
+    let calls = CallsConfig {
+        pbx: Local {
+            via: format!("SIP/2.0/UDP {lan}"),
+            contact: format!("sip:pbxlink@{lan}"),
+            domain: cfg.pbx_address.to_string(),
+            scheme: "sip",
+        },
+        cloud: Local {
+            via: format!("SIP/2.0/TLS {public}:5061"),
+            contact: format!("sips:pbxlink@{public}:5061;transport=tls"),
+            domain: cloud_domain,
+            scheme: "sips",
+        },
+        pbx_addr: SocketAddr::new(cfg.pbx_address, cfg.pbx_port),
+        lan_ip: cfg.lan_address,
+        public_ip: public,
+        networks: Networks::new(cfg.networks.clone()),
+        suites: cfg.srtp_suites.clone(),
+    };
+    let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
+    signalling::serve(
+        &listen,
+        Some(B2buaSetup {
+            plane,
+            ports: PortPool::new(&spec.port_ranges),
+            config: calls,
+        }),
+    )
+}

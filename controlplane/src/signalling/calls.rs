@@ -1,0 +1,384 @@
+//! The B2BUA's calls as the node runs them: each [`Call`] (the sans-IO core
+//! in `b2bua/`) gets its relay ports from the pool and fresh SRTP keys, its
+//! messages are carried to the PBX (UDP, or the PBX's connection) and to
+//! the cloud (the trunk's connection), and its relay is set up in and
+//! removed from the data plane. A relay's media timeout hangs the call up.
+
+use super::Counters;
+use super::core::Peer;
+use pbxlink_b2bua::call::{Call, Local, Output, Plan};
+use pbxlink_b2bua::leg::Side;
+use pbxlink_dataplane::MasterKey;
+use pbxlink_dataplane::control::{Command, Event};
+use pbxlink_dataplane::engine::DataPlane;
+use pbxlink_dataplane::net::Networks;
+use pbxlink_dataplane::ports::PortPool;
+use pbxlink_dataplane::relay::{RelayEvent, RelaySpec};
+use pbxlink_dataplane::srtp::Suite;
+use pbxlink_sip::message::Parsed;
+use pbxlink_sip::normalize::Head;
+use pbxlink_sip::sdp::Crypto;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// The sending half of the trunk's current connection (none while down).
+pub type CloudPath = Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>;
+
+/// Where the node's calls live on the network.
+#[derive(Debug, Clone)]
+pub struct CallsConfig {
+    /// The gateway toward the PBX.
+    pub pbx: Local,
+    /// The gateway toward the cloud.
+    pub cloud: Local,
+    /// The PBX's SIP address (UDP).
+    pub pbx_addr: SocketAddr,
+    /// Address the relays bind, and the LAN address in SDP.
+    pub lan_ip: IpAddr,
+    /// Address in the cloud leg's SDP (the public one behind NAT).
+    pub public_ip: IpAddr,
+    /// Networks media may use.
+    pub networks: Networks,
+    /// SRTP suites offered to the cloud, in order.
+    pub suites: Vec<Suite>,
+}
+
+#[derive(Debug)]
+struct Active {
+    call: Call,
+    lan_port: u16,
+    cloud_port: u16,
+    relay: bool,
+    /// How to reach the PBX for this call (its connection, or UDP).
+    pbx_path: Peer,
+}
+
+/// Every call in progress.
+#[derive(Debug)]
+pub struct Calls {
+    active: HashMap<u64, Active>,
+    index: HashMap<(Side, String), u64>,
+    next: u64,
+    plane: DataPlane,
+    ports: PortPool,
+    cfg: CallsConfig,
+    udp_out: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+    cloud: CloudPath,
+    counters: Arc<Counters>,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random source");
+    b
+}
+
+/// A fresh SDES key for `suite`.
+fn fresh_key(tag: u32, suite: Suite) -> Option<Crypto> {
+    let len = match suite {
+        Suite::AeadAes128Gcm => 28,
+        _ => 30,
+    };
+    let key = MasterKey::from_bytes(suite, &random::<30>()[..len]).ok()?;
+    // to_sdes_inline() is the whole `inline:KEY` key-params.
+    Crypto::parse(&format!(
+        "{tag} {} {}",
+        suite.sdp_name(),
+        key.to_sdes_inline()
+    ))
+}
+
+fn body(msg: &[u8]) -> &[u8] {
+    msg.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |i| &msg[i + 4..])
+}
+
+impl Calls {
+    /// Calls over `plane` with relay ports from `ports`.
+    pub fn new(
+        plane: DataPlane,
+        ports: PortPool,
+        cfg: CallsConfig,
+        udp_out: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+        cloud: CloudPath,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            active: HashMap::new(),
+            index: HashMap::new(),
+            next: 1,
+            plane,
+            ports,
+            cfg,
+            udp_out,
+            cloud,
+            counters,
+        }
+    }
+
+    /// Whether a request on `side` with `head` belongs to a call here.
+    pub fn owns(&self, side: Side, head: &Head) -> bool {
+        head.get("Call-ID")
+            .is_some_and(|c| self.index.contains_key(&(side, c.to_owned())))
+    }
+
+    fn send(&self, a: &Active, to: Side, bytes: Vec<u8>) {
+        match (to, &a.pbx_path) {
+            (Side::Pbx, Peer::Stream(Some(out))) => {
+                let _ = out.try_send(bytes);
+            }
+            (Side::Pbx, Peer::Udp(addr)) => {
+                let _ = self.udp_out.send((*addr, bytes));
+            }
+            (Side::Pbx, Peer::Stream(None)) => {
+                let _ = self.udp_out.send((self.cfg.pbx_addr, bytes));
+            }
+            (Side::Cloud, _) => {
+                let path = self.cloud.lock().expect("cloud path").clone();
+                match path {
+                    Some(out) => {
+                        let _ = out.try_send(bytes);
+                    }
+                    None => {
+                        self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new INVITE from `side`: a call, or the response refusing it.
+    pub fn incoming(
+        &mut self,
+        now: Instant,
+        side: Side,
+        p: &Parsed,
+        msg: &[u8],
+        from: Peer,
+    ) -> Option<Vec<u8>> {
+        let call_id = p.head.get("Call-ID")?.to_owned();
+        if self.index.contains_key(&(side, call_id.clone())) {
+            // A retransmitted INVITE: the call answers on its own.
+            self.counters
+                .retransmissions
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let refuse = |code: u16, phrase: &str| {
+            pbxlink_b2bua::leg::Leg::from_invite(
+                side,
+                &p.head,
+                "refused".into(),
+                String::new(),
+                String::new(),
+            )
+            .map(|leg| leg.response(&p.head, code, phrase, None))
+        };
+        let (Some(lan_port), Some(cloud_port)) = (self.ports.take(now), self.ports.take(now))
+        else {
+            self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
+            return refuse(503, "Service Unavailable");
+        };
+        let id = self.next;
+        self.next += 1;
+        let keys: Vec<Crypto> = self
+            .cfg
+            .suites
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| fresh_key(i as u32 + 1, *s))
+            .collect();
+        let token: String = random::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        let plan = Plan {
+            id: format!("{token}{id}"),
+            pbx: self.cfg.pbx.clone(),
+            cloud: self.cfg.cloud.clone(),
+            lan_media: SocketAddr::new(self.cfg.lan_ip, lan_port),
+            cloud_media: SocketAddr::new(self.cfg.public_ip, cloud_port),
+            keys,
+            session_id: u64::from_be_bytes(random::<8>()) >> 1,
+        };
+        let call = match Call::incoming(side, &p.head, body(msg), plan) {
+            Ok(c) => c,
+            Err((code, phrase)) => {
+                self.ports.give_back(now, lan_port);
+                self.ports.give_back(now, cloud_port);
+                self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
+                return refuse(code, phrase);
+            }
+        };
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let pbx_path = if side == Side::Pbx {
+            from
+        } else {
+            Peer::Udp(self.cfg.pbx_addr)
+        };
+        self.index.insert((side, call.call_id(side).to_owned()), id);
+        self.index
+            .insert((side.other(), call.call_id(side.other()).to_owned()), id);
+        self.active.insert(
+            id,
+            Active {
+                call,
+                lan_port,
+                cloud_port,
+                relay: false,
+                pbx_path,
+            },
+        );
+        self.flush(now, id);
+        None
+    }
+
+    fn find(&self, side: Side, head: &Head) -> Option<u64> {
+        head.get("Call-ID")
+            .and_then(|c| self.index.get(&(side, c.to_owned())))
+            .copied()
+    }
+
+    /// An in-dialog request (ACK, BYE, CANCEL, …) for a call here.
+    pub fn on_request(&mut self, now: Instant, side: Side, p: &Parsed, msg: &[u8]) {
+        if let Some(id) = self.find(side, &p.head) {
+            if let Some(a) = self.active.get_mut(&id) {
+                a.call.on_request(side, &p.head, body(msg));
+            }
+            self.flush(now, id);
+        }
+    }
+
+    /// A response for a call here; false when it is not one.
+    pub fn on_response(&mut self, now: Instant, side: Side, p: &Parsed, msg: &[u8]) -> bool {
+        let Some(id) = self.find(side, &p.head) else {
+            return false;
+        };
+        if let Some(a) = self.active.get_mut(&id) {
+            a.call.on_response(side, &p.head, body(msg));
+        }
+        self.flush(now, id);
+        true
+    }
+
+    /// Data-plane events: a media timeout hangs its call up.
+    pub fn tick(&mut self, now: Instant) {
+        let mut timed_out = Vec::new();
+        self.plane.drain_events(|e| match e {
+            Event::Relay {
+                id,
+                event: RelayEvent::MediaTimeout,
+            } => timed_out.push(id),
+            Event::Removed { id, stats } => {
+                let drops: Vec<String> = [
+                    &stats.lan_to_cloud.drops,
+                    &stats.cloud_to_lan.drops,
+                    &stats.relay_drops,
+                ]
+                .iter()
+                .flat_map(|d| d.nonzero().map(|(r, n)| format!("{r}={n}")))
+                .collect();
+                println!(
+                    "call {id}: media to cloud {} RTP {} RTCP, to PBX {} RTP {} RTCP, drops: {}",
+                    stats.lan_to_cloud.rtp_out,
+                    stats.lan_to_cloud.rtcp_out,
+                    stats.cloud_to_lan.rtp_out,
+                    stats.cloud_to_lan.rtcp_out,
+                    if drops.is_empty() {
+                        "none".into()
+                    } else {
+                        drops.join(" ")
+                    }
+                );
+            }
+            _ => {}
+        });
+        for id in timed_out {
+            if let Some(a) = self.active.get_mut(&id) {
+                a.call.hang_up("media timeout");
+                self.counters.media_timeouts.fetch_add(1, Ordering::Relaxed);
+                self.flush(now, id);
+            }
+        }
+    }
+
+    /// Carries out what call `id` asked for.
+    fn flush(&mut self, now: Instant, id: u64) {
+        let mut ended = false;
+        loop {
+            let Some(a) = self.active.get_mut(&id) else {
+                return;
+            };
+            let Some(o) = a.call.poll_output() else {
+                break;
+            };
+            match o {
+                Output::Request { to, bytes, .. } | Output::Response { to, bytes } => {
+                    let a = &self.active[&id];
+                    self.send(a, to, bytes);
+                }
+                Output::RelayUp(m) => {
+                    let a = self.active.get_mut(&id).expect("present");
+                    let spec = Suite::from_sdp_name(&m.suite).and_then(|suite| {
+                        // The SDP's bare base64 (RFC 4568 key-params without the prefix).
+                        let tx =
+                            MasterKey::from_sdes(suite, &format!("inline:{}", *m.tx_key)).ok()?;
+                        let rx =
+                            MasterKey::from_sdes(suite, &format!("inline:{}", *m.rx_key)).ok()?;
+                        Some(RelaySpec {
+                            lan_remote: Some(m.lan_remote),
+                            cloud_remote: Some(m.cloud_remote),
+                            networks: self.cfg.networks.clone(),
+                            ..RelaySpec::new(
+                                id,
+                                self.cfg.lan_ip,
+                                a.lan_port,
+                                a.cloud_port,
+                                suite,
+                                tx,
+                                rx,
+                            )
+                        })
+                    });
+                    match spec.map(|s| self.plane.add_relay(s)) {
+                        Some(Ok(_)) => a.relay = true,
+                        _ => {
+                            self.counters.relays_failed.fetch_add(1, Ordering::Relaxed);
+                            a.call.hang_up("relay could not be set up");
+                        }
+                    }
+                }
+                Output::RelayDown => {
+                    let a = self.active.get_mut(&id).expect("present");
+                    if a.relay {
+                        a.relay = false;
+                        let _ = self.plane.command(id, Command::Remove { id });
+                    }
+                }
+                Output::Ended(why) => {
+                    println!("call {id}: ended ({why:?})");
+                    ended = true;
+                }
+            }
+        }
+        if ended {
+            if let Some(a) = self.active.remove(&id) {
+                if a.relay {
+                    let _ = self.plane.command(id, Command::Remove { id });
+                }
+                self.ports.give_back(now, a.lan_port);
+                self.ports.give_back(now, a.cloud_port);
+                self.index.retain(|_, v| *v != id);
+                self.counters.calls_ended.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Calls in progress.
+    #[allow(dead_code)] // for the admin API
+    pub fn len(&self) -> usize {
+        self.active.len()
+    }
+}

@@ -1,0 +1,181 @@
+//! baresip (Debian `baresip-core`, installed by `tests/run`) as a test
+//! peer: a TLS user agent on 127.0.0.1 that auto-answers with SRTP
+//! mandatory, plays a WAV file (`aufile`) and records what it decodes and
+//! encodes (`sndfile`). Its configuration lives in a directory of its own;
+//! stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running baresip.
+#[derive(Debug)]
+pub struct Baresip {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Where it records (`dump-…-dec.wav`: what it decoded).
+    pub recordings: PathBuf,
+}
+
+/// A mono 16-bit WAV file of a `freq` Hz tone at 8 kHz, `seconds` long.
+pub fn tone_wav(path: &Path, freq: f64, seconds: u32) {
+    let n = 8000 * seconds;
+    let mut w = Vec::with_capacity(44 + 2 * n as usize);
+    let data_len = 2 * n;
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..n {
+        let s = (8000.0 * (2.0 * std::f64::consts::PI * freq * f64::from(i) / 8000.0).sin()) as i16;
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, w).expect("write tone");
+}
+
+/// The 16-bit samples and rate of a PCM WAV file.
+pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
+    let b = std::fs::read(path).expect("read wav");
+    let rate = u32::from_le_bytes(b[24..28].try_into().unwrap());
+    // Find the data chunk (libsndfile may add others).
+    let mut at = 12;
+    while at + 8 <= b.len() {
+        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()) as usize;
+        if &b[at..at + 4] == b"data" {
+            let end = (at + 8 + len).min(b.len());
+            let samples = b[at + 8..end]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return (samples, rate);
+        }
+        at += 8 + len;
+    }
+    (Vec::new(), rate)
+}
+
+/// Root-mean-square level of samples.
+pub fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+}
+
+impl Baresip {
+    /// Starts baresip in `dir` listening for TLS on 127.0.0.1:`port`+1
+    /// (baresip's TLS port is its SIP port plus one), presenting
+    /// `cert_and_key` (PEM), answering calls to `sips:user@127.0.0.1`.
+    pub fn start(
+        dir: &Path,
+        port: u16,
+        cert_and_key: &Path,
+        ca: &Path,
+        user: &str,
+        play: &Path,
+    ) -> Baresip {
+        let recordings = dir.join("rec");
+        std::fs::create_dir_all(&recordings).unwrap();
+        let config = format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_certificate {}\nsip_cafile {}\n\
+             audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule srtp.so\nmodule aufile.so\n\
+             module sndfile.so\nmodule_app account.so\nsnd_path {}\n",
+            cert_and_key.display(),
+            ca.display(),
+            play.display(),
+            recordings.display()
+        );
+        std::fs::write(dir.join("config"), config).unwrap();
+        std::fs::write(
+            dir.join("accounts"),
+            format!("<sip:{user}@127.0.0.1;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;audio_codecs=PCMA/8000/1\n"),
+        )
+        .unwrap();
+        let mut child = Command::new("baresip")
+            .arg("-f")
+            .arg(dir)
+            .args(["-n", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("baresip runs (tests/run installs baresip-core)");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while r
+                    .read_until(b'\n', &mut buf)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    lines
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf).trim_end().to_owned());
+                    buf.clear();
+                }
+            });
+        }
+        let b = Baresip {
+            child,
+            lines,
+            recordings,
+        };
+        b.wait_for("baresip is ready", Duration::from_secs(20));
+        b
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits for a line containing `needle`.
+    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.output().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip never printed {needle:?}:\n{}",
+                self.output().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The recording of what it decoded, if any.
+    pub fn decoded(&self) -> Option<PathBuf> {
+        std::fs::read_dir(&self.recordings)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,152 @@
+//! A call through `pbxlink run` between real peers, all on 127.0.0.1:
+//! sipp (Debian `sip-tester`) is the PBX over UDP, running its `uac_pcap`
+//! scenario (INVITE, then G.711 A-law audio from `g711a.pcap`, then BYE);
+//! baresip (Debian `baresip-core`) is the cloud, reached over the
+//! gateway's TLS trunk (certificate from a CA made here), answering with
+//! `mediaenc=srtp-mand` and playing a 1 kHz tone.
+//!
+//! It shows: the call set up across both trunks; the PBX's audio reaching
+//! the cloud as SRTP that baresip decrypts (its recording of what it
+//! decoded carries the audio; no decryption failures); the cloud's tone
+//! relayed toward the PBX; the PBX's BYE ending both legs and freeing the
+//! relay, whose final counters show no authentication failures.
+
+use pbxlink_tests::baresip::{self, Baresip};
+use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::pki::TestCa;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+use std::time::Duration;
+
+const GW_SIP: u16 = 25_750;
+const PBX_SIP: u16 = 25_760;
+const CLOUD_SIP: u16 = 25_701; // baresip's TLS: 25_702
+const PBX_MEDIA: u16 = 26_200;
+
+#[test]
+fn pbx_call_to_the_cloud_with_audio_both_ways() {
+    let dir = std::env::temp_dir().join(format!("pbxlink-b2bua-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pcap")).unwrap();
+    let ca = TestCa::new("pbxlink test CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    let cloud_pem = dir.join("cloud.pem");
+    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
+    let tone = dir.join("tone.wav");
+    baresip::tone_wav(&tone, 1000.0, 20);
+
+    let cloud = Baresip::start(
+        &dir.join("cloud"),
+        CLOUD_SIP,
+        &cloud_pem,
+        &ca_file,
+        "cloud",
+        &tone,
+    );
+
+    let config = dir.join("pbxlink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\n\
+             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PBX_SIP}\n\n\
+             [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
+             # baresip 1.0 mis-reads AEAD_AES_128_GCM keys: offer AES-CM only.\n\
+             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\", \"AES_CM_128_HMAC_SHA1_32\"]\n\n\
+             [sip]\nport = {GW_SIP}\n",
+            CLOUD_SIP + 1,
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--seconds",
+            "60",
+        ]
+        .map(String::from),
+    );
+    gw.wait_for("trunk: connected to", Duration::from_secs(20));
+
+    // The PBX: sipp's uac_pcap plays pcap/g711a.pcap from its directory.
+    for f in ["g711a.pcap", "dtmf_2833_1.pcap"] {
+        std::os::unix::fs::symlink(
+            format!("/usr/share/sip-tester/{f}"),
+            dir.join("pcap").join(f),
+        )
+        .unwrap();
+    }
+    let out = Command::new("sipp")
+        .args(["-sn", "uac_pcap", "-s", "cloud"])
+        .arg(format!("127.0.0.1:{GW_SIP}"))
+        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
+        .args(["-mp", &PBX_MEDIA.to_string(), "-m", "1", "-nostdin"])
+        .args(["-timeout", "30s", "-timeout_error"])
+        .current_dir(&dir)
+        .output()
+        .expect("sipp runs (tests/run installs sip-tester)");
+    assert!(
+        out.status.success(),
+        "sipp's call failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(25)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let media = gw.wait_for("call 1: media to cloud", Duration::from_secs(10));
+    let ended = gw.wait_for("call 1: ended", Duration::from_secs(1));
+    cloud.wait_for("terminated", Duration::from_secs(10));
+    let lines = gw.stop();
+    println!("{ended}\n{media}");
+    assert!(ended.contains("Hangup(Pbx)"), "{ended}");
+    // "call 1: media to cloud N RTP M RTCP, to PBX N RTP M RTCP, drops: …"
+    let n = |label: &str| -> u64 {
+        media
+            .split(label)
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        n("to cloud ") >= 150,
+        "the PBX's audio went to the cloud: {media}"
+    );
+    assert!(
+        n("to PBX ") >= 150,
+        "the cloud's tone went to the PBX: {media}"
+    );
+    assert!(
+        !media.contains("auth_failed") && !media.contains("srtp_error"),
+        "{media}"
+    );
+
+    // baresip decrypted the PBX's audio: its decoder's recording has it,
+    // and it never failed to decrypt.
+    let bs = cloud.output().join("\n");
+    assert!(bs.contains("SRTP is Enabled"), "{bs}");
+    assert!(!bs.contains("failed to decrypt"), "{bs}");
+    let decoded = cloud.decoded().expect("baresip recorded what it decoded");
+    let (samples, rate) = baresip::read_wav(&decoded);
+    let seconds = samples.len() as f64 / f64::from(rate);
+    let level = baresip::rms(&samples);
+    println!("baresip decoded {seconds:.1} s of the PBX's audio, RMS {level:.0}");
+    assert!(seconds >= 3.0, "{seconds} s decoded");
+    assert!(level > 300.0, "audio, not silence: RMS {level}");
+
+    let fin = lines
+        .iter()
+        .find(|l| l.starts_with("final:"))
+        .expect("final line");
+    assert_eq!(field(fin, "calls"), 1, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 1, "{fin}");
+    assert_eq!(field(fin, "relays_failed"), 0, "{fin}");
+    drop(cloud);
+    let _ = std::fs::remove_dir_all(&dir);
+}
