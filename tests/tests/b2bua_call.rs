@@ -1,5 +1,5 @@
 //! A call through `pbxlink run` between real peers, all on 127.0.0.1:
-//! sipp (Debian `sip-tester`) is the PBX over UDP, running its `uac_pcap`
+//! sipp (Debian `sip-tester`) is the PBX over UDP, then TCP, running its `uac_pcap`
 //! scenario (INVITE, then G.711 A-law audio from `g711a.pcap`, then BYE);
 //! baresip (Debian `baresip-core`) is the cloud, reached over the
 //! gateway's TLS trunk (certificate from a CA made here), answering with
@@ -80,31 +80,40 @@ fn pbx_call_to_the_cloud_with_audio_both_ways() {
         )
         .unwrap();
     }
-    let out = Command::new("sipp")
-        .args(["-sn", "uac_pcap", "-s", "cloud"])
-        .arg(format!("127.0.0.1:{GW_SIP}"))
-        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
-        .args(["-mp", &PBX_MEDIA.to_string(), "-m", "1", "-nostdin"])
-        .args(["-timeout", "30s", "-timeout_error"])
-        .current_dir(&dir)
-        .output()
-        .expect("sipp runs (tests/run installs sip-tester)");
-    assert!(
-        out.status.success(),
-        "sipp's call failed:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rev()
-            .take(25)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let sipp = |transport: &str, port: u16| {
+        let out = Command::new("sipp")
+            .args(["-sn", "uac_pcap", "-s", "cloud", "-t", transport])
+            .arg(format!("127.0.0.1:{GW_SIP}"))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-mp", &PBX_MEDIA.to_string(), "-m", "1", "-nostdin"])
+            .args(["-timeout", "30s", "-timeout_error"])
+            .current_dir(&dir)
+            .output()
+            .expect("sipp runs (tests/run installs sip-tester)");
+        assert!(
+            out.status.success(),
+            "sipp's call over {transport} failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .rev()
+                .take(25)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
+    sipp("u1", PBX_SIP);
     let media = gw.wait_for("call 1: media to cloud", Duration::from_secs(10));
     let ended = gw.wait_for("call 1: ended", Duration::from_secs(1));
     cloud.wait_for("terminated", Duration::from_secs(10));
+    // The same over TCP: responses and the BYE on the PBX's connection.
+    sipp("t1", PBX_SIP + 1);
+    let media_tcp = gw.wait_for("call 2: media to cloud", Duration::from_secs(10));
+    let ended_tcp = gw.wait_for("call 2: ended", Duration::from_secs(1));
     let lines = gw.stop();
-    println!("{ended}\n{media}");
+    println!("{ended}\n{media}\n{ended_tcp}\n{media_tcp}");
     assert!(ended.contains("Hangup(Pbx)"), "{ended}");
+    assert!(ended_tcp.contains("Hangup(Pbx)"), "{ended_tcp}");
+    assert!(media_tcp.contains("to cloud ") && !media_tcp.contains("auth_failed"), "{media_tcp}");
     // "call 1: media to cloud N RTP M RTCP, to PBX N RTP M RTCP, drops: …"
     let n = |label: &str| -> u64 {
         media
@@ -144,8 +153,8 @@ fn pbx_call_to_the_cloud_with_audio_both_ways() {
         .iter()
         .find(|l| l.starts_with("final:"))
         .expect("final line");
-    assert_eq!(field(fin, "calls"), 1, "{fin}");
-    assert_eq!(field(fin, "calls_ended"), 1, "{fin}");
+    assert_eq!(field(fin, "calls"), 2, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 2, "{fin}");
     assert_eq!(field(fin, "relays_failed"), 0, "{fin}");
     drop(cloud);
     let _ = std::fs::remove_dir_all(&dir);

@@ -273,12 +273,12 @@ impl Calls {
             } => timed_out.push(id),
             Event::Removed { id, stats } => {
                 let drops: Vec<String> = [
-                    &stats.lan_to_cloud.drops,
-                    &stats.cloud_to_lan.drops,
-                    &stats.relay_drops,
+                    ("from PBX", &stats.lan_to_cloud.drops),
+                    ("from cloud", &stats.cloud_to_lan.drops),
+                    ("relay", &stats.relay_drops),
                 ]
                 .iter()
-                .flat_map(|d| d.nonzero().map(|(r, n)| format!("{r}={n}")))
+                .flat_map(|(w, d)| d.nonzero().map(move |(r, n)| format!("{w} {r}={n}")))
                 .collect();
                 println!(
                     "call {id}: media to cloud {} RTP {} RTCP, to PBX {} RTP {} RTCP, drops: {}",
