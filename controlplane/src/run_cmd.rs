@@ -68,7 +68,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
         cloud: Local {
             via: format!("SIP/2.0/TLS {public}:5061"),
-            contact: format!("sips:pbxlink@{public}:5061;transport=tls"),
+            contact: format!("sip:pbxlink@{public}:5061;transport=tls"),
             domain: cloud_domain,
             scheme: "sips",
         },

@@ -89,8 +89,8 @@ impl Baresip {
         let config = format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_certificate {}\nsip_cafile {}\n\
              audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule srtp.so\nmodule aufile.so\n\
-             module sndfile.so\nmodule_app account.so\nsnd_path {}\n",
+             module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule srtp.so\n\
+             module aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {}\n",
             cert_and_key.display(),
             ca.display(),
             play.display(),
@@ -99,14 +99,14 @@ impl Baresip {
         std::fs::write(dir.join("config"), config).unwrap();
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:{user}@127.0.0.1;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;audio_codecs=PCMA/8000/1\n"),
+            format!("<sip:{user}@127.0.0.1;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;audio_codecs=PCMA/8000/1,PCMU/8000/1\n"),
         )
         .unwrap();
         let mut child = Command::new("baresip")
             .arg("-f")
             .arg(dir)
             .args(["-n", "127.0.0.1"])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -140,6 +140,14 @@ impl Baresip {
         };
         b.wait_for("baresip is ready", Duration::from_secs(20));
         b
+    }
+
+    /// Types a command (`/dial URI`, `/hangup`) at its console.
+    pub fn command(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{line}").expect("baresip reads commands");
+        stdin.flush().expect("flush");
     }
 
     /// Everything it printed so far.

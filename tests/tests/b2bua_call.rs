@@ -9,7 +9,11 @@
 //! the cloud as SRTP that baresip decrypts (its recording of what it
 //! decoded carries the audio; no decryption failures); the cloud's tone
 //! relayed toward the PBX; the PBX's BYE ending both legs and freeing the
-//! relay, whose final counters show no authentication failures.
+//! relay, whose final counters show no authentication failures. Then a
+//! call from the cloud: baresip dials over the gateway's own trunk
+//! connection (RFC 5923-style reuse; the cloud cannot dial in), sipp
+//! answers as the PBX (its `uas` scenario), the tone reaches the PBX side,
+//! and the cloud's hang-up ends both legs.
 
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{Gateway, field};
@@ -24,7 +28,7 @@ const CLOUD_SIP: u16 = 25_701; // baresip's TLS: 25_702
 const PBX_MEDIA: u16 = 26_200;
 
 #[test]
-fn pbx_call_to_the_cloud_with_audio_both_ways() {
+fn calls_both_ways_between_sipp_and_baresip() {
     let dir = std::env::temp_dir().join(format!("pbxlink-b2bua-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("pcap")).unwrap();
@@ -36,7 +40,7 @@ fn pbx_call_to_the_cloud_with_audio_both_ways() {
     let tone = dir.join("tone.wav");
     baresip::tone_wav(&tone, 1000.0, 20);
 
-    let cloud = Baresip::start(
+    let mut cloud = Baresip::start(
         &dir.join("cloud"),
         CLOUD_SIP,
         &cloud_pem,
@@ -109,11 +113,53 @@ fn pbx_call_to_the_cloud_with_audio_both_ways() {
     sipp("t1", PBX_SIP + 1);
     let media_tcp = gw.wait_for("call 2: media to cloud", Duration::from_secs(10));
     let ended_tcp = gw.wait_for("call 2: ended", Duration::from_secs(1));
+
+    // A call from the cloud: baresip dials over the gateway's own trunk
+    // connection (the cloud cannot dial in); sipp answers as the PBX.
+    let uas = Command::new("sipp")
+        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
+        .args(["-mp", &(PBX_MEDIA + 10).to_string(), "-m", "1", "-nostdin"])
+        .args(["-timeout", "30s", "-timeout_error"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp runs");
+    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(1));
+    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(500)); // sipp listening
+    cloud.command(&format!("/dial sips:201@{trunk_end}"));
+    cloud.wait_for("Call established", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(3)); // the tone flows to the PBX
+    cloud.command("/hangup");
+    let uas = uas.wait_with_output().expect("sipp ends");
+    assert!(
+        uas.status.success(),
+        "sipp as the PBX's UAS: {:?}",
+        uas.status
+    );
+    let media_in = gw.wait_for("call 3: media to cloud", Duration::from_secs(10));
+    let ended_in = gw.wait_for("call 3: ended", Duration::from_secs(1));
     let lines = gw.stop();
     println!("{ended}\n{media}\n{ended_tcp}\n{media_tcp}");
     assert!(ended.contains("Hangup(Pbx)"), "{ended}");
     assert!(ended_tcp.contains("Hangup(Pbx)"), "{ended_tcp}");
-    assert!(media_tcp.contains("to cloud ") && !media_tcp.contains("auth_failed"), "{media_tcp}");
+    assert!(
+        media_tcp.contains("to cloud ") && !media_tcp.contains("auth_failed"),
+        "{media_tcp}"
+    );
+    println!("{ended_in}\n{media_in}");
+    assert!(ended_in.contains("Hangup(Cloud)"), "{ended_in}");
+    let to_pbx: u64 = media_in
+        .split("to PBX ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        to_pbx >= 100,
+        "the cloud's tone reached the PBX: {media_in}"
+    );
+    assert!(!media_in.contains("auth_failed"), "{media_in}");
     // "call 1: media to cloud N RTP M RTCP, to PBX N RTP M RTCP, drops: …"
     let n = |label: &str| -> u64 {
         media
@@ -153,8 +199,8 @@ fn pbx_call_to_the_cloud_with_audio_both_ways() {
         .iter()
         .find(|l| l.starts_with("final:"))
         .expect("final line");
-    assert_eq!(field(fin, "calls"), 2, "{fin}");
-    assert_eq!(field(fin, "calls_ended"), 2, "{fin}");
+    assert_eq!(field(fin, "calls"), 3, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 3, "{fin}");
     assert_eq!(field(fin, "relays_failed"), 0, "{fin}");
     drop(cloud);
     let _ = std::fs::remove_dir_all(&dir);

@@ -25,8 +25,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// The sending half of the trunk's current connection (none while down).
-pub type CloudPath = Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>;
+/// The trunk's current connection (none while down).
+#[derive(Debug, Clone)]
+pub struct CloudConn {
+    /// Its write queue.
+    pub out: mpsc::Sender<Vec<u8>>,
+    /// The gateway's end of it: Via and Contact toward the cloud name it,
+    /// so the cloud's requests come back over it (RFC 5923-style reuse).
+    pub local: SocketAddr,
+}
+
+/// Where calls find the trunk's connection.
+pub type CloudPath = Arc<Mutex<Option<CloudConn>>>;
 
 /// Where the node's calls live on the network.
 #[derive(Debug, Clone)]
@@ -141,8 +151,8 @@ impl Calls {
             (Side::Cloud, _) => {
                 let path = self.cloud.lock().expect("cloud path").clone();
                 match path {
-                    Some(out) => {
-                        let _ = out.try_send(bytes);
+                    Some(conn) => {
+                        let _ = conn.out.try_send(bytes);
                     }
                     None => {
                         self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
@@ -194,10 +204,19 @@ impl Calls {
             .filter_map(|(i, s)| fresh_key(i as u32 + 1, *s))
             .collect();
         let token: String = random::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        // Toward the cloud the gateway is the trunk connection's end. The
+        // Contact says sip:…;transport=tls, not sips: (libre, under baresip
+        // and other clouds' SBCs, will not send in-dialog requests to a
+        // sips Contact it reached over an inbound connection).
+        let mut cloud = self.cfg.cloud.clone();
+        if let Some(conn) = self.cloud.lock().expect("cloud path").as_ref() {
+            cloud.via = format!("SIP/2.0/TLS {}", conn.local);
+            cloud.contact = format!("sip:pbxlink@{};transport=tls", conn.local);
+        }
         let plan = Plan {
             id: format!("{token}{id}"),
             pbx: self.cfg.pbx.clone(),
-            cloud: self.cfg.cloud.clone(),
+            cloud,
             lan_media: SocketAddr::new(self.cfg.lan_ip, lan_port),
             cloud_media: SocketAddr::new(self.cfg.public_ip, cloud_port),
             keys,

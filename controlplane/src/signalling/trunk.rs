@@ -139,7 +139,10 @@ pub async fn run(cfg: TrunkConfig, shared: Shared) {
                 bump(&c.trunk_connects);
                 failover.succeeded(i);
                 println!("trunk: connected to {target} from {local}");
-                *cfg.path.lock().expect("cloud path") = Some(conn.out.clone());
+                *cfg.path.lock().expect("cloud path") = Some(super::calls::CloudConn {
+                    out: conn.out.clone(),
+                    local,
+                });
                 let ended = keep(&cfg, &target, local, conn, responses, &c).await;
                 *cfg.path.lock().expect("cloud path") = None;
                 println!("trunk: connection to {target} ended: {ended:?}");
