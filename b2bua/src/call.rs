@@ -9,10 +9,12 @@
 //! carries them (transactions, transports, the data plane) is the
 //! caller's.
 //!
-//! Not yet here (issue 6 continues): delayed offer (INVITE without SDP,
-//! refused with 488 today), PRACK/100rel, re-INVITE/UPDATE (hold is
-//! refused with 501), glare, session timers, REFER, payload-type mapping
-//! between legs that number codecs differently.
+//! A delayed offer (INVITE without SDP) stays one: B's 2xx offers, A's
+//! ACK answers, and B's ACK waits for that answer.
+//!
+//! Not yet here (issue 6 continues): PRACK/100rel, re-INVITE/UPDATE (hold
+//! is refused with 501), glare, session timers, REFER, payload-type
+//! mapping between legs that number codecs differently.
 
 use crate::leg::{Leg, Side, uri_of};
 use pbxlink_sip::message::request_method;
@@ -143,7 +145,11 @@ pub struct Call {
     a: Leg,
     b: Leg,
     a_invite: Head,
-    a_offer: Sdp,
+    /// A's offer; `None` for a delayed offer (INVITE without SDP: B's 2xx
+    /// then carries the offer and A's ACK the answer).
+    a_offer: Option<Sdp>,
+    /// B's offer in its 2xx (delayed offer), until A's ACK answers it.
+    b_offer: Option<Sdp>,
     /// The crypto the cloud offered and the gateway chose (calls from the cloud).
     cloud_offer_crypto: Option<Crypto>,
     b_branch: String,
@@ -185,6 +191,14 @@ fn cseq(head: &Head) -> (u32, &str) {
     )
 }
 
+/// The strongest crypto in `offer`'s audio the gateway has a key for.
+fn choose_crypto(offer: &Sdp, keys: &[Crypto]) -> Option<Crypto> {
+    let (_, m) = offer.audio()?;
+    let offered = m.crypto();
+    let names: Vec<&str> = keys.iter().map(|k| k.suite.as_str()).collect();
+    sdp::pick_crypto(&offered, &names).cloned()
+}
+
 fn audio_direction(s: &Sdp) -> Direction {
     s.audio()
         .map_or(Direction::SendRecv, |(_, m)| m.direction())
@@ -199,30 +213,29 @@ fn local(plan: &Plan, side: Side) -> &Local {
 
 impl Call {
     /// A call from the INVITE that arrived on side `a` (with its SDP
-    /// `body`). Refused with a status (and reason) when it cannot be
-    /// carried: no SDP (delayed offer is not supported yet), no audio, or
-    /// a cloud offer without a suite the gateway speaks.
+    /// `body`, or none: a delayed offer). Refused with a status (and
+    /// reason) when it cannot be carried: an offer without audio, or a
+    /// cloud offer without a suite the gateway speaks.
     pub fn incoming(
         a_side: Side,
         invite: &Head,
         body: &[u8],
         plan: Plan,
     ) -> Result<Call, (u16, &'static str)> {
-        let offer = sdp::parse(body).map_err(|_| (488, "Not Acceptable Here"))?;
-        if offer.audio_target().is_none() {
-            return Err((488, "Not Acceptable Here"));
-        }
-        let cloud_offer_crypto = if a_side == Side::Cloud {
-            let (_, m) = offer.audio().ok_or((488, "Not Acceptable Here"))?;
-            let offered = m.crypto();
-            let names: Vec<&str> = plan.keys.iter().map(|k| k.suite.as_str()).collect();
-            Some(
-                sdp::pick_crypto(&offered, &names)
-                    .cloned()
-                    .ok_or((488, "Not Acceptable Here"))?,
-            )
-        } else {
+        let offer = if body.iter().all(u8::is_ascii_whitespace) {
             None
+        } else {
+            let offer = sdp::parse(body).map_err(|_| (488, "Not Acceptable Here"))?;
+            if offer.audio_target().is_none() {
+                return Err((488, "Not Acceptable Here"));
+            }
+            Some(offer)
+        };
+        let cloud_offer_crypto = match &offer {
+            Some(o) if a_side == Side::Cloud => {
+                Some(choose_crypto(o, &plan.keys).ok_or((488, "Not Acceptable Here"))?)
+            }
+            _ => None,
         };
         let la = local(&plan, a_side);
         let a = Leg::from_invite(
@@ -263,6 +276,7 @@ impl Call {
             b,
             a_invite: invite.clone(),
             a_offer: offer,
+            b_offer: None,
             cloud_offer_crypto,
             b_branch: String::new(),
             b_cseq: 1,
@@ -277,13 +291,14 @@ impl Call {
             to: a_side,
             bytes: trying,
         });
-        let b_sdp = call.describe(
-            b_side,
-            &call.a_offer.clone(),
-            audio_direction(&call.a_offer),
-        );
+        let b_sdp = call
+            .a_offer
+            .clone()
+            .map(|o| call.describe(b_side, &o, audio_direction(&o)));
         call.b_branch = call.branch();
-        let req = call.b.request("INVITE", &call.b_branch, 1, Some(&b_sdp));
+        let req = call
+            .b
+            .request("INVITE", &call.b_branch, 1, b_sdp.as_deref());
         call.out.push_back(Output::Request {
             to: b_side,
             method: "INVITE".into(),
@@ -350,12 +365,9 @@ impl Call {
             .to_string()
     }
 
-    /// Works out the relay from B's answer `answer`, or why it cannot run.
-    fn media(&self, answer: &Sdp) -> Result<Media, &'static str> {
-        let (pbx_sdp, cloud_sdp) = match self.a.side {
-            Side::Pbx => (&self.a_offer, answer),
-            Side::Cloud => (answer, &self.a_offer),
-        };
+    /// Works out the relay from the PBX's and the cloud's descriptions
+    /// (one the offer, the other the answer), or why it cannot run.
+    fn media(&self, pbx_sdp: &Sdp, cloud_sdp: &Sdp) -> Result<Media, &'static str> {
         let lan = pbx_sdp.audio_target().ok_or("no audio from the PBX")?;
         let cloud = cloud_sdp.audio_target().ok_or("no audio from the cloud")?;
         let (suite, tx_key, rx_key) = match &self.cloud_offer_crypto {
@@ -433,7 +445,7 @@ impl Call {
     }
 
     /// A request from `side` within this call.
-    pub fn on_request(&mut self, side: Side, head: &Head, _body: &[u8]) {
+    pub fn on_request(&mut self, side: Side, head: &Head, body: &[u8]) {
         let method = request_method(&head.start_line)
             .unwrap_or_default()
             .to_owned();
@@ -441,6 +453,9 @@ impl Call {
             "ACK" => {
                 if side == self.a.side && self.state == State::Answered {
                     self.state = State::Confirmed;
+                    if let Some(offer) = self.b_offer.take() {
+                        self.delayed_answer(&offer, body);
+                    }
                 }
             }
             "CANCEL" if side == self.a.side => {
@@ -496,8 +511,41 @@ impl Call {
                 let phrase = phrase(head).to_owned();
                 self.respond(a_side, &invite, code, &phrase, sdp.as_deref());
             }
+            200..=299 if self.a_offer.is_none() && self.state == State::Proceeding => {
+                // Delayed offer: B offers in its 2xx; A answers in its ACK,
+                // and only then is B's 2xx ACKed, carrying that answer.
+                self.b.learn(head);
+                let offer = sdp::parse(body).ok().filter(|o| o.audio_target().is_some());
+                let chosen = match (&offer, self.b.side) {
+                    (Some(o), Side::Cloud) => choose_crypto(o, &self.plan.keys).map(Some),
+                    (Some(_), Side::Pbx) => Some(None),
+                    (None, _) => None,
+                };
+                let (Some(offer), Some(chosen)) = (offer, chosen) else {
+                    let branch = self.branch();
+                    self.send(self.b.side, "ACK", &branch, self.b_cseq, None);
+                    self.bye(self.b.side);
+                    let invite = self.a_invite.clone();
+                    self.respond(self.a.side, &invite, 488, "Not Acceptable Here", None);
+                    self.end(End::Failed("the callee's offer cannot be relayed"));
+                    return;
+                };
+                if chosen.is_some() {
+                    self.cloud_offer_crypto = chosen;
+                }
+                let sdp = self.describe(self.a.side, &offer, audio_direction(&offer));
+                self.b_offer = Some(offer);
+                let invite = self.a_invite.clone();
+                let phrase = phrase(head).to_owned();
+                self.respond(self.a.side, &invite, code, &phrase, Some(&sdp));
+                self.state = State::Answered;
+            }
             200..=299 => {
                 self.b.learn(head);
+                if self.b_offer.is_some() && self.state == State::Answered {
+                    // A retransmitted 2xx while A's answer is awaited.
+                    return;
+                }
                 // The 2xx's ACK: a new transaction, the INVITE's CSeq.
                 let branch = self.branch();
                 self.send(self.b.side, "ACK", &branch, self.b_cseq, None);
@@ -543,11 +591,42 @@ impl Call {
         }
     }
 
+    /// A's ACK answered B's delayed offer `offer` with `body`: the relay
+    /// goes up and B's 2xx is ACKed with the answer; without a usable
+    /// answer both legs are hung up.
+    fn delayed_answer(&mut self, offer: &Sdp, body: &[u8]) {
+        let answer = sdp::parse(body).ok();
+        let media = answer.as_ref().and_then(|a| {
+            let (pbx, cloud) = match self.a.side {
+                Side::Pbx => (a, offer),
+                Side::Cloud => (offer, a),
+            };
+            self.media(pbx, cloud).ok()
+        });
+        let branch = self.branch();
+        let (Some(answer), Some(media)) = (answer, media) else {
+            self.send(self.b.side, "ACK", &branch, self.b_cseq, None);
+            self.bye(self.a.side);
+            self.bye(self.b.side);
+            self.end(End::Failed("the caller's answer cannot be relayed"));
+            return;
+        };
+        self.relay = true;
+        self.out.push_back(Output::RelayUp(media));
+        let sdp = self.describe(self.b.side, &answer, audio_direction(&answer));
+        self.send(self.b.side, "ACK", &branch, self.b_cseq, Some(&sdp));
+    }
+
     /// Sets the relay up from B's answer in `body` (once), and returns the
     /// SDP for A; `None` when there is no usable answer.
     fn answer_media(&mut self, body: &[u8]) -> Option<String> {
         let answer = sdp::parse(body).ok()?;
-        let media = self.media(&answer).ok()?;
+        let offer = self.a_offer.clone()?;
+        let (pbx, cloud) = match self.a.side {
+            Side::Pbx => (&offer, &answer),
+            Side::Cloud => (&answer, &offer),
+        };
+        let media = self.media(pbx, cloud).ok()?;
         if !self.relay {
             self.relay = true;
             self.out.push_back(Output::RelayUp(media));
@@ -809,6 +888,65 @@ mod tests {
     }
 
     #[test]
+    fn delayed_offer_is_answered_in_the_ack() {
+        let (invite, _) = msg(
+            PBX_INVITE
+                .replace("Content-Type: application/sdp\r\n", "")
+                .as_str(),
+            "",
+        );
+        let mut call = Call::incoming(Side::Pbx, &invite, b"", plan()).unwrap();
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 100", "Cloud <- INVITE"]);
+        let cloud_invite = text(&out[1]);
+        assert!(
+            cloud_invite.ends_with("Content-Length: 0\r\n\r\n"),
+            "no offer: {cloud_invite}"
+        );
+        // The cloud offers in its 200.
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        let out = drain(&mut call);
+        assert_eq!(
+            sent(&out),
+            ["Pbx <- 200"],
+            "no ACK to the cloud before the PBX answers"
+        );
+        let offer_to_pbx = text(&out[0]);
+        assert!(
+            offer_to_pbx.contains("m=audio 28000 RTP/AVP 8 101")
+                && !offer_to_pbx.contains("crypto"),
+            "{offer_to_pbx}"
+        );
+        // The PBX answers in its ACK.
+        let (ack, b) = msg(
+            "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\n",
+            PBX_SDP,
+        );
+        call.on_request(Side::Pbx, &ack, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["relay up", "Cloud <- ACK"]);
+        let Output::RelayUp(media) = &out[0] else {
+            unreachable!()
+        };
+        assert_eq!(media.lan_remote, "10.0.0.2:6000".parse().unwrap());
+        assert_eq!(media.cloud_remote, "198.51.100.9:40000".parse().unwrap());
+        assert_eq!(media.suite, "AES_CM_128_HMAC_SHA1_80");
+        assert_eq!(*media.rx_key, "Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE");
+        assert_eq!(*media.tx_key, *plan().keys[1].key);
+        let ack_to_cloud = text(&out[1]);
+        assert!(
+            ack_to_cloud.contains("CSeq: 1 ACK")
+                && ack_to_cloud.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{ack_to_cloud}"
+        );
+        assert!(
+            ack_to_cloud.contains("m=audio 30000 RTP/SAVP 8 101"),
+            "{ack_to_cloud}"
+        );
+    }
+
+    #[test]
     fn cloud_to_pbx_call_answers_with_the_suite_the_cloud_offered() {
         let offer = "v=0\r\no=- 9 9 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=crypto:5 AES_CM_128_HMAC_SHA1_32 inline:Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE\r\na=crypto:6 AES_256_CM_HMAC_SHA1_80 inline:Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE\r\n";
         let (invite, body) = msg(
@@ -894,8 +1032,10 @@ mod tests {
         );
 
         // What cannot be carried is refused up front.
+        let no_audio =
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n";
         assert_eq!(
-            Call::incoming(Side::Pbx, &invite, b"", plan())
+            Call::incoming(Side::Pbx, &invite, no_audio.as_bytes(), plan())
                 .unwrap_err()
                 .0,
             488

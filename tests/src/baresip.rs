@@ -171,13 +171,14 @@ impl Baresip {
         }
     }
 
-    /// The recording of what it decoded, if any.
-    pub fn decoded(&self) -> Option<PathBuf> {
-        std::fs::read_dir(&self.recordings)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    /// The recordings of what it decoded, one per call.
+    pub fn decoded(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.recordings)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| p.to_string_lossy().ends_with("-dec.wav"));
+        v.sort();
+        v
     }
 }
 
