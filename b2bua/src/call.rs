@@ -64,6 +64,8 @@ pub struct Media {
     pub lan_remote: SocketAddr,
     /// Where the cloud receives SRTP.
     pub cloud_remote: SocketAddr,
+    /// The SDES tag of the crypto in use.
+    pub tag: u32,
     /// The SRTP suite (SDP name).
     pub suite: String,
     /// Key the gateway protects toward the cloud with (base64 SDES).
@@ -118,6 +120,13 @@ pub enum Output {
     },
     /// Start relaying media.
     RelayUp(Media),
+    /// Media may now flow only these ways (hold and resume).
+    RelayDirection {
+        /// PBX → cloud.
+        lan_to_cloud: bool,
+        /// Cloud → PBX.
+        cloud_to_lan: bool,
+    },
     /// Stop relaying and free the ports.
     RelayDown,
     /// The call is over; drop it.
@@ -152,6 +161,11 @@ pub struct Call {
     b_offer: Option<Sdp>,
     /// The crypto the cloud offered and the gateway chose (calls from the cloud).
     cloud_offer_crypto: Option<Crypto>,
+    /// Tag and suite in use toward the cloud once media runs: later offers
+    /// and answers (re-INVITEs) keep them, so the relay's keys stay right.
+    settled: Option<(u32, String)>,
+    /// A re-INVITE passed on and not yet answered.
+    reinvite: Option<Reinvite>,
     b_branch: String,
     b_cseq: u32,
     relay: bool,
@@ -159,6 +173,16 @@ pub struct Call {
     branches: u32,
     plan: Plan,
     out: VecDeque<Output>,
+}
+
+/// A re-INVITE from one side, forwarded to the other.
+#[derive(Debug)]
+struct Reinvite {
+    from: Side,
+    request: Head,
+    offer: Sdp,
+    branch: String,
+    cseq: u32,
 }
 
 /// The user part of a SIP URI (`sip:1234@host;…` → `1234`), or a tel
@@ -278,6 +302,8 @@ impl Call {
             a_offer: offer,
             b_offer: None,
             cloud_offer_crypto,
+            settled: None,
+            reinvite: None,
             b_branch: String::new(),
             b_cseq: 1,
             relay: false,
@@ -336,7 +362,15 @@ impl Call {
         let (media, proto, crypto): (SocketAddr, &str, Vec<Crypto>) = match side {
             Side::Pbx => (self.plan.lan_media, "RTP/AVP", Vec::new()),
             Side::Cloud => {
+                let settled = self.settled.as_ref().and_then(|(tag, suite)| {
+                    let k = self.plan.keys.iter().find(|k| &k.suite == suite)?;
+                    Some(Crypto {
+                        tag: *tag,
+                        ..k.clone()
+                    })
+                });
                 let crypto = match &self.cloud_offer_crypto {
+                    _ if settled.is_some() => settled.into_iter().collect(),
                     // Answering the cloud: our key in the suite it offered, its tag.
                     Some(chosen) => self
                         .plan
@@ -370,7 +404,7 @@ impl Call {
     fn media(&self, pbx_sdp: &Sdp, cloud_sdp: &Sdp) -> Result<Media, &'static str> {
         let lan = pbx_sdp.audio_target().ok_or("no audio from the PBX")?;
         let cloud = cloud_sdp.audio_target().ok_or("no audio from the cloud")?;
-        let (suite, tx_key, rx_key) = match &self.cloud_offer_crypto {
+        let (tag, suite, tx_key, rx_key) = match &self.cloud_offer_crypto {
             Some(chosen) => {
                 let ours = self
                     .plan
@@ -378,7 +412,12 @@ impl Call {
                     .iter()
                     .find(|k| k.suite == chosen.suite)
                     .ok_or("no key for the cloud's suite")?;
-                (chosen.suite.clone(), ours.key.clone(), chosen.key.clone())
+                (
+                    chosen.tag,
+                    chosen.suite.clone(),
+                    ours.key.clone(),
+                    chosen.key.clone(),
+                )
             }
             None => {
                 let (_, m) = cloud_sdp.audio().ok_or("no audio from the cloud")?;
@@ -393,12 +432,18 @@ impl Call {
                     .iter()
                     .find(|k| k.tag == theirs.tag && k.suite == theirs.suite)
                     .ok_or("the cloud answered a suite that was not offered")?;
-                (theirs.suite.clone(), ours.key.clone(), theirs.key.clone())
+                (
+                    theirs.tag,
+                    theirs.suite.clone(),
+                    ours.key.clone(),
+                    theirs.key.clone(),
+                )
             }
         };
         Ok(Media {
             lan_remote: SocketAddr::new(lan.0, lan.1),
             cloud_remote: SocketAddr::new(cloud.0, cloud.1),
+            tag,
             suite,
             tx_key,
             rx_key,
@@ -485,15 +530,87 @@ impl Call {
                 }
             }
             "OPTIONS" => self.respond(side, head, 200, "OK", None),
+            "INVITE" if self.state == State::Confirmed => self.reinvite(side, head, body),
             // re-INVITE, UPDATE, INFO, REFER…: not carried yet.
             _ => self.respond(side, head, 501, "Not Implemented", None),
         }
+    }
+
+    /// A re-INVITE from `side` (hold, resume, a new address): passed on
+    /// with the SDP rewritten; its answer comes back the same way.
+    fn reinvite(&mut self, side: Side, head: &Head, body: &[u8]) {
+        if self.reinvite.is_some() {
+            self.respond(side, head, 491, "Request Pending", None);
+            return;
+        }
+        let Some(offer) = sdp::parse(body).ok().filter(|o| o.audio_target().is_some()) else {
+            self.respond(side, head, 488, "Not Acceptable Here", None);
+            return;
+        };
+        let to = side.other();
+        let sdp = self.describe(to, &offer, audio_direction(&offer));
+        let branch = self.branch();
+        let leg = if to == self.a.side {
+            &mut self.a
+        } else {
+            &mut self.b
+        };
+        leg.local_cseq += 1;
+        let n = leg.local_cseq;
+        self.send(to, "INVITE", &branch, n, Some(&sdp));
+        self.reinvite = Some(Reinvite {
+            from: side,
+            request: head.clone(),
+            offer,
+            branch,
+            cseq: n,
+        });
+    }
+
+    /// The answer to a forwarded re-INVITE.
+    fn reinvite_answered(&mut self, r: Reinvite, head: &Head, body: &[u8]) {
+        let code = status_code(head);
+        let to = r.from.other();
+        if !(200..300).contains(&code) {
+            self.send(to, "ACK", &r.branch, r.cseq, None);
+            let phrase = phrase(head).to_owned();
+            self.respond(r.from, &r.request, code, &phrase, None);
+            return;
+        }
+        let branch = self.branch();
+        self.send(to, "ACK", &branch, r.cseq, None);
+        let Some(answer) = sdp::parse(body).ok().filter(|a| a.audio_target().is_some()) else {
+            self.respond(r.from, &r.request, 488, "Not Acceptable Here", None);
+            return;
+        };
+        let (pbx, cloud) = match r.from {
+            Side::Pbx => (audio_direction(&r.offer), audio_direction(&answer)),
+            Side::Cloud => (audio_direction(&answer), audio_direction(&r.offer)),
+        };
+        self.out.push_back(Output::RelayDirection {
+            lan_to_cloud: pbx.sends() && cloud.receives(),
+            cloud_to_lan: cloud.sends() && pbx.receives(),
+        });
+        let sdp = self.describe(r.from, &answer, audio_direction(&answer));
+        let phrase = phrase(head).to_owned();
+        self.respond(r.from, &r.request, code, &phrase, Some(&sdp));
     }
 
     /// A response from `side` to a request the gateway sent there.
     pub fn on_response(&mut self, side: Side, head: &Head, body: &[u8]) {
         let (n, method) = cseq(head);
         let code = status_code(head);
+        let pending = self
+            .reinvite
+            .as_ref()
+            .is_some_and(|r| side == r.from.other() && method == "INVITE" && n == r.cseq);
+        if pending {
+            if code >= 200 {
+                let r = self.reinvite.take().expect("pending");
+                self.reinvite_answered(r, head, body);
+            }
+            return;
+        }
         if side != self.b.side || method != "INVITE" || n != self.b_cseq {
             // BYE answered: the leg is done. Others need nothing.
             return;
@@ -612,6 +729,7 @@ impl Call {
             return;
         };
         self.relay = true;
+        self.settled = Some((media.tag, media.suite.clone()));
         self.out.push_back(Output::RelayUp(media));
         let sdp = self.describe(self.b.side, &answer, audio_direction(&answer));
         self.send(self.b.side, "ACK", &branch, self.b_cseq, Some(&sdp));
@@ -629,6 +747,7 @@ impl Call {
         let media = self.media(pbx, cloud).ok()?;
         if !self.relay {
             self.relay = true;
+            self.settled = Some((media.tag, media.suite.clone()));
             self.out.push_back(Output::RelayUp(media));
         }
         let dir = audio_direction(&answer);
@@ -745,6 +864,10 @@ mod tests {
                     format!("{to:?} <- {}", String::from_utf8_lossy(&bytes[8..11]))
                 }
                 Output::RelayUp(_) => "relay up".into(),
+                Output::RelayDirection {
+                    lan_to_cloud,
+                    cloud_to_lan,
+                } => format!("relay pbx->cloud {lan_to_cloud} cloud->pbx {cloud_to_lan}"),
                 Output::RelayDown => "relay down".into(),
                 Output::Ended(e) => format!("ended {e:?}"),
             })
@@ -865,6 +988,83 @@ mod tests {
         );
         assert!(pbx_bye.contains("From: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nTo: \"Alice\" <sip:201@10.0.0.2>;tag=pbx-tag\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 BYE"), "{pbx_bye}");
         assert!(call.is_over());
+    }
+
+    #[test]
+    fn hold_and_resume_from_the_cloud_pass_through_and_set_the_relay() {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        drain(&mut call);
+        let (ack, b) = msg(
+            "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 ACK\r\n",
+            "",
+        );
+        call.on_request(Side::Pbx, &ack, &b);
+        for (cseq, cloud_dir, pbx_dir, expect) in [
+            (
+                6,
+                "sendonly",
+                "recvonly",
+                "relay pbx->cloud false cloud->pbx true",
+            ),
+            (
+                7,
+                "sendrecv",
+                "sendrecv",
+                "relay pbx->cloud true cloud->pbx true",
+            ),
+        ] {
+            // The cloud re-INVITEs (hold, then resume), keeping its key.
+            let offer = CLOUD_ANSWER.replace("a=crypto", &format!("a={cloud_dir}\r\na=crypto"));
+            let (reinvite, b) = msg(
+                &format!(
+                    "INVITE sips:gw@203.0.113.5:5061 SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.9:5061;branch=z9hG4bKre{cseq}\r\nFrom: <sips:4420@cloud.example>;tag=cloud-tag\r\nTo: <sips:201@cloud.example>;tag=c0ffee-b\r\nCall-ID: c0ffee@pbxlink\r\nCSeq: {cseq} INVITE\r\nContact: <sips:ua@198.51.100.9:5061>\r\nContent-Type: application/sdp\r\n"
+                ),
+                &offer,
+            );
+            call.on_request(Side::Cloud, &reinvite, &b);
+            let out = drain(&mut call);
+            assert_eq!(sent(&out), ["Pbx <- INVITE"]);
+            let to_pbx = text(&out[0]);
+            assert!(
+                to_pbx.starts_with("INVITE sip:201@10.0.0.2:5060 SIP/2.0")
+                    && to_pbx.contains(&format!("a={cloud_dir}")),
+                "{to_pbx}"
+            );
+            assert!(
+                to_pbx.contains(";tag=c0ffee-a") && !to_pbx.contains("crypto"),
+                "{to_pbx}"
+            );
+            // The PBX answers.
+            let h = parse(to_pbx.as_bytes()).unwrap().head;
+            let answer = PBX_SDP.to_owned() + &format!("a={pbx_dir}\r\n");
+            let (ok, b) = msg(
+                &format!(
+                    "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:201@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\n",
+                    h.get("Via").unwrap(),
+                    h.get("From").unwrap(),
+                    h.get("To").unwrap(),
+                    h.get("Call-ID").unwrap(),
+                    h.get("CSeq").unwrap()
+                ),
+                &answer,
+            );
+            call.on_response(Side::Pbx, &ok, &b);
+            let out = drain(&mut call);
+            assert_eq!(sent(&out), ["Pbx <- ACK", expect, "Cloud <- 200"]);
+            let to_cloud = text(&out[2]);
+            assert!(to_cloud.contains(&format!("a={pbx_dir}")), "{to_cloud}");
+            assert_eq!(
+                to_cloud
+                    .matches("a=crypto:2 AES_CM_128_HMAC_SHA1_80")
+                    .count(),
+                1,
+                "the key in use, its tag: {to_cloud}"
+            );
+        }
     }
 
     #[test]

@@ -73,6 +73,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!up, "relay up twice");
                     up = true;
                 }
+                Output::RelayDirection { .. } => {
+                    assert!(up, "a direction for a relay that is not up");
+                }
                 Output::RelayDown => {
                     assert!(up, "relay down before up");
                     up = false;

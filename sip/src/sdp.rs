@@ -76,6 +76,14 @@ impl Direction {
             Direction::Inactive => "inactive",
         }
     }
+    /// Whether the describer sends.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+    /// Whether the describer receives.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
     /// What the other end of this direction does (sendonly ↔ recvonly).
     pub fn reversed(self) -> Direction {
         match self {

@@ -15,7 +15,8 @@
 //! answers as the PBX (its `uas` scenario), the tone reaches the PBX side,
 //! and the cloud's hang-up ends both legs. Last, a delayed offer from the
 //! PBX (`peers/sipp/uac_delayed_offer.xml`: no SDP in the INVITE, the
-//! answer in the ACK) carries audio both ways.
+//! answer in the ACK) carries audio both ways; and baresip holds and
+//! resumes a call to sipp (`peers/sipp/uas_hold.xml`) through the gateway.
 
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{Gateway, field};
@@ -164,7 +165,56 @@ fn calls_both_ways_between_sipp_and_baresip() {
     );
     let media_delayed = gw.wait_for("call 4: media to cloud", Duration::from_secs(10));
     let ended_delayed = gw.wait_for("call 4: ended", Duration::from_secs(1));
+
+    // Hold and resume: baresip calls, holds, resumes and hangs up; its
+    // re-INVITEs cross the gateway and sipp (peers/sipp/uas_hold.xml)
+    // answers them recvonly, then sendrecv — the scenario passes only if
+    // both arrive and then the BYE.
+    let hold_scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sipp/uas_hold.xml");
+    let uas = Command::new("sipp")
+        .arg("-sf")
+        .arg(&hold_scenario)
+        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
+        .args(["-mp", &(PBX_MEDIA + 10).to_string(), "-m", "1", "-nostdin"])
+        .args(["-timeout", "30s", "-timeout_error"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp runs");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cloud.output().len();
+    cloud.command(&format!("/dial sips:201@{trunk_end}"));
+    let established = |b: &Baresip, n: usize| {
+        b.output()[before..]
+            .iter()
+            .filter(|l| l.contains("Call established"))
+            .count()
+            >= n
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !established(&cloud, 1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held call was not established"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    cloud.command("/hold");
+    std::thread::sleep(Duration::from_secs(2));
+    cloud.command("/resume");
+    std::thread::sleep(Duration::from_secs(2));
+    cloud.command("/hangup");
+    let uas = uas.wait_with_output().expect("sipp ends");
+    assert!(
+        uas.status.success(),
+        "sipp did not see hold, resume and BYE: {:?}",
+        uas.status
+    );
+    let ended_hold = gw.wait_for("call 5: ended", Duration::from_secs(10));
     let lines = gw.stop();
+    assert!(ended_hold.contains("Hangup(Cloud)"), "{ended_hold}");
     println!("{ended}\n{media}\n{ended_tcp}\n{media_tcp}");
     assert!(ended.contains("Hangup(Pbx)"), "{ended}");
     assert!(ended_tcp.contains("Hangup(Pbx)"), "{ended_tcp}");
@@ -226,10 +276,14 @@ fn calls_both_ways_between_sipp_and_baresip() {
     assert!(bs.contains("SRTP is Enabled"), "{bs}");
     assert!(!bs.contains("failed to decrypt"), "{bs}");
     // One recording per call, in call order; the PBX sent audio in calls
-    // 1, 2 and 4 (in call 3 sipp answers and stays silent).
+    // 1, 2 and 4 (in calls 3 and 5 sipp answers and stays silent).
     let decoded = cloud.decoded();
-    assert_eq!(decoded.len(), 4, "{decoded:?}");
-    for (i, path) in decoded.iter().enumerate().filter(|(i, _)| *i != 2) {
+    assert_eq!(decoded.len(), 5, "{decoded:?}");
+    for (i, path) in decoded
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| [0, 1, 3].contains(i))
+    {
         let (samples, rate) = baresip::read_wav(path);
         let seconds = samples.len() as f64 / f64::from(rate);
         let level = baresip::rms(&samples);
@@ -249,8 +303,8 @@ fn calls_both_ways_between_sipp_and_baresip() {
         .iter()
         .find(|l| l.starts_with("final:"))
         .expect("final line");
-    assert_eq!(field(fin, "calls"), 4, "{fin}");
-    assert_eq!(field(fin, "calls_ended"), 4, "{fin}");
+    assert_eq!(field(fin, "calls"), 5, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 5, "{fin}");
     assert_eq!(field(fin, "relays_failed"), 0, "{fin}");
     drop(cloud);
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,7 @@ use pbxlink_dataplane::control::{Command, Event};
 use pbxlink_dataplane::engine::DataPlane;
 use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::ports::PortPool;
-use pbxlink_dataplane::relay::{RelayEvent, RelaySpec};
+use pbxlink_dataplane::relay::{MediaDirection, RelayEvent, RelaySpec};
 use pbxlink_dataplane::srtp::Suite;
 use pbxlink_sip::message::Parsed;
 use pbxlink_sip::normalize::Head;
@@ -367,6 +367,22 @@ impl Calls {
                             self.counters.relays_failed.fetch_add(1, Ordering::Relaxed);
                             a.call.hang_up("relay could not be set up");
                         }
+                    }
+                }
+                Output::RelayDirection {
+                    lan_to_cloud,
+                    cloud_to_lan,
+                } => {
+                    let direction = match (lan_to_cloud, cloud_to_lan) {
+                        (true, true) => MediaDirection::SendRecv,
+                        (true, false) => MediaDirection::SendOnly,
+                        (false, true) => MediaDirection::RecvOnly,
+                        (false, false) => MediaDirection::Inactive,
+                    };
+                    if self.active[&id].relay {
+                        let _ = self
+                            .plane
+                            .command(id, Command::SetDirection { id, direction });
                     }
                 }
                 Output::RelayDown => {
