@@ -12,9 +12,12 @@
 //! A delayed offer (INVITE without SDP) stays one: B's 2xx offers, A's
 //! ACK answers, and B's ACK waits for that answer.
 //!
-//! Not yet here (issue 6 continues): PRACK/100rel, re-INVITE/UPDATE (hold
-//! is refused with 501), glare, session timers, REFER, payload-type
-//! mapping between legs that number codecs differently.
+//! A re-INVITE (hold, resume) is passed to the other side the same way,
+//! and the relay's direction follows the new offer and answer.
+//!
+//! Not yet here (issue 6 continues): PRACK/100rel, UPDATE, glare retry,
+//! session timers, REFER, payload-type mapping between legs that number
+//! codecs differently.
 
 use crate::leg::{Leg, Side, uri_of};
 use pbxlink_sip::message::request_method;
