@@ -480,7 +480,9 @@ impl Call {
         });
     }
 
-    fn bye(&mut self, to: Side) {
+    /// Sends a new in-dialog request to `to` (next CSeq, new branch);
+    /// returns its branch and CSeq.
+    fn new_request(&mut self, to: Side, method: &str, sdp: Option<&str>) -> (String, u32) {
         let branch = self.branch();
         let leg = if to == self.a.side {
             &mut self.a
@@ -489,7 +491,12 @@ impl Call {
         };
         leg.local_cseq += 1;
         let n = leg.local_cseq;
-        self.send(to, "BYE", &branch, n, None);
+        self.send(to, method, &branch, n, sdp);
+        (branch, n)
+    }
+
+    fn bye(&mut self, to: Side) {
+        self.new_request(to, "BYE", None);
     }
 
     /// A request from `side` within this call.
@@ -552,15 +559,7 @@ impl Call {
         };
         let to = side.other();
         let sdp = self.describe(to, &offer, audio_direction(&offer));
-        let branch = self.branch();
-        let leg = if to == self.a.side {
-            &mut self.a
-        } else {
-            &mut self.b
-        };
-        leg.local_cseq += 1;
-        let n = leg.local_cseq;
-        self.send(to, "INVITE", &branch, n, Some(&sdp));
+        let (branch, n) = self.new_request(to, "INVITE", Some(&sdp));
         self.reinvite = Some(Reinvite {
             from: side,
             request: head.clone(),

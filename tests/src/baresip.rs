@@ -4,17 +4,16 @@
 //! encodes (`sndfile`). Its configuration lives in a directory of its own;
 //! stopped when dropped.
 
-use std::io::{BufRead, BufReader};
+use crate::lines::Lines;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running baresip.
 #[derive(Debug)]
 pub struct Baresip {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Lines,
     /// Where it records (`dump-…-dec.wav`: what it decoded).
     pub recordings: PathBuf,
 }
@@ -111,28 +110,9 @@ impl Baresip {
             .stderr(Stdio::piped())
             .spawn()
             .expect("baresip runs (tests/run installs baresip-core)");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(stream);
-                let mut buf = Vec::new();
-                while r
-                    .read_until(b'\n', &mut buf)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {
-                    lines
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf).trim_end().to_owned());
-                    buf.clear();
-                }
-            });
-        }
+        let lines = Lines::default();
+        lines.capture(child.stdout.take().unwrap());
+        lines.capture(child.stderr.take().unwrap());
         let b = Baresip {
             child,
             lines,
@@ -152,23 +132,12 @@ impl Baresip {
 
     /// Everything it printed so far.
     pub fn output(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        self.lines.all()
     }
 
     /// Waits for a line containing `needle`.
     pub fn wait_for(&self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(l) = self.output().into_iter().find(|l| l.contains(needle)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "baresip never printed {needle:?}:\n{}",
-                self.output().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.lines.wait_for("baresip", needle, within)
     }
 
     /// The recordings of what it decoded, one per call.

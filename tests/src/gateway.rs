@@ -1,10 +1,9 @@
 //! Runs the `pbxlink` binary as a real process for end-to-end tests and
 //! reads what it prints.
 
-use std::io::{BufRead, BufReader};
+use crate::lines::Lines;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `pbxlink` binary of this workspace, built on first use.
@@ -30,7 +29,7 @@ pub fn binary() -> PathBuf {
 #[derive(Debug)]
 pub struct Gateway {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Lines,
 }
 
 impl Gateway {
@@ -42,40 +41,20 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("pbxlink starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
+        let lines = Lines::default();
+        lines.capture(child.stdout.take().unwrap());
+        lines.capture(child.stderr.take().unwrap());
         Gateway { child, lines }
     }
 
     /// Everything printed so far.
     pub fn output(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        self.lines.all()
     }
 
     /// Waits until a line containing `needle` is printed; returns it.
     pub fn wait_for(&self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(l) = self.output().into_iter().find(|l| l.contains(needle)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pbxlink never printed {needle:?}:\n{}",
-                self.output().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.lines.wait_for("pbxlink", needle, within)
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the output.

@@ -10,6 +10,7 @@ pub mod corpus;
 pub mod counting_alloc;
 pub mod dnsmasq;
 pub mod gateway;
+pub mod lines;
 pub mod pki;
 pub mod pylibsrtp;
 pub mod rtpengine;

@@ -30,6 +30,15 @@ const PBX_SIP: u16 = 25_760;
 const CLOUD_SIP: u16 = 25_701; // baresip's TLS: 25_702
 const PBX_MEDIA: u16 = 26_200;
 
+/// The number after `label` in a gateway line (`to cloud 244 RTP …`).
+fn count(line: &str, label: &str) -> u64 {
+    line.split(label)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn calls_both_ways_between_sipp_and_baresip() {
     let dir = std::env::temp_dir().join(format!("pbxlink-b2bua-{}", std::process::id()));
@@ -224,14 +233,8 @@ fn calls_both_ways_between_sipp_and_baresip() {
     );
     println!("{ended_in}\n{media_in}");
     assert!(ended_in.contains("Hangup(Cloud)"), "{ended_in}");
-    let to_pbx: u64 = media_in
-        .split("to PBX ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
     assert!(
-        to_pbx >= 100,
+        count(&media_in, "to PBX ") >= 100,
         "the cloud's tone reached the PBX: {media_in}"
     );
     // Not asserted here: when baresip hangs up itself, its last packet
@@ -240,23 +243,13 @@ fn calls_both_ways_between_sipp_and_baresip() {
     println!("{ended_delayed}\n{media_delayed}");
     assert!(ended_delayed.contains("Hangup(Pbx)"), "{ended_delayed}");
     for label in ["to cloud ", "to PBX "] {
-        let n: u64 = media_delayed
-            .split(label)
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        assert!(n >= 150, "delayed offer, media {label}: {media_delayed}");
+        assert!(
+            count(&media_delayed, label) >= 150,
+            "delayed offer, media {label}: {media_delayed}"
+        );
     }
     // "call 1: media to cloud N RTP M RTCP, to PBX N RTP M RTCP, drops: …"
-    let n = |label: &str| -> u64 {
-        media
-            .split(label)
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let n = |label: &str| count(&media, label);
     assert!(
         n("to cloud ") >= 150,
         "the PBX's audio went to the cloud: {media}"
