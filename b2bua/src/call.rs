@@ -199,10 +199,7 @@ fn user_of(uri: &str) -> &str {
 }
 
 fn status_code(head: &Head) -> u16 {
-    head.start_line
-        .get(8..11)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    pbxlink_sip::message::status_code(&head.start_line)
 }
 
 fn phrase(head: &Head) -> &str {
@@ -365,28 +362,22 @@ impl Call {
         let (media, proto, crypto): (SocketAddr, &str, Vec<Crypto>) = match side {
             Side::Pbx => (self.plan.lan_media, "RTP/AVP", Vec::new()),
             Side::Cloud => {
-                let settled = self.settled.as_ref().and_then(|(tag, suite)| {
-                    let k = self.plan.keys.iter().find(|k| &k.suite == suite)?;
-                    Some(Crypto {
-                        tag: *tag,
-                        ..k.clone()
-                    })
+                // Once media runs, or when answering the cloud: our key in
+                // the suite in use, under its tag. Offering: every suite.
+                let in_use = self.settled.clone().or_else(|| {
+                    self.cloud_offer_crypto
+                        .as_ref()
+                        .map(|c| (c.tag, c.suite.clone()))
                 });
-                let crypto = match &self.cloud_offer_crypto {
-                    _ if settled.is_some() => settled.into_iter().collect(),
-                    // Answering the cloud: our key in the suite it offered, its tag.
-                    Some(chosen) => self
+                let crypto = match in_use {
+                    Some((tag, suite)) => self
                         .plan
                         .keys
                         .iter()
-                        .find(|k| k.suite == chosen.suite)
-                        .map(|k| Crypto {
-                            tag: chosen.tag,
-                            ..k.clone()
-                        })
-                        .into_iter()
+                        .filter(|k| k.suite == suite)
+                        .map(|k| Crypto { tag, ..k.clone() })
+                        .take(1)
                         .collect(),
-                    // Offering to the cloud: every suite, strongest first.
                     None => self.plan.keys.clone(),
                 };
                 (self.plan.cloud_media, "RTP/SAVP", crypto)
@@ -837,6 +828,15 @@ mod tests {
         (p.head, body.as_bytes().to_vec())
     }
 
+    /// The PBX's ACK for the gateway's 200 (with an answer, for a delayed offer).
+    fn pbx_ack(sdp: Option<&str>) -> (Head, Vec<u8>) {
+        let head = "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 ACK\r\n";
+        match sdp {
+            Some(s) => msg(&format!("{head}Content-Type: application/sdp\r\n"), s),
+            None => msg(head, ""),
+        }
+    }
+
     /// Drains the outputs; every message the call writes must parse.
     fn drain(call: &mut Call) -> Vec<Output> {
         let mut v = Vec::new();
@@ -962,10 +962,7 @@ mod tests {
                 && answer.contains("Contact: <sip:gw@10.0.0.5:5060>")
         );
         // The PBX ACKs; the cloud hangs up.
-        let (ack, b) = msg(
-            "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 ACK\r\n",
-            "",
-        );
+        let (ack, b) = pbx_ack(None);
         call.on_request(Side::Pbx, &ack, &b);
         assert!(drain(&mut call).is_empty());
         let (bye, b) = msg(
@@ -1000,10 +997,7 @@ mod tests {
         let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
         call.on_response(Side::Cloud, &ok, &b);
         drain(&mut call);
-        let (ack, b) = msg(
-            "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 ACK\r\n",
-            "",
-        );
+        let (ack, b) = pbx_ack(None);
         call.on_request(Side::Pbx, &ack, &b);
         for (cseq, cloud_dir, pbx_dir, expect) in [
             (
@@ -1121,10 +1115,7 @@ mod tests {
             "{offer_to_pbx}"
         );
         // The PBX answers in its ACK.
-        let (ack, b) = msg(
-            "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbx2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\n",
-            PBX_SDP,
-        );
+        let (ack, b) = pbx_ack(Some(PBX_SDP));
         call.on_request(Side::Pbx, &ack, &b);
         let out = drain(&mut call);
         assert_eq!(sent(&out), ["relay up", "Cloud <- ACK"]);

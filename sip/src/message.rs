@@ -80,6 +80,16 @@ pub fn request_method(start_line: &str) -> Option<&str> {
     (!start_line.starts_with("SIP/")).then(|| start_line.split(' ').next().unwrap_or_default())
 }
 
+/// The status code of a response's start line (0 for a request, or one
+/// the checks would have refused).
+pub fn status_code(start_line: &str) -> u16 {
+    start_line
+        .strip_prefix("SIP/2.0 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 fn check_start_line(line: &str) -> Result<(), ParseError> {
     let parts: Vec<&str> = line.splitn(3, ' ').collect();
     if line.starts_with("SIP/") {

@@ -30,6 +30,17 @@ const PBX_SIP: u16 = 25_760;
 const CLOUD_SIP: u16 = 25_701; // baresip's TLS: 25_702
 const PBX_MEDIA: u16 = 26_200;
 
+/// sipp as the PBX for one call: on 127.0.0.1:`port`, media on
+/// `media`, run in `dir` (where `pcap/` is), bounded in time.
+fn sipp_pbx(dir: &std::path::Path, port: u16, media: u16) -> Command {
+    let mut c = Command::new("sipp");
+    c.args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-mp", &media.to_string(), "-m", "1", "-nostdin"])
+        .args(["-timeout", "30s", "-timeout_error"])
+        .current_dir(dir);
+    c
+}
+
 /// The number after `label` in a gateway line (`to cloud 244 RTP …`).
 fn count(line: &str, label: &str) -> u64 {
     line.split(label)
@@ -97,13 +108,9 @@ fn calls_both_ways_between_sipp_and_baresip() {
         .unwrap();
     }
     let sipp = |transport: &str, port: u16| {
-        let out = Command::new("sipp")
+        let out = sipp_pbx(&dir, port, PBX_MEDIA)
             .args(["-sn", "uac_pcap", "-s", "cloud", "-t", transport])
             .arg(format!("127.0.0.1:{GW_SIP}"))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-mp", &PBX_MEDIA.to_string(), "-m", "1", "-nostdin"])
-            .args(["-timeout", "30s", "-timeout_error"])
-            .current_dir(&dir)
             .output()
             .expect("sipp runs (tests/run installs sip-tester)");
         assert!(
@@ -128,11 +135,8 @@ fn calls_both_ways_between_sipp_and_baresip() {
 
     // A call from the cloud: baresip dials over the gateway's own trunk
     // connection (the cloud cannot dial in); sipp answers as the PBX.
-    let uas = Command::new("sipp")
-        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
-        .args(["-mp", &(PBX_MEDIA + 10).to_string(), "-m", "1", "-nostdin"])
-        .args(["-timeout", "30s", "-timeout_error"])
-        .current_dir(&dir)
+    let uas = sipp_pbx(&dir, PBX_SIP, PBX_MEDIA + 10)
+        .args(["-sn", "uas"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("sipp runs");
@@ -156,15 +160,11 @@ fn calls_both_ways_between_sipp_and_baresip() {
     // in its 200, sipp answers in its ACK, then audio and BYE.
     let scenario =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sipp/uac_delayed_offer.xml");
-    let out = Command::new("sipp")
+    let out = sipp_pbx(&dir, PBX_SIP, PBX_MEDIA)
         .arg("-sf")
         .arg(&scenario)
         .args(["-s", "cloud"])
         .arg(format!("127.0.0.1:{GW_SIP}"))
-        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
-        .args(["-mp", &PBX_MEDIA.to_string(), "-m", "1", "-nostdin"])
-        .args(["-timeout", "30s", "-timeout_error"])
-        .current_dir(&dir)
         .output()
         .expect("sipp runs");
     assert!(
@@ -181,13 +181,9 @@ fn calls_both_ways_between_sipp_and_baresip() {
     // both arrive and then the BYE.
     let hold_scenario =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sipp/uas_hold.xml");
-    let uas = Command::new("sipp")
+    let uas = sipp_pbx(&dir, PBX_SIP, PBX_MEDIA + 10)
         .arg("-sf")
         .arg(&hold_scenario)
-        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
-        .args(["-mp", &(PBX_MEDIA + 10).to_string(), "-m", "1", "-nostdin"])
-        .args(["-timeout", "30s", "-timeout_error"])
-        .current_dir(&dir)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("sipp runs");

@@ -195,6 +195,11 @@ impl Counters {
     }
 }
 
+/// Counts one more of something.
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Marks a socket's packets with `dscp` (IP TOS / IPv6 traffic class).
 pub fn set_dscp(socket: &impl AsFd, ipv6: bool, dscp: u8) -> std::io::Result<()> {
     let s = socket2::SockRef::from(socket);

@@ -10,12 +10,11 @@
 //! connection, and a peer that does not read its responses (the queue
 //! fills) is disconnected — each counted.
 
-use super::Counters;
 use super::core::{Core, Inbound, Peer};
+use super::{Counters, bump};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_sip::framing::{Frame, StreamFramer};
 use pbxlink_sip::message::Parsed;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -47,10 +46,6 @@ pub struct Connection {
     pub out: mpsc::Sender<Vec<u8>>,
     /// Ends when the connection closes.
     pub reader: JoinHandle<()>,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Queues `bytes`; false when the peer is not keeping up.

@@ -11,7 +11,7 @@
 //! drops the connection is held back and the next one is tried (§4.3).
 
 use super::stream::{self, Shared};
-use super::{Counters, set_dscp};
+use super::{Counters, bump, set_dscp};
 use pbxlink_sip::message::Parsed;
 use pbxlink_sip::resolve::{Failover, Target, Transport as Wire};
 use pbxlink_sip::transaction::{
@@ -22,7 +22,6 @@ use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
@@ -91,10 +90,6 @@ impl Targets {
             }
         }
     }
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Why a connection to a target ended.
@@ -223,12 +218,7 @@ async fn keep(
     let mut timers = tokio::time::interval(Duration::from_millis(200));
     let mut cseq = 0u32;
     let matched = |p: Box<Parsed>, pending: &mut HashMap<ClientKey, NonInviteClient>| {
-        let code: u16 = p
-            .head
-            .start_line
-            .get(8..11)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let code = pbxlink_sip::message::status_code(&p.head.start_line);
         let Some(tx) = client_key(&p.head).and_then(|k| pending.get_mut(&k)) else {
             bump(&c.responses_unmatched);
             return code;
