@@ -250,13 +250,26 @@ impl CloudToLan {
         let head = buf
             .get(..len.min(rtcp::RTCP_MIN_SRTCP_HEADER))
             .ok_or(DropReason::TooLarge)?;
+        let plain = |buf: &[u8]| rtcp::validate(&buf[..len]).is_ok();
         if head.len() < rtcp::RTCP_MIN_SRTCP_HEADER {
-            return Err(DropReason::Truncated);
+            return Err(if plain(buf) {
+                DropReason::Unprotected
+            } else {
+                DropReason::Truncated
+            });
         }
         if head[0] >> 6 != 2 {
             return Err(DropReason::BadVersion);
         }
-        let n = self.srtp.unprotect_rtcp(buf, len)?;
+        // Unprotecting may alter the buffer: whether it was plain RTCP is
+        // decided first (RTCP is rare; this costs nothing per RTP packet).
+        let was_plain = plain(buf);
+        let n = match self.srtp.unprotect_rtcp(buf, len) {
+            Err(DropReason::AuthFailed | DropReason::Truncated) if was_plain => {
+                return Err(DropReason::Unprotected);
+            }
+            r => r?,
+        };
         rtcp::validate(&buf[..n])?;
         Ok(n)
     }
@@ -453,8 +466,26 @@ mod tests {
             run(|b, n| up.rtcp(b, n), &sr[..30]),
             Err(DropReason::Truncated)
         );
-        assert_eq!(up.counters().rtcp_out, 1);
+        // RTCP in the clear where SRTCP is due (baresip sends its RTCP BYE
+        // after ending its SRTP session): named, not an authentication failure.
+        assert_eq!(
+            run(|b, n| down.rtcp(b, n), &sr),
+            Err(DropReason::Unprotected)
+        );
+        let bye = [0x81, 203, 0, 1, 1, 2, 3, 4];
+        assert_eq!(
+            run(|b, n| down.rtcp(b, n), &bye),
+            Err(DropReason::Unprotected)
+        );
+        let mut tampered = run(|b, n| up.rtcp(b, n), &sr).unwrap();
+        tampered[9] ^= 1;
+        assert_eq!(
+            run(|b, n| down.rtcp(b, n), &tampered),
+            Err(DropReason::AuthFailed)
+        );
+        assert_eq!(up.counters().rtcp_out, 2);
         assert_eq!(down.counters().rtcp_out, 1);
+        assert_eq!(down.counters().drops.get(DropReason::Unprotected), 2);
     }
 
     #[test]

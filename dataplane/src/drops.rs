@@ -24,6 +24,10 @@ pub enum DropReason {
     TooLarge,
     /// SRTP/SRTCP authentication tag did not verify.
     AuthFailed,
+    /// Plain RTCP where SRTCP is due: the whole datagram is a valid RTCP
+    /// compound with no SRTCP trailer (a peer sending some RTCP in the
+    /// clear, e.g. outside its SRTP session).
+    Unprotected,
     /// Already seen: inside the replay window, or a repeated outgoing index.
     Replay,
     /// Older than the replay window.
@@ -50,7 +54,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -62,6 +66,7 @@ impl DropReason {
         DropReason::MalformedTelephoneEvent,
         DropReason::TooLarge,
         DropReason::AuthFailed,
+        DropReason::Unprotected,
         DropReason::Replay,
         DropReason::ReplayOld,
         DropReason::PayloadTypeNotAllowed,
@@ -85,6 +90,7 @@ impl DropReason {
             DropReason::MalformedTelephoneEvent => "malformed_telephone_event",
             DropReason::TooLarge => "too_large",
             DropReason::AuthFailed => "auth_failed",
+            DropReason::Unprotected => "unprotected",
             DropReason::Replay => "replay",
             DropReason::ReplayOld => "replay_old",
             DropReason::PayloadTypeNotAllowed => "payload_type_not_allowed",

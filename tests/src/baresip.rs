@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// G.711 only: the gateway relays without transcoding.
+const CODECS: &str = "audio_codecs=PCMA/8000/1,PCMU/8000/1";
+
 /// A running baresip.
 #[derive(Debug)]
 pub struct Baresip {
@@ -63,6 +66,30 @@ pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
     (Vec::new(), rate)
 }
 
+/// The share (0..1) of the samples' energy at `freq` Hz (Goertzel over
+/// 20 ms blocks, each block's tone power against its total power, summed):
+/// near 1 for a pure tone at `freq`, near 0 for another tone or silence.
+pub fn tone_share(samples: &[i16], rate: u32, freq: f64) -> f64 {
+    let block = (rate / 50) as usize;
+    let k = (freq * block as f64 / f64::from(rate)).round();
+    let coeff = 2.0 * (2.0 * std::f64::consts::PI * k / block as f64).cos();
+    let (mut tone, mut total) = (0.0, 0.0);
+    for chunk in samples.chunks_exact(block) {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in chunk {
+            let s0 = f64::from(x) + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        // |X(k)|² of a real block; a pure tone of amplitude A gives
+        // (A·N/2)², and its energy Σx² = A²·N/2: normalise to match.
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        tone += 2.0 * power / block as f64;
+        total += chunk.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    }
+    if total == 0.0 { 0.0 } else { tone / total }
+}
+
 /// Root-mean-square level of samples.
 pub fn rms(samples: &[i16]) -> f64 {
     if samples.is_empty() {
@@ -74,7 +101,8 @@ pub fn rms(samples: &[i16]) -> f64 {
 impl Baresip {
     /// Starts baresip in `dir` listening for TLS on 127.0.0.1:`port`+1
     /// (baresip's TLS port is its SIP port plus one), presenting
-    /// `cert_and_key` (PEM), answering calls to `sips:user@127.0.0.1`.
+    /// `cert_and_key` (PEM), answering calls to `sips:user@127.0.0.1`
+    /// with SRTP mandatory: the cloud's side.
     pub fn start(
         dir: &Path,
         port: u16,
@@ -83,24 +111,39 @@ impl Baresip {
         user: &str,
         play: &Path,
     ) -> Baresip {
+        let tls = format!(
+            "sip_certificate {}\nsip_cafile {}\n",
+            cert_and_key.display(),
+            ca.display()
+        );
+        let account = format!(
+            "<sip:{user}@127.0.0.1;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;{CODECS}"
+        );
+        Baresip::spawn(dir, port, &tls, &account, play)
+    }
+
+    /// Starts baresip in `dir` on 127.0.0.1:`port` over UDP with plain
+    /// RTP, answering calls to `sip:user@127.0.0.1`: a phone behind the
+    /// PBX, on the LAN side.
+    pub fn lan(dir: &Path, port: u16, user: &str, play: &Path) -> Baresip {
+        let account =
+            format!("<sip:{user}@127.0.0.1;transport=udp>;regint=0;answermode=auto;{CODECS}");
+        Baresip::spawn(dir, port, "", &account, play)
+    }
+
+    fn spawn(dir: &Path, port: u16, tls: &str, account: &str, play: &Path) -> Baresip {
         let recordings = dir.join("rec");
         std::fs::create_dir_all(&recordings).unwrap();
         let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_certificate {}\nsip_cafile {}\n\
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\n{tls}\
              audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
              module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule srtp.so\n\
              module aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {}\n",
-            cert_and_key.display(),
-            ca.display(),
             play.display(),
             recordings.display()
         );
         std::fs::write(dir.join("config"), config).unwrap();
-        std::fs::write(
-            dir.join("accounts"),
-            format!("<sip:{user}@127.0.0.1;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;audio_codecs=PCMA/8000/1,PCMU/8000/1\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
         let mut child = Command::new("baresip")
             .arg("-f")
             .arg(dir)
@@ -155,5 +198,21 @@ impl Drop for Baresip {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tone_share_tells_tones_apart() {
+        let path = std::env::temp_dir().join(format!("tone-share-{}.wav", std::process::id()));
+        tone_wav(&path, 1000.0, 1);
+        let (samples, rate) = read_wav(&path);
+        let _ = std::fs::remove_file(&path);
+        assert!(tone_share(&samples, rate, 1000.0) > 0.99);
+        assert!(tone_share(&samples, rate, 400.0) < 0.01);
+        assert_eq!(tone_share(&[0; 800], 8000, 400.0), 0.0);
     }
 }

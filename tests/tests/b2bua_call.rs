@@ -233,9 +233,12 @@ fn calls_both_ways_between_sipp_and_baresip() {
         count(&media_in, "to PBX ") >= 100,
         "the cloud's tone reached the PBX: {media_in}"
     );
-    // Not asserted here: when baresip hangs up itself, its last packet
-    // or two sometimes fail (counted as `from cloud truncated`/`auth_failed`
-    // after the call's media); not yet analysed — see the issue note.
+    // baresip's RTCP in the clear (its NAT-pinhole probe, its BYE when it
+    // hangs up) is counted as `unprotected`, not as a failure.
+    assert!(
+        !media_in.contains("auth_failed") && !media_in.contains("truncated"),
+        "{media_in}"
+    );
     println!("{ended_delayed}\n{media_delayed}");
     assert!(ended_delayed.contains("Hangup(Pbx)"), "{ended_delayed}");
     for label in ["to cloud ", "to PBX "] {

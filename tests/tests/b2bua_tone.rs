@@ -1,0 +1,160 @@
+//! Two tones through `pbxlink run`, each detected at the far end: a phone
+//! behind the PBX (baresip over UDP, plain RTP, playing 400 Hz) and the
+//! cloud (baresip over the TLS trunk with `mediaenc=srtp-mand`, playing
+//! 1 kHz), all on 127.0.0.1. One call each way: the phone calls the cloud
+//! and hangs up; the cloud calls the phone over the gateway's own trunk
+//! connection and hangs up. Each side's recording of what it decoded must
+//! be the other side's tone; neither the gateway nor baresip may see an
+//! SRTP authentication failure; both relays end freed.
+
+use pbxlink_tests::baresip::{self, Baresip};
+use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::pki::TestCa;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+const GW_SIP: u16 = 25_850;
+const PHONE_SIP: u16 = 25_860;
+const CLOUD_SIP: u16 = 25_801; // baresip's TLS: 25_802
+const PHONE_TONE: f64 = 400.0;
+const CLOUD_TONE: f64 = 1000.0;
+
+/// Waits until `b` has printed `needle` `n` times.
+fn wait_count(b: &Baresip, needle: &str, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while b.output().iter().filter(|l| l.contains(needle)).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "baresip never printed {needle:?} {n} times:\n{}",
+            b.output().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Each recording of what `b` decoded carries `freq` and little else.
+fn hears(b: &Baresip, who: &str, freq: f64, calls: usize) {
+    let decoded = b.decoded();
+    assert_eq!(decoded.len(), calls, "{who}: {decoded:?}");
+    for (i, path) in decoded.iter().enumerate() {
+        let (samples, rate) = baresip::read_wav(path);
+        let seconds = samples.len() as f64 / f64::from(rate);
+        let share = baresip::tone_share(&samples, rate, freq);
+        println!(
+            "call {}: {who} decoded {seconds:.1} s, {:.0} % of its energy at {freq} Hz",
+            i + 1,
+            share * 100.0
+        );
+        assert!(seconds >= 2.0, "call {}: {who} decoded {seconds} s", i + 1);
+        assert!(
+            share > 0.8,
+            "call {}: {who} did not hear {freq} Hz ({share})",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn tones_cross_both_ways_without_authentication_failures() {
+    let dir = std::env::temp_dir().join(format!("pbxlink-tone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = TestCa::new("pbxlink test CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    let cloud_pem = dir.join("cloud.pem");
+    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
+    let (cloud_tone, phone_tone) = (dir.join("cloud.wav"), dir.join("phone.wav"));
+    baresip::tone_wav(&cloud_tone, CLOUD_TONE, 30);
+    baresip::tone_wav(&phone_tone, PHONE_TONE, 30);
+    let mut cloud = Baresip::start(
+        &dir.join("cloud"),
+        CLOUD_SIP,
+        &cloud_pem,
+        &ca_file,
+        "cloud",
+        &cloud_tone,
+    );
+    let mut phone = Baresip::lan(&dir.join("phone"), PHONE_SIP, "phone", &phone_tone);
+
+    let config = dir.join("pbxlink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\n\
+             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PHONE_SIP}\n\n\
+             [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
+             # baresip 1.0 mis-reads AEAD_AES_128_GCM keys: offer AES-CM only.\n\
+             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
+             [sip]\nport = {GW_SIP}\n",
+            CLOUD_SIP + 1,
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--seconds",
+            "60",
+        ]
+        .map(String::from),
+    );
+    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
+    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+
+    // The phone calls the cloud and hangs up.
+    phone.command(&format!("/dial sip:cloud@127.0.0.1:{GW_SIP}"));
+    wait_count(&phone, "Call established", 1, Duration::from_secs(10));
+    wait_count(&cloud, "Call established", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    phone.command("/hangup");
+    let ended_out = gw.wait_for("call 1: ended", Duration::from_secs(10));
+    let media_out = gw.wait_for("call 1: media to cloud", Duration::from_secs(1));
+    wait_count(&cloud, "terminated", 1, Duration::from_secs(10));
+
+    // The cloud calls the phone over the gateway's trunk connection.
+    cloud.command(&format!("/dial phone@{trunk_end}"));
+    wait_count(&cloud, "Call established", 2, Duration::from_secs(10));
+    wait_count(&phone, "Call established", 2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    cloud.command("/hangup");
+    let ended_in = gw.wait_for("call 2: ended", Duration::from_secs(10));
+    let media_in = gw.wait_for("call 2: media to cloud", Duration::from_secs(1));
+    wait_count(&phone, "terminated", 2, Duration::from_secs(10));
+    let lines = gw.stop();
+    println!("{ended_out}\n{media_out}\n{ended_in}\n{media_in}");
+    assert!(ended_out.contains("Hangup(Pbx)"), "{ended_out}");
+    assert!(ended_in.contains("Hangup(Cloud)"), "{ended_in}");
+    // baresip sends two RTCP packets in the clear (its NAT-pinhole probe
+    // as the call starts, its BYE as it ends): counted as `unprotected`,
+    // never as authentication failures.
+    for media in [&media_out, &media_in] {
+        assert!(
+            !media.contains("auth_failed")
+                && !media.contains("srtp_error")
+                && !media.contains("truncated"),
+            "an SRTP failure at the gateway: {media}"
+        );
+    }
+
+    hears(&phone, "the phone", CLOUD_TONE, 2);
+    hears(&cloud, "the cloud", PHONE_TONE, 2);
+    let bs = cloud.output().join("\n");
+    assert!(bs.contains("SRTP is Enabled"), "{bs}");
+    assert!(
+        !bs.contains("failed to decrypt"),
+        "an SRTP failure at baresip: {bs}"
+    );
+    let fin = lines
+        .iter()
+        .find(|l| l.starts_with("final:"))
+        .expect("final line");
+    assert_eq!(field(fin, "calls"), 2, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 2, "{fin}");
+    assert_eq!(field(fin, "relays_failed"), 0, "{fin}");
+    drop((cloud, phone));
+    let _ = std::fs::remove_dir_all(&dir);
+}
