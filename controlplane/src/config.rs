@@ -9,6 +9,7 @@
 //! public_address = "203.0.113.5"      # the cloud sees the gateway here (SDP on the cloud leg)
 //! profile = "auto"                    # auto | small | smallplus | medium | large | max
 //! networks = ["192.168.1.0/24"]       # LAN media only to and from these
+//! media_timeout_seconds = 60          # a call whose media stops this long is hung up
 //!
 //! [pbx]
 //! type = "mivoice-5000"               # mivoice-5000 | mivoice-office-400 | mx-one | mivoice-business
@@ -38,6 +39,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +60,12 @@ struct GatewaySection {
     profile: String,
     #[serde(default)]
     networks: Vec<String>,
+    #[serde(default = "media_timeout")]
+    media_timeout_seconds: u64,
+}
+
+fn media_timeout() -> u64 {
+    60
 }
 
 fn auto() -> String {
@@ -189,6 +197,8 @@ pub struct Config {
     pub profile: Option<Profile>,
     /// Networks LAN media may use.
     pub networks: Vec<Prefix>,
+    /// Silence (in a direction that should flow) that ends a call.
+    pub media_timeout: Duration,
     /// PBX family.
     pub pbx_type: PbxType,
     /// The PBX's SIP address.
@@ -386,6 +396,12 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             }
         }
     }
+    if !(1..=3600).contains(&file.gateway.media_timeout_seconds) {
+        problems.push(format!(
+            "[gateway] media_timeout_seconds = {}: use 1 to 3600 (60 is usual)",
+            file.gateway.media_timeout_seconds
+        ));
+    }
     if file.cloud.keepalive_seconds == 0 {
         problems.push("[cloud] keepalive_seconds must be at least 1".into());
     }
@@ -398,6 +414,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         public_address: public_address.flatten(),
         profile,
         networks,
+        media_timeout: Duration::from_secs(file.gateway.media_timeout_seconds),
         pbx_type,
         pbx_address: pbx_address.expect("checked"),
         pbx_port: file.pbx.port,
@@ -422,7 +439,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "gateway: LAN {}, public {}, profile {}, media networks {}",
+            "gateway: LAN {}, public {}, profile {}, media networks {}, media timeout {} s",
             self.lan_address,
             self.public_address
                 .map_or("not set".to_owned(), |a| a.to_string()),
@@ -431,7 +448,8 @@ impl fmt::Display for Config {
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            self.media_timeout.as_secs()
         )?;
         writeln!(
             f,
@@ -528,6 +546,7 @@ ca = "Cargo.toml"
             ("pbx-trunk", 24, 30)
         );
         assert!(c.profile.is_none());
+        assert_eq!(c.media_timeout, Duration::from_secs(60));
         let shown = c.to_string();
         assert!(
             shown.contains("pbx: mivoice-5000 at 192.168.1.10:5060 over udp, CSTA port(s) 3211"),
@@ -545,7 +564,10 @@ ca = "Cargo.toml"
                 "targets = [\"udp:192.0.2.1:5060\", \"tls:nowhere\"]",
             )
             .replace("Cargo.toml", "missing-ca.pem")
-            .replace("[\"192.168.1.0/24\"]", "[\"192.168.1.0/33\"]");
+            .replace(
+                "[\"192.168.1.0/24\"]",
+                "[\"192.168.1.0/33\"]\nmedia_timeout_seconds = 0",
+            );
         let problems = parse(&bad, base()).unwrap_err();
         let all = problems.join("\n");
         for want in [
@@ -555,10 +577,11 @@ ca = "Cargo.toml"
             "[cloud] targets: \"udp:192.0.2.1:5060\": the cloud trunk runs over tls",
             "[cloud] target \"tls:nowhere\": expected",
             "missing-ca.pem",
+            "[gateway] media_timeout_seconds = 0: use 1 to 3600",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
-        assert_eq!(problems.len(), 6, "{all}");
+        assert_eq!(problems.len(), 7, "{all}");
         let unknown = parse(&format!("{GOOD}\n[sip]\ndscpp = 3\n"), base()).unwrap_err();
         assert!(unknown[0].contains("unknown field `dscpp`"), "{unknown:?}");
         let both = GOOD.replace("domain =", "targets = [\"tls:192.0.2.1:5061\"]\ndomain =");

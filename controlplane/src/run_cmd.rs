@@ -77,6 +77,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         public_ip: public,
         networks: Networks::new(cfg.networks.clone()),
         suites: cfg.srtp_suites.clone(),
+        media_timeout: cfg.media_timeout,
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
     signalling::serve(

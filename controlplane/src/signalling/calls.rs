@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// The trunk's current connection (none while down).
@@ -55,6 +55,8 @@ pub struct CallsConfig {
     pub networks: Networks,
     /// SRTP suites offered to the cloud, in order.
     pub suites: Vec<Suite>,
+    /// Silence that ends a call (the relays' media timeout).
+    pub media_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -79,6 +81,8 @@ pub struct Calls {
     udp_out: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
     cloud: CloudPath,
     counters: Arc<Counters>,
+    /// Relays each worker last reported running (its stats, every second).
+    relays_running: Vec<u64>,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -119,6 +123,7 @@ impl Calls {
         counters: Arc<Counters>,
     ) -> Self {
         Self {
+            relays_running: vec![0; plane.workers()],
             active: HashMap::new(),
             index: HashMap::new(),
             next: 1,
@@ -282,10 +287,18 @@ impl Calls {
         true
     }
 
-    /// Data-plane events: a media timeout hangs its call up.
+    /// Data-plane events: a media timeout hangs its call up; the workers'
+    /// relay counts are printed when they change.
     pub fn tick(&mut self, now: Instant) {
         let mut timed_out = Vec::new();
+        let before: u64 = self.relays_running.iter().sum();
+        let running = &mut self.relays_running;
         self.plane.drain_events(|e| match e {
+            Event::Worker { worker, stats } => {
+                if let Some(n) = running.get_mut(worker) {
+                    *n = stats.relays;
+                }
+            }
             Event::Relay {
                 id,
                 event: RelayEvent::MediaTimeout,
@@ -314,6 +327,11 @@ impl Calls {
             }
             _ => {}
         });
+        let after: u64 = self.relays_running.iter().sum();
+        if after != before {
+            println!("data plane: {after} relay(s) running");
+            self.counters.relays.store(after, Ordering::Relaxed);
+        }
         for id in timed_out {
             if let Some(a) = self.active.get_mut(&id) {
                 a.call.hang_up("media timeout");
@@ -350,6 +368,7 @@ impl Calls {
                             lan_remote: Some(m.lan_remote),
                             cloud_remote: Some(m.cloud_remote),
                             networks: self.cfg.networks.clone(),
+                            media_timeout: self.cfg.media_timeout,
                             ..RelaySpec::new(
                                 id,
                                 self.cfg.lan_ip,

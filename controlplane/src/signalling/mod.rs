@@ -154,6 +154,8 @@ pub struct Counters {
     calls_unrouted: AtomicU64,
     media_timeouts: AtomicU64,
     relays_failed: AtomicU64,
+    /// Relays the data plane last reported running (a gauge).
+    relays: AtomicU64,
 }
 
 impl Counters {
@@ -187,6 +189,7 @@ impl Counters {
             ("calls_unrouted", &self.calls_unrouted),
             ("media_timeouts", &self.media_timeouts),
             ("relays_failed", &self.relays_failed),
+            ("relays", &self.relays),
         ]
         .iter()
         .map(|(n, v)| format!("{n}={}", g(v)))

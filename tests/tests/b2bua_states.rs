@@ -1,0 +1,241 @@
+//! Calls that do not simply connect and hang up, through `pbxlink run`
+//! between real peers on 127.0.0.1 — baresip as the cloud (TLS trunk,
+//! `mediaenc=srtp-mand`), sipp as the PBX with scenarios in
+//! `peers/sipp/` — each ending in the right state on both legs with its
+//! relay gone from the data plane (the gateway prints the workers' relay
+//! count as they report it):
+//! - early media: the PBX answers the cloud's call with 183 and an
+//!   announcement, then 486 (`uas_early_reject.xml`): the audio reaches the
+//!   cloud before any answer, the refusal reaches it too;
+//! - CANCEL before the answer: the cloud gives up while the PBX rings
+//!   (`uas_ringing_cancel.xml`, which passes only if the CANCEL arrives);
+//! - media timeout: the PBX answers and then sends no RTP
+//!   (`uac_silent.xml`, which passes only if the gateway's BYE arrives):
+//!   after `media_timeout_seconds` the gateway hangs up both legs.
+
+use pbxlink_tests::baresip::{self, Baresip};
+use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::pki::TestCa;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GW_SIP: u16 = 25_950;
+const PBX_SIP: u16 = 25_960;
+const PBX_MEDIA: u16 = 26_300;
+const CLOUD_SIP: u16 = 25_901; // baresip's TLS: 25_902
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers/sipp")
+        .join(name)
+}
+
+/// sipp as the PBX running `scenario` once, from `dir` (where `pcap/` is).
+fn sipp(dir: &Path, name: &str, extra: &[&str]) -> Child {
+    Command::new("sipp")
+        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
+        .args(["-mp", &PBX_MEDIA.to_string(), "-m", "1", "-nostdin"])
+        .args(["-timeout", "40s", "-timeout_error"])
+        .arg("-sf")
+        .arg(scenario(name))
+        .args(extra)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sipp runs (tests/run installs sip-tester)")
+}
+
+fn passes(child: Child, what: &str) {
+    let out = child.wait_with_output().expect("sipp ends");
+    assert!(
+        out.status.success(),
+        "{what}: sipp's scenario failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Waits until the data plane's latest relay count (the gateway prints
+/// it as the workers report it, every second) is zero.
+fn relays_gone(gw: &Gateway, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = gw.output();
+        let latest = lines.iter().rev().find(|l| l.contains("relay(s) running"));
+        if latest.is_none_or(|l| l.contains(": 0 relay(s)")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a relay is still running after {after:?}:\n{}",
+            lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(line: &str, label: &str) -> u64 {
+    line.split(label)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn early_media_cancel_and_media_timeout_end_both_legs() {
+    let dir = std::env::temp_dir().join(format!("pbxlink-states-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pcap")).unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/share/sip-tester/g711a.pcap",
+        dir.join("pcap/g711a.pcap"),
+    )
+    .unwrap();
+    let ca = TestCa::new("pbxlink test CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    let cloud_pem = dir.join("cloud.pem");
+    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
+    let tone = dir.join("tone.wav");
+    baresip::tone_wav(&tone, 1000.0, 30);
+    let mut cloud = Baresip::start(
+        &dir.join("cloud"),
+        CLOUD_SIP,
+        &cloud_pem,
+        &ca_file,
+        "cloud",
+        &tone,
+    );
+    let config = dir.join("pbxlink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\
+             media_timeout_seconds = 3\n\n\
+             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PBX_SIP}\n\n\
+             [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
+             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
+             [sip]\nport = {GW_SIP}\n",
+            CLOUD_SIP + 1,
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--seconds",
+            "90",
+        ]
+        .map(String::from),
+    );
+    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
+    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+
+    // Early media, then busy.
+    let pbx = sipp(&dir, "uas_early_reject.xml", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command(&format!("/dial 201@{trunk_end}"));
+    passes(pbx, "early media");
+    let early = gw.wait_for("call 1: ended", Duration::from_secs(5));
+    let early_media = gw.wait_for("call 1: media to cloud", Duration::from_secs(5));
+    cloud.wait_for("486 Busy Here", Duration::from_secs(5));
+    relays_gone(&gw, "call 1: ended");
+
+    // CANCEL while the PBX rings.
+    let pbx = sipp(&dir, "uas_ringing_cancel.xml", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command(&format!("/dial 202@{trunk_end}"));
+    cloud.wait_for("180 Ringing", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command("/hangup");
+    passes(pbx, "CANCEL");
+    let cancelled = gw.wait_for("call 2: ended", Duration::from_secs(5));
+    relays_gone(&gw, "call 2: ended");
+
+    // The PBX goes silent: the media timeout ends both legs.
+    let started = Instant::now();
+    let pbx = sipp(
+        &dir,
+        "uac_silent.xml",
+        &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
+    );
+    passes(pbx, "media timeout");
+    let silent_for = started.elapsed();
+    let timed_out = gw.wait_for("call 3: ended", Duration::from_secs(5));
+    let timed_out_media = gw.wait_for("call 3: media to cloud", Duration::from_secs(5));
+    relays_gone(&gw, "call 3: ended");
+    let lines = gw.stop();
+    let bs = cloud.output().join("\n");
+
+    println!("{early}\n{early_media}\n{cancelled}\n{timed_out}\n{timed_out_media}");
+    assert!(early.contains("Rejected(486)"), "{early}");
+    assert!(
+        count(&early_media, "to cloud ") >= 100,
+        "the announcement reached the cloud before any answer: {early_media}"
+    );
+    assert!(cancelled.contains("Cancelled"), "{cancelled}");
+    assert!(timed_out.contains("media timeout"), "{timed_out}");
+    assert!(
+        silent_for >= Duration::from_secs(3),
+        "hung up before the timeout: {silent_for:?}"
+    );
+    assert!(
+        count(&timed_out_media, "to cloud ") == 0 && count(&timed_out_media, "to PBX ") > 50,
+        "only the cloud's tone flowed: {timed_out_media}"
+    );
+    // baresip saw each end: the refusal after early media, its own
+    // CANCEL, the gateway's BYE on the timed-out call.
+    assert!(bs.contains("session closed: 486 Busy Here"), "{bs}");
+    assert!(bs.contains("terminate call"), "{bs}");
+    assert_eq!(bs.matches("terminated (duration").count(), 1, "{bs}");
+    // It decrypted the announcement it got as early media.
+    let decoded = cloud.decoded();
+    let (samples, rate) = baresip::read_wav(&decoded[0]);
+    let seconds = samples.len() as f64 / f64::from(rate);
+    println!(
+        "baresip decoded {seconds:.1} s of early media, RMS {:.0}",
+        baresip::rms(&samples)
+    );
+    assert!(seconds >= 2.0 && baresip::rms(&samples) > 300.0);
+    assert!(!bs.contains("failed to decrypt"), "{bs}");
+    for media in [&early_media, &timed_out_media] {
+        assert!(
+            !media.contains("auth_failed") && !media.contains("srtp_error"),
+            "{media}"
+        );
+    }
+    let fin = lines
+        .iter()
+        .find(|l| l.starts_with("final:"))
+        .expect("final line");
+    assert_eq!(field(fin, "calls"), 3, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 3, "{fin}");
+    assert_eq!(field(fin, "media_timeouts"), 1, "{fin}");
+    assert_eq!(field(fin, "relays"), 0, "{fin}");
+    // The relay counts seen were real: one relay in calls 1 and 3.
+    let running: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("relay(s) running"))
+        .collect();
+    println!("{running:?}");
+    assert!(
+        running
+            .iter()
+            .filter(|l| l.contains(": 1 relay(s)"))
+            .count()
+            >= 2,
+        "{running:?}"
+    );
+    drop(cloud);
+    let _ = std::fs::remove_dir_all(&dir);
+}
