@@ -13,11 +13,15 @@
 //! ACK answers, and B's ACK waits for that answer.
 //!
 //! A re-INVITE (hold, resume) is passed to the other side the same way,
-//! and the relay's direction follows the new offer and answer.
+//! and the relay's direction follows the new offer and answer. Glare
+//! (RFC 3261 §14.1): a re-INVITE arriving while one is pending gets 491;
+//! a forwarded one that meets 491 is tried once more after the RFC's
+//! random wait (the caller draws it from [`Output::RetryTimer`]'s window),
+//! unless the other side's own retry comes first — then that one goes
+//! through and the 491 goes back to whoever asked for the gateway's.
 //!
-//! Not yet here (issue 6 continues): PRACK/100rel, UPDATE, glare retry,
-//! session timers, REFER, payload-type mapping between legs that number
-//! codecs differently.
+//! Not yet here (issue 6 continues): PRACK/100rel, UPDATE, session timers,
+//! REFER, payload-type mapping between legs that number codecs differently.
 
 use crate::leg::{Leg, Side, uri_of};
 use pbxlink_sip::message::request_method;
@@ -26,6 +30,7 @@ use pbxlink_sip::sdp::{self, Crypto, Direction, Origin, Sdp};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// The gateway on one side of a call.
@@ -132,6 +137,14 @@ pub enum Output {
     },
     /// Stop relaying and free the ports.
     RelayDown,
+    /// Call [`Call::on_retry_timer`] after a delay drawn uniformly from
+    /// `min..=max` (in 10 ms steps): a re-INVITE met glare (RFC 3261 §14.1).
+    RetryTimer {
+        /// Shortest wait.
+        min: Duration,
+        /// Longest wait.
+        max: Duration,
+    },
     /// The call is over; drop it.
     Ended(End),
 }
@@ -184,8 +197,22 @@ struct Reinvite {
     from: Side,
     request: Head,
     offer: Sdp,
+    /// The offer as sent on (sent again unchanged on a retry).
+    sdp: String,
     branch: String,
     cseq: u32,
+    glare: Glare,
+}
+
+/// Where a forwarded re-INVITE stands with respect to glare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Glare {
+    /// Sent; no 491 yet.
+    None,
+    /// Met 491; waiting for the retry timer.
+    Waiting,
+    /// Sent once more; another 491 goes back to the asker.
+    Retried,
 }
 
 /// The user part of a SIP URI (`sip:1234@host;…` → `1234`), or a tel
@@ -445,6 +472,10 @@ impl Call {
     }
 
     fn end(&mut self, why: End) {
+        if let Some(r) = self.reinvite.take() {
+            // Its server transaction still waits for a final response.
+            self.respond(r.from, &r.request, 487, "Request Terminated", None);
+        }
         if self.relay {
             self.relay = false;
             self.out.push_back(Output::RelayDown);
@@ -540,9 +571,16 @@ impl Call {
     /// A re-INVITE from `side` (hold, resume, a new address): passed on
     /// with the SDP rewritten; its answer comes back the same way.
     fn reinvite(&mut self, side: Side, head: &Head, body: &[u8]) {
-        if self.reinvite.is_some() {
-            self.respond(side, head, 491, "Request Pending", None);
-            return;
+        if let Some(r) = self.reinvite.take() {
+            if r.glare == Glare::Waiting && side == r.from.other() {
+                // The other side's retry came before ours: it goes through,
+                // and ours is refused to whoever asked for it (it may retry).
+                self.respond(r.from, &r.request, 491, "Request Pending", None);
+            } else {
+                self.reinvite = Some(r);
+                self.respond(side, head, 491, "Request Pending", None);
+                return;
+            }
         }
         let Some(offer) = sdp::parse(body).ok().filter(|o| o.audio_target().is_some()) else {
             self.respond(side, head, 488, "Not Acceptable Here", None);
@@ -555,15 +593,49 @@ impl Call {
             from: side,
             request: head.clone(),
             offer,
+            sdp,
             branch,
             cseq: n,
+            glare: Glare::None,
         });
     }
 
+    /// The retry timer asked for with [`Output::RetryTimer`] fired: the
+    /// re-INVITE that met glare is sent once more (unchanged offer, new
+    /// transaction). Nothing happens if it was settled meanwhile.
+    pub fn on_retry_timer(&mut self) {
+        let Some(mut r) = self.reinvite.take() else {
+            return;
+        };
+        if r.glare == Glare::Waiting && self.state == State::Confirmed {
+            let sdp = r.sdp.clone();
+            let (branch, n) = self.new_request(r.from.other(), "INVITE", Some(&sdp));
+            r.branch = branch;
+            r.cseq = n;
+            r.glare = Glare::Retried;
+        }
+        self.reinvite = Some(r);
+    }
+
     /// The answer to a forwarded re-INVITE.
-    fn reinvite_answered(&mut self, r: Reinvite, head: &Head, body: &[u8]) {
+    fn reinvite_answered(&mut self, mut r: Reinvite, head: &Head, body: &[u8]) {
         let code = status_code(head);
         let to = r.from.other();
+        if code == 491 && r.glare == Glare::None {
+            // Glare: try once more after RFC 3261 §14.1's wait — longer
+            // when the gateway owns the leg's Call-ID (it made leg B), so
+            // the other end's retry goes first.
+            self.send(to, "ACK", &r.branch, r.cseq, None);
+            let (min, max) = if to == self.b.side {
+                (Duration::from_millis(2100), Duration::from_secs(4))
+            } else {
+                (Duration::ZERO, Duration::from_secs(2))
+            };
+            r.glare = Glare::Waiting;
+            self.reinvite = Some(r);
+            self.out.push_back(Output::RetryTimer { min, max });
+            return;
+        }
         if !(200..300).contains(&code) {
             self.send(to, "ACK", &r.branch, r.cseq, None);
             let phrase = phrase(head).to_owned();
@@ -593,10 +665,9 @@ impl Call {
     pub fn on_response(&mut self, side: Side, head: &Head, body: &[u8]) {
         let (n, method) = cseq(head);
         let code = status_code(head);
-        let pending = self
-            .reinvite
-            .as_ref()
-            .is_some_and(|r| side == r.from.other() && method == "INVITE" && n == r.cseq);
+        let pending = self.reinvite.as_ref().is_some_and(|r| {
+            side == r.from.other() && method == "INVITE" && n == r.cseq && r.glare != Glare::Waiting
+        });
         if pending {
             if code >= 200 {
                 let r = self.reinvite.take().expect("pending");
@@ -871,9 +942,160 @@ mod tests {
                     cloud_to_lan,
                 } => format!("relay pbx->cloud {lan_to_cloud} cloud->pbx {cloud_to_lan}"),
                 Output::RelayDown => "relay down".into(),
+                Output::RetryTimer { min, max } => {
+                    format!("retry in {}..{} ms", min.as_millis(), max.as_millis())
+                }
                 Output::Ended(e) => format!("ended {e:?}"),
             })
             .collect()
+    }
+
+    /// A PBX → cloud call, answered and confirmed.
+    fn confirmed_call() -> Call {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        drain(&mut call);
+        let (ack, b) = pbx_ack(None);
+        call.on_request(Side::Pbx, &ack, &b);
+        drain(&mut call);
+        call
+    }
+
+    /// The cloud's re-INVITE number `cseq` with `dir` in its offer.
+    fn cloud_reinvite(cseq: u32, dir: &str) -> (Head, Vec<u8>) {
+        let offer = CLOUD_ANSWER.replace("a=crypto", &format!("a={dir}\r\na=crypto"));
+        msg(
+            &format!(
+                "INVITE sips:gw@203.0.113.5:5061 SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.9:5061;branch=z9hG4bKre{cseq}\r\nFrom: <sips:4420@cloud.example>;tag=cloud-tag\r\nTo: <sips:201@cloud.example>;tag=c0ffee-b\r\nCall-ID: c0ffee@pbxlink\r\nCSeq: {cseq} INVITE\r\nContact: <sips:ua@198.51.100.9:5061>\r\nContent-Type: application/sdp\r\n"
+            ),
+            &offer,
+        )
+    }
+
+    /// The PBX's re-INVITE number `cseq` (on the leg it made).
+    fn pbx_reinvite(cseq: u32) -> (Head, Vec<u8>) {
+        msg(
+            &format!(
+                "INVITE sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpre{cseq}\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: {cseq} INVITE\r\nContact: <sip:201@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\n"
+            ),
+            &(PBX_SDP.to_owned() + "a=sendonly\r\n"),
+        )
+    }
+
+    /// The PBX's response `code` to `request` (a message the gateway sent it).
+    fn pbx_response(request: &str, code: &str, sdp: Option<&str>) -> (Head, Vec<u8>) {
+        let h = parse(request.as_bytes()).unwrap().head;
+        let head = format!(
+            "SIP/2.0 {code}\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:201@10.0.0.2:5060>\r\n{}",
+            h.get("Via").unwrap(),
+            h.get("From").unwrap(),
+            h.get("To").unwrap(),
+            h.get("Call-ID").unwrap(),
+            h.get("CSeq").unwrap(),
+            if sdp.is_some() {
+                "Content-Type: application/sdp\r\n"
+            } else {
+                ""
+            }
+        );
+        msg(&head, sdp.unwrap_or(""))
+    }
+
+    #[test]
+    fn glare_is_answered_491_and_the_forwarded_reinvite_retried_once() {
+        let mut call = confirmed_call();
+        // The cloud holds; the gateway passes it to the PBX...
+        let (x, b) = cloud_reinvite(6, "sendonly");
+        call.on_request(Side::Cloud, &x, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- INVITE"]);
+        let first = text(&out[0]);
+        // ...which re-INVITEs at the same moment: 491 from the gateway,
+        let (y, b) = pbx_reinvite(2);
+        call.on_request(Side::Pbx, &y, &b);
+        assert_eq!(sent(&drain(&mut call)), ["Pbx <- 491"]);
+        // and 491 from the PBX. The PBX made its leg's Call-ID: the
+        // gateway waits 0–2 s (RFC 3261 §14.1), the cloud hears nothing yet.
+        let (busy, b) = pbx_response(&first, "491 Request Pending", None);
+        call.on_response(Side::Pbx, &busy, &b);
+        assert_eq!(
+            sent(&drain(&mut call)),
+            ["Pbx <- ACK", "retry in 0..2000 ms"]
+        );
+        // A retransmitted 491 changes nothing.
+        call.on_response(Side::Pbx, &busy, &b);
+        assert!(drain(&mut call).is_empty());
+        // The timer fires: the same offer in a new transaction.
+        call.on_retry_timer();
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- INVITE"]);
+        let retry = text(&out[0]);
+        let body = |m: &str| m.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        assert_eq!(body(&retry), body(&first), "the offer unchanged");
+        let cseq = |m: &str| {
+            m.lines()
+                .find(|l| l.starts_with("CSeq:"))
+                .unwrap()
+                .to_owned()
+        };
+        assert_ne!(cseq(&retry), cseq(&first), "{retry}");
+        let answer = PBX_SDP.to_owned() + "a=recvonly\r\n";
+        let (ok, b) = pbx_response(&retry, "200 OK", Some(&answer));
+        call.on_response(Side::Pbx, &ok, &b);
+        assert_eq!(
+            sent(&drain(&mut call)),
+            [
+                "Pbx <- ACK",
+                "relay pbx->cloud false cloud->pbx true",
+                "Cloud <- 200"
+            ]
+        );
+        // A second timer (none was asked for) does nothing.
+        call.on_retry_timer();
+        assert!(drain(&mut call).is_empty());
+
+        // Glare again, and this time the PBX's own retry comes first: it
+        // goes to the cloud, and the cloud's re-INVITE gets the 491.
+        let (x, b) = cloud_reinvite(7, "sendrecv");
+        call.on_request(Side::Cloud, &x, &b);
+        let first = text(&drain(&mut call)[0]);
+        let (busy, b) = pbx_response(&first, "491 Request Pending", None);
+        call.on_response(Side::Pbx, &busy, &b);
+        assert_eq!(
+            sent(&drain(&mut call)),
+            ["Pbx <- ACK", "retry in 0..2000 ms"]
+        );
+        let (y, b) = pbx_reinvite(3);
+        call.on_request(Side::Pbx, &y, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Cloud <- 491", "Cloud <- INVITE"]);
+        assert!(
+            text(&out[0]).contains("CSeq: 7 INVITE"),
+            "{}",
+            text(&out[0])
+        );
+        call.on_retry_timer();
+        assert!(drain(&mut call).is_empty(), "the yielded retry is gone");
+        // A BYE with a re-INVITE pending answers it 487.
+        let (bye, b) = msg(
+            "BYE sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpbye\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 4 BYE\r\n",
+            "",
+        );
+        call.on_request(Side::Pbx, &bye, &b);
+        let out = drain(&mut call);
+        assert_eq!(
+            sent(&out),
+            [
+                "Pbx <- 200",
+                "Cloud <- BYE",
+                "Pbx <- 487",
+                "relay down",
+                "ended Hangup(Pbx)"
+            ]
+        );
     }
 
     /// The cloud's answer to the gateway's INVITE `invite` (tag 2 chosen).

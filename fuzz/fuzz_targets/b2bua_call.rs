@@ -1,7 +1,7 @@
 //! The B2BUA call core on arbitrary message sequences after a valid INVITE
 //! from either side, with or without an offer: no panic; every message it writes parses; the relay
 //! goes up at most once and down only after it went up; the call ends at
-//! most once.
+//! most once; retry timers (glare) fire when the input says.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -49,12 +49,18 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut call) = Call::incoming(a, &head, body, plan()) else {
         return;
     };
-    let (mut up, mut ended) = (false, false);
-    // Messages separated by a NUL; the byte before each says its side.
+    let (mut up, mut ended, mut timer) = (false, false, false);
+    // Messages separated by a NUL; the byte before each says its side
+    // (bit 0: the cloud; seeds use 0x04 for the PBX, as 0 would separate).
     for chunk in rest.split(|&b| b == 0) {
         let Some((&side, msg)) = chunk.split_first() else {
             continue;
         };
+        // Bit 1 of the side byte: the retry timer fires first (if one was asked for).
+        if side & 2 != 0 && timer {
+            timer = false;
+            call.on_retry_timer();
+        }
         let side = if side & 1 == 0 { Side::Pbx } else { Side::Cloud };
         if let Ok(p) = parse(msg) {
             let body_at = msg.windows(4).position(|w| w == b"\r\n\r\n").map_or(msg.len(), |i| i + 4);
@@ -83,6 +89,10 @@ fuzz_target!(|data: &[u8]| {
                 Output::Ended(_) => {
                     assert!(!ended, "ended twice");
                     ended = true;
+                }
+                Output::RetryTimer { min, max } => {
+                    assert!(min <= max, "an empty retry window");
+                    timer = true;
                 }
             }
         }

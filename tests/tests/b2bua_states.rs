@@ -11,7 +11,11 @@
 //!   (`uas_ringing_cancel.xml`, which passes only if the CANCEL arrives);
 //! - media timeout: the PBX answers and then sends no RTP
 //!   (`uac_silent.xml`, which passes only if the gateway's BYE arrives):
-//!   after `media_timeout_seconds` the gateway hangs up both legs.
+//!   after `media_timeout_seconds` the gateway hangs up both legs;
+//! - glare: the cloud holds a call while the PBX re-INVITEs too
+//!   (`uas_glare.xml`): each side gets 491, and the gateway tries the
+//!   cloud's hold once more after RFC 3261 §14.1's wait (2.1–4 s: it made
+//!   the PBX leg); the scenario passes only if that retry arrives.
 
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{Gateway, field};
@@ -174,6 +178,40 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     let timed_out = gw.wait_for("call 3: ended", Duration::from_secs(5));
     let timed_out_media = gw.wait_for("call 3: media to cloud", Duration::from_secs(5));
     relays_gone(&gw, "call 3: ended");
+
+    // Glare: baresip holds while sipp re-INVITEs.
+    let pbx = sipp(&dir, "uas_glare.xml", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command(&format!("/dial 204@{trunk_end}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cloud
+        .output()
+        .iter()
+        .filter(|l| l.contains("Call established"))
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the glare call was not established"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    cloud.command("/hold");
+    // Back to baresip only once the retry was answered (2.1–4 s later).
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !gw.output().iter().any(|l| l.contains("call 4: glare")) {
+        assert!(Instant::now() < deadline, "no glare");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The retry comes 2.1–4 s after the 491; sipp's audio lasts 8 s.
+    std::thread::sleep(Duration::from_millis(4500));
+    cloud.command("/hangup");
+    passes(pbx, "glare");
+    let retried = gw.wait_for("call 4: glare", Duration::from_secs(1));
+    let glare = gw.wait_for("call 4: ended", Duration::from_secs(5));
+    relays_gone(&gw, "call 4: ended");
     let lines = gw.stop();
     let bs = cloud.output().join("\n");
 
@@ -197,7 +235,7 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     // CANCEL, the gateway's BYE on the timed-out call.
     assert!(bs.contains("session closed: 486 Busy Here"), "{bs}");
     assert!(bs.contains("terminate call"), "{bs}");
-    assert_eq!(bs.matches("terminated (duration").count(), 1, "{bs}");
+    assert_eq!(bs.matches("terminated (duration").count(), 2, "{bs}");
     // It decrypted the announcement it got as early media.
     let decoded = cloud.decoded();
     let (samples, rate) = baresip::read_wav(&decoded[0]);
@@ -218,11 +256,24 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
         .iter()
         .find(|l| l.starts_with("final:"))
         .expect("final line");
-    assert_eq!(field(fin, "calls"), 3, "{fin}");
-    assert_eq!(field(fin, "calls_ended"), 3, "{fin}");
+    println!("{retried}\n{glare}");
+    let wait: u64 = retried
+        .split("again in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("the wait");
+    assert!(
+        (2100..=4000).contains(&wait),
+        "RFC 3261 §14.1, owner: {wait} ms"
+    );
+    assert!(glare.contains("Hangup(Cloud)"), "{glare}");
+    assert_eq!(field(fin, "glare"), 1, "{fin}");
+    assert_eq!(field(fin, "calls"), 4, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 4, "{fin}");
     assert_eq!(field(fin, "media_timeouts"), 1, "{fin}");
     assert_eq!(field(fin, "relays"), 0, "{fin}");
-    // The relay counts seen were real: one relay in calls 1 and 3.
+    // The relay counts seen were real: one relay in calls 1, 3 and 4.
     let running: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("relay(s) running"))
@@ -233,7 +284,7 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
             .iter()
             .filter(|l| l.contains(": 1 relay(s)"))
             .count()
-            >= 2,
+            >= 3,
         "{running:?}"
     );
     drop(cloud);

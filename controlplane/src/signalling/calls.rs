@@ -67,6 +67,8 @@ struct Active {
     relay: bool,
     /// How to reach the PBX for this call (its connection, or UDP).
     pbx_path: Peer,
+    /// When the call's glare retry timer fires.
+    retry_at: Option<Instant>,
 }
 
 /// Every call in progress.
@@ -253,6 +255,7 @@ impl Calls {
                 cloud_port,
                 relay: false,
                 pbx_path,
+                retry_at: None,
             },
         );
         self.flush(now, id);
@@ -332,6 +335,19 @@ impl Calls {
             println!("data plane: {after} relay(s) running");
             self.counters.relays.store(after, Ordering::Relaxed);
         }
+        let due: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.retry_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(a) = self.active.get_mut(&id) {
+                a.retry_at = None;
+                a.call.on_retry_timer();
+                self.flush(now, id);
+            }
+        }
         for id in timed_out {
             if let Some(a) = self.active.get_mut(&id) {
                 a.call.hang_up("media timeout");
@@ -410,6 +426,19 @@ impl Calls {
                         a.relay = false;
                         let _ = self.plane.command(id, Command::Remove { id });
                     }
+                }
+                Output::RetryTimer { min, max } => {
+                    // RFC 3261 §14.1: a random wait in 10 ms steps.
+                    let steps = (max.saturating_sub(min).as_millis() / 10) as u64;
+                    let pick = u64::from_be_bytes(random::<8>()) % (steps + 1);
+                    let wait = min + Duration::from_millis(pick * 10);
+                    println!(
+                        "call {id}: glare (491), the re-INVITE tried again in {} ms",
+                        wait.as_millis()
+                    );
+                    let a = self.active.get_mut(&id).expect("present");
+                    a.retry_at = Some(now + wait);
+                    self.counters.glare.fetch_add(1, Ordering::Relaxed);
                 }
                 Output::Ended(why) => {
                     println!("call {id}: ended ({why:?})");

@@ -154,6 +154,8 @@ pub struct Counters {
     calls_unrouted: AtomicU64,
     media_timeouts: AtomicU64,
     relays_failed: AtomicU64,
+    /// Forwarded re-INVITEs that met glare (491) and wait to be retried.
+    glare: AtomicU64,
     /// Relays the data plane last reported running (a gauge).
     relays: AtomicU64,
 }
@@ -189,6 +191,7 @@ impl Counters {
             ("calls_unrouted", &self.calls_unrouted),
             ("media_timeouts", &self.media_timeouts),
             ("relays_failed", &self.relays_failed),
+            ("glare", &self.glare),
             ("relays", &self.relays),
         ]
         .iter()
