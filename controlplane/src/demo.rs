@@ -89,7 +89,8 @@ fn receive(
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
-            let Ok((n, from)) = side.socket.recv_from(&mut buf) else {
+            // Empty datagrams are the relays' NAT pinholes (RFC 6263).
+            let Ok((n @ 1.., from)) = side.socket.recv_from(&mut buf) else {
                 continue;
             };
             let call = from.port().wrapping_sub(base) / 2;

@@ -9,6 +9,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Where a peer runs: a network namespace (none: the test's own) and the
+/// address it is pinned to there.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// `ip netns` name.
+    pub netns: Option<String>,
+    /// Address to bind.
+    pub addr: std::net::IpAddr,
+}
+
+impl Default for Place {
+    fn default() -> Self {
+        Place {
+            netns: None,
+            addr: std::net::Ipv4Addr::LOCALHOST.into(),
+        }
+    }
+}
+
+impl Place {
+    /// `program` to be run there.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            None => Command::new(program),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+        }
+    }
+}
+
 /// G.711 only: the gateway relays without transcoding.
 const CODECS: &str = "audio_codecs=PCMA/8000/1,PCMU/8000/1";
 
@@ -111,15 +144,30 @@ impl Baresip {
         user: &str,
         play: &Path,
     ) -> Baresip {
+        Baresip::cloud_at(&Place::default(), dir, port, cert_and_key, ca, user, play)
+    }
+
+    /// [`Baresip::start`] at another place: in a network namespace, on
+    /// one of its addresses.
+    pub fn cloud_at(
+        place: &Place,
+        dir: &Path,
+        port: u16,
+        cert_and_key: &Path,
+        ca: &Path,
+        user: &str,
+        play: &Path,
+    ) -> Baresip {
         let tls = format!(
             "sip_certificate {}\nsip_cafile {}\n",
             cert_and_key.display(),
             ca.display()
         );
         let account = format!(
-            "<sip:{user}@127.0.0.1;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;{CODECS}"
+            "<sip:{user}@{};transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand;{CODECS}",
+            place.addr
         );
-        Baresip::spawn(dir, port, &tls, &account, play)
+        Baresip::spawn(place, dir, port, &tls, &account, play)
     }
 
     /// Starts baresip in `dir` on 127.0.0.1:`port` over UDP with plain
@@ -128,14 +176,22 @@ impl Baresip {
     pub fn lan(dir: &Path, port: u16, user: &str, play: &Path) -> Baresip {
         let account =
             format!("<sip:{user}@127.0.0.1;transport=udp>;regint=0;answermode=auto;{CODECS}");
-        Baresip::spawn(dir, port, "", &account, play)
+        Baresip::spawn(&Place::default(), dir, port, "", &account, play)
     }
 
-    fn spawn(dir: &Path, port: u16, tls: &str, account: &str, play: &Path) -> Baresip {
+    fn spawn(
+        place: &Place,
+        dir: &Path,
+        port: u16,
+        tls: &str,
+        account: &str,
+        play: &Path,
+    ) -> Baresip {
+        let addr = place.addr;
         let recordings = dir.join("rec");
         std::fs::create_dir_all(&recordings).unwrap();
         let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\n{tls}\
+            "poll_method epoll\nsip_listen {addr}:{port}\n{tls}\
              audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
              module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule srtp.so\n\
              module aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {}\n",
@@ -144,10 +200,11 @@ impl Baresip {
         );
         std::fs::write(dir.join("config"), config).unwrap();
         std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
-        let mut child = Command::new("baresip")
+        let mut child = place
+            .command("baresip")
             .arg("-f")
             .arg(dir)
-            .args(["-n", "127.0.0.1"])
+            .args(["-n", &addr.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

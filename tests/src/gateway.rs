@@ -35,7 +35,13 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `pbxlink ARGS...`.
     pub fn start(args: &[String]) -> Gateway {
-        let mut child = Command::new(binary())
+        Gateway::start_at(&crate::baresip::Place::default(), args)
+    }
+
+    /// Starts `pbxlink ARGS...` at `place` (in its network namespace).
+    pub fn start_at(place: &crate::baresip::Place, args: &[String]) -> Gateway {
+        let mut child = place
+            .command(binary())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -79,6 +79,11 @@ fn rig(backend: Backend, buffers: u16, suite: Suite, id: u64, port: u16) -> Rig 
         &plane,
         |e| matches!(e, Event::Added { id: i, .. } if *i == id),
     );
+    // The relay opens the NAT pinhole toward the cloud first: one empty
+    // datagram from its cloud RTP port (RFC 6263 §4.1).
+    let mut buf = [0u8; 64];
+    let (n, from) = cloud.recv_from(&mut buf).expect("the pinhole datagram");
+    assert_eq!((n, from.port()), (0, port + 2), "{backend}");
     Rig { plane, pbx, cloud }
 }
 

@@ -64,7 +64,8 @@ fn exchange(
         let mut buf = [0u8; 2048];
         let mut quiet = Instant::now();
         while got.len() < expect && quiet.elapsed() < Duration::from_secs(2) {
-            if let Ok(n) = at.recv(&mut buf) {
+            // Empty datagrams are the relay's NAT pinholes (RFC 6263).
+            if let Ok(n @ 1..) = at.recv(&mut buf) {
                 got.push(buf[..n].to_vec());
                 quiet = Instant::now();
             }

@@ -46,7 +46,8 @@ fn sink(
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
-            if socket.recv(&mut buf).is_ok() {
+            // Empty datagrams are the relays' NAT pinholes (RFC 6263).
+            if socket.recv(&mut buf).is_ok_and(|n| n > 0) {
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -592,6 +592,9 @@ impl Sink<'_> {
                         return;
                     }
                     let n = buf.len();
+                    if n == 0 {
+                        return; // a NAT pinhole from a relay starting (RFC 6263)
+                    }
                     let len = if srtp {
                         match cloud_rx[call].unprotect_rtp(buf, n) {
                             Ok(l) => l,

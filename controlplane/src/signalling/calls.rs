@@ -30,9 +30,21 @@ use tokio::sync::mpsc;
 pub struct CloudConn {
     /// Its write queue.
     pub out: mpsc::Sender<Vec<u8>>,
-    /// The gateway's end of it: Via and Contact toward the cloud name it,
-    /// so the cloud's requests come back over it (RFC 5923-style reuse).
+    /// The gateway's end of it.
     pub local: SocketAddr,
+    /// That end as the cloud sees it, learned from the `received` and
+    /// `rport` of the keep-alives' responses (RFC 3581): behind NAT, the
+    /// router's address and port. Via and Contact toward the cloud name
+    /// it, so the cloud's requests come back over this connection
+    /// (RFC 5923-style reuse).
+    pub public: Option<SocketAddr>,
+}
+
+impl CloudConn {
+    /// The address the cloud reaches this connection by.
+    pub fn seen_as(&self) -> SocketAddr {
+        self.public.unwrap_or(self.local)
+    }
 }
 
 /// Where calls find the trunk's connection.
@@ -217,8 +229,8 @@ impl Calls {
         // sips Contact it reached over an inbound connection).
         let mut cloud = self.cfg.cloud.clone();
         if let Some(conn) = self.cloud.lock().expect("cloud path").as_ref() {
-            cloud.via = format!("SIP/2.0/TLS {}", conn.local);
-            cloud.contact = format!("sip:pbxlink@{};transport=tls", conn.local);
+            cloud.via = format!("SIP/2.0/TLS {}", conn.seen_as());
+            cloud.contact = format!("sip:pbxlink@{};transport=tls", conn.seen_as());
         }
         let plan = Plan {
             id: format!("{token}{id}"),

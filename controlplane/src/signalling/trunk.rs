@@ -137,6 +137,7 @@ pub async fn run(cfg: TrunkConfig, shared: Shared) {
                 *cfg.path.lock().expect("cloud path") = Some(super::calls::CloudConn {
                     out: conn.out.clone(),
                     local,
+                    public: None,
                 });
                 let ended = keep(&cfg, &target, local, conn, responses, &c).await;
                 *cfg.path.lock().expect("cloud path") = None;
@@ -196,12 +197,37 @@ fn options(target: &Target, local: SocketAddr, cseq: u32, branch: &str) -> Vec<u
         _ => ("sip", "TCP"),
     };
     format!(
-        "OPTIONS {scheme}:{addr} SIP/2.0\r\nVia: SIP/2.0/{via} {local};branch={branch};alias\r\nMax-Forwards: 70\r\n\
+        "OPTIONS {scheme}:{addr} SIP/2.0\r\nVia: SIP/2.0/{via} {local};branch={branch};rport;alias\r\nMax-Forwards: 70\r\n\
          From: <{scheme}:pbxlink@{local}>;tag=trunk\r\nTo: <{scheme}:{addr}>\r\nCall-ID: trunk-keepalive-{local}\r\n\
          CSeq: {cseq} OPTIONS\r\nUser-Agent: pbxlink\r\nContent-Length: 0\r\n\r\n",
         addr = target.addr
     )
     .into_bytes()
+}
+
+/// Where the top Via of a response to our request says the peer saw it
+/// come from (RFC 3581 `received` and `rport`), if it says.
+fn seen_from(via: &str, local: SocketAddr) -> Option<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for param in via.split(';').skip(1) {
+        match param.trim().split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("received") => {
+                ip = v.trim().trim_matches(['[', ']']).parse().ok();
+            }
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("rport") => {
+                port = v.trim().parse().ok();
+            }
+            _ => {}
+        }
+    }
+    if ip.is_none() && port.is_none() {
+        return None;
+    }
+    Some(SocketAddr::new(
+        ip.unwrap_or(local.ip()),
+        port.unwrap_or(local.port()),
+    ))
 }
 
 /// Serves one connection: keep-alives out, their responses matched.
@@ -223,6 +249,16 @@ async fn keep(
             bump(&c.responses_unmatched);
             return code;
         };
+        // Behind NAT the cloud sees another address: calls must name it.
+        let seen = p.head.get("Via").and_then(|v| seen_from(v, local));
+        if let Some(seen) = seen {
+            if let Some(conn) = cfg.path.lock().expect("cloud path").as_mut() {
+                if conn.seen_as() != seen {
+                    println!("trunk: the cloud sees this connection as {seen}");
+                    conn.public = (seen != local).then_some(seen);
+                }
+            }
+        }
         tx.handle_response(Instant::now(), code);
         while let Some(o) = tx.poll_output() {
             if let Output::Event(Event::Response(200..=299)) = o {
@@ -273,5 +309,36 @@ async fn keep(
                 pending.retain(|_, tx| tx.state() != pbxlink_sip::transaction::State::Terminated);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_the_cloud_saw_comes_from_received_and_rport() {
+        let local: SocketAddr = "10.77.1.2:40000".parse().unwrap();
+        let seen = |via: &str| seen_from(via, local);
+        assert_eq!(
+            seen(
+                "SIP/2.0/TLS 10.77.1.2:40000;branch=z9hG4bK1;received=10.77.2.1;rport=61000;alias"
+            ),
+            Some("10.77.2.1:61000".parse().unwrap())
+        );
+        assert_eq!(
+            seen("SIP/2.0/TLS 10.77.1.2:40000;rport=40000;branch=z9hG4bK1"),
+            Some(local),
+            "same address: no NAT"
+        );
+        assert_eq!(
+            seen("SIP/2.0/TLS [2001:db8::1]:5061;received=[2001:db8::9];rport=5062"),
+            Some("[2001:db8::9]:5062".parse().unwrap())
+        );
+        assert_eq!(
+            seen("SIP/2.0/TLS 10.77.1.2:40000;branch=z9hG4bK1;rport"),
+            None
+        );
+        assert_eq!(seen("SIP/2.0/TLS 10.77.1.2:40000;received=nonsense"), None);
     }
 }

@@ -76,6 +76,21 @@ fn connect_lan(
     }
 }
 
+/// Opens the NAT pinholes toward the cloud as a relay starts: one empty
+/// datagram from each cloud socket to the cloud's RTP and RTCP addresses
+/// (RFC 6263 §4.1), so a NAT router in front of the gateway maps its ports
+/// before the cloud's first packet arrives — an inbound packet first
+/// leaves the router a connection of its own on that port, and it then
+/// maps the gateway's packets to another port than the SDP names.
+/// Receivers ignore empty datagrams. Best effort: a failed send leaves it
+/// to the first media packet.
+fn open_pinholes(sockets: &[UdpSocket; 4], remote: SocketAddr) {
+    let rtcp = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+    for (socket, peer) in [(Socket::CloudRtp, remote), (Socket::CloudRtcp, rtcp)] {
+        let _ = sockets[socket as usize].send_to(&[], peer);
+    }
+}
+
 /// Where a datagram came in: which relay slot and socket, and from whom.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin {
@@ -204,6 +219,9 @@ impl Core {
         let mut connected = [None; 4];
         if let Some(remote) = spec.lan_remote.filter(|r| spec.networks.contains(r.ip())) {
             connect_lan(&sockets, remote, &mut connected);
+        }
+        if let Some(remote) = spec.cloud_remote.filter(|r| spec.networks.contains(r.ip())) {
+            open_pinholes(&sockets, remote);
         }
         self.slots[slot] = Some(Slot {
             relay,

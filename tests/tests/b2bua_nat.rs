@@ -1,0 +1,177 @@
+//! The gateway behind NAT, in network namespaces the test builds
+//! (`pbxlink_tests::netns`): the gateway and the PBX (sipp,
+//! `peers/sipp/uas_pcap.xml`) at 10.77.1.2 behind a MASQUERADE router,
+//! the cloud (baresip, TLS, `mediaenc=srtp-mand`) at 10.77.2.2 with no
+//! route back — it only ever sees the router's 10.77.2.1.
+//!
+//! The gateway dials the trunk out through the NAT and learns from its
+//! keep-alives' responses (RFC 3581 `received`/`rport`) the address the
+//! cloud sees the connection as; the cloud calls over that connection
+//! (the router would drop a new one); the gateway's SDP names its
+//! configured public address; its relay opens the NAT pinhole toward the
+//! cloud as it starts, so the cloud's SRTP to the public address comes
+//! through. Media must flow both ways and decrypt. The PBX's audio starts
+//! a second after the answer, so the cloud's media reaches the router
+//! first: without the pinhole (tried, 2026-11-24) the router then kept
+//! that port for itself, mapped the gateway's packets to another, and
+//! none of the cloud's media arrived.
+
+use pbxlink_tests::baresip::{self, Baresip};
+use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::netns::{self, Nat};
+use pbxlink_tests::pki::TestCa;
+use std::net::IpAddr;
+use std::time::Duration;
+
+const GW_SIP: u16 = 5060;
+const PBX_SIP: u16 = 5080;
+const CLOUD_SIP: u16 = 5060; // baresip's TLS: 5061
+
+fn count(line: &str, label: &str) -> u64 {
+    line.split(label)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
+    let dir = std::env::temp_dir().join(format!("pbxlink-nat-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pcap")).unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/share/sip-tester/g711a.pcap",
+        dir.join("pcap/g711a.pcap"),
+    )
+    .unwrap();
+    let nat = Nat::new();
+    let ca = TestCa::new("pbxlink test CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(netns::CLOUD)]);
+    let cloud_pem = dir.join("cloud.pem");
+    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
+    let tone = dir.join("tone.wav");
+    baresip::tone_wav(&tone, 1000.0, 30);
+    let mut cloud = Baresip::cloud_at(
+        &nat.at_cloud(),
+        &dir.join("cloud"),
+        CLOUD_SIP,
+        &cloud_pem,
+        &ca_file,
+        "cloud",
+        &tone,
+    );
+
+    let config = dir.join("pbxlink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlan_address = \"{gw}\"\npublic_address = \"{public}\"\nprofile = \"max\"\n\
+             networks = [\"10.77.1.0/24\", \"10.77.2.0/24\"]\n\n\
+             [pbx]\ntype = \"mivoice-5000\"\naddress = \"{gw}\"\nport = {PBX_SIP}\n\n\
+             [cloud]\ntargets = [\"tls:{cloud}:{}\"]\nca = \"{}\"\n\
+             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
+             [sip]\nport = {GW_SIP}\n",
+            CLOUD_SIP + 1,
+            ca_file.display(),
+            gw = netns::GATEWAY,
+            public = netns::ROUTER_OUTSIDE,
+            cloud = netns::CLOUD,
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_at(
+        &nat.at_gateway(netns::GATEWAY),
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--seconds",
+            "60",
+        ]
+        .map(String::from),
+    );
+    gw.wait_for("trunk: connected to", Duration::from_secs(20));
+    let seen = gw.wait_for(
+        "trunk: the cloud sees this connection as",
+        Duration::from_secs(10),
+    );
+    let trunk_end = seen.rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        trunk_end.starts_with(&format!("{}:", netns::ROUTER_OUTSIDE)),
+        "the cloud saw the router: {seen}"
+    );
+
+    let pbx = nat
+        .at_gateway(netns::GATEWAY)
+        .command("sipp")
+        .args([
+            "-i",
+            &netns::GATEWAY.to_string(),
+            "-p",
+            &PBX_SIP.to_string(),
+        ])
+        .args([
+            "-mp",
+            "26400",
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ])
+        .arg("-sf")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sipp/uas_pcap.xml"))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sipp runs (tests/run installs sip-tester)");
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command(&format!("/dial 201@{trunk_end}"));
+    cloud.wait_for("Call established", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(5));
+    cloud.command("/hangup");
+    let out = pbx.wait_with_output().expect("sipp ends");
+    assert!(
+        out.status.success(),
+        "sipp as the PBX: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ended = gw.wait_for("call 1: ended", Duration::from_secs(10));
+    let media = gw.wait_for("call 1: media to cloud", Duration::from_secs(5));
+    let lines = gw.stop();
+    println!("{seen}\n{ended}\n{media}");
+    assert!(ended.contains("Hangup(Cloud)"), "{ended}");
+    assert!(
+        count(&media, "to cloud ") >= 100,
+        "the PBX's audio went out through the NAT: {media}"
+    );
+    assert!(
+        count(&media, "to PBX ") >= 150,
+        "the cloud's SRTP came in through the NAT: {media}"
+    );
+    assert!(
+        !media.contains("auth_failed") && !media.contains("srtp_error"),
+        "{media}"
+    );
+    let bs = cloud.output().join("\n");
+    assert!(!bs.contains("failed to decrypt"), "{bs}");
+    let decoded = cloud.decoded();
+    let (samples, rate) = baresip::read_wav(&decoded[0]);
+    let seconds = samples.len() as f64 / f64::from(rate);
+    println!(
+        "baresip decoded {seconds:.1} s of the PBX's audio, RMS {:.0}",
+        baresip::rms(&samples)
+    );
+    assert!(seconds >= 3.0 && baresip::rms(&samples) > 300.0);
+    let fin = lines
+        .iter()
+        .find(|l| l.starts_with("final:"))
+        .expect("final line");
+    assert_eq!(field(fin, "calls_ended"), 1, "{fin}");
+    drop(cloud);
+    drop(nat);
+    let _ = std::fs::remove_dir_all(&dir);
+}
