@@ -255,6 +255,19 @@ fn audio_direction(s: &Sdp) -> Direction {
         .map_or(Direction::SendRecv, |(_, m)| m.direction())
 }
 
+/// Option tags a request's `Require` asks for that the gateway does not
+/// support (it supports none yet: not `100rel`, not `timer`), joined for
+/// an `Unsupported` header; `None` when there are none (RFC 3261 §8.2.2.3).
+pub fn unsupported(request: &Head) -> Option<String> {
+    let tags: Vec<&str> = request
+        .all("Require")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    (!tags.is_empty()).then(|| tags.join(", "))
+}
+
 fn local(plan: &Plan, side: Side) -> &Local {
     match side {
         Side::Pbx => &plan.pbx,
@@ -1002,6 +1015,28 @@ mod tests {
             }
         );
         msg(&head, sdp.unwrap_or(""))
+    }
+
+    #[test]
+    fn required_extensions_are_named_unsupported() {
+        let (plain, _) = msg(PBX_INVITE, PBX_SDP);
+        assert_eq!(unsupported(&plain), None);
+        let (prack, _) = msg(
+            &PBX_INVITE.replace(
+                "Max-Forwards",
+                "Require: 100rel\r\nRequire: timer,  precondition\r\nMax-Forwards",
+            ),
+            PBX_SDP,
+        );
+        assert_eq!(
+            unsupported(&prack).as_deref(),
+            Some("100rel, timer, precondition")
+        );
+        let (supported, _) = msg(
+            &PBX_INVITE.replace("Max-Forwards", "Supported: 100rel, timer\r\nMax-Forwards"),
+            PBX_SDP,
+        );
+        assert_eq!(unsupported(&supported), None, "Supported asks nothing");
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! - glare: the cloud holds a call while the PBX re-INVITEs too
 //!   (`uas_glare.xml`): each side gets 491, and the gateway tries the
 //!   cloud's hold once more after RFC 3261 §14.1's wait (2.1–4 s: it made
-//!   the PBX leg); the scenario passes only if that retry arrives.
+//!   the PBX leg); the scenario passes only if that retry arrives;
+//! - a PBX requiring 100rel gets 420 naming it in `Unsupported`
+//!   (`uac_require_100rel.xml`).
 
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{Gateway, field};
@@ -122,7 +124,7 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
         &config,
         format!(
             "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\
-             media_timeout_seconds = 3\n\n\
+             media_timeout_seconds = 8\n\n\
              [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PBX_SIP}\n\n\
              [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
@@ -179,7 +181,8 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     let timed_out_media = gw.wait_for("call 3: media to cloud", Duration::from_secs(5));
     relays_gone(&gw, "call 3: ended");
 
-    // Glare: baresip holds while sipp re-INVITEs.
+    // Glare: baresip holds while sipp re-INVITEs. (baresip falls silent as
+    // it holds: the media timeout, 8 s here, must outlast the retry wait.)
     let pbx = sipp(&dir, "uas_glare.xml", &[]);
     std::thread::sleep(Duration::from_millis(500));
     cloud.command(&format!("/dial 204@{trunk_end}"));
@@ -205,13 +208,24 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
         assert!(Instant::now() < deadline, "no glare");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The retry comes 2.1–4 s after the 491; sipp's audio lasts 8 s.
-    std::thread::sleep(Duration::from_millis(4500));
+    // The retry comes 2.1–4 s after the 491; once it is answered the
+    // relay's direction changes (baresip then falls silent, on hold).
+    let held = gw.wait_for("call 4: media now", Duration::from_secs(6));
+    assert!(held.ends_with("cloud to PBX only"), "{held}");
+    std::thread::sleep(Duration::from_millis(300));
     cloud.command("/hangup");
     passes(pbx, "glare");
     let retried = gw.wait_for("call 4: glare", Duration::from_secs(1));
     let glare = gw.wait_for("call 4: ended", Duration::from_secs(5));
     relays_gone(&gw, "call 4: ended");
+
+    // A PBX requiring 100rel is refused 420 naming it (no call is made).
+    let pbx = sipp(
+        &dir,
+        "uac_require_100rel.xml",
+        &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
+    );
+    passes(pbx, "420 for Require: 100rel");
     let lines = gw.stop();
     let bs = cloud.output().join("\n");
 
@@ -224,7 +238,7 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     assert!(cancelled.contains("Cancelled"), "{cancelled}");
     assert!(timed_out.contains("media timeout"), "{timed_out}");
     assert!(
-        silent_for >= Duration::from_secs(3),
+        silent_for >= Duration::from_secs(8),
         "hung up before the timeout: {silent_for:?}"
     );
     assert!(
@@ -270,6 +284,7 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     assert!(glare.contains("Hangup(Cloud)"), "{glare}");
     assert_eq!(field(fin, "glare"), 1, "{fin}");
     assert_eq!(field(fin, "calls"), 4, "{fin}");
+    assert_eq!(field(fin, "calls_refused"), 1, "{fin}");
     assert_eq!(field(fin, "calls_ended"), 4, "{fin}");
     assert_eq!(field(fin, "media_timeouts"), 1, "{fin}");
     assert_eq!(field(fin, "relays"), 0, "{fin}");

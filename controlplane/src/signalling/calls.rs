@@ -208,6 +208,18 @@ impl Calls {
             )
             .map(|leg| leg.response(&p.head, code, phrase, None))
         };
+        if let Some(tags) = pbxlink_b2bua::call::unsupported(&p.head) {
+            // §8.2.2.3: 420 naming what is not supported; the caller may
+            // try again without it (100rel: unreliable provisionals).
+            self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
+            return refuse(420, "Bad Extension").map(|r| {
+                let at = r.windows(2).position(|w| w == b"\r\n").map_or(0, |i| i + 2);
+                let mut out = r[..at].to_vec();
+                out.extend_from_slice(format!("Unsupported: {tags}\r\n").as_bytes());
+                out.extend_from_slice(&r[at..]);
+                out
+            });
+        }
         let (Some(lan_port), Some(cloud_port)) = (self.ports.take(now), self.ports.take(now))
         else {
             self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
@@ -427,6 +439,13 @@ impl Calls {
                         (false, false) => MediaDirection::Inactive,
                     };
                     if self.active[&id].relay {
+                        let ways = match direction {
+                            MediaDirection::SendRecv => "both ways",
+                            MediaDirection::SendOnly => "PBX to cloud only",
+                            MediaDirection::RecvOnly => "cloud to PBX only",
+                            MediaDirection::Inactive => "stopped (held both ways)",
+                        };
+                        println!("call {id}: media now {ways}");
                         let _ = self
                             .plane
                             .command(id, Command::SetDirection { id, direction });
