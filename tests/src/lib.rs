@@ -11,6 +11,7 @@ pub mod counting_alloc;
 pub mod dnsmasq;
 pub mod gateway;
 pub mod lines;
+pub mod lossy;
 pub mod netns;
 pub mod pki;
 pub mod pylibsrtp;

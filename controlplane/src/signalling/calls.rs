@@ -6,6 +6,7 @@
 
 use super::Counters;
 use super::core::Peer;
+use super::reliability::{Due, Received, Reliability};
 use pbxlink_b2bua::call::{Call, Local, Output, Plan};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
@@ -97,6 +98,8 @@ pub struct Calls {
     counters: Arc<Counters>,
     /// Relays each worker last reported running (its stats, every second).
     relays_running: Vec<u64>,
+    /// Retransmissions toward a PBX over UDP.
+    reliable: Reliability,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -138,6 +141,7 @@ impl Calls {
     ) -> Self {
         Self {
             relays_running: vec![0; plane.workers()],
+            reliable: Reliability::default(),
             active: HashMap::new(),
             index: HashMap::new(),
             next: 1,
@@ -156,17 +160,31 @@ impl Calls {
             .is_some_and(|c| self.index.contains_key(&(side, c.to_owned())))
     }
 
-    fn send(&self, a: &Active, to: Side, bytes: Vec<u8>) {
+    /// Sends call `id`'s message to side `to`; over UDP to the PBX it is
+    /// also kept for retransmission.
+    fn send(&mut self, now: Instant, id: u64, to: Side, bytes: Vec<u8>, request: bool) {
+        let Some(a) = self.active.get(&id) else {
+            return;
+        };
+        let udp = match (to, &a.pbx_path) {
+            (Side::Pbx, Peer::Udp(addr)) => Some(*addr),
+            (Side::Pbx, Peer::Stream(None)) => Some(self.cfg.pbx_addr),
+            _ => None,
+        };
+        if let Some(addr) = udp {
+            if request {
+                self.reliable.request_sent(now, id, addr, &bytes);
+            } else {
+                self.reliable.response_sent(now, id, addr, &bytes);
+            }
+            let _ = self.udp_out.send((addr, bytes));
+            return;
+        }
         match (to, &a.pbx_path) {
             (Side::Pbx, Peer::Stream(Some(out))) => {
                 let _ = out.try_send(bytes);
             }
-            (Side::Pbx, Peer::Udp(addr)) => {
-                let _ = self.udp_out.send((*addr, bytes));
-            }
-            (Side::Pbx, Peer::Stream(None)) => {
-                let _ = self.udp_out.send((self.cfg.pbx_addr, bytes));
-            }
+            (Side::Pbx, _) => {}
             (Side::Cloud, _) => {
                 let path = self.cloud.lock().expect("cloud path").clone();
                 match path {
@@ -191,6 +209,17 @@ impl Calls {
         from: Peer,
     ) -> Option<Vec<u8>> {
         let call_id = p.head.get("Call-ID")?.to_owned();
+        if let (Side::Pbx, Peer::Udp(_)) = (side, &from) {
+            // A retransmitted INVITE over UDP (also after its call ended):
+            // the latest response again.
+            if let Some((to, bytes)) = self.reliable.invite_again(&call_id) {
+                self.counters
+                    .retransmissions
+                    .fetch_add(1, Ordering::Relaxed);
+                let _ = self.udp_out.send((to, bytes));
+                return None;
+            }
+        }
         if self.index.contains_key(&(side, call_id.clone())) {
             // A retransmitted INVITE: the call answers on its own.
             self.counters
@@ -294,6 +323,9 @@ impl Calls {
 
     /// An in-dialog request (ACK, BYE, CANCEL, …) for a call here.
     pub fn on_request(&mut self, now: Instant, side: Side, p: &Parsed, msg: &[u8]) {
+        if side == Side::Pbx {
+            self.reliable.request_received(&p.head);
+        }
         if let Some(id) = self.find(side, &p.head) {
             if let Some(a) = self.active.get_mut(&id) {
                 a.call.on_request(side, &p.head, body(msg));
@@ -304,6 +336,17 @@ impl Calls {
 
     /// A response for a call here; false when it is not one.
     pub fn on_response(&mut self, now: Instant, side: Side, p: &Parsed, msg: &[u8]) -> bool {
+        if side == Side::Pbx {
+            if let Received::Absorb(again) = self.reliable.response_received(now, &p.head) {
+                self.counters
+                    .retransmissions
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(ack) = again {
+                    let _ = self.udp_out.send(ack);
+                }
+                return true;
+            }
+        }
         let Some(id) = self.find(side, &p.head) else {
             return false;
         };
@@ -372,6 +415,21 @@ impl Calls {
                 self.flush(now, id);
             }
         }
+        for due in self.reliable.poll(now) {
+            let (id, why) = match due {
+                Due::Send(to, bytes) => {
+                    let _ = self.udp_out.send((to, bytes));
+                    continue;
+                }
+                Due::InviteTimeout(id) => (id, "the PBX did not answer the INVITE"),
+                Due::AckTimeout(id) => (id, "the PBX did not acknowledge the answer"),
+            };
+            if let Some(a) = self.active.get_mut(&id) {
+                println!("call {id}: {why}");
+                a.call.hang_up(why);
+                self.flush(now, id);
+            }
+        }
         for id in timed_out {
             if let Some(a) = self.active.get_mut(&id) {
                 a.call.hang_up("media timeout");
@@ -392,10 +450,8 @@ impl Calls {
                 break;
             };
             match o {
-                Output::Request { to, bytes, .. } | Output::Response { to, bytes } => {
-                    let a = &self.active[&id];
-                    self.send(a, to, bytes);
-                }
+                Output::Request { to, bytes, .. } => self.send(now, id, to, bytes, true),
+                Output::Response { to, bytes } => self.send(now, id, to, bytes, false),
                 Output::RelayUp(m) => {
                     let a = self.active.get_mut(&id).expect("present");
                     let spec = Suite::from_sdp_name(&m.suite).and_then(|suite| {

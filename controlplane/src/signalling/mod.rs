@@ -12,6 +12,7 @@
 mod calls;
 mod core;
 mod dns;
+mod reliability;
 mod stream;
 mod tls;
 mod trunk;
