@@ -182,6 +182,8 @@ pub struct Call {
     settled: Option<(u32, String)>,
     /// A re-INVITE passed on and not yet answered.
     reinvite: Option<Reinvite>,
+    /// Other in-dialog requests (INFO) passed on and not yet answered.
+    forwarded: Vec<Forwarded>,
     b_branch: String,
     b_cseq: u32,
     relay: bool,
@@ -203,6 +205,18 @@ struct Reinvite {
     cseq: u32,
     glare: Glare,
 }
+
+/// An in-dialog request from one side passed to the other as is.
+#[derive(Debug)]
+struct Forwarded {
+    from: Side,
+    request: Head,
+    method: String,
+    cseq: u32,
+}
+
+/// In-dialog requests passed on at once, at most; past this, 503.
+const FORWARDED_MAX: usize = 16;
 
 /// Where a forwarded re-INVITE stands with respect to glare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +358,7 @@ impl Call {
             cloud_offer_crypto,
             settled: None,
             reinvite: None,
+            forwarded: Vec::new(),
             b_branch: String::new(),
             b_cseq: 1,
             relay: false,
@@ -489,6 +504,9 @@ impl Call {
             // Its server transaction still waits for a final response.
             self.respond(r.from, &r.request, 487, "Request Terminated", None);
         }
+        for f in std::mem::take(&mut self.forwarded) {
+            self.respond(f.from, &f.request, 487, "Request Terminated", None);
+        }
         if self.relay {
             self.relay = false;
             self.out.push_back(Output::RelayDown);
@@ -503,10 +521,28 @@ impl Call {
     }
 
     fn send(&mut self, to: Side, method: &str, branch: &str, cseq: u32, sdp: Option<&str>) {
+        self.send_with(
+            to,
+            method,
+            branch,
+            cseq,
+            sdp.map(|s| ("application/sdp", s)),
+        );
+    }
+
+    /// [`Call::send`] with a body of any type (`(Content-Type, body)`).
+    fn send_with(
+        &mut self,
+        to: Side,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        body: Option<(&str, &str)>,
+    ) {
         let bytes = if to == self.a.side {
-            self.a.request(method, branch, cseq, sdp)
+            self.a.request_with(method, branch, cseq, body)
         } else {
-            self.b.request(method, branch, cseq, sdp)
+            self.b.request_with(method, branch, cseq, body)
         };
         self.out.push_back(Output::Request {
             to,
@@ -515,9 +551,9 @@ impl Call {
         });
     }
 
-    /// Sends a new in-dialog request to `to` (next CSeq, new branch);
-    /// returns its branch and CSeq.
-    fn new_request(&mut self, to: Side, method: &str, sdp: Option<&str>) -> (String, u32) {
+    /// Sends a new in-dialog request to `to` (next CSeq, new branch) with
+    /// `body` (`(Content-Type, body)`); returns its branch and CSeq.
+    fn new_request(&mut self, to: Side, method: &str, body: Option<(&str, &str)>) -> (String, u32) {
         let branch = self.branch();
         let leg = if to == self.a.side {
             &mut self.a
@@ -526,7 +562,7 @@ impl Call {
         };
         leg.local_cseq += 1;
         let n = leg.local_cseq;
-        self.send(to, method, &branch, n, sdp);
+        self.send_with(to, method, &branch, n, body);
         (branch, n)
     }
 
@@ -576,9 +612,35 @@ impl Call {
             }
             "OPTIONS" => self.respond(side, head, 200, "OK", None),
             "INVITE" if self.state == State::Confirmed => self.reinvite(side, head, body),
-            // re-INVITE, UPDATE, INFO, REFER…: not carried yet.
+            "INFO" if matches!(self.state, State::Answered | State::Confirmed) => {
+                self.forward(side, head, &method, body)
+            }
+            // UPDATE, REFER (transfer), …: refused; the PBX falls back
+            // (a transfer: it bridges the call itself).
             _ => self.respond(side, head, 501, "Not Implemented", None),
         }
+    }
+
+    /// An in-dialog request from `side` passed to the other side with its
+    /// body as is (INFO: DTMF as `application/dtmf-relay`, …); its final
+    /// response comes back the same way.
+    fn forward(&mut self, side: Side, head: &Head, method: &str, body: &[u8]) {
+        if self.forwarded.len() >= FORWARDED_MAX {
+            self.respond(side, head, 503, "Service Unavailable", None);
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(body) else {
+            self.respond(side, head, 415, "Unsupported Media Type", None);
+            return;
+        };
+        let kind = head.get("Content-Type").filter(|_| !text.is_empty());
+        let (_, n) = self.new_request(side.other(), method, kind.map(|k| (k, text)));
+        self.forwarded.push(Forwarded {
+            from: side,
+            request: head.clone(),
+            method: method.into(),
+            cseq: n,
+        });
     }
 
     /// A re-INVITE from `side` (hold, resume, a new address): passed on
@@ -601,7 +663,7 @@ impl Call {
         };
         let to = side.other();
         let sdp = self.describe(to, &offer, audio_direction(&offer));
-        let (branch, n) = self.new_request(to, "INVITE", Some(&sdp));
+        let (branch, n) = self.new_request(to, "INVITE", Some(("application/sdp", &sdp)));
         self.reinvite = Some(Reinvite {
             from: side,
             request: head.clone(),
@@ -622,7 +684,8 @@ impl Call {
         };
         if r.glare == Glare::Waiting && self.state == State::Confirmed {
             let sdp = r.sdp.clone();
-            let (branch, n) = self.new_request(r.from.other(), "INVITE", Some(&sdp));
+            let (branch, n) =
+                self.new_request(r.from.other(), "INVITE", Some(("application/sdp", &sdp)));
             r.branch = branch;
             r.cseq = n;
             r.glare = Glare::Retried;
@@ -678,6 +741,18 @@ impl Call {
     pub fn on_response(&mut self, side: Side, head: &Head, body: &[u8]) {
         let (n, method) = cseq(head);
         let code = status_code(head);
+        if let Some(i) = self
+            .forwarded
+            .iter()
+            .position(|f| side == f.from.other() && f.method == method && f.cseq == n)
+        {
+            if code >= 200 {
+                let f = self.forwarded.remove(i);
+                let phrase = phrase(head).to_owned();
+                self.respond(f.from, &f.request, code, &phrase, None);
+            }
+            return;
+        }
         let pending = self.reinvite.as_ref().is_some_and(|r| {
             side == r.from.other() && method == "INVITE" && n == r.cseq && r.glare != Glare::Waiting
         });
@@ -1015,6 +1090,46 @@ mod tests {
             }
         );
         msg(&head, sdp.unwrap_or(""))
+    }
+
+    #[test]
+    fn info_is_passed_on_with_its_body_and_refer_refused() {
+        let mut call = confirmed_call();
+        let dtmf = "Signal=5\r\nDuration=160\r\n";
+        let (info, b) = msg(
+            "INFO sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKinfo\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 2 INFO\r\nContent-Type: application/dtmf-relay\r\n",
+            dtmf,
+        );
+        call.on_request(Side::Pbx, &info, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Cloud <- INFO"]);
+        let to_cloud = text(&out[0]);
+        assert!(
+            to_cloud.contains("Content-Type: application/dtmf-relay\r\n")
+                && to_cloud.ends_with(dtmf)
+                && to_cloud.contains("Call-ID: c0ffee@pbxlink"),
+            "{to_cloud}"
+        );
+        let (ok, b) = cloud_answer(&to_cloud, "200 OK", None);
+        call.on_response(Side::Cloud, &ok, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 200"]);
+        assert!(text(&out[0]).contains("CSeq: 2 INFO"), "{}", text(&out[0]));
+        // A transfer is refused: the PBX bridges it itself.
+        let refer = "REFER sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKref\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 3 REFER\r\nRefer-To: <sip:202@10.0.0.2>\r\n";
+        let (refer, b) = msg(refer, "");
+        call.on_request(Side::Pbx, &refer, &b);
+        assert_eq!(sent(&drain(&mut call)), ["Pbx <- 501"]);
+        // An INFO unanswered when the call ends is answered 487.
+        let (info, b) = msg(
+            "INFO sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKinfo2\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 4 INFO\r\n",
+            "",
+        );
+        call.on_request(Side::Pbx, &info, &b);
+        assert_eq!(sent(&drain(&mut call)), ["Cloud <- INFO"]);
+        call.hang_up("test");
+        let out = sent(&drain(&mut call));
+        assert!(out.contains(&"Pbx <- 487".to_owned()), "{out:?}");
     }
 
     #[test]

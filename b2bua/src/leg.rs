@@ -158,6 +158,17 @@ impl Leg {
     /// A request on this leg: `branch` names its transaction, `cseq` its
     /// number (a new one unless ACK/CANCEL reuse the INVITE's).
     pub fn request(&self, method: &str, branch: &str, cseq: u32, sdp: Option<&str>) -> Vec<u8> {
+        self.request_with(method, branch, cseq, sdp.map(|s| ("application/sdp", s)))
+    }
+
+    /// [`Leg::request`] with a body of any type (`(Content-Type, body)`).
+    pub fn request_with(
+        &self,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        body: Option<(&str, &str)>,
+    ) -> Vec<u8> {
         let mut out = format!(
             "{method} {} SIP/2.0\r\nVia: {};branch={branch};rport\r\nMax-Forwards: 70\r\n",
             self.remote_target, self.via
@@ -180,7 +191,7 @@ impl Leg {
             ));
         }
         out.push_str("User-Agent: pbxlink\r\n");
-        body(&mut out, sdp);
+        typed_body(&mut out, body);
         out.into_bytes()
     }
 
@@ -214,10 +225,14 @@ impl Leg {
 }
 
 fn body(out: &mut String, sdp: Option<&str>) {
-    match sdp {
-        Some(s) => out.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{s}",
-            s.len()
+    typed_body(out, sdp.map(|s| ("application/sdp", s)));
+}
+
+fn typed_body(out: &mut String, body: Option<(&str, &str)>) {
+    match body {
+        Some((kind, b)) => out.push_str(&format!(
+            "Content-Type: {kind}\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
         )),
         None => out.push_str("Content-Length: 0\r\n\r\n"),
     }

@@ -291,10 +291,16 @@ fn calls_both_ways_between_sipp_and_baresip() {
         );
     }
 
+    // Keys never reach the log: no SDES key material in anything printed.
+    assert!(
+        !lines.iter().any(|l| l.contains("inline:")),
+        "a key in the gateway's output"
+    );
     let fin = lines
         .iter()
         .find(|l| l.starts_with("final:"))
         .expect("final line");
+    assert_eq!(field(fin, "relays"), 0, "{fin}");
     assert_eq!(field(fin, "calls"), 5, "{fin}");
     assert_eq!(field(fin, "calls_ended"), 5, "{fin}");
     assert_eq!(field(fin, "relays_failed"), 0, "{fin}");

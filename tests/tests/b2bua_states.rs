@@ -16,6 +16,8 @@
 //!   (`uas_glare.xml`): each side gets 491, and the gateway tries the
 //!   cloud's hold once more after RFC 3261 §14.1's wait (2.1–4 s: it made
 //!   the PBX leg); the scenario passes only if that retry arrives;
+//! - DTMF as SIP INFO from the PBX reaches baresip, whose 200 comes back
+//!   (`uac_info.xml` passes only then);
 //! - a PBX requiring 100rel gets 420 naming it in `Unsupported`
 //!   (`uac_require_100rel.xml`).
 
@@ -217,7 +219,18 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     passes(pbx, "glare");
     let retried = gw.wait_for("call 4: glare", Duration::from_secs(1));
     let glare = gw.wait_for("call 4: ended", Duration::from_secs(5));
+    let glare_media = gw.wait_for("call 4: media to cloud", Duration::from_secs(5));
     relays_gone(&gw, "call 4: ended");
+
+    // DTMF as SIP INFO from the PBX: passed to baresip, its 200 back.
+    let pbx = sipp(
+        &dir,
+        "uac_info.xml",
+        &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
+    );
+    passes(pbx, "INFO");
+    let info = gw.wait_for("call 5: ended", Duration::from_secs(5));
+    relays_gone(&gw, "call 5: ended");
 
     // A PBX requiring 100rel is refused 420 naming it (no call is made).
     let pbx = sipp(
@@ -249,7 +262,7 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     // CANCEL, the gateway's BYE on the timed-out call.
     assert!(bs.contains("session closed: 486 Busy Here"), "{bs}");
     assert!(bs.contains("terminate call"), "{bs}");
-    assert_eq!(bs.matches("terminated (duration").count(), 2, "{bs}");
+    assert_eq!(bs.matches("terminated (duration").count(), 3, "{bs}");
     // It decrypted the announcement it got as early media.
     let decoded = cloud.decoded();
     let (samples, rate) = baresip::read_wav(&decoded[0]);
@@ -282,10 +295,16 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
         "RFC 3261 §14.1, owner: {wait} ms"
     );
     assert!(glare.contains("Hangup(Cloud)"), "{glare}");
+    // Held (cloud to PBX only): the PBX's audio stopped at the relay.
+    assert!(
+        glare_media.contains("relay direction_inactive="),
+        "{glare_media}"
+    );
     assert_eq!(field(fin, "glare"), 1, "{fin}");
-    assert_eq!(field(fin, "calls"), 4, "{fin}");
+    assert!(info.contains("Hangup(Pbx)"), "{info}");
+    assert_eq!(field(fin, "calls"), 5, "{fin}");
     assert_eq!(field(fin, "calls_refused"), 1, "{fin}");
-    assert_eq!(field(fin, "calls_ended"), 4, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 5, "{fin}");
     assert_eq!(field(fin, "media_timeouts"), 1, "{fin}");
     assert_eq!(field(fin, "relays"), 0, "{fin}");
     // The relay counts seen were real: one relay in calls 1, 3 and 4.
