@@ -10,8 +10,10 @@ use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
 use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::ports::PortPool;
 use pbxlink_dataplane::profile::{Profile, Resources};
+use pbxlink_sip::resolve::Transport;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Options of `pbxlink run`.
 #[derive(Debug, clap::Args)]
@@ -59,10 +61,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             .first()
             .map_or(public.to_string(), |t| t.addr.ip().to_string()),
     };
+    let tcp = cfg.pbx_transport == Transport::Tcp;
     let calls = CallsConfig {
         pbx: Local {
-            via: format!("SIP/2.0/UDP {lan}"),
-            contact: format!("sip:pbxlink@{lan}"),
+            via: format!("SIP/2.0/{} {lan}", if tcp { "TCP" } else { "UDP" }),
+            contact: if tcp {
+                format!("sip:pbxlink@{lan};transport=tcp")
+            } else {
+                format!("sip:pbxlink@{lan}")
+            },
             domain: cfg.pbx_address.to_string(),
             scheme: "sip",
         },
@@ -73,6 +80,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             scheme: "sips",
         },
         pbx_addr: SocketAddr::new(cfg.pbx_address, cfg.pbx_port),
+        pbx_tcp: tcp.then(|| Arc::new(Mutex::new(None))),
         lan_ip: cfg.lan_address,
         public_ip: public,
         networks: Networks::new(cfg.networks.clone()),

@@ -58,8 +58,11 @@ pub struct CallsConfig {
     pub pbx: Local,
     /// The gateway toward the cloud.
     pub cloud: Local,
-    /// The PBX's SIP address (UDP).
+    /// The PBX's SIP address.
     pub pbx_addr: SocketAddr,
+    /// The gateway's connection to the PBX when its trunk runs over TCP
+    /// (none: UDP).
+    pub pbx_tcp: Option<super::pbx_link::PbxPath>,
     /// Address the relays bind, and the LAN address in SDP.
     pub lan_ip: IpAddr,
     /// Address in the cloud leg's SDP (the public one behind NAT).
@@ -249,6 +252,20 @@ impl Calls {
                 out
             });
         }
+        let pbx_path = if side == Side::Pbx {
+            from
+        } else {
+            match &self.cfg.pbx_tcp {
+                None => Peer::Udp(self.cfg.pbx_addr),
+                Some(path) => Peer::Stream(path.lock().expect("pbx path").clone()),
+            }
+        };
+        if matches!(pbx_path, Peer::Stream(None)) {
+            // The PBX's trunk runs over TCP and the gateway's connection to
+            // it is down: nowhere to send the call.
+            self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
+            return refuse(503, "Service Unavailable");
+        }
         let (Some(lan_port), Some(cloud_port)) = (self.ports.take(now), self.ports.take(now))
         else {
             self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
@@ -292,11 +309,6 @@ impl Calls {
             }
         };
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let pbx_path = if side == Side::Pbx {
-            from
-        } else {
-            Peer::Udp(self.cfg.pbx_addr)
-        };
         self.index.insert((side, call.call_id(side).to_owned()), id);
         self.index
             .insert((side.other(), call.call_id(side.other()).to_owned()), id);

@@ -12,6 +12,7 @@
 mod calls;
 mod core;
 mod dns;
+pub mod pbx_link;
 mod reliability;
 mod stream;
 mod tls;
@@ -413,6 +414,9 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
         let c = Arc::new(Counters::default());
         let (udp_out, udp_outgoing) = mpsc::unbounded_channel();
         let cloud_path: calls::CloudPath = Arc::new(Mutex::new(None));
+        let pbx_link = b2bua
+            .as_ref()
+            .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
         let core = Arc::new(Mutex::new(match b2bua {
             Some(b) => Core::with_calls(
                 c.clone(),
@@ -454,6 +458,15 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
         println!("{line} dscp {}", args.dscp);
         tokio::spawn(serve_udp(udp, core.clone(), c.clone(), udp_outgoing));
         tokio::spawn(accept(tcp, None, shared.clone(), slots));
+        if let Some((pbx, path)) = pbx_link {
+            tokio::spawn(pbx_link::run(
+                pbx,
+                shared.clone(),
+                path,
+                args.dscp,
+                c.clone(),
+            ));
+        }
         let targets = match &args.trunk_domain {
             Some(domain) => Some(trunk::Targets::Dns {
                 resolver: Box::new(dns::resolver(args.dns_server)?),
