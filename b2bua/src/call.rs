@@ -128,6 +128,17 @@ pub enum Output {
     },
     /// Start relaying media.
     RelayUp(Media),
+    /// A re-INVITE moved the media: only what changed is set — where the
+    /// PBX or the cloud now receives, or the cloud's new key for what it
+    /// sends (its `a=crypto`; `Debug` never shows the key).
+    RelayUpdate {
+        /// The PBX's new RTP address.
+        lan_remote: Option<SocketAddr>,
+        /// The cloud's new SRTP address.
+        cloud_remote: Option<SocketAddr>,
+        /// The cloud's new key toward the gateway.
+        rx_key: Option<Crypto>,
+    },
     /// Media may now flow only these ways (hold and resume).
     RelayDirection {
         /// PBX → cloud.
@@ -182,6 +193,8 @@ pub struct Call {
     settled: Option<(u32, String)>,
     /// A re-INVITE passed on and not yet answered.
     reinvite: Option<Reinvite>,
+    /// The relay as last set up or updated.
+    current: Option<Media>,
     /// Other in-dialog requests (INFO) passed on and not yet answered.
     forwarded: Vec<Forwarded>,
     b_branch: String,
@@ -359,6 +372,7 @@ impl Call {
             settled: None,
             reinvite: None,
             forwarded: Vec::new(),
+            current: None,
             b_branch: String::new(),
             b_cseq: 1,
             relay: false,
@@ -724,6 +738,13 @@ impl Call {
             self.respond(r.from, &r.request, 488, "Not Acceptable Here", None);
             return;
         };
+        let (pbx_sdp, cloud_sdp) = match r.from {
+            Side::Pbx => (&r.offer, &answer),
+            Side::Cloud => (&answer, &r.offer),
+        };
+        if let Some(update) = self.moved(pbx_sdp, cloud_sdp) {
+            self.out.push_back(update);
+        }
         let (pbx, cloud) = match r.from {
             Side::Pbx => (audio_direction(&r.offer), audio_direction(&answer)),
             Side::Cloud => (audio_direction(&answer), audio_direction(&r.offer)),
@@ -735,6 +756,42 @@ impl Call {
         let sdp = self.describe(r.from, &answer, audio_direction(&answer));
         let phrase = phrase(head).to_owned();
         self.respond(r.from, &r.request, code, &phrase, Some(&sdp));
+    }
+
+    /// What a completed re-INVITE changed in the relay (the PBX's or the
+    /// cloud's address, the cloud's key in the suite in use), as an update;
+    /// `None` when nothing did. A held stream's `0.0.0.0` or port 0 moves
+    /// nothing.
+    fn moved(&mut self, pbx_sdp: &Sdp, cloud_sdp: &Sdp) -> Option<Output> {
+        let cur = self.current.as_mut()?;
+        let target = |s: &Sdp| {
+            s.audio_target()
+                .map(|(ip, port)| SocketAddr::new(ip, port))
+                .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
+        };
+        let lan_remote = target(pbx_sdp).filter(|a| *a != cur.lan_remote);
+        let cloud_remote = target(cloud_sdp).filter(|a| *a != cur.cloud_remote);
+        let rx_key = cloud_sdp
+            .audio()
+            .and_then(|(_, m)| m.crypto().into_iter().find(|c| c.suite == cur.suite))
+            .filter(|c| *c.key != *cur.rx_key);
+        if lan_remote.is_none() && cloud_remote.is_none() && rx_key.is_none() {
+            return None;
+        }
+        if let Some(a) = lan_remote {
+            cur.lan_remote = a;
+        }
+        if let Some(a) = cloud_remote {
+            cur.cloud_remote = a;
+        }
+        if let Some(c) = &rx_key {
+            cur.rx_key = c.key.clone();
+        }
+        Some(Output::RelayUpdate {
+            lan_remote,
+            cloud_remote,
+            rx_key,
+        })
     }
 
     /// A response from `side` to a request the gateway sent there.
@@ -882,6 +939,7 @@ impl Call {
         };
         self.relay = true;
         self.settled = Some((media.tag, media.suite.clone()));
+        self.current = Some(media.clone());
         self.out.push_back(Output::RelayUp(media));
         let sdp = self.describe(self.b.side, &answer, audio_direction(&answer));
         self.send(self.b.side, "ACK", &branch, self.b_cseq, Some(&sdp));
@@ -900,6 +958,7 @@ impl Call {
         if !self.relay {
             self.relay = true;
             self.settled = Some((media.tag, media.suite.clone()));
+            self.current = Some(media.clone());
             self.out.push_back(Output::RelayUp(media));
         }
         let dir = audio_direction(&answer);
@@ -1030,6 +1089,14 @@ mod tests {
                     cloud_to_lan,
                 } => format!("relay pbx->cloud {lan_to_cloud} cloud->pbx {cloud_to_lan}"),
                 Output::RelayDown => "relay down".into(),
+                Output::RelayUpdate {
+                    lan_remote,
+                    cloud_remote,
+                    rx_key,
+                } => format!(
+                    "relay moved pbx {lan_remote:?} cloud {cloud_remote:?} key {}",
+                    rx_key.as_ref().map_or("same", |c| c.suite.as_str())
+                ),
                 Output::RetryTimer { min, max } => {
                     format!("retry in {}..{} ms", min.as_millis(), max.as_millis())
                 }
@@ -1090,6 +1157,76 @@ mod tests {
             }
         );
         msg(&head, sdp.unwrap_or(""))
+    }
+
+    #[test]
+    fn a_reinvite_that_moves_media_or_changes_the_cloud_key_updates_the_relay() {
+        let mut call = confirmed_call();
+        // The PBX moves its media to port 6100.
+        let (y, b) = msg(
+            "INVITE sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKmv\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 2 INVITE\r\nContact: <sip:201@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\n",
+            &PBX_SDP.replace("m=audio 6000", "m=audio 6100"),
+        );
+        call.on_request(Side::Pbx, &y, &b);
+        let to_cloud = text(&drain(&mut call)[0]);
+        assert!(to_cloud.contains("m=audio 30000 RTP/SAVP"), "{to_cloud}");
+        let (ok, b) = cloud_answer(&to_cloud, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        assert_eq!(
+            sent(&drain(&mut call)),
+            [
+                "Cloud <- ACK",
+                "relay moved pbx Some(10.0.0.2:6100) cloud None key same",
+                "relay pbx->cloud true cloud->pbx true",
+                "Pbx <- 200"
+            ]
+        );
+        // The cloud re-INVITEs with a new key (same tag and suite).
+        let (x, b) = cloud_reinvite(6, "sendrecv");
+        let new_key =
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:TkVXS0VZTkVXS0VZTkVXS0VZTkVXS0VZTkVXS0VZ";
+        let body = String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.starts_with("a=crypto") {
+                    new_key
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            + "\r\n";
+        let head = x.to_wire();
+        let (x, b) = msg(&head[..head.find("Content-Length").unwrap()], &body);
+        call.on_request(Side::Cloud, &x, &b);
+        let to_pbx = text(&drain(&mut call)[0]);
+        let (ok, b) = pbx_response(&to_pbx, "200 OK", Some(PBX_SDP));
+        call.on_response(Side::Pbx, &ok, &b);
+        let out = drain(&mut call);
+        assert_eq!(
+            sent(&out)[..2],
+            [
+                "Pbx <- ACK",
+                "relay moved pbx Some(10.0.0.2:6000) cloud None key AES_CM_128_HMAC_SHA1_80"
+            ]
+        );
+        assert!(!format!("{out:?}").contains("TkVX"), "keys never in Debug");
+        // The same again changes nothing.
+        let (x, b) = msg(
+            &head[..head.find("Content-Length").unwrap()].replace("CSeq: 6", "CSeq: 7"),
+            &body,
+        );
+        call.on_request(Side::Cloud, &x, &b);
+        let to_pbx = text(&drain(&mut call)[0]);
+        let (ok, b) = pbx_response(&to_pbx, "200 OK", Some(PBX_SDP));
+        call.on_response(Side::Pbx, &ok, &b);
+        assert!(
+            !sent(&drain(&mut call))
+                .iter()
+                .any(|s| s.starts_with("relay moved"))
+        );
     }
 
     #[test]

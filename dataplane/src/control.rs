@@ -40,6 +40,15 @@ pub enum Command {
     },
     /// Replace the SRTP suite and keys (and payload-type maps).
     Rekey(Box<RelaySpec>),
+    /// The cloud's new key: only cloud → PBX changes (a re-INVITE).
+    SetCloudKey {
+        /// Relay.
+        id: RelayId,
+        /// Suite of the key.
+        suite: crate::srtp::Suite,
+        /// The cloud's key toward the gateway.
+        key: Box<crate::MasterKey>,
+    },
     /// Stop relaying, close the ports, report final stats.
     Remove {
         /// Relay.

@@ -199,6 +199,13 @@ impl CloudToLan {
         })
     }
 
+    /// Unprotects with the cloud's new key from now on (a re-INVITE with a
+    /// new `a=crypto`); counters and statistics carry on.
+    pub fn set_key(&mut self, suite: Suite, key: &MasterKey) -> Result<(), SrtpError> {
+        self.srtp = SrtpContext::new(suite, key, Role::Unprotect)?;
+        Ok(())
+    }
+
     /// Turns the SRTP packet in `buf[..len]` into RTP in place; returns the
     /// length to send. Only authenticated packets pass.
     pub fn rtp(&mut self, now: Instant, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {

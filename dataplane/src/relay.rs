@@ -325,6 +325,13 @@ impl Relay {
         self.peers[rtcp_sock as usize] = Some(rtcp_of(remote));
     }
 
+    /// The cloud's new SRTP key (its re-INVITE or answer carried a new
+    /// `a=crypto`): cloud → PBX is unprotected with it from now on; the
+    /// gateway's own key, and so its outgoing SRTP, carries on.
+    pub fn set_cloud_key(&mut self, suite: Suite, key: &MasterKey) -> Result<(), SrtpError> {
+        self.down.set_key(suite, key)
+    }
+
     /// Replaces the SRTP keys (re-INVITE with new `a=crypto`).
     pub fn rekey(&mut self, spec: &RelaySpec) -> Result<(), SrtpError> {
         self.up = LanToCloud::new(spec.suite, &spec.tx_key, spec.lan_to_cloud.clone())?;
@@ -594,6 +601,49 @@ mod tests {
         );
         let v = r.handle(t, Socket::LanRtp, pbx, &mut rtp(2), 172);
         assert!(matches!(v, Verdict::Send { to, .. } if to == cloud_addr));
+    }
+
+    #[test]
+    fn a_new_cloud_key_and_remote_take_over_and_counters_carry_on() {
+        let t = Instant::now();
+        let (pbx, cloud_addr) = (addr("127.0.0.1:6000"), addr("127.0.0.1:5000"));
+        let mut r = Relay::new(t, &spec(Some(pbx), Some(cloud_addr))).unwrap();
+        let protect = |k: u8, seq: u16| {
+            let mut c =
+                SrtpContext::new(Suite::AesCm128HmacSha1_80, &key(k), Role::Protect).unwrap();
+            let mut p = rtp(seq);
+            let n = c.protect_rtp(&mut p, 172).unwrap();
+            (p, n)
+        };
+        let (mut p, n) = protect(2, 1);
+        assert!(matches!(
+            r.handle(t, Socket::CloudRtp, cloud_addr, &mut p, n),
+            Verdict::Send { .. }
+        ));
+        // The cloud moved to key 3 (its re-INVITE); the gateway's key stays.
+        r.set_cloud_key(Suite::AesCm128HmacSha1_80, &key(3))
+            .unwrap();
+        let (mut old, n) = protect(2, 2);
+        assert_eq!(
+            r.handle(t, Socket::CloudRtp, cloud_addr, &mut old, n),
+            Verdict::Drop(DropReason::AuthFailed)
+        );
+        let (mut new, n) = protect(3, 3);
+        assert!(matches!(
+            r.handle(t, Socket::CloudRtp, cloud_addr, &mut new, n),
+            Verdict::Send { .. }
+        ));
+        // The PBX moved its media: RTP goes to the new address.
+        let moved = addr("127.0.0.1:6100");
+        r.set_remote(true, moved);
+        let (mut p, n) = protect(3, 4);
+        assert!(matches!(
+            r.handle(t, Socket::CloudRtp, cloud_addr, &mut p, n),
+            Verdict::Send { to, .. } if to == moved
+        ));
+        let s = r.stats();
+        assert_eq!(s.cloud_to_lan.rtp_out, 3, "counted across the key change");
+        assert_eq!(s.cloud_to_lan.drops.get(DropReason::AuthFailed), 1);
     }
 
     #[test]

@@ -79,8 +79,8 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!up, "relay up twice");
                     up = true;
                 }
-                Output::RelayDirection { .. } => {
-                    assert!(up, "a direction for a relay that is not up");
+                Output::RelayDirection { .. } | Output::RelayUpdate { .. } => {
+                    assert!(up, "a change to a relay that is not up");
                 }
                 Output::RelayDown => {
                     assert!(up, "relay down before up");

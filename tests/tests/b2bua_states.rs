@@ -18,6 +18,8 @@
 //!   the PBX leg); the scenario passes only if that retry arrives;
 //! - DTMF as SIP INFO from the PBX reaches baresip, whose 200 comes back
 //!   (`uac_info.xml` passes only then);
+//! - the PBX moves its media mid-call (`uas_move_media.xml`: a re-INVITE
+//!   with a new port, where the test listens): the cloud's audio follows;
 //! - a PBX requiring 100rel gets 420 naming it in `Unsupported`
 //!   (`uac_require_100rel.xml`).
 
@@ -97,7 +99,7 @@ fn count(line: &str, label: &str) -> u64 {
 }
 
 #[test]
-fn early_media_cancel_and_media_timeout_end_both_legs() {
+fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     let dir = std::env::temp_dir().join(format!("pbxlink-states-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("pcap")).unwrap();
@@ -232,6 +234,30 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     let info = gw.wait_for("call 5: ended", Duration::from_secs(5));
     relays_gone(&gw, "call 5: ended");
 
+    // The PBX moves its media mid-call (re-INVITE with a new port, where
+    // the test listens): baresip's tone must follow it there.
+    let moved_to = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    moved_to
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let new_port = moved_to.local_addr().unwrap().port().to_string();
+    let pbx = sipp(&dir, "uas_move_media.xml", &["-set", "newport", &new_port]);
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command(&format!("/dial 206@{trunk_end}"));
+    let moved = gw.wait_for("call 6: media moved", Duration::from_secs(10));
+    let mut buf = [0u8; 2048];
+    let mut arrived = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        if moved_to.recv(&mut buf).is_ok_and(|n| n > 12) {
+            arrived += 1;
+        }
+    }
+    cloud.command("/hangup");
+    passes(pbx, "media moved");
+    let moved_end = gw.wait_for("call 6: ended", Duration::from_secs(5));
+    relays_gone(&gw, "call 6: ended");
+
     // A PBX requiring 100rel is refused 420 naming it (no call is made).
     let pbx = sipp(
         &dir,
@@ -262,7 +288,7 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     // CANCEL, the gateway's BYE on the timed-out call.
     assert!(bs.contains("session closed: 486 Busy Here"), "{bs}");
     assert!(bs.contains("terminate call"), "{bs}");
-    assert_eq!(bs.matches("terminated (duration").count(), 3, "{bs}");
+    assert_eq!(bs.matches("terminated (duration").count(), 4, "{bs}");
     // It decrypted the announcement it got as early media.
     let decoded = cloud.decoded();
     let (samples, rate) = baresip::read_wav(&decoded[0]);
@@ -302,9 +328,16 @@ fn early_media_cancel_and_media_timeout_end_both_legs() {
     );
     assert_eq!(field(fin, "glare"), 1, "{fin}");
     assert!(info.contains("Hangup(Pbx)"), "{info}");
-    assert_eq!(field(fin, "calls"), 5, "{fin}");
+    println!("{moved}\n{moved_end}: {arrived} RTP packets at the new port in 2 s");
+    assert!(moved.contains("PBX now at 127.0.0.1:"), "{moved}");
+    assert!(
+        arrived >= 50,
+        "the cloud's audio followed the PBX: {arrived}"
+    );
+    assert!(moved_end.contains("Hangup(Cloud)"), "{moved_end}");
+    assert_eq!(field(fin, "calls"), 6, "{fin}");
     assert_eq!(field(fin, "calls_refused"), 1, "{fin}");
-    assert_eq!(field(fin, "calls_ended"), 5, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 6, "{fin}");
     assert_eq!(field(fin, "media_timeouts"), 1, "{fin}");
     assert_eq!(field(fin, "relays"), 0, "{fin}");
     // The relay counts seen were real: one relay in calls 1, 3 and 4.

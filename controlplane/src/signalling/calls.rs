@@ -526,6 +526,42 @@ impl Calls {
                         let _ = self.plane.command(id, Command::Remove { id });
                     }
                 }
+                Output::RelayUpdate {
+                    lan_remote,
+                    cloud_remote,
+                    rx_key,
+                } => {
+                    let mut moved = Vec::new();
+                    for (lan, remote) in [(true, lan_remote), (false, cloud_remote)] {
+                        if let Some(remote) = remote {
+                            moved.push(format!(
+                                "{} now at {remote}",
+                                if lan { "PBX" } else { "cloud" }
+                            ));
+                            let _ = self
+                                .plane
+                                .command(id, Command::SetRemote { id, lan, remote });
+                        }
+                    }
+                    let key = rx_key.and_then(|c| {
+                        let suite = Suite::from_sdp_name(&c.suite)?;
+                        let key =
+                            MasterKey::from_sdes(suite, &format!("inline:{}", *c.key)).ok()?;
+                        Some((suite, key))
+                    });
+                    if let Some((suite, key)) = key {
+                        moved.push("the cloud's new key".into());
+                        let _ = self.plane.command(
+                            id,
+                            Command::SetCloudKey {
+                                id,
+                                suite,
+                                key: Box::new(key),
+                            },
+                        );
+                    }
+                    println!("call {id}: media moved: {}", moved.join(", "));
+                }
                 Output::RetryTimer { min, max } => {
                     // RFC 3261 §14.1: a random wait in 10 ms steps.
                     let steps = (max.saturating_sub(min).as_millis() / 10) as u64;

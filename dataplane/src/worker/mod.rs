@@ -290,6 +290,14 @@ impl Core {
                         None
                     })
                 }
+                Command::SetCloudKey { id, suite, key } => self.with_relay(id, |r| {
+                    r.set_cloud_key(suite, &key)
+                        .err()
+                        .map(|_| Event::AddFailed {
+                            id,
+                            reason: AddFailure::Srtp,
+                        })
+                }),
                 Command::Rekey(spec) => self.with_relay(spec.id, |r| {
                     r.rekey(&spec).err().map(|_| Event::AddFailed {
                         id: spec.id,
