@@ -201,6 +201,9 @@ pub struct Call {
     b_cseq: u32,
     relay: bool,
     versions: [u64; 2],
+    /// The description last sent to each side (a session refresh gets it
+    /// again, unchanged).
+    last_sdp: [Option<String>; 2],
     branches: u32,
     plan: Plan,
     out: VecDeque<Output>,
@@ -377,6 +380,7 @@ impl Call {
             b_cseq: 1,
             relay: false,
             versions: [0, 0],
+            last_sdp: [None, None],
             branches: 0,
             plan,
             out: VecDeque::new(),
@@ -458,8 +462,11 @@ impl Call {
             version: self.versions[idx],
             address: media.ip(),
         };
-        from.for_leg(&origin, media.ip(), media.port(), proto, &crypto, dir)
-            .to_string()
+        let sdp = from
+            .for_leg(&origin, media.ip(), media.port(), proto, &crypto, dir)
+            .to_string();
+        self.last_sdp[idx] = Some(sdp.clone());
+        sdp
     }
 
     /// Works out the relay from the PBX's and the cloud's descriptions
@@ -625,14 +632,39 @@ impl Call {
                 }
             }
             "OPTIONS" => self.respond(side, head, 200, "OK", None),
-            "INVITE" if self.state == State::Confirmed => self.reinvite(side, head, body),
+            "INVITE" | "UPDATE"
+                if self.state == State::Confirmed && body.iter().all(u8::is_ascii_whitespace) =>
+            {
+                self.refresh(side, head, &method)
+            }
+            // An UPDATE's offer goes on as a re-INVITE (the other side need
+            // not support UPDATE); its answer comes back in the UPDATE's 200.
+            "INVITE" | "UPDATE" if self.state == State::Confirmed => {
+                self.reinvite(side, head, body)
+            }
             "INFO" if matches!(self.state, State::Answered | State::Confirmed) => {
                 self.forward(side, head, &method, body)
             }
-            // UPDATE, REFER (transfer), …: refused; the PBX falls back
-            // (a transfer: it bridges the call itself).
+            // REFER (transfer), an UPDATE before the answer, …: refused; the
+            // PBX falls back (a transfer: it bridges the call itself).
             _ => self.respond(side, head, 501, "Not Implemented", None),
         }
+    }
+
+    /// A session refresh (RFC 4028) from `side`: a re-INVITE or UPDATE
+    /// without SDP, answered here — the re-INVITE with the description last
+    /// sent to that side, unchanged (its ACK's answer is the same session),
+    /// the UPDATE with nothing — so the other side is not disturbed.
+    fn refresh(&mut self, side: Side, head: &Head, method: &str) {
+        if self.reinvite.is_some() {
+            self.respond(side, head, 491, "Request Pending", None);
+            return;
+        }
+        let sdp = match method {
+            "INVITE" => self.last_sdp[side as usize].clone(),
+            _ => None,
+        };
+        self.respond(side, head, 200, "OK", sdp.as_deref());
     }
 
     /// An in-dialog request from `side` passed to the other side with its
@@ -1227,6 +1259,78 @@ mod tests {
                 .iter()
                 .any(|s| s.starts_with("relay moved"))
         );
+    }
+
+    #[test]
+    fn session_refreshes_are_answered_here_and_an_update_offer_goes_on_as_a_reinvite() {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        let answer_to_pbx = text(&drain(&mut call)[2]);
+        let (ack, b) = pbx_ack(None);
+        call.on_request(Side::Pbx, &ack, &b);
+        drain(&mut call);
+        let refresh = |method: &str, cseq: u32| {
+            msg(
+                &format!(
+                    "{method} sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKr{cseq}\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: {cseq} {method}\r\nSession-Expires: 1800;refresher=uac\r\n"
+                ),
+                "",
+            )
+        };
+        // A refresh re-INVITE without SDP: 200 with the same description.
+        let (r, b) = refresh("INVITE", 2);
+        call.on_request(Side::Pbx, &r, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 200"]);
+        let sdp = |m: &str| m.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        assert_eq!(
+            sdp(&text(&out[0])),
+            sdp(&answer_to_pbx),
+            "unchanged, same o= version"
+        );
+        let (ack, b) = msg(
+            "ACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKra\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 2 ACK\r\nContent-Type: application/sdp\r\n",
+            PBX_SDP,
+        );
+        call.on_request(Side::Pbx, &ack, &b);
+        assert!(drain(&mut call).is_empty(), "the cloud is not disturbed");
+        // A refresh UPDATE: 200, no body.
+        let (r, b) = refresh("UPDATE", 3);
+        call.on_request(Side::Pbx, &r, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 200"]);
+        assert!(text(&out[0]).contains("CSeq: 3 UPDATE") && text(&out[0]).ends_with("\r\n\r\n"));
+        // An UPDATE with an offer (hold) goes to the cloud as a re-INVITE.
+        let (u, b) = msg(
+            &refresh("UPDATE", 4).0.to_wire().replace(
+                "Content-Length: 0\r\n\r\n",
+                "Content-Type: application/sdp\r\n",
+            ),
+            &(PBX_SDP.to_owned() + "a=sendonly\r\n"),
+        );
+        call.on_request(Side::Pbx, &u, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Cloud <- INVITE"]);
+        let to_cloud = text(&out[0]);
+        let (ok, b) = cloud_answer(
+            &to_cloud,
+            "200 OK",
+            Some(&CLOUD_ANSWER.replace("a=crypto", "a=recvonly\r\na=crypto")),
+        );
+        call.on_response(Side::Cloud, &ok, &b);
+        let out = drain(&mut call);
+        assert_eq!(
+            sent(&out),
+            [
+                "Cloud <- ACK",
+                "relay pbx->cloud true cloud->pbx false",
+                "Pbx <- 200"
+            ]
+        );
+        assert!(text(&out[2]).contains("CSeq: 4 UPDATE") && text(&out[2]).contains("a=recvonly"));
     }
 
     #[test]

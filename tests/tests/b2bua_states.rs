@@ -16,8 +16,9 @@
 //!   (`uas_glare.xml`): each side gets 491, and the gateway tries the
 //!   cloud's hold once more after RFC 3261 §14.1's wait (2.1–4 s: it made
 //!   the PBX leg); the scenario passes only if that retry arrives;
-//! - DTMF as SIP INFO from the PBX reaches baresip, whose 200 comes back
-//!   (`uac_info.xml` passes only then);
+//! - DTMF as SIP INFO from the PBX reaches baresip, whose 200 comes back,
+//!   and session refreshes (a re-INVITE and an UPDATE without SDP) are
+//!   answered (`uac_midcall.xml` passes only then);
 //! - the PBX moves its media mid-call (`uas_move_media.xml`: a re-INVITE
 //!   with a new port, where the test listens): the cloud's audio follows;
 //! - a PBX requiring 100rel gets 420 naming it in `Unsupported`
@@ -224,13 +225,14 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     let glare_media = gw.wait_for("call 4: media to cloud", Duration::from_secs(5));
     relays_gone(&gw, "call 4: ended");
 
-    // DTMF as SIP INFO from the PBX: passed to baresip, its 200 back.
+    // DTMF as SIP INFO from the PBX: passed to baresip, its 200 back;
+    // then session refreshes (re-INVITE and UPDATE without SDP).
     let pbx = sipp(
         &dir,
-        "uac_info.xml",
+        "uac_midcall.xml",
         &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
     );
-    passes(pbx, "INFO");
+    passes(pbx, "INFO and session refreshes");
     let info = gw.wait_for("call 5: ended", Duration::from_secs(5));
     relays_gone(&gw, "call 5: ended");
 
