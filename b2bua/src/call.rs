@@ -20,8 +20,13 @@
 //! unless the other side's own retry comes first — then that one goes
 //! through and the 491 goes back to whoever asked for the gateway's.
 //!
-//! Not yet here (issue 6 continues): PRACK/100rel, UPDATE, session timers,
-//! REFER, payload-type mapping between legs that number codecs differently.
+//! Also: reliable provisionals toward A when its INVITE requires 100rel
+//! (RFC 3262); session refreshes answered here; an UPDATE's offer carried
+//! as a re-INVITE; INFO passed on; a re-INVITE that moves media updates
+//! the relay.
+//!
+//! Not yet here (issue 6 continues): 100rel toward B, session timers kept
+//! by the gateway, carrying REFER.
 
 use crate::leg::{Leg, Side, uri_of};
 use pbxlink_sip::message::request_method;
@@ -195,6 +200,8 @@ pub struct Call {
     reinvite: Option<Reinvite>,
     /// The relay as last set up or updated.
     current: Option<Media>,
+    /// Reliable provisionals toward A, when its INVITE required them.
+    rel: Option<Reliable1xx>,
     /// Other in-dialog requests (INFO) passed on and not yet answered.
     forwarded: Vec<Forwarded>,
     b_branch: String,
@@ -285,17 +292,38 @@ fn audio_direction(s: &Sdp) -> Direction {
         .map_or(Direction::SendRecv, |(_, m)| m.direction())
 }
 
-/// Option tags a request's `Require` asks for that the gateway does not
-/// support (it supports none yet: not `100rel`, not `timer`), joined for
-/// an `Unsupported` header; `None` when there are none (RFC 3261 §8.2.2.3).
-pub fn unsupported(request: &Head) -> Option<String> {
-    let tags: Vec<&str> = request
+/// The option tags a request's `Require` asks for.
+fn required(request: &Head) -> impl Iterator<Item = &str> {
+    request
         .all("Require")
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())
+}
+
+/// Option tags an INVITE's `Require` asks for that the gateway does not
+/// support, joined for an `Unsupported` header; `None` when there are none
+/// (RFC 3261 §8.2.2.3). It supports `100rel` (RFC 3262) for an INVITE with
+/// an offer (its `body`), not for a delayed offer; not `timer`.
+pub fn unsupported(request: &Head, body: &[u8]) -> Option<String> {
+    let offer = !body.iter().all(u8::is_ascii_whitespace);
+    let tags: Vec<&str> = required(request)
+        .filter(|t| !(offer && t.eq_ignore_ascii_case("100rel")))
         .collect();
     (!tags.is_empty()).then(|| tags.join(", "))
+}
+
+/// Reliable provisional responses toward A (RFC 3262), when its INVITE
+/// required them.
+#[derive(Debug, Default)]
+struct Reliable1xx {
+    next_rseq: u32,
+    /// The one sent and not yet PRACKed: its RSeq, and whether it carried SDP.
+    unacked: Option<(u32, bool)>,
+    /// A later provisional, sent once the one before is PRACKed.
+    queued: Option<(u16, String, Option<String>)>,
+    /// A 2xx held until a provisional with SDP is PRACKed (§3).
+    held: Option<(u16, String, String)>,
 }
 
 fn local(plan: &Plan, side: Side) -> &Local {
@@ -376,6 +404,12 @@ impl Call {
             reinvite: None,
             forwarded: Vec::new(),
             current: None,
+            rel: required(invite)
+                .any(|t| t.eq_ignore_ascii_case("100rel"))
+                .then(|| Reliable1xx {
+                    next_rseq: 1,
+                    ..Reliable1xx::default()
+                }),
             b_branch: String::new(),
             b_cseq: 1,
             relay: false,
@@ -632,6 +666,7 @@ impl Call {
                 }
             }
             "OPTIONS" => self.respond(side, head, 200, "OK", None),
+            "PRACK" if side == self.a.side => self.prack(head),
             "INVITE" | "UPDATE"
                 if self.state == State::Confirmed && body.iter().all(u8::is_ascii_whitespace) =>
             {
@@ -864,10 +899,8 @@ impl Call {
                 }
                 self.b.learn(head);
                 let sdp = self.answer_media(body);
-                let a_side = self.a.side;
-                let invite = self.a_invite.clone();
                 let phrase = phrase(head).to_owned();
-                self.respond(a_side, &invite, code, &phrase, sdp.as_deref());
+                self.provisional_to_a(code, phrase, sdp);
             }
             200..=299 if self.a_offer.is_none() && self.state == State::Proceeding => {
                 // Delayed offer: B offers in its 2xx; A answers in its ACK,
@@ -925,9 +958,8 @@ impl Call {
                     self.end(End::Failed("the answer's media cannot be relayed"));
                     return;
                 };
-                let invite = self.a_invite.clone();
                 let phrase = phrase(head).to_owned();
-                self.respond(self.a.side, &invite, code, &phrase, Some(&sdp));
+                self.answer_a(code, phrase, sdp);
                 self.state = State::Answered;
             }
             _ => {
@@ -945,6 +977,77 @@ impl Call {
                     self.respond(self.a.side, &invite, code, &phrase, None);
                     self.end(End::Rejected(code));
                 }
+            }
+        }
+    }
+
+    /// A provisional response to A's INVITE: reliable (RSeq, `Require:
+    /// 100rel`) when A asked for that, one unacknowledged at a time — a
+    /// later one waits for the PRACK (only the latest is kept).
+    fn provisional_to_a(&mut self, code: u16, phrase: String, sdp: Option<String>) {
+        let invite = self.a_invite.clone();
+        let Some(rel) = self.rel.as_mut() else {
+            self.respond(self.a.side, &invite, code, &phrase, sdp.as_deref());
+            return;
+        };
+        if rel.unacked.is_some() {
+            rel.queued = Some((code, phrase, sdp));
+            return;
+        }
+        let rseq = rel.next_rseq;
+        rel.next_rseq += 1;
+        rel.unacked = Some((rseq, sdp.is_some()));
+        let bytes = self.a.response(&invite, code, &phrase, sdp.as_deref());
+        let bytes =
+            crate::leg::insert_headers(&bytes, &format!("Require: 100rel\r\nRSeq: {rseq}\r\n"));
+        self.out.push_back(Output::Response {
+            to: self.a.side,
+            bytes,
+        });
+    }
+
+    /// The 2xx to A's INVITE — held while a reliable provisional with SDP
+    /// waits for its PRACK (RFC 3262 §3).
+    fn answer_a(&mut self, code: u16, phrase: String, sdp: String) {
+        if let Some(rel) = self.rel.as_mut() {
+            if matches!(rel.unacked, Some((_, true))) {
+                rel.held = Some((code, phrase, sdp));
+                return;
+            }
+        }
+        let invite = self.a_invite.clone();
+        self.respond(self.a.side, &invite, code, &phrase, Some(&sdp));
+    }
+
+    /// A's PRACK for a reliable provisional (RAck: RSeq, CSeq, method).
+    fn prack(&mut self, head: &Head) {
+        let rseq = head
+            .get("RAck")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok());
+        let Some(rel) = self
+            .rel
+            .as_mut()
+            .filter(|r| rseq.is_some() && r.unacked.map(|(n, _)| n) == rseq)
+        else {
+            self.respond(
+                self.a.side,
+                head,
+                481,
+                "Call/Transaction Does Not Exist",
+                None,
+            );
+            return;
+        };
+        rel.unacked = None;
+        let (held, queued) = (rel.held.take(), rel.queued.take());
+        self.respond(self.a.side, head, 200, "OK", None);
+        if let Some((code, phrase, sdp)) = held {
+            let invite = self.a_invite.clone();
+            self.respond(self.a.side, &invite, code, &phrase, Some(&sdp));
+        } else if let Some((code, phrase, sdp)) = queued {
+            if self.state == State::Proceeding {
+                self.provisional_to_a(code, phrase, sdp);
             }
         }
     }
@@ -1334,6 +1437,49 @@ mod tests {
     }
 
     #[test]
+    fn provisionals_are_reliable_when_the_invite_requires_100rel() {
+        let (invite, body) = msg(
+            &PBX_INVITE.replace("Max-Forwards", "Require: 100rel\r\nMax-Forwards"),
+            PBX_SDP,
+        );
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        // 183 with SDP: reliable, RSeq 1; a 180 after it waits for the PRACK.
+        let (early, b) = cloud_answer(&cloud_invite, "183 Session Progress", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &early, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["relay up", "Pbx <- 183"]);
+        let p183 = text(&out[1]);
+        assert!(p183.contains("Require: 100rel\r\nRSeq: 1\r\n"), "{p183}");
+        let (ringing, b) = cloud_answer(&cloud_invite, "180 Ringing", None);
+        call.on_response(Side::Cloud, &ringing, &b);
+        assert!(drain(&mut call).is_empty(), "one unacknowledged at a time");
+        // The 200 comes while the 183 (with SDP) is unacknowledged: held.
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        assert_eq!(sent(&drain(&mut call)), ["Cloud <- ACK"]);
+        let prack = |rseq: u32, cseq: u32| {
+            msg(
+                &format!(
+                    "PRACK sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKpr{cseq}\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: {cseq} PRACK\r\nRAck: {rseq} 1 INVITE\r\n"
+                ),
+                "",
+            )
+        };
+        let (wrong, b) = prack(7, 2);
+        call.on_request(Side::Pbx, &wrong, &b);
+        assert_eq!(sent(&drain(&mut call)), ["Pbx <- 481"]);
+        let (right, b) = prack(1, 3);
+        call.on_request(Side::Pbx, &right, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 200", "Pbx <- 200"]);
+        assert!(text(&out[0]).contains("CSeq: 3 PRACK"));
+        assert!(
+            text(&out[1]).contains("CSeq: 1 INVITE") && text(&out[1]).contains("m=audio 28000")
+        );
+    }
+
+    #[test]
     fn info_is_passed_on_with_its_body_and_refer_refused() {
         let mut call = confirmed_call();
         let dtmf = "Signal=5\r\nDuration=160\r\n";
@@ -1375,9 +1521,9 @@ mod tests {
 
     #[test]
     fn required_extensions_are_named_unsupported() {
-        let (plain, _) = msg(PBX_INVITE, PBX_SDP);
-        assert_eq!(unsupported(&plain), None);
-        let (prack, _) = msg(
+        let (plain, body) = msg(PBX_INVITE, PBX_SDP);
+        assert_eq!(unsupported(&plain, &body), None);
+        let (prack, body) = msg(
             &PBX_INVITE.replace(
                 "Max-Forwards",
                 "Require: 100rel\r\nRequire: timer,  precondition\r\nMax-Forwards",
@@ -1385,14 +1531,24 @@ mod tests {
             PBX_SDP,
         );
         assert_eq!(
-            unsupported(&prack).as_deref(),
-            Some("100rel, timer, precondition")
+            unsupported(&prack, &body).as_deref(),
+            Some("timer, precondition"),
+            "100rel with an offer is supported"
         );
-        let (supported, _) = msg(
+        assert_eq!(
+            unsupported(&prack, b"").as_deref(),
+            Some("100rel, timer, precondition"),
+            "not with a delayed offer"
+        );
+        let (supported, body) = msg(
             &PBX_INVITE.replace("Max-Forwards", "Supported: 100rel, timer\r\nMax-Forwards"),
             PBX_SDP,
         );
-        assert_eq!(unsupported(&supported), None, "Supported asks nothing");
+        assert_eq!(
+            unsupported(&supported, &body),
+            None,
+            "Supported asks nothing"
+        );
     }
 
     #[test]

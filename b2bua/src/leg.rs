@@ -224,6 +224,19 @@ impl Leg {
     }
 }
 
+/// `message` with `headers` (CRLF-terminated lines) added after its start line.
+pub fn insert_headers(message: &[u8], headers: &str) -> Vec<u8> {
+    let at = message
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(message.len(), |i| i + 2);
+    let mut out = Vec::with_capacity(message.len() + headers.len());
+    out.extend_from_slice(&message[..at]);
+    out.extend_from_slice(headers.as_bytes());
+    out.extend_from_slice(&message[at..]);
+    out
+}
+
 fn body(out: &mut String, sdp: Option<&str>) {
     typed_body(out, sdp.map(|s| ("application/sdp", s)));
 }

@@ -21,8 +21,10 @@
 //!   answered (`uac_midcall.xml` passes only then);
 //! - the PBX moves its media mid-call (`uas_move_media.xml`: a re-INVITE
 //!   with a new port, where the test listens): the cloud's audio follows;
-//! - a PBX requiring 100rel gets 420 naming it in `Unsupported`
-//!   (`uac_require_100rel.xml`).
+//! - a PBX requiring 100rel (`uac_100rel.xml`) gets its 183 reliably
+//!   (RSeq), PRACKs it, and gets the 200 once baresip (answering early)
+//!   accepts; with a delayed offer it gets 420 naming 100rel in
+//!   `Unsupported` (`uac_require_100rel.xml`).
 
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{Gateway, field};
@@ -260,13 +262,30 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     let moved_end = gw.wait_for("call 6: ended", Duration::from_secs(5));
     relays_gone(&gw, "call 6: ended");
 
-    // A PBX requiring 100rel is refused 420 naming it (no call is made).
+    // A PBX requiring 100rel: baresip answers early (183 with SDP), the
+    // gateway's 183 to the PBX is reliable (RSeq) and PRACKed, and only
+    // then does the 200 (after baresip accepts) go to the PBX.
+    cloud.command("/answermode early");
+    let pbx = sipp(
+        &dir,
+        "uac_100rel.xml",
+        &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
+    );
+    // sipp calls at once and baresip answers early within milliseconds;
+    // it accepts 2 s later.
+    std::thread::sleep(Duration::from_secs(2));
+    cloud.command("/accept");
+    passes(pbx, "100rel with PRACK");
+    let prack = gw.wait_for("call 7: ended", Duration::from_secs(5));
+    relays_gone(&gw, "call 7: ended");
+    cloud.command("/answermode auto");
+    // Without an offer, 100rel cannot be honoured: 420 naming it.
     let pbx = sipp(
         &dir,
         "uac_require_100rel.xml",
         &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
     );
-    passes(pbx, "420 for Require: 100rel");
+    passes(pbx, "420 for Require: 100rel with a delayed offer");
     let lines = gw.stop();
     let bs = cloud.output().join("\n");
 
@@ -290,7 +309,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     // CANCEL, the gateway's BYE on the timed-out call.
     assert!(bs.contains("session closed: 486 Busy Here"), "{bs}");
     assert!(bs.contains("terminate call"), "{bs}");
-    assert_eq!(bs.matches("terminated (duration").count(), 4, "{bs}");
+    assert_eq!(bs.matches("terminated (duration").count(), 5, "{bs}");
     // It decrypted the announcement it got as early media.
     let decoded = cloud.decoded();
     let (samples, rate) = baresip::read_wav(&decoded[0]);
@@ -337,9 +356,10 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         "the cloud's audio followed the PBX: {arrived}"
     );
     assert!(moved_end.contains("Hangup(Cloud)"), "{moved_end}");
-    assert_eq!(field(fin, "calls"), 6, "{fin}");
+    assert!(prack.contains("Hangup(Pbx)"), "{prack}");
+    assert_eq!(field(fin, "calls"), 7, "{fin}");
     assert_eq!(field(fin, "calls_refused"), 1, "{fin}");
-    assert_eq!(field(fin, "calls_ended"), 6, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 7, "{fin}");
     assert_eq!(field(fin, "media_timeouts"), 1, "{fin}");
     assert_eq!(field(fin, "relays"), 0, "{fin}");
     // The relay counts seen were real: one relay in calls 1, 3 and 4.

@@ -240,16 +240,12 @@ impl Calls {
             )
             .map(|leg| leg.response(&p.head, code, phrase, None))
         };
-        if let Some(tags) = pbxlink_b2bua::call::unsupported(&p.head) {
+        if let Some(tags) = pbxlink_b2bua::call::unsupported(&p.head, body(msg)) {
             // §8.2.2.3: 420 naming what is not supported; the caller may
-            // try again without it (100rel: unreliable provisionals).
+            // try again without it.
             self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
             return refuse(420, "Bad Extension").map(|r| {
-                let at = r.windows(2).position(|w| w == b"\r\n").map_or(0, |i| i + 2);
-                let mut out = r[..at].to_vec();
-                out.extend_from_slice(format!("Unsupported: {tags}\r\n").as_bytes());
-                out.extend_from_slice(&r[at..]);
-                out
+                pbxlink_b2bua::leg::insert_headers(&r, &format!("Unsupported: {tags}\r\n"))
             });
         }
         let pbx_path = if side == Side::Pbx {
@@ -435,6 +431,7 @@ impl Calls {
                 }
                 Due::InviteTimeout(id) => (id, "the PBX did not answer the INVITE"),
                 Due::AckTimeout(id) => (id, "the PBX did not acknowledge the answer"),
+                Due::PrackTimeout(id) => (id, "the PBX did not PRACK a reliable provisional"),
             };
             if let Some(a) = self.active.get_mut(&id) {
                 println!("call {id}: {why}");

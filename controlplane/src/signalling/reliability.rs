@@ -4,7 +4,8 @@
 //! and given up after 64·T1, Timer B/F); an ACK resent when a non-2xx
 //! final it acknowledged comes again (§17.1.1.2); its 2xx to an INVITE
 //! retransmitted until the ACK arrives (§13.3.1.4), given up after 64·T1;
-//! and its latest response to an INVITE resent when the INVITE comes again
+//! its reliable provisionals (RFC 3262, `RSeq`) retransmitted until their
+//! PRACK, given up likewise; and its latest response to an INVITE resent when the INVITE comes again
 //! — also for 32 s after the call ended, so a retransmitted INVITE never
 //! starts a second call (§17.2.1).
 //!
@@ -36,6 +37,8 @@ pub enum Due {
     InviteTimeout(u64),
     /// Call `call`'s 2xx was never acknowledged (§13.3.1.4).
     AckTimeout(u64),
+    /// Call `call`'s reliable provisional was never PRACKed (RFC 3262 §3).
+    PrackTimeout(u64),
 }
 
 /// What to do with a response that arrived.
@@ -79,6 +82,8 @@ pub struct Reliability {
     requests: HashMap<(String, String), Request>,
     /// 2xx to INVITEs awaiting their ACK, by (Call-ID, CSeq number).
     answers: HashMap<(String, u32), Answer>,
+    /// Reliable provisionals awaiting their PRACK, by (Call-ID, RSeq).
+    provisionals: HashMap<(String, u32), Answer>,
     /// The latest response to each INVITE received, by Call-ID, and until
     /// when it is kept once final.
     latest: HashMap<String, (SocketAddr, Vec<u8>, Option<Instant>)>,
@@ -172,28 +177,51 @@ impl Reliability {
         let kept = (code >= 200).then_some(now + LINGER);
         self.latest
             .insert(call_id.to_owned(), (to, bytes.to_vec(), kept));
+        let again = |bytes: &[u8]| Answer {
+            call,
+            to,
+            bytes: bytes.to_vec(),
+            next: now + T1,
+            interval: T1,
+            deadline: now + 64 * T1,
+        };
+        let rseq = p.head.get("RSeq").and_then(|v| v.trim().parse().ok());
+        match (code, rseq) {
+            (101..=199, Some(rseq)) => {
+                self.provisionals
+                    .insert((call_id.to_owned(), rseq), again(bytes));
+            }
+            // A final ends the provisionals' retransmissions (§3).
+            (200.., _) => self.provisionals.retain(|(id, _), _| id != call_id),
+            _ => {}
+        }
         if (200..300).contains(&code) {
-            self.answers.insert(
-                (call_id.to_owned(), n),
-                Answer {
-                    call,
-                    to,
-                    bytes: bytes.to_vec(),
-                    next: now + T1,
-                    interval: T1,
-                    deadline: now + 64 * T1,
-                },
-            );
+            self.answers.insert((call_id.to_owned(), n), again(bytes));
         }
     }
 
-    /// A request arrived from the PBX: an ACK ends its 2xx's retransmissions.
+    /// A request arrived from the PBX: an ACK ends its 2xx's
+    /// retransmissions, a PRACK its provisional's (RAck names its RSeq).
     pub fn request_received(&mut self, head: &Head) {
-        if request_method(&head.start_line) != Some("ACK") {
+        let Some(call_id) = head.get("Call-ID") else {
             return;
-        }
-        if let (Some(call_id), Some((n, _))) = (head.get("Call-ID"), cseq(head)) {
-            self.answers.remove(&(call_id.to_owned(), n));
+        };
+        match request_method(&head.start_line) {
+            Some("ACK") => {
+                if let Some((n, _)) = cseq(head) {
+                    self.answers.remove(&(call_id.to_owned(), n));
+                }
+            }
+            Some("PRACK") => {
+                let rseq = head
+                    .get("RAck")
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|n| n.parse().ok());
+                if let Some(rseq) = rseq {
+                    self.provisionals.remove(&(call_id.to_owned(), rseq));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -231,18 +259,23 @@ impl Reliability {
             }
             true
         });
-        self.answers.retain(|_, a| {
-            if now >= a.deadline {
-                due.push(Due::AckTimeout(a.call));
-                return false;
-            }
-            if now >= a.next {
-                due.push(Due::Send(a.to, a.bytes.clone()));
-                a.interval = (a.interval * 2).min(T2);
-                a.next = now + a.interval;
-            }
-            true
-        });
+        for (map, timeout, cap) in [
+            (&mut self.answers, Due::AckTimeout as fn(u64) -> Due, T2),
+            (&mut self.provisionals, Due::PrackTimeout, 64 * T1),
+        ] {
+            map.retain(|_, a| {
+                if now >= a.deadline {
+                    due.push(timeout(a.call));
+                    return false;
+                }
+                if now >= a.next {
+                    due.push(Due::Send(a.to, a.bytes.clone()));
+                    a.interval = (a.interval * 2).min(cap);
+                    a.next = now + a.interval;
+                }
+                true
+            });
+        }
         self.latest
             .retain(|_, (_, _, kept)| kept.is_none_or(|k| now < k));
         due
@@ -251,7 +284,7 @@ impl Reliability {
     /// Requests, unacknowledged answers and kept responses held.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.requests.len() + self.answers.len() + self.latest.len()
+        self.requests.len() + self.answers.len() + self.provisionals.len() + self.latest.len()
     }
 }
 
@@ -351,6 +384,40 @@ mod tests {
         assert_eq!(r.response_received(t0, &ok), Received::Pass);
         assert!(r.poll(t0 + Duration::from_secs(20)).is_empty());
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn a_reliable_provisional_is_retransmitted_until_its_prack_or_the_final() {
+        let t0 = Instant::now();
+        let mut r = Reliability::default();
+        let to: SocketAddr = PBX.parse().unwrap();
+        let p183 = "SIP/2.0 183 Session Progress\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKp\r\nFrom: <sip:201@10.0.0.2>;tag=p\r\n\
+                    To: <sip:4420@10.0.0.5>;tag=gw\r\nCall-ID: pbx-2\r\nCSeq: 1 INVITE\r\nRequire: 100rel\r\nRSeq: 1\r\nContent-Length: 0\r\n\r\n";
+        r.response_sent(t0, 4, to, p183.as_bytes());
+        assert_eq!(r.poll(t0 + T1), [Due::Send(to, p183.as_bytes().to_vec())]);
+        assert_eq!(sends(&r.poll(t0 + 3 * T1)), 1, "then 1 s later");
+        let prack = parse(
+            b"PRACK sip:gw@10.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKq\r\nFrom: <sip:201@10.0.0.2>;tag=p\r\n\
+              To: <sip:4420@10.0.0.5>;tag=gw\r\nCall-ID: pbx-2\r\nCSeq: 2 PRACK\r\nRAck: 1 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap()
+        .head;
+        r.request_received(&prack);
+        assert_eq!(sends(&r.poll(t0 + Duration::from_secs(10))), 0);
+        // Unacknowledged: given up after 64·T1 (the call hangs up).
+        let p180 = p183
+            .replace("183 Session Progress", "180 Ringing")
+            .replace("RSeq: 1", "RSeq: 2");
+        r.response_sent(t0, 4, to, p180.as_bytes());
+        let all: Vec<Due> = (1..=70)
+            .flat_map(|i| r.poll(t0 + Duration::from_millis(500 * i)))
+            .collect();
+        assert_eq!(all.last(), Some(&Due::PrackTimeout(4)));
+        assert_eq!(
+            sends(&all),
+            6,
+            "T1 doubling: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s"
+        );
     }
 
     #[test]
