@@ -25,8 +25,11 @@
 //! as a re-INVITE; INFO passed on; a re-INVITE that moves media updates
 //! the relay.
 //!
-//! Not yet here (issue 6 continues): 100rel toward B, session timers kept
-//! by the gateway, carrying REFER.
+//! A session timer A asks for (RFC 4028) is granted with A refreshing;
+//! without a refresh in time the call is hung up.
+//!
+//! Not yet here (issue 6 continues): 100rel and session timers toward B,
+//! carrying REFER.
 
 use crate::leg::{Leg, Side, uri_of};
 use pbxlink_sip::message::request_method;
@@ -153,6 +156,13 @@ pub enum Output {
     },
     /// Stop relaying and free the ports.
     RelayDown,
+    /// The session timer (RFC 4028) was (re)started: unless the caller
+    /// refreshes within `expires`, call [`Call::session_expired`] at
+    /// `expires` minus min(32 s, `expires`/3) (§10).
+    SessionTimer {
+        /// The negotiated interval.
+        expires: Duration,
+    },
     /// Call [`Call::on_retry_timer`] after a delay drawn uniformly from
     /// `min..=max` (in 10 ms steps): a re-INVITE met glare (RFC 3261 §14.1).
     RetryTimer {
@@ -202,6 +212,8 @@ pub struct Call {
     current: Option<Media>,
     /// Reliable provisionals toward A, when its INVITE required them.
     rel: Option<Reliable1xx>,
+    /// The session interval A asked for (RFC 4028; A refreshes), seconds.
+    session_expires: Option<u32>,
     /// Other in-dialog requests (INFO) passed on and not yet answered.
     forwarded: Vec<Forwarded>,
     b_branch: String,
@@ -292,6 +304,18 @@ fn audio_direction(s: &Sdp) -> Direction {
         .map_or(Direction::SendRecv, |(_, m)| m.direction())
 }
 
+/// RFC 4028 §5: the smallest session interval accepted (Min-SE).
+pub const MIN_SE: u32 = 90;
+
+/// A request's `Session-Expires` interval in seconds (or `x`, its compact form).
+pub fn session_expires(request: &Head) -> Option<u32> {
+    request
+        .get("Session-Expires")
+        .or_else(|| request.get("x"))
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The option tags a request's `Require` asks for.
 fn required(request: &Head) -> impl Iterator<Item = &str> {
     request
@@ -304,11 +328,12 @@ fn required(request: &Head) -> impl Iterator<Item = &str> {
 /// Option tags an INVITE's `Require` asks for that the gateway does not
 /// support, joined for an `Unsupported` header; `None` when there are none
 /// (RFC 3261 §8.2.2.3). It supports `100rel` (RFC 3262) for an INVITE with
-/// an offer (its `body`), not for a delayed offer; not `timer`.
+/// an offer (its `body`), not for a delayed offer; and `timer` (RFC 4028).
 pub fn unsupported(request: &Head, body: &[u8]) -> Option<String> {
     let offer = !body.iter().all(u8::is_ascii_whitespace);
     let tags: Vec<&str> = required(request)
         .filter(|t| !(offer && t.eq_ignore_ascii_case("100rel")))
+        .filter(|t| !t.eq_ignore_ascii_case("timer"))
         .collect();
     (!tags.is_empty()).then(|| tags.join(", "))
 }
@@ -404,6 +429,7 @@ impl Call {
             reinvite: None,
             forwarded: Vec::new(),
             current: None,
+            session_expires: session_expires(invite).map(|s| s.max(MIN_SE)),
             rel: required(invite)
                 .any(|t| t.eq_ignore_ascii_case("100rel"))
                 .then(|| Reliable1xx {
@@ -571,7 +597,26 @@ impl Call {
     }
 
     fn respond(&mut self, to: Side, request: &Head, code: u16, phrase: &str, sdp: Option<&str>) {
-        let bytes = self.leg(to).response(request, code, phrase, sdp);
+        let mut bytes = self.leg(to).response(request, code, phrase, sdp);
+        let (_, method) = cseq(request);
+        let session = self.session_expires.filter(|_| {
+            to == self.a.side && (200..300).contains(&code) && matches!(method, "INVITE" | "UPDATE")
+        });
+        if let Some(old) = session {
+            // RFC 4028: the caller refreshes (it asked for the timer); a
+            // refresh may change the interval.
+            let secs = session_expires(request).map_or(old, |s| s.max(MIN_SE));
+            self.session_expires = Some(secs);
+            bytes = crate::leg::insert_headers(
+                &bytes,
+                &format!("Session-Expires: {secs};refresher=uac\r\nRequire: timer\r\n"),
+            );
+            self.out.push_back(Output::Response { to, bytes });
+            self.out.push_back(Output::SessionTimer {
+                expires: Duration::from_secs(u64::from(secs)),
+            });
+            return;
+        }
         self.out.push_back(Output::Response { to, bytes });
     }
 
@@ -754,6 +799,14 @@ impl Call {
             cseq: n,
             glare: Glare::None,
         });
+    }
+
+    /// The session timer asked for with [`Output::SessionTimer`] ran out
+    /// without a refresh: the call is hung up on both legs (RFC 4028 §10).
+    pub fn session_expired(&mut self) {
+        if self.session_expires.is_some() {
+            self.hang_up("the session expired without a refresh (RFC 4028)");
+        }
     }
 
     /// The retry timer asked for with [`Output::RetryTimer`] fired: the
@@ -1235,6 +1288,7 @@ mod tests {
                 Output::RetryTimer { min, max } => {
                     format!("retry in {}..{} ms", min.as_millis(), max.as_millis())
                 }
+                Output::SessionTimer { expires } => format!("session {} s", expires.as_secs()),
                 Output::Ended(e) => format!("ended {e:?}"),
             })
             .collect()
@@ -1480,6 +1534,58 @@ mod tests {
     }
 
     #[test]
+    fn a_session_timer_the_caller_asks_for_is_granted_refreshed_and_expires() {
+        let (invite, body) = msg(
+            &PBX_INVITE.replace(
+                "Max-Forwards",
+                "Supported: timer\r\nSession-Expires: 120\r\nMax-Forwards",
+            ),
+            PBX_SDP,
+        );
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        assert!(
+            !cloud_invite.contains("Session-Expires"),
+            "not asked of the cloud"
+        );
+        let (ok, b) = cloud_answer(&cloud_invite, "200 OK", Some(CLOUD_ANSWER));
+        call.on_response(Side::Cloud, &ok, &b);
+        let out = drain(&mut call);
+        assert_eq!(
+            sent(&out),
+            ["Cloud <- ACK", "relay up", "Pbx <- 200", "session 120 s"]
+        );
+        let ok = text(&out[2]);
+        assert!(
+            ok.contains("Session-Expires: 120;refresher=uac\r\nRequire: timer\r\n"),
+            "{ok}"
+        );
+        let (ack, b) = pbx_ack(None);
+        call.on_request(Side::Pbx, &ack, &b);
+        // A refresh (UPDATE) restarts it, with the interval it names (at
+        // least Min-SE).
+        let (update, b) = msg(
+            "UPDATE sip:gw@10.0.0.5:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKse\r\nFrom: <sip:201@10.0.0.2>;tag=pbx-tag\r\nTo: <sip:4420@10.0.0.5>;tag=c0ffee-a\r\nCall-ID: pbx-call-1@10.0.0.2\r\nCSeq: 2 UPDATE\r\nSession-Expires: 60;refresher=uac\r\n",
+            "",
+        );
+        call.on_request(Side::Pbx, &update, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- 200", "session 90 s"]);
+        assert!(text(&out[0]).contains("Session-Expires: 90;refresher=uac"));
+        // No refresh in time: both legs hung up.
+        call.session_expired();
+        let out = sent(&drain(&mut call));
+        assert!(
+            out.contains(&"Pbx <- BYE".to_owned()) && out.contains(&"Cloud <- BYE".to_owned()),
+            "{out:?}"
+        );
+        // A call without a timer never expires.
+        let mut plain = confirmed_call();
+        plain.session_expired();
+        assert!(drain(&mut plain).is_empty());
+    }
+
+    #[test]
     fn info_is_passed_on_with_its_body_and_refer_refused() {
         let mut call = confirmed_call();
         let dtmf = "Signal=5\r\nDuration=160\r\n";
@@ -1532,13 +1638,13 @@ mod tests {
         );
         assert_eq!(
             unsupported(&prack, &body).as_deref(),
-            Some("timer, precondition"),
-            "100rel with an offer is supported"
+            Some("precondition"),
+            "100rel with an offer and timer are supported"
         );
         assert_eq!(
             unsupported(&prack, b"").as_deref(),
-            Some("100rel, timer, precondition"),
-            "not with a delayed offer"
+            Some("100rel, precondition"),
+            "not 100rel with a delayed offer"
         );
         let (supported, body) = msg(
             &PBX_INVITE.replace("Max-Forwards", "Supported: 100rel, timer\r\nMax-Forwards"),

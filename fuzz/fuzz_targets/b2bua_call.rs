@@ -90,6 +90,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!ended, "ended twice");
                     ended = true;
                 }
+                Output::SessionTimer { expires } => {
+                    assert!(expires.as_secs() >= 90, "under Min-SE");
+                }
                 Output::RetryTimer { min, max } => {
                     assert!(min <= max, "an empty retry window");
                     timer = true;

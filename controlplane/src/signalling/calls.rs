@@ -85,6 +85,8 @@ struct Active {
     pbx_path: Peer,
     /// When the call's glare retry timer fires.
     retry_at: Option<Instant>,
+    /// When the session expires unless the caller refreshes (RFC 4028).
+    session_at: Option<Instant>,
 }
 
 /// Every call in progress.
@@ -317,6 +319,7 @@ impl Calls {
                 relay: false,
                 pbx_path,
                 retry_at: None,
+                session_at: None,
             },
         );
         self.flush(now, id);
@@ -410,16 +413,26 @@ impl Calls {
             println!("data plane: {after} relay(s) running");
             self.counters.relays.store(after, Ordering::Relaxed);
         }
-        let due: Vec<u64> = self
-            .active
-            .iter()
-            .filter(|(_, a)| a.retry_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        let due = |at: fn(&Active) -> Option<Instant>| -> Vec<u64> {
+            self.active
+                .iter()
+                .filter(|(_, a)| at(a).is_some_and(|t| t <= now))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let (retries, expired) = (due(|a| a.retry_at), due(|a| a.session_at));
+        for id in retries {
             if let Some(a) = self.active.get_mut(&id) {
                 a.retry_at = None;
                 a.call.on_retry_timer();
+                self.flush(now, id);
+            }
+        }
+        for id in expired {
+            if let Some(a) = self.active.get_mut(&id) {
+                println!("call {id}: the session expired without a refresh");
+                a.session_at = None;
+                a.call.session_expired();
                 self.flush(now, id);
             }
         }
@@ -558,6 +571,12 @@ impl Calls {
                         );
                     }
                     println!("call {id}: media moved: {}", moved.join(", "));
+                }
+                Output::SessionTimer { expires } => {
+                    // RFC 4028 §10: give up min(32 s, a third) before expiry.
+                    let margin = (expires / 3).min(Duration::from_secs(32));
+                    let a = self.active.get_mut(&id).expect("present");
+                    a.session_at = Some(now + expires - margin);
                 }
                 Output::RetryTimer { min, max } => {
                     // RFC 3261 §14.1: a random wait in 10 ms steps.
