@@ -6,8 +6,9 @@ PBXLINK_BUILD_PACKAGES=(libsrtp2-dev pkg-config)
 # Real peers for the interop tests: libsrtp through Python, and rtpengine as
 # an independent SRTP implementation; sipp; dnsmasq as the DNS server the
 # RFC 3263 test resolves NAPTR/SRV/A records from; iproute2 and iptables
-# for the NAT test's network namespaces and MASQUERADE router.
-PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables)
+# for the NAT test's network namespaces and MASQUERADE router, coturn as
+# the cloud's STUN server there.
+PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn)
 
 pbxlink_apt_install() {
     local missing=() p

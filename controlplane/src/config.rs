@@ -6,7 +6,8 @@
 //! ```toml
 //! [gateway]
 //! lan_address = "192.168.1.20"        # the PBX reaches the gateway here (SIP, RTP)
-//! public_address = "203.0.113.5"      # the cloud sees the gateway here (SDP on the cloud leg)
+//! public_address = "203.0.113.5"      # the cloud sees the gateway here (SDP on the cloud leg);
+//!                                     # unset: learned by STUN ([cloud] stun), else the LAN address
 //! profile = "auto"                    # auto | small | smallplus | medium | large | max
 //! networks = ["192.168.1.0/24"]       # LAN media only to and from these
 //! media_timeout_seconds = 60          # a call whose media stops this long is hung up
@@ -24,6 +25,7 @@
 //! # server_name = "sip.cloud.example" # default: the domain (or the target's IP)
 //! keepalive_seconds = 30
 //! # srtp_suites = ["AES_CM_128_HMAC_SHA1_80"]  # offered in this order; default all, strongest first
+//! # stun = ["198.51.100.10:3478"]     # STUN servers that tell the public address when it is not set
 //!
 //! [sip]
 //! role = "pbx-trunk"                  # pbx-trunk (5060/5061) | subscriber | embedded
@@ -104,6 +106,8 @@ struct CloudSection {
     #[serde(default = "keepalive")]
     keepalive_seconds: u64,
     srtp_suites: Option<Vec<String>>,
+    #[serde(default)]
+    stun: Vec<String>,
 }
 
 fn keepalive() -> u64 {
@@ -219,6 +223,8 @@ pub struct Config {
     pub keepalive_seconds: u64,
     /// SRTP suites offered to the cloud, in order.
     pub srtp_suites: Vec<Suite>,
+    /// STUN servers asked for the public address when it is not set.
+    pub stun: Vec<std::net::SocketAddr>,
     /// Listener role (SPEC §3 ports).
     pub sip_role: String,
     /// The PBX-side listeners' port, when not the role's.
@@ -396,6 +402,15 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             }
         }
     }
+    let mut stun = Vec::new();
+    for s in &file.cloud.stun {
+        match s.parse() {
+            Ok(a) => stun.push(a),
+            Err(_) => problems.push(format!(
+                "[cloud] stun: {s:?} is not an address and port (e.g. \"198.51.100.10:3478\")"
+            )),
+        }
+    }
     if !(1..=3600).contains(&file.gateway.media_timeout_seconds) {
         problems.push(format!(
             "[gateway] media_timeout_seconds = {}: use 1 to 3600 (60 is usual)",
@@ -428,6 +443,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         cloud_server_name: file.cloud.server_name,
         keepalive_seconds: file.cloud.keepalive_seconds,
         srtp_suites,
+        stun,
         sip_role: file.sip.role,
         sip_port: file.sip.port,
         dscp: file.sip.dscp,
@@ -563,7 +579,10 @@ ca = "Cargo.toml"
                 "domain = \"sip.cloud.example\"",
                 "targets = [\"udp:192.0.2.1:5060\", \"tls:nowhere\"]",
             )
-            .replace("Cargo.toml", "missing-ca.pem")
+            .replace(
+                "Cargo.toml\"",
+                "missing-ca.pem\"\nstun = [\"stun.example\"]",
+            )
             .replace(
                 "[\"192.168.1.0/24\"]",
                 "[\"192.168.1.0/33\"]\nmedia_timeout_seconds = 0",
@@ -578,10 +597,11 @@ ca = "Cargo.toml"
             "[cloud] target \"tls:nowhere\": expected",
             "missing-ca.pem",
             "[gateway] media_timeout_seconds = 0: use 1 to 3600",
+            "[cloud] stun: \"stun.example\" is not an address and port",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
-        assert_eq!(problems.len(), 7, "{all}");
+        assert_eq!(problems.len(), 8, "{all}");
         let unknown = parse(&format!("{GOOD}\n[sip]\ndscpp = 3\n"), base()).unwrap_err();
         assert!(unknown[0].contains("unknown field `dscpp`"), "{unknown:?}");
         let both = GOOD.replace("domain =", "targets = [\"tls:192.0.2.1:5061\"]\ndomain =");

@@ -54,7 +54,29 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .sip_port
         .unwrap_or(signalling::role_ports(&cfg.sip_role).0);
     let lan = SocketAddr::new(cfg.lan_address, sip_port);
-    let public = cfg.public_address.unwrap_or(cfg.lan_address);
+    let public = match (cfg.public_address, cfg.stun.is_empty()) {
+        (Some(a), _) => a,
+        (None, true) => cfg.lan_address,
+        (None, false) => match public_by_stun(cfg.lan_address, &cfg.stun) {
+            Some((ip, server)) => {
+                println!("public address by STUN from {server}: {ip}");
+                ip
+            }
+            None => {
+                println!(
+                    "warning: no STUN server answered ({}); the cloud leg's SDP names the LAN \
+                     address {}: set [gateway] public_address",
+                    cfg.stun
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    cfg.lan_address
+                );
+                cfg.lan_address
+            }
+        },
+    };
     let cloud_domain = match &cfg.cloud {
         CloudTargets::Domain(d) => d.clone(),
         CloudTargets::Static(t) => t
@@ -96,4 +118,42 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             config: calls,
         }),
     )
+}
+
+/// Asks each STUN server in turn (from the LAN address, as media leaves)
+/// what address it sees (RFC 5389 Binding; the request sent again after
+/// 0.5, 1 and 2 s); the first answer and who gave it.
+fn public_by_stun(
+    lan: std::net::IpAddr,
+    servers: &[SocketAddr],
+) -> Option<(std::net::IpAddr, SocketAddr)> {
+    use pbxlink_sip::stun;
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(lan, 0)).ok()?;
+    let mut buf = [0u8; 1500];
+    for &server in servers {
+        let mut id = [0u8; 12];
+        getrandom::fill(&mut id).ok()?;
+        let request = stun::binding_request(id);
+        for wait in [500, 1000, 2000] {
+            if socket.send_to(&request, server).is_err() {
+                break;
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait);
+            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                socket
+                    .set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))
+                    .ok()?;
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    break;
+                };
+                if from != server {
+                    continue;
+                }
+                if let Ok(mapped) = stun::mapped_address(&buf[..n], id) {
+                    return Some((mapped.ip(), server));
+                }
+            }
+        }
+    }
+    None
 }

@@ -12,6 +12,7 @@
 //! - [`transaction`]: RFC 3261 transactions and how messages match them.
 //! - [`resolve`]: RFC 3263 target ordering and failover.
 //! - [`sdp`]: session descriptions, rewritten per leg; keys redacted.
+//! - [`stun`]: the STUN Binding that learns the public address (RFC 5389).
 
 pub mod framing;
 pub mod grammar;
@@ -21,6 +22,7 @@ pub mod normalize;
 pub mod reject;
 pub mod resolve;
 pub mod sdp;
+pub mod stun;
 pub mod transaction;
 
 pub use message::{ParseError, parse};

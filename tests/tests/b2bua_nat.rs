@@ -4,7 +4,10 @@
 //! the cloud (baresip, TLS, `mediaenc=srtp-mand`) at 10.77.2.2 with no
 //! route back — it only ever sees the router's 10.77.2.1.
 //!
-//! The gateway dials the trunk out through the NAT and learns from its
+//! The gateway learns its public address at start from the cloud's STUN
+//! server (coturn, Debian `coturn`, in the cloud's namespace; nothing is
+//! configured): the router's. It dials the trunk out through the NAT and
+//! learns from its
 //! keep-alives' responses (RFC 3581 `received`/`rport`) the address the
 //! cloud sees the connection as; the cloud calls over that connection
 //! (the router would drop a new one); the gateway's SDP names its
@@ -53,6 +56,33 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
     std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
     let tone = dir.join("tone.wav");
     baresip::tone_wav(&tone, 1000.0, 30);
+    // The cloud's STUN server.
+    let mut stun = nat
+        .at_cloud()
+        .command("turnserver")
+        .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls"])
+        .args([
+            "--listening-ip",
+            &netns::CLOUD.to_string(),
+            "--listening-port",
+            "3478",
+        ])
+        .args(["--log-file", "stdout", "--simple-log"])
+        .arg("--pidfile")
+        .arg(dir.join("turnserver.pid"))
+        .arg("--db")
+        .arg(dir.join("turndb"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("turnserver runs (tests/run installs coturn)");
+    let stun_log = pbxlink_tests::lines::Lines::default();
+    stun_log.capture(stun.stdout.take().unwrap());
+    stun_log.wait_for(
+        "turnserver",
+        "Total General servers",
+        Duration::from_secs(10),
+    );
     let mut cloud = Baresip::cloud_at(
         &nat.at_cloud(),
         &dir.join("cloud"),
@@ -67,16 +97,15 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
     std::fs::write(
         &config,
         format!(
-            "[gateway]\nlan_address = \"{gw}\"\npublic_address = \"{public}\"\nprofile = \"max\"\n\
+            "[gateway]\nlan_address = \"{gw}\"\nprofile = \"max\"\n\
              networks = [\"10.77.1.0/24\", \"10.77.2.0/24\"]\n\n\
              [pbx]\ntype = \"mivoice-5000\"\naddress = \"{gw}\"\nport = {PBX_SIP}\n\n\
              [cloud]\ntargets = [\"tls:{cloud}:{}\"]\nca = \"{}\"\n\
-             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
+             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\nstun = [\"{cloud}:3478\"]\n\n\
              [sip]\nport = {GW_SIP}\n",
             CLOUD_SIP + 1,
             ca_file.display(),
             gw = netns::GATEWAY,
-            public = netns::ROUTER_OUTSIDE,
             cloud = netns::CLOUD,
         ),
     )
@@ -91,6 +120,11 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
             "60",
         ]
         .map(String::from),
+    );
+    let learned = gw.wait_for("public address by STUN", Duration::from_secs(10));
+    assert!(
+        learned.ends_with(&format!(": {}", netns::ROUTER_OUTSIDE)),
+        "{learned}"
     );
     gw.wait_for("trunk: connected to", Duration::from_secs(20));
     let seen = gw.wait_for(
@@ -142,7 +176,7 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
     let ended = gw.wait_for("call 1: ended", Duration::from_secs(10));
     let media = gw.wait_for("call 1: media to cloud", Duration::from_secs(5));
     let lines = gw.stop();
-    println!("{seen}\n{ended}\n{media}");
+    println!("{learned}\n{seen}\n{ended}\n{media}");
     assert!(ended.contains("Hangup(Cloud)"), "{ended}");
     assert!(
         count(&media, "to cloud ") >= 100,
@@ -172,6 +206,8 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
         .expect("final line");
     assert_eq!(field(fin, "calls_ended"), 1, "{fin}");
     drop(cloud);
+    let _ = stun.kill();
+    let _ = stun.wait();
     drop(nat);
     let _ = std::fs::remove_dir_all(&dir);
 }
