@@ -88,6 +88,16 @@ pub struct Media {
     pub tx_key: Zeroizing<String>,
     /// Key the cloud protects toward the gateway with.
     pub rx_key: Zeroizing<String>,
+    /// What may flow PBX → cloud: the payload types the cloud's
+    /// description lists (the PBX sends with the cloud's numbers, which the
+    /// gateway's SDP passes on unchanged); empty: any.
+    pub to_cloud_types: Vec<u8>,
+    /// What may flow cloud → PBX: the payload types the PBX's lists.
+    pub to_pbx_types: Vec<u8>,
+    /// RFC 4733 telephone-event's payload type from the PBX (the cloud's number).
+    pub pbx_telephone_event: Option<u8>,
+    /// …and from the cloud (the PBX's number).
+    pub cloud_telephone_event: Option<u8>,
 }
 
 impl fmt::Debug for Media {
@@ -570,6 +580,19 @@ impl Call {
                 )
             }
         };
+        // Each end sends with the numbers the other declared.
+        let types = |s: &Sdp| -> Vec<u8> {
+            let Some((_, m)) = s.audio() else {
+                return Vec::new();
+            };
+            let pts: Option<Vec<u8>> = m.formats.iter().map(|f| f.parse().ok()).collect();
+            pts.filter(|p| p.iter().all(|&pt| pt < 128))
+                .unwrap_or_default()
+        };
+        let te = |s: &Sdp| {
+            s.audio()
+                .and_then(|(_, m)| m.payload_type("telephone-event"))
+        };
         Ok(Media {
             lan_remote: SocketAddr::new(lan.0, lan.1),
             cloud_remote: SocketAddr::new(cloud.0, cloud.1),
@@ -577,6 +600,10 @@ impl Call {
             suite,
             tx_key,
             rx_key,
+            to_cloud_types: types(cloud_sdp),
+            to_pbx_types: types(pbx_sdp),
+            pbx_telephone_event: te(cloud_sdp),
+            cloud_telephone_event: te(pbx_sdp),
         })
     }
 
@@ -1812,6 +1839,15 @@ mod tests {
         assert_eq!(media.lan_remote, "10.0.0.2:6000".parse().unwrap());
         assert_eq!(media.cloud_remote, "198.51.100.9:40000".parse().unwrap());
         assert_eq!(media.suite, "AES_CM_128_HMAC_SHA1_80");
+        assert_eq!(
+            (&media.to_cloud_types[..], &media.to_pbx_types[..]),
+            (&[8, 101][..], &[8, 101][..]),
+            "only what each end receives passes"
+        );
+        assert_eq!(
+            (media.pbx_telephone_event, media.cloud_telephone_event),
+            (Some(101), Some(101))
+        );
         assert_eq!(
             *media.tx_key,
             *plan().keys[1].key,

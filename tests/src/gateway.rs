@@ -63,6 +63,26 @@ impl Gateway {
         self.lines.wait_for("pbxlink", needle, within)
     }
 
+    /// Waits until the data plane's latest relay count (`pbxlink run`
+    /// prints it as the workers report it, every second) is zero; `after`
+    /// names what should have freed them.
+    pub fn wait_relays_gone(&self, after: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.output();
+            let latest = lines.iter().rev().find(|l| l.contains("relay(s) running"));
+            if latest.is_none_or(|l| l.contains(": 0 relay(s)")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a relay is still running after {after:?}:\n{}",
+                lines.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the output.
     pub fn stop(mut self) -> Vec<String> {
         // `kill` from the shell keeps this crate free of unsafe code.

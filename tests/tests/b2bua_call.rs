@@ -218,6 +218,7 @@ fn calls_both_ways_between_sipp_and_baresip() {
         uas.status
     );
     let ended_hold = gw.wait_for("call 5: ended", Duration::from_secs(10));
+    gw.wait_relays_gone("call 5: ended");
     let lines = gw.stop();
     assert!(ended_hold.contains("Hangup(Cloud)"), "{ended_hold}");
     println!("{ended}\n{media}\n{ended_tcp}\n{media_tcp}");

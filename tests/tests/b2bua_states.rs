@@ -74,25 +74,6 @@ fn passes(child: Child, what: &str) {
     );
 }
 
-/// Waits until the data plane's latest relay count (the gateway prints
-/// it as the workers report it, every second) is zero.
-fn relays_gone(gw: &Gateway, after: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let lines = gw.output();
-        let latest = lines.iter().rev().find(|l| l.contains("relay(s) running"));
-        if latest.is_none_or(|l| l.contains(": 0 relay(s)")) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a relay is still running after {after:?}:\n{}",
-            lines.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn count(line: &str, label: &str) -> u64 {
     line.split(label)
         .nth(1)
@@ -162,7 +143,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     let early = gw.wait_for("call 1: ended", Duration::from_secs(5));
     let early_media = gw.wait_for("call 1: media to cloud", Duration::from_secs(5));
     cloud.wait_for("486 Busy Here", Duration::from_secs(5));
-    relays_gone(&gw, "call 1: ended");
+    gw.wait_relays_gone("call 1: ended");
 
     // CANCEL while the PBX rings.
     let pbx = sipp(&dir, "uas_ringing_cancel.xml", &[]);
@@ -173,7 +154,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     cloud.command("/hangup");
     passes(pbx, "CANCEL");
     let cancelled = gw.wait_for("call 2: ended", Duration::from_secs(5));
-    relays_gone(&gw, "call 2: ended");
+    gw.wait_relays_gone("call 2: ended");
 
     // The PBX goes silent: the media timeout ends both legs.
     let started = Instant::now();
@@ -186,7 +167,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     let silent_for = started.elapsed();
     let timed_out = gw.wait_for("call 3: ended", Duration::from_secs(5));
     let timed_out_media = gw.wait_for("call 3: media to cloud", Duration::from_secs(5));
-    relays_gone(&gw, "call 3: ended");
+    gw.wait_relays_gone("call 3: ended");
 
     // Glare: baresip holds while sipp re-INVITEs. (baresip falls silent as
     // it holds: the media timeout, 8 s here, must outlast the retry wait.)
@@ -225,7 +206,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     let retried = gw.wait_for("call 4: glare", Duration::from_secs(1));
     let glare = gw.wait_for("call 4: ended", Duration::from_secs(5));
     let glare_media = gw.wait_for("call 4: media to cloud", Duration::from_secs(5));
-    relays_gone(&gw, "call 4: ended");
+    gw.wait_relays_gone("call 4: ended");
 
     // DTMF as SIP INFO from the PBX: passed to baresip, its 200 back;
     // then session refreshes (re-INVITE and UPDATE without SDP).
@@ -236,7 +217,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     );
     passes(pbx, "INFO and session refreshes");
     let info = gw.wait_for("call 5: ended", Duration::from_secs(5));
-    relays_gone(&gw, "call 5: ended");
+    gw.wait_relays_gone("call 5: ended");
 
     // The PBX moves its media mid-call (re-INVITE with a new port, where
     // the test listens): baresip's tone must follow it there.
@@ -260,7 +241,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     cloud.command("/hangup");
     passes(pbx, "media moved");
     let moved_end = gw.wait_for("call 6: ended", Duration::from_secs(5));
-    relays_gone(&gw, "call 6: ended");
+    gw.wait_relays_gone("call 6: ended");
 
     // A PBX requiring 100rel: baresip answers early (183 with SDP), the
     // gateway's 183 to the PBX is reliable (RSeq) and PRACKed, and only
@@ -277,7 +258,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     cloud.command("/accept");
     passes(pbx, "100rel with PRACK");
     let prack = gw.wait_for("call 7: ended", Duration::from_secs(5));
-    relays_gone(&gw, "call 7: ended");
+    gw.wait_relays_gone("call 7: ended");
     cloud.command("/answermode auto");
     // Without an offer, 100rel cannot be honoured: 420 naming it.
     let pbx = sipp(

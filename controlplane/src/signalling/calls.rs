@@ -11,9 +11,11 @@ use pbxlink_b2bua::call::{Call, Local, Output, Plan};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
 use pbxlink_dataplane::control::{Command, Event};
+use pbxlink_dataplane::direction::DirectionConfig;
 use pbxlink_dataplane::engine::DataPlane;
 use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::ports::PortPool;
+use pbxlink_dataplane::ptmap::PayloadTypeMap;
 use pbxlink_dataplane::relay::{MediaDirection, RelayEvent, RelaySpec};
 use pbxlink_dataplane::srtp::Suite;
 use pbxlink_sip::message::Parsed;
@@ -482,9 +484,23 @@ impl Calls {
                             MasterKey::from_sdes(suite, &format!("inline:{}", *m.tx_key)).ok()?;
                         let rx =
                             MasterKey::from_sdes(suite, &format!("inline:{}", *m.rx_key)).ok()?;
+                        // Only the negotiated payload types pass each way;
+                        // telephone-events are checked at their numbers.
+                        let direction = |types: &[u8], te: Option<u8>| DirectionConfig {
+                            payload_types: if types.is_empty() {
+                                PayloadTypeMap::identity()
+                            } else {
+                                let pairs: Vec<(u8, u8)> = types.iter().map(|&t| (t, t)).collect();
+                                PayloadTypeMap::only(&pairs)
+                            },
+                            telephone_event_pt: te,
+                            ..DirectionConfig::default()
+                        };
                         Some(RelaySpec {
                             lan_remote: Some(m.lan_remote),
                             cloud_remote: Some(m.cloud_remote),
+                            lan_to_cloud: direction(&m.to_cloud_types, m.pbx_telephone_event),
+                            cloud_to_lan: direction(&m.to_pbx_types, m.cloud_telephone_event),
                             networks: self.cfg.networks.clone(),
                             media_timeout: self.cfg.media_timeout,
                             ..RelaySpec::new(
