@@ -88,16 +88,48 @@ pub struct Media {
     pub tx_key: Zeroizing<String>,
     /// Key the cloud protects toward the gateway with.
     pub rx_key: Zeroizing<String>,
-    /// What may flow PBX → cloud: the payload types the cloud's
-    /// description lists (the PBX sends with the cloud's numbers, which the
-    /// gateway's SDP passes on unchanged); empty: any.
-    pub to_cloud_types: Vec<u8>,
-    /// What may flow cloud → PBX: the payload types the PBX's lists.
-    pub to_pbx_types: Vec<u8>,
-    /// RFC 4733 telephone-event's payload type from the PBX (the cloud's number).
+    /// What may flow each way.
+    pub types: PayloadTypes,
+}
+
+/// What may flow each way: the payload types the receiving end's
+/// description lists (each end sends with the numbers the other declared,
+/// which the gateway's SDP passes on unchanged), and where RFC 4733
+/// telephone-events are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayloadTypes {
+    /// PBX → cloud: the cloud's payload types; empty: any.
+    pub to_cloud: Vec<u8>,
+    /// Cloud → PBX: the PBX's payload types; empty: any.
+    pub to_pbx: Vec<u8>,
+    /// telephone-event's payload type from the PBX (the cloud's number).
     pub pbx_telephone_event: Option<u8>,
     /// …and from the cloud (the PBX's number).
     pub cloud_telephone_event: Option<u8>,
+}
+
+impl PayloadTypes {
+    /// From the PBX's and the cloud's current descriptions.
+    fn of(pbx_sdp: &Sdp, cloud_sdp: &Sdp) -> Self {
+        let types = |s: &Sdp| -> Vec<u8> {
+            let Some((_, m)) = s.audio() else {
+                return Vec::new();
+            };
+            let pts: Option<Vec<u8>> = m.formats.iter().map(|f| f.parse().ok()).collect();
+            pts.filter(|p| p.iter().all(|&pt| pt < 128))
+                .unwrap_or_default()
+        };
+        let te = |s: &Sdp| {
+            s.audio()
+                .and_then(|(_, m)| m.payload_type("telephone-event"))
+        };
+        PayloadTypes {
+            to_cloud: types(cloud_sdp),
+            to_pbx: types(pbx_sdp),
+            pbx_telephone_event: te(cloud_sdp),
+            cloud_telephone_event: te(pbx_sdp),
+        }
+    }
 }
 
 impl fmt::Debug for Media {
@@ -156,6 +188,8 @@ pub enum Output {
         cloud_remote: Option<SocketAddr>,
         /// The cloud's new key toward the gateway.
         rx_key: Option<Crypto>,
+        /// What may now flow each way (codecs changed).
+        types: Option<PayloadTypes>,
     },
     /// Media may now flow only these ways (hold and resume).
     RelayDirection {
@@ -580,19 +614,6 @@ impl Call {
                 )
             }
         };
-        // Each end sends with the numbers the other declared.
-        let types = |s: &Sdp| -> Vec<u8> {
-            let Some((_, m)) = s.audio() else {
-                return Vec::new();
-            };
-            let pts: Option<Vec<u8>> = m.formats.iter().map(|f| f.parse().ok()).collect();
-            pts.filter(|p| p.iter().all(|&pt| pt < 128))
-                .unwrap_or_default()
-        };
-        let te = |s: &Sdp| {
-            s.audio()
-                .and_then(|(_, m)| m.payload_type("telephone-event"))
-        };
         Ok(Media {
             lan_remote: SocketAddr::new(lan.0, lan.1),
             cloud_remote: SocketAddr::new(cloud.0, cloud.1),
@@ -600,10 +621,7 @@ impl Call {
             suite,
             tx_key,
             rx_key,
-            to_cloud_types: types(cloud_sdp),
-            to_pbx_types: types(pbx_sdp),
-            pbx_telephone_event: te(cloud_sdp),
-            cloud_telephone_event: te(pbx_sdp),
+            types: PayloadTypes::of(pbx_sdp, cloud_sdp),
         })
     }
 
@@ -922,8 +940,12 @@ impl Call {
             .audio()
             .and_then(|(_, m)| m.crypto().into_iter().find(|c| c.suite == cur.suite))
             .filter(|c| *c.key != *cur.rx_key);
-        if lan_remote.is_none() && cloud_remote.is_none() && rx_key.is_none() {
+        let types = Some(PayloadTypes::of(pbx_sdp, cloud_sdp)).filter(|t| *t != cur.types);
+        if lan_remote.is_none() && cloud_remote.is_none() && rx_key.is_none() && types.is_none() {
             return None;
+        }
+        if let Some(t) = &types {
+            cur.types = t.clone();
         }
         if let Some(a) = lan_remote {
             cur.lan_remote = a;
@@ -938,6 +960,7 @@ impl Call {
             lan_remote,
             cloud_remote,
             rx_key,
+            types,
         })
     }
 
@@ -1308,9 +1331,14 @@ mod tests {
                     lan_remote,
                     cloud_remote,
                     rx_key,
+                    types,
                 } => format!(
-                    "relay moved pbx {lan_remote:?} cloud {cloud_remote:?} key {}",
-                    rx_key.as_ref().map_or("same", |c| c.suite.as_str())
+                    "relay moved pbx {lan_remote:?} cloud {cloud_remote:?} key {}{}",
+                    rx_key.as_ref().map_or("same", |c| c.suite.as_str()),
+                    types.as_ref().map_or(String::new(), |t| format!(
+                        " types {:?}/{:?}",
+                        t.to_cloud, t.to_pbx
+                    ))
                 ),
                 Output::RetryTimer { min, max } => {
                     format!("retry in {}..{} ms", min.as_millis(), max.as_millis())
@@ -1840,13 +1868,14 @@ mod tests {
         assert_eq!(media.cloud_remote, "198.51.100.9:40000".parse().unwrap());
         assert_eq!(media.suite, "AES_CM_128_HMAC_SHA1_80");
         assert_eq!(
-            (&media.to_cloud_types[..], &media.to_pbx_types[..]),
-            (&[8, 101][..], &[8, 101][..]),
+            media.types,
+            PayloadTypes {
+                to_cloud: vec![8, 101],
+                to_pbx: vec![8, 101],
+                pbx_telephone_event: Some(101),
+                cloud_telephone_event: Some(101),
+            },
             "only what each end receives passes"
-        );
-        assert_eq!(
-            (media.pbx_telephone_event, media.cloud_telephone_event),
-            (Some(101), Some(101))
         );
         assert_eq!(
             *media.tx_key,

@@ -40,6 +40,15 @@ pub enum Command {
     },
     /// Replace the SRTP suite and keys (and payload-type maps).
     Rekey(Box<RelaySpec>),
+    /// What may flow each way (a re-INVITE changed codecs).
+    SetPayloadTypes {
+        /// Relay.
+        id: RelayId,
+        /// PBX → cloud.
+        lan_to_cloud: Box<crate::direction::DirectionConfig>,
+        /// Cloud → PBX.
+        cloud_to_lan: Box<crate::direction::DirectionConfig>,
+    },
     /// The cloud's new key: only cloud → PBX changes (a re-INVITE).
     SetCloudKey {
         /// Relay.

@@ -105,6 +105,12 @@ impl LanToCloud {
         })
     }
 
+    /// New payload types (a re-INVITE changed codecs); the SRTP stream,
+    /// counters and statistics carry on.
+    pub fn set_config(&mut self, cfg: DirectionConfig) {
+        self.cfg = cfg;
+    }
+
     /// Turns the RTP packet in `buf[..len]` into SRTP in place; returns the
     /// length to send. A drop is counted under its reason and returned.
     pub fn rtp(&mut self, now: Instant, buf: &mut [u8], len: usize) -> Result<usize, DropReason> {
@@ -197,6 +203,12 @@ impl CloudToLan {
             cfg,
             counters: DirectionCounters::default(),
         })
+    }
+
+    /// New payload types (a re-INVITE changed codecs); the SRTP stream,
+    /// counters and statistics carry on.
+    pub fn set_config(&mut self, cfg: DirectionConfig) {
+        self.cfg = cfg;
     }
 
     /// Unprotects with the cloud's new key from now on (a re-INVITE with a

@@ -325,6 +325,16 @@ impl Relay {
         self.peers[rtcp_sock as usize] = Some(rtcp_of(remote));
     }
 
+    /// What may flow each way from now on (a re-INVITE changed codecs).
+    pub fn set_payload_types(
+        &mut self,
+        lan_to_cloud: DirectionConfig,
+        cloud_to_lan: DirectionConfig,
+    ) {
+        self.up.set_config(lan_to_cloud);
+        self.down.set_config(cloud_to_lan);
+    }
+
     /// The cloud's new SRTP key (its re-INVITE or answer carried a new
     /// `a=crypto`): cloud → PBX is unprotected with it from now on; the
     /// gateway's own key, and so its outgoing SRTP, carries on.
@@ -641,6 +651,20 @@ mod tests {
             r.handle(t, Socket::CloudRtp, cloud_addr, &mut p, n),
             Verdict::Send { to, .. } if to == moved
         ));
+        // Codecs changed: only PCMU (0) may flow to the PBX now.
+        let only_pcmu = DirectionConfig {
+            payload_types: crate::ptmap::PayloadTypeMap::only(&[(0, 0)]),
+            ..DirectionConfig::default()
+        };
+        r.set_payload_types(DirectionConfig::default(), only_pcmu);
+        let mut c = SrtpContext::new(Suite::AesCm128HmacSha1_80, &key(3), Role::Protect).unwrap();
+        let mut p8 = rtp(5);
+        p8[1] = 8;
+        let n8 = c.protect_rtp(&mut p8, 172).unwrap();
+        assert_eq!(
+            r.handle(t, Socket::CloudRtp, cloud_addr, &mut p8, n8),
+            Verdict::Drop(DropReason::PayloadTypeNotAllowed)
+        );
         let s = r.stats();
         assert_eq!(s.cloud_to_lan.rtp_out, 3, "counted across the key change");
         assert_eq!(s.cloud_to_lan.drops.get(DropReason::AuthFailed), 1);

@@ -229,7 +229,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     let pbx = sipp(&dir, "uas_move_media.xml", &["-set", "newport", &new_port]);
     std::thread::sleep(Duration::from_millis(500));
     cloud.command(&format!("/dial 206@{trunk_end}"));
-    let moved = gw.wait_for("call 6: media moved", Duration::from_secs(10));
+    let moved = gw.wait_for("call 6: media changed", Duration::from_secs(10));
     let mut buf = [0u8; 2048];
     let mut arrived = 0;
     let until = Instant::now() + Duration::from_secs(2);

@@ -7,7 +7,7 @@
 use super::Counters;
 use super::core::Peer;
 use super::reliability::{Due, Received, Reliability};
-use pbxlink_b2bua::call::{Call, Local, Output, Plan};
+use pbxlink_b2bua::call::{Call, Local, Output, PayloadTypes, Plan};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
 use pbxlink_dataplane::control::{Command, Event};
@@ -128,6 +128,25 @@ fn fresh_key(tag: u32, suite: Suite) -> Option<Crypto> {
         suite.sdp_name(),
         key.to_sdes_inline()
     ))
+}
+
+/// The relay's treatment each way: only the negotiated payload types pass
+/// (none listed: any), telephone-events checked at their numbers.
+fn directions(t: &PayloadTypes) -> (DirectionConfig, DirectionConfig) {
+    let direction = |types: &[u8], te: Option<u8>| DirectionConfig {
+        payload_types: if types.is_empty() {
+            PayloadTypeMap::identity()
+        } else {
+            let pairs: Vec<(u8, u8)> = types.iter().map(|&t| (t, t)).collect();
+            PayloadTypeMap::only(&pairs)
+        },
+        telephone_event_pt: te,
+        ..DirectionConfig::default()
+    };
+    (
+        direction(&t.to_cloud, t.pbx_telephone_event),
+        direction(&t.to_pbx, t.cloud_telephone_event),
+    )
 }
 
 fn body(msg: &[u8]) -> &[u8] {
@@ -484,23 +503,12 @@ impl Calls {
                             MasterKey::from_sdes(suite, &format!("inline:{}", *m.tx_key)).ok()?;
                         let rx =
                             MasterKey::from_sdes(suite, &format!("inline:{}", *m.rx_key)).ok()?;
-                        // Only the negotiated payload types pass each way;
-                        // telephone-events are checked at their numbers.
-                        let direction = |types: &[u8], te: Option<u8>| DirectionConfig {
-                            payload_types: if types.is_empty() {
-                                PayloadTypeMap::identity()
-                            } else {
-                                let pairs: Vec<(u8, u8)> = types.iter().map(|&t| (t, t)).collect();
-                                PayloadTypeMap::only(&pairs)
-                            },
-                            telephone_event_pt: te,
-                            ..DirectionConfig::default()
-                        };
+                        let (lan_to_cloud, cloud_to_lan) = directions(&m.types);
                         Some(RelaySpec {
                             lan_remote: Some(m.lan_remote),
                             cloud_remote: Some(m.cloud_remote),
-                            lan_to_cloud: direction(&m.to_cloud_types, m.pbx_telephone_event),
-                            cloud_to_lan: direction(&m.to_pbx_types, m.cloud_telephone_event),
+                            lan_to_cloud,
+                            cloud_to_lan,
                             networks: self.cfg.networks.clone(),
                             media_timeout: self.cfg.media_timeout,
                             ..RelaySpec::new(
@@ -556,8 +564,24 @@ impl Calls {
                     lan_remote,
                     cloud_remote,
                     rx_key,
+                    types,
                 } => {
                     let mut moved = Vec::new();
+                    if let Some(t) = types {
+                        moved.push(format!(
+                            "payload types now {:?} to the cloud, {:?} to the PBX",
+                            t.to_cloud, t.to_pbx
+                        ));
+                        let (l, c) = directions(&t);
+                        let _ = self.plane.command(
+                            id,
+                            Command::SetPayloadTypes {
+                                id,
+                                lan_to_cloud: Box::new(l),
+                                cloud_to_lan: Box::new(c),
+                            },
+                        );
+                    }
                     for (lan, remote) in [(true, lan_remote), (false, cloud_remote)] {
                         if let Some(remote) = remote {
                             moved.push(format!(
@@ -586,7 +610,7 @@ impl Calls {
                             },
                         );
                     }
-                    println!("call {id}: media moved: {}", moved.join(", "));
+                    println!("call {id}: media changed: {}", moved.join(", "));
                 }
                 Output::SessionTimer { expires } => {
                     // RFC 4028 §10: give up min(32 s, a third) before expiry.

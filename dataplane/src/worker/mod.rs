@@ -290,6 +290,14 @@ impl Core {
                         None
                     })
                 }
+                Command::SetPayloadTypes {
+                    id,
+                    lan_to_cloud,
+                    cloud_to_lan,
+                } => self.with_relay(id, |r| {
+                    r.set_payload_types(*lan_to_cloud, *cloud_to_lan);
+                    None
+                }),
                 Command::SetCloudKey { id, suite, key } => self.with_relay(id, |r| {
                     r.set_cloud_key(suite, &key)
                         .err()
