@@ -114,6 +114,14 @@ impl Drop for Gateway {
     }
 }
 
+/// The `final:` counters line among a stopped gateway's `lines`.
+pub fn final_line(lines: &[String]) -> &str {
+    lines
+        .iter()
+        .find(|l| l.starts_with("final:"))
+        .expect("a final: line")
+}
+
 /// The value of `name=N` in a stats line.
 pub fn field(line: &str, name: &str) -> u64 {
     line.split_whitespace()

@@ -15,6 +15,7 @@ pub mod lossy;
 pub mod netns;
 pub mod pki;
 pub mod pylibsrtp;
+pub mod rig;
 pub mod rtpengine;
 
 use pbxlink_dataplane::MasterKey;

@@ -19,8 +19,9 @@
 //! resumes a call to sipp (`peers/sipp/uas_hold.xml`) through the gateway.
 
 use pbxlink_tests::baresip::{self, Baresip};
-use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::gateway::{Gateway, field, final_line};
 use pbxlink_tests::pki::TestCa;
+use pbxlink_tests::rig::media_count;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::Duration;
@@ -39,15 +40,6 @@ fn sipp_pbx(dir: &std::path::Path, port: u16, media: u16) -> Command {
         .args(["-timeout", "30s", "-timeout_error"])
         .current_dir(dir);
     c
-}
-
-/// The number after `label` in a gateway line (`to cloud 244 RTP …`).
-fn count(line: &str, label: &str) -> u64 {
-    line.split(label)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -231,7 +223,7 @@ fn calls_both_ways_between_sipp_and_baresip() {
     println!("{ended_in}\n{media_in}");
     assert!(ended_in.contains("Hangup(Cloud)"), "{ended_in}");
     assert!(
-        count(&media_in, "to PBX ") >= 100,
+        media_count(&media_in, "to PBX ") >= 100,
         "the cloud's tone reached the PBX: {media_in}"
     );
     // baresip's RTCP in the clear (its NAT-pinhole probe, its BYE when it
@@ -244,12 +236,12 @@ fn calls_both_ways_between_sipp_and_baresip() {
     assert!(ended_delayed.contains("Hangup(Pbx)"), "{ended_delayed}");
     for label in ["to cloud ", "to PBX "] {
         assert!(
-            count(&media_delayed, label) >= 150,
+            media_count(&media_delayed, label) >= 150,
             "delayed offer, media {label}: {media_delayed}"
         );
     }
     // "call 1: media to cloud N RTP M RTCP, to PBX N RTP M RTCP, drops: …"
-    let n = |label: &str| count(&media, label);
+    let n = |label: &str| media_count(&media, label);
     assert!(
         n("to cloud ") >= 150,
         "the PBX's audio went to the cloud: {media}"
@@ -297,10 +289,7 @@ fn calls_both_ways_between_sipp_and_baresip() {
         !lines.iter().any(|l| l.contains("inline:")),
         "a key in the gateway's output"
     );
-    let fin = lines
-        .iter()
-        .find(|l| l.starts_with("final:"))
-        .expect("final line");
+    let fin = final_line(&lines);
     assert_eq!(field(fin, "relays"), 0, "{fin}");
     assert_eq!(field(fin, "calls"), 5, "{fin}");
     assert_eq!(field(fin, "calls_ended"), 5, "{fin}");

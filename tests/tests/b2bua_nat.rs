@@ -20,42 +20,23 @@
 //! none of the cloud's media arrived.
 
 use pbxlink_tests::baresip::{self, Baresip};
-use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::netns::{self, Nat};
-use pbxlink_tests::pki::TestCa;
-use std::net::IpAddr;
+use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 const GW_SIP: u16 = 5060;
 const PBX_SIP: u16 = 5080;
 const CLOUD_SIP: u16 = 5060; // baresip's TLS: 5061
 
-fn count(line: &str, label: &str) -> u64 {
-    line.split(label)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
-    let dir = std::env::temp_dir().join(format!("pbxlink-nat-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("pcap")).unwrap();
-    std::os::unix::fs::symlink(
-        "/usr/share/sip-tester/g711a.pcap",
-        dir.join("pcap/g711a.pcap"),
-    )
-    .unwrap();
+    let work = Workdir::new("nat");
+    let dir = &work.dir;
     let nat = Nat::new();
-    let ca = TestCa::new("pbxlink test CA");
-    let ca_file = ca.write(&dir, "ca.pem");
-    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(netns::CLOUD)]);
-    let cloud_pem = dir.join("cloud.pem");
-    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
-    let tone = dir.join("tone.wav");
-    baresip::tone_wav(&tone, 1000.0, 30);
+    let (ca_file, cloud_pem) = work.cloud_pki(IpAddr::V4(netns::CLOUD));
+    let tone = work.tone("tone.wav", 1000.0);
     // The cloud's STUN server.
     let mut stun = nat
         .at_cloud()
@@ -93,40 +74,24 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
         &tone,
     );
 
-    let config = dir.join("pbxlink.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlan_address = \"{gw}\"\nprofile = \"max\"\n\
-             networks = [\"10.77.1.0/24\", \"10.77.2.0/24\"]\n\n\
-             [pbx]\ntype = \"mivoice-5000\"\naddress = \"{gw}\"\nport = {PBX_SIP}\n\n\
-             [cloud]\ntargets = [\"tls:{cloud}:{}\"]\nca = \"{}\"\n\
-             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\nstun = [\"{cloud}:3478\"]\n\n\
-             [sip]\nport = {GW_SIP}\n",
-            CLOUD_SIP + 1,
-            ca_file.display(),
-            gw = netns::GATEWAY,
-            cloud = netns::CLOUD,
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start_at(
-        &nat.at_gateway(netns::GATEWAY),
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--seconds",
-            "60",
-        ]
-        .map(String::from),
-    );
+    let gateway = IpAddr::V4(netns::GATEWAY);
+    let config = GatewayConfig {
+        lan: gateway,
+        pbx: SocketAddr::new(gateway, PBX_SIP),
+        cloud: SocketAddr::new(IpAddr::V4(netns::CLOUD), CLOUD_SIP + 1),
+        ca: &ca_file,
+        sip_port: GW_SIP,
+        gateway: "",
+        pbx_extra: "",
+        cloud_extra: &format!("stun = [\"{}:3478\"]", netns::CLOUD),
+    }
+    .write(dir);
+    let (gw, _) = run_gateway(&nat.at_gateway(netns::GATEWAY), &config);
     let learned = gw.wait_for("public address by STUN", Duration::from_secs(10));
     assert!(
         learned.ends_with(&format!(": {}", netns::ROUTER_OUTSIDE)),
         "{learned}"
     );
-    gw.wait_for("trunk: connected to", Duration::from_secs(20));
     let seen = gw.wait_for(
         "trunk: the cloud sees this connection as",
         Duration::from_secs(10),
@@ -158,7 +123,7 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
         ])
         .arg("-sf")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sipp/uas_pcap.xml"))
-        .current_dir(&dir)
+        .current_dir(dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("sipp runs (tests/run installs sip-tester)");
@@ -179,11 +144,11 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
     println!("{learned}\n{seen}\n{ended}\n{media}");
     assert!(ended.contains("Hangup(Cloud)"), "{ended}");
     assert!(
-        count(&media, "to cloud ") >= 100,
+        media_count(&media, "to cloud ") >= 100,
         "the PBX's audio went out through the NAT: {media}"
     );
     assert!(
-        count(&media, "to PBX ") >= 150,
+        media_count(&media, "to PBX ") >= 150,
         "the cloud's SRTP came in through the NAT: {media}"
     );
     assert!(
@@ -200,14 +165,10 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
         baresip::rms(&samples)
     );
     assert!(seconds >= 3.0 && baresip::rms(&samples) > 300.0);
-    let fin = lines
-        .iter()
-        .find(|l| l.starts_with("final:"))
-        .expect("final line");
+    let fin = final_line(&lines);
     assert_eq!(field(fin, "calls_ended"), 1, "{fin}");
     drop(cloud);
     let _ = stun.kill();
     let _ = stun.wait();
     drop(nat);
-    let _ = std::fs::remove_dir_all(&dir);
 }

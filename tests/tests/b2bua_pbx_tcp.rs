@@ -6,10 +6,10 @@
 //! closed), a call from the cloud is refused with 503 instead of being
 //! sent where nothing listens.
 
-use pbxlink_tests::baresip::{self, Baresip};
-use pbxlink_tests::gateway::{Gateway, field};
-use pbxlink_tests::pki::TestCa;
-use std::net::{IpAddr, Ipv4Addr};
+use pbxlink_tests::baresip::Baresip;
+use pbxlink_tests::gateway::{field, final_line};
+use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -17,31 +17,13 @@ const GW_SIP: u16 = 26_150;
 const PBX_SIP: u16 = 26_160;
 const CLOUD_SIP: u16 = 26_101; // baresip's TLS: 26_102
 
-fn count(line: &str, label: &str) -> u64 {
-    line.split(label)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn calls_reach_a_pbx_over_the_gateways_tcp_connection() {
-    let dir = std::env::temp_dir().join(format!("pbxlink-pbxtcp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("pcap")).unwrap();
-    std::os::unix::fs::symlink(
-        "/usr/share/sip-tester/g711a.pcap",
-        dir.join("pcap/g711a.pcap"),
-    )
-    .unwrap();
-    let ca = TestCa::new("pbxlink test CA");
-    let ca_file = ca.write(&dir, "ca.pem");
-    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let cloud_pem = dir.join("cloud.pem");
-    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
-    let tone = dir.join("tone.wav");
-    baresip::tone_wav(&tone, 1000.0, 30);
+    let work = Workdir::new("pbxtcp");
+    let dir = &work.dir;
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
+    let tone = work.tone("tone.wav", 1000.0);
     let mut cloud = Baresip::start(
         &dir.join("cloud"),
         CLOUD_SIP,
@@ -50,33 +32,19 @@ fn calls_reach_a_pbx_over_the_gateways_tcp_connection() {
         "cloud",
         &tone,
     );
-    let config = dir.join("pbxlink.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\n\
-             [pbx]\ntype = \"mx-one\"\naddress = \"127.0.0.1\"\nport = {PBX_SIP}\ntransport = \"tcp\"\n\n\
-             [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
-             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
-             [sip]\nport = {GW_SIP}\n",
-            CLOUD_SIP + 1,
-            ca_file.display()
-        ),
-    )
-    .unwrap();
+    let config = GatewayConfig {
+        lan: localhost,
+        pbx: SocketAddr::new(localhost, PBX_SIP),
+        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
+        ca: &ca_file,
+        sip_port: GW_SIP,
+        gateway: "",
+        pbx_extra: "transport = \"tcp\"",
+        cloud_extra: "",
+    }
+    .write(dir);
     // The gateway first: the PBX is not there yet.
-    let gw = Gateway::start(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--seconds",
-            "60",
-        ]
-        .map(String::from),
-    );
-    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
-    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+    let (gw, trunk_end) = run_gateway(&Default::default(), &config);
     gw.wait_for("pbx: connecting to", Duration::from_secs(10));
 
     let pbx = Command::new("sipp")
@@ -93,7 +61,7 @@ fn calls_reach_a_pbx_over_the_gateways_tcp_connection() {
         ])
         .arg("-sf")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sipp/uas_pcap.xml"))
-        .current_dir(&dir)
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .spawn()
         .expect("sipp runs (tests/run installs sip-tester)");
@@ -128,15 +96,11 @@ fn calls_reach_a_pbx_over_the_gateways_tcp_connection() {
     println!("{link}\n{ended}\n{media}");
     assert!(ended.contains("Hangup(Cloud)"), "{ended}");
     assert!(
-        count(&media, "to cloud ") >= 50 && count(&media, "to PBX ") >= 50,
+        media_count(&media, "to cloud ") >= 50 && media_count(&media, "to PBX ") >= 50,
         "audio both ways: {media}"
     );
-    let fin = lines
-        .iter()
-        .find(|l| l.starts_with("final:"))
-        .expect("final line");
+    let fin = final_line(&lines);
     assert_eq!(field(fin, "calls"), 1, "{fin}");
     assert_eq!(field(fin, "calls_unrouted"), 1, "{fin}");
     drop(cloud);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,9 +27,9 @@
 //!   `Unsupported` (`uac_require_100rel.xml`).
 
 use pbxlink_tests::baresip::{self, Baresip};
-use pbxlink_tests::gateway::{Gateway, field};
-use pbxlink_tests::pki::TestCa;
-use std::net::{IpAddr, Ipv4Addr};
+use pbxlink_tests::gateway::{field, final_line};
+use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway, sipp_passes};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,45 +60,13 @@ fn sipp(dir: &Path, name: &str, extra: &[&str]) -> Child {
         .expect("sipp runs (tests/run installs sip-tester)")
 }
 
-fn passes(child: Child, what: &str) {
-    let out = child.wait_with_output().expect("sipp ends");
-    assert!(
-        out.status.success(),
-        "{what}: sipp's scenario failed:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
-fn count(line: &str, label: &str) -> u64 {
-    line.split(label)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
-    let dir = std::env::temp_dir().join(format!("pbxlink-states-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("pcap")).unwrap();
-    std::os::unix::fs::symlink(
-        "/usr/share/sip-tester/g711a.pcap",
-        dir.join("pcap/g711a.pcap"),
-    )
-    .unwrap();
-    let ca = TestCa::new("pbxlink test CA");
-    let ca_file = ca.write(&dir, "ca.pem");
-    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let cloud_pem = dir.join("cloud.pem");
-    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
-    let tone = dir.join("tone.wav");
-    baresip::tone_wav(&tone, 1000.0, 30);
+    let work = Workdir::new("states");
+    let dir = &work.dir;
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
+    let tone = work.tone("tone.wav", 1000.0);
     let mut cloud = Baresip::start(
         &dir.join("cloud"),
         CLOUD_SIP,
@@ -107,63 +75,48 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         "cloud",
         &tone,
     );
-    let config = dir.join("pbxlink.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\
-             media_timeout_seconds = 8\n\n\
-             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PBX_SIP}\n\n\
-             [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
-             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
-             [sip]\nport = {GW_SIP}\n",
-            CLOUD_SIP + 1,
-            ca_file.display()
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--seconds",
-            "90",
-        ]
-        .map(String::from),
-    );
-    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
-    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+    let config = GatewayConfig {
+        lan: localhost,
+        pbx: SocketAddr::new(localhost, PBX_SIP),
+        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
+        ca: &ca_file,
+        sip_port: GW_SIP,
+        gateway: "media_timeout_seconds = 8",
+        pbx_extra: "",
+        cloud_extra: "",
+    }
+    .write(dir);
+    let (gw, trunk_end) = run_gateway(&Default::default(), &config);
 
     // Early media, then busy.
-    let pbx = sipp(&dir, "uas_early_reject.xml", &[]);
+    let pbx = sipp(dir, "uas_early_reject.xml", &[]);
     std::thread::sleep(Duration::from_millis(500));
     cloud.command(&format!("/dial 201@{trunk_end}"));
-    passes(pbx, "early media");
+    sipp_passes(pbx, "early media");
     let early = gw.wait_for("call 1: ended", Duration::from_secs(5));
     let early_media = gw.wait_for("call 1: media to cloud", Duration::from_secs(5));
     cloud.wait_for("486 Busy Here", Duration::from_secs(5));
     gw.wait_relays_gone("call 1: ended");
 
     // CANCEL while the PBX rings.
-    let pbx = sipp(&dir, "uas_ringing_cancel.xml", &[]);
+    let pbx = sipp(dir, "uas_ringing_cancel.xml", &[]);
     std::thread::sleep(Duration::from_millis(500));
     cloud.command(&format!("/dial 202@{trunk_end}"));
     cloud.wait_for("180 Ringing", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
     cloud.command("/hangup");
-    passes(pbx, "CANCEL");
+    sipp_passes(pbx, "CANCEL");
     let cancelled = gw.wait_for("call 2: ended", Duration::from_secs(5));
     gw.wait_relays_gone("call 2: ended");
 
     // The PBX goes silent: the media timeout ends both legs.
     let started = Instant::now();
     let pbx = sipp(
-        &dir,
+        dir,
         "uac_silent.xml",
         &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
     );
-    passes(pbx, "media timeout");
+    sipp_passes(pbx, "media timeout");
     let silent_for = started.elapsed();
     let timed_out = gw.wait_for("call 3: ended", Duration::from_secs(5));
     let timed_out_media = gw.wait_for("call 3: media to cloud", Duration::from_secs(5));
@@ -171,7 +124,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
 
     // Glare: baresip holds while sipp re-INVITEs. (baresip falls silent as
     // it holds: the media timeout, 8 s here, must outlast the retry wait.)
-    let pbx = sipp(&dir, "uas_glare.xml", &[]);
+    let pbx = sipp(dir, "uas_glare.xml", &[]);
     std::thread::sleep(Duration::from_millis(500));
     cloud.command(&format!("/dial 204@{trunk_end}"));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -202,7 +155,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     assert!(held.ends_with("cloud to PBX only"), "{held}");
     std::thread::sleep(Duration::from_millis(300));
     cloud.command("/hangup");
-    passes(pbx, "glare");
+    sipp_passes(pbx, "glare");
     let retried = gw.wait_for("call 4: glare", Duration::from_secs(1));
     let glare = gw.wait_for("call 4: ended", Duration::from_secs(5));
     let glare_media = gw.wait_for("call 4: media to cloud", Duration::from_secs(5));
@@ -211,11 +164,11 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     // DTMF as SIP INFO from the PBX: passed to baresip, its 200 back;
     // then session refreshes (re-INVITE and UPDATE without SDP).
     let pbx = sipp(
-        &dir,
+        dir,
         "uac_midcall.xml",
         &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
     );
-    passes(pbx, "INFO and session refreshes");
+    sipp_passes(pbx, "INFO and session refreshes");
     let info = gw.wait_for("call 5: ended", Duration::from_secs(5));
     gw.wait_relays_gone("call 5: ended");
 
@@ -226,7 +179,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let new_port = moved_to.local_addr().unwrap().port().to_string();
-    let pbx = sipp(&dir, "uas_move_media.xml", &["-set", "newport", &new_port]);
+    let pbx = sipp(dir, "uas_move_media.xml", &["-set", "newport", &new_port]);
     std::thread::sleep(Duration::from_millis(500));
     cloud.command(&format!("/dial 206@{trunk_end}"));
     let moved = gw.wait_for("call 6: media changed", Duration::from_secs(10));
@@ -239,7 +192,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         }
     }
     cloud.command("/hangup");
-    passes(pbx, "media moved");
+    sipp_passes(pbx, "media moved");
     let moved_end = gw.wait_for("call 6: ended", Duration::from_secs(5));
     gw.wait_relays_gone("call 6: ended");
 
@@ -248,7 +201,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     // then does the 200 (after baresip accepts) go to the PBX.
     cloud.command("/answermode early");
     let pbx = sipp(
-        &dir,
+        dir,
         "uac_100rel.xml",
         &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
     );
@@ -256,24 +209,24 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
     // it accepts 2 s later.
     std::thread::sleep(Duration::from_secs(2));
     cloud.command("/accept");
-    passes(pbx, "100rel with PRACK");
+    sipp_passes(pbx, "100rel with PRACK");
     let prack = gw.wait_for("call 7: ended", Duration::from_secs(5));
     gw.wait_relays_gone("call 7: ended");
     cloud.command("/answermode auto");
     // Without an offer, 100rel cannot be honoured: 420 naming it.
     let pbx = sipp(
-        &dir,
+        dir,
         "uac_require_100rel.xml",
         &["-s", "cloud", &format!("127.0.0.1:{GW_SIP}")],
     );
-    passes(pbx, "420 for Require: 100rel with a delayed offer");
+    sipp_passes(pbx, "420 for Require: 100rel with a delayed offer");
     let lines = gw.stop();
     let bs = cloud.output().join("\n");
 
     println!("{early}\n{early_media}\n{cancelled}\n{timed_out}\n{timed_out_media}");
     assert!(early.contains("Rejected(486)"), "{early}");
     assert!(
-        count(&early_media, "to cloud ") >= 100,
+        media_count(&early_media, "to cloud ") >= 100,
         "the announcement reached the cloud before any answer: {early_media}"
     );
     assert!(cancelled.contains("Cancelled"), "{cancelled}");
@@ -283,7 +236,8 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         "hung up before the timeout: {silent_for:?}"
     );
     assert!(
-        count(&timed_out_media, "to cloud ") == 0 && count(&timed_out_media, "to PBX ") > 50,
+        media_count(&timed_out_media, "to cloud ") == 0
+            && media_count(&timed_out_media, "to PBX ") > 50,
         "only the cloud's tone flowed: {timed_out_media}"
     );
     // baresip saw each end: the refusal after early media, its own
@@ -307,10 +261,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
             "{media}"
         );
     }
-    let fin = lines
-        .iter()
-        .find(|l| l.starts_with("final:"))
-        .expect("final line");
+    let fin = final_line(&lines);
     println!("{retried}\n{glare}");
     let wait: u64 = retried
         .split("again in ")
@@ -358,5 +309,4 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         "{running:?}"
     );
     drop(cloud);
-    let _ = std::fs::remove_dir_all(&dir);
 }

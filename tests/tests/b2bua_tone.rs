@@ -8,9 +8,9 @@
 //! SRTP authentication failure; both relays end freed.
 
 use pbxlink_tests::baresip::{self, Baresip};
-use pbxlink_tests::gateway::{Gateway, field};
-use pbxlink_tests::pki::TestCa;
-use std::net::{IpAddr, Ipv4Addr};
+use pbxlink_tests::gateway::{field, final_line};
+use pbxlink_tests::rig::{GatewayConfig, Workdir, run_gateway};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const GW_SIP: u16 = 25_850;
@@ -56,17 +56,12 @@ fn hears(b: &Baresip, who: &str, freq: f64, calls: usize) {
 
 #[test]
 fn tones_cross_both_ways_without_authentication_failures() {
-    let dir = std::env::temp_dir().join(format!("pbxlink-tone-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = TestCa::new("pbxlink test CA");
-    let ca_file = ca.write(&dir, "ca.pem");
-    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let cloud_pem = dir.join("cloud.pem");
-    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
-    let (cloud_tone, phone_tone) = (dir.join("cloud.wav"), dir.join("phone.wav"));
-    baresip::tone_wav(&cloud_tone, CLOUD_TONE, 30);
-    baresip::tone_wav(&phone_tone, PHONE_TONE, 30);
+    let work = Workdir::new("tone");
+    let dir = &work.dir;
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
+    let cloud_tone = work.tone("cloud.wav", CLOUD_TONE);
+    let phone_tone = work.tone("phone.wav", PHONE_TONE);
     let mut cloud = Baresip::start(
         &dir.join("cloud"),
         CLOUD_SIP,
@@ -77,33 +72,18 @@ fn tones_cross_both_ways_without_authentication_failures() {
     );
     let mut phone = Baresip::lan(&dir.join("phone"), PHONE_SIP, "phone", &phone_tone);
 
-    let config = dir.join("pbxlink.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\n\
-             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PHONE_SIP}\n\n\
-             [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
-             # baresip 1.0 mis-reads AEAD_AES_128_GCM keys: offer AES-CM only.\n\
-             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
-             [sip]\nport = {GW_SIP}\n",
-            CLOUD_SIP + 1,
-            ca_file.display()
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--seconds",
-            "60",
-        ]
-        .map(String::from),
-    );
-    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
-    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+    let config = GatewayConfig {
+        lan: localhost,
+        pbx: SocketAddr::new(localhost, PHONE_SIP),
+        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
+        ca: &ca_file,
+        sip_port: GW_SIP,
+        gateway: "",
+        pbx_extra: "",
+        cloud_extra: "",
+    }
+    .write(dir);
+    let (gw, trunk_end) = run_gateway(&Default::default(), &config);
 
     // The phone calls the cloud and hangs up.
     phone.command(&format!("/dial sip:cloud@127.0.0.1:{GW_SIP}"));
@@ -148,13 +128,9 @@ fn tones_cross_both_ways_without_authentication_failures() {
         !bs.contains("failed to decrypt"),
         "an SRTP failure at baresip: {bs}"
     );
-    let fin = lines
-        .iter()
-        .find(|l| l.starts_with("final:"))
-        .expect("final line");
+    let fin = final_line(&lines);
     assert_eq!(field(fin, "calls"), 2, "{fin}");
     assert_eq!(field(fin, "calls_ended"), 2, "{fin}");
     assert_eq!(field(fin, "relays_failed"), 0, "{fin}");
     drop((cloud, phone));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,10 +11,10 @@
 //!   so only the gateway's own retransmission of the 200 (§13.3.1.4) can
 //!   get the call up.
 
-use pbxlink_tests::baresip::{self, Baresip};
-use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::baresip::Baresip;
+use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::lossy::LossyWire;
-use pbxlink_tests::pki::TestCa;
+use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway, sipp_passes};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,26 +23,10 @@ const GW_SIP: u16 = 26_050;
 const PBX_SIP: u16 = 26_060;
 const CLOUD_SIP: u16 = 26_001; // baresip's TLS: 26_002
 
-fn count(line: &str, label: &str) -> u64 {
-    line.split(label)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_lost_invite_and_a_lost_200_are_sent_again() {
-    let dir = std::env::temp_dir().join(format!("pbxlink-loss-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("pcap")).unwrap();
-    for f in ["g711a.pcap", "dtmf_2833_1.pcap"] {
-        std::os::unix::fs::symlink(
-            format!("/usr/share/sip-tester/{f}"),
-            dir.join("pcap").join(f),
-        )
-        .unwrap();
-    }
+    let work = Workdir::new("loss");
+    let dir = &work.dir;
     let (mut lost_invite, mut lost_ok) = (false, false);
     let wire = LossyWire::new(
         SocketAddr::from((Ipv4Addr::LOCALHOST, GW_SIP)),
@@ -59,13 +43,9 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
             false
         },
     );
-    let ca = TestCa::new("pbxlink test CA");
-    let ca_file = ca.write(&dir, "ca.pem");
-    let (cert, key) = ca.leaf(&["cloud.test"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let cloud_pem = dir.join("cloud.pem");
-    std::fs::write(&cloud_pem, format!("{cert}{key}")).unwrap();
-    let tone = dir.join("tone.wav");
-    baresip::tone_wav(&tone, 1000.0, 30);
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
+    let tone = work.tone("tone.wav", 1000.0);
     let mut cloud = Baresip::start(
         &dir.join("cloud"),
         CLOUD_SIP,
@@ -74,33 +54,18 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
         "cloud",
         &tone,
     );
-    let config = dir.join("pbxlink.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\n\
-             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {}\n\n\
-             [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
-             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
-             [sip]\nport = {GW_SIP}\n",
-            wire.pbx_for_gateway.port(),
-            CLOUD_SIP + 1,
-            ca_file.display()
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--seconds",
-            "60",
-        ]
-        .map(String::from),
-    );
-    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
-    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+    let config = GatewayConfig {
+        lan: localhost,
+        pbx: wire.pbx_for_gateway,
+        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
+        ca: &ca_file,
+        sip_port: GW_SIP,
+        gateway: "",
+        pbx_extra: "",
+        cloud_extra: "",
+    }
+    .write(dir);
+    let (gw, trunk_end) = run_gateway(&Default::default(), &config);
     let sipp = || {
         let mut c = Command::new("sipp");
         c.args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
@@ -114,24 +79,10 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
                 "30s",
                 "-timeout_error",
             ])
-            .current_dir(&dir)
+            .current_dir(dir)
             .stdout(Stdio::piped());
         c
     };
-    let passes = |child: std::process::Child, what: &str| {
-        let out = child.wait_with_output().expect("sipp ends");
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .rev()
-                .take(25)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    };
-
     // From the cloud; the INVITE toward the PBX is lost once.
     let pbx = sipp()
         .arg("-sf")
@@ -143,7 +94,7 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
     cloud.wait_for("Call established", Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(4)); // sipp's audio starts after 1 s
     cloud.command("/hangup");
-    passes(pbx, "the call whose INVITE was lost");
+    sipp_passes(pbx, "the call whose INVITE was lost");
     let first = gw.wait_for("call 1: ended", Duration::from_secs(5));
     let first_media = gw.wait_for("call 1: media to cloud", Duration::from_secs(5));
 
@@ -153,7 +104,7 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
         .arg(wire.gateway_for_pbx.to_string())
         .spawn()
         .expect("sipp runs");
-    passes(pbx, "the call whose 200 was lost");
+    sipp_passes(pbx, "the call whose 200 was lost");
     let second = gw.wait_for("call 2: ended", Duration::from_secs(5));
     let second_media = gw.wait_for("call 2: media to cloud", Duration::from_secs(5));
     let lines = gw.stop();
@@ -163,15 +114,11 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
     assert!(second.contains("Hangup(Pbx)"), "{second}");
     for media in [&first_media, &second_media] {
         assert!(
-            count(media, "to cloud ") >= 50 && count(media, "to PBX ") >= 50,
+            media_count(media, "to cloud ") >= 50 && media_count(media, "to PBX ") >= 50,
             "audio both ways: {media}"
         );
     }
-    let fin = lines
-        .iter()
-        .find(|l| l.starts_with("final:"))
-        .expect("final line");
+    let fin = final_line(&lines);
     assert_eq!(field(fin, "calls_ended"), 2, "{fin}");
     drop(cloud);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,174 @@
+//! What the B2BUA's end-to-end tests share: a work directory with sipp's
+//! audio files, a test CA and the cloud's certificate, the gateway's
+//! configuration file and its start, and reading its call lines.
+
+use crate::baresip::{self, Place};
+use crate::gateway::Gateway;
+use crate::pki::TestCa;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+/// A test's directory (removed when dropped), with `pcap/` holding sipp's
+/// G.711 and DTMF captures for `play_pcap_audio`.
+#[derive(Debug)]
+pub struct Workdir {
+    /// Where it is.
+    pub dir: PathBuf,
+}
+
+impl Workdir {
+    /// A fresh directory named after `name` and this process.
+    pub fn new(name: &str) -> Workdir {
+        let dir = std::env::temp_dir().join(format!("pbxlink-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("pcap")).unwrap();
+        for f in ["g711a.pcap", "dtmf_2833_1.pcap"] {
+            std::os::unix::fs::symlink(
+                format!("/usr/share/sip-tester/{f}"),
+                dir.join("pcap").join(f),
+            )
+            .unwrap();
+        }
+        Workdir { dir }
+    }
+
+    /// A CA made here and the cloud's certificate and key (one PEM) for
+    /// `cloud.test` and `ip`: (CA file, cloud PEM).
+    pub fn cloud_pki(&self, ip: IpAddr) -> (PathBuf, PathBuf) {
+        let ca = TestCa::new("pbxlink test CA");
+        let ca_file = ca.write(&self.dir, "ca.pem");
+        let (cert, key) = ca.leaf(&["cloud.test"], &[ip]);
+        let pem = self.dir.join("cloud.pem");
+        std::fs::write(&pem, format!("{cert}{key}")).unwrap();
+        (ca_file, pem)
+    }
+
+    /// A 30 s tone file at `freq` Hz.
+    pub fn tone(&self, name: &str, freq: f64) -> PathBuf {
+        let path = self.dir.join(name);
+        baresip::tone_wav(&path, freq, 30);
+        path
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The gateway's configuration file for a test: LAN and PBX addresses,
+/// the cloud as one TLS target (AES-CM only: baresip 1.0 mis-reads
+/// AEAD_AES_128_GCM keys), the PBX-side SIP port, and extra lines for
+/// `[gateway]`, `[pbx]` and `[cloud]`.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig<'a> {
+    /// `[gateway] lan_address`, and `networks` covers it (/8 for loopback).
+    pub lan: IpAddr,
+    /// The PBX's SIP address.
+    pub pbx: SocketAddr,
+    /// The cloud's TLS address.
+    pub cloud: SocketAddr,
+    /// The CA the cloud's certificate chains to.
+    pub ca: &'a Path,
+    /// The gateway's PBX-side SIP port.
+    pub sip_port: u16,
+    /// More `[gateway]` lines.
+    pub gateway: &'a str,
+    /// More `[pbx]` lines.
+    pub pbx_extra: &'a str,
+    /// More `[cloud]` lines.
+    pub cloud_extra: &'a str,
+}
+
+impl GatewayConfig<'_> {
+    /// Writes it to `dir/pbxlink.toml`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let networks = if self.lan.is_loopback() {
+            "\"127.0.0.0/8\"".to_owned()
+        } else {
+            self.gateway_networks()
+        };
+        let text = format!(
+            "[gateway]\nlan_address = \"{}\"\nprofile = \"max\"\nnetworks = [{networks}]\n{}\n\n\
+             [pbx]\ntype = \"mivoice-5000\"\naddress = \"{}\"\nport = {}\n{}\n\n\
+             [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\n\
+             srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n{}\n\n\
+             [sip]\nport = {}\n",
+            self.lan,
+            self.gateway,
+            self.pbx.ip(),
+            self.pbx.port(),
+            self.pbx_extra,
+            self.cloud,
+            self.ca.display(),
+            self.cloud_extra,
+            self.sip_port
+        );
+        let path = dir.join("pbxlink.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The LAN's and the cloud's /24s, when not on loopback.
+    fn gateway_networks(&self) -> String {
+        [self.lan, self.cloud.ip()]
+            .iter()
+            .map(|ip| match ip {
+                IpAddr::V4(v4) => {
+                    let o = v4.octets();
+                    format!("\"{}.{}.{}.0/24\"", o[0], o[1], o[2])
+                }
+                IpAddr::V6(v6) => format!("\"{v6}/64\""),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Starts `pbxlink run --config FILE` at `place` for at most 90 s and waits
+/// for its trunk to connect; returns it and the trunk connection's end
+/// (where the cloud's calls are sent).
+pub fn run_gateway(place: &Place, config: &Path) -> (Gateway, String) {
+    let gw = Gateway::start_at(
+        place,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--seconds",
+            "90",
+        ]
+        .map(String::from),
+    );
+    let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
+    let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
+    (gw, trunk_end)
+}
+
+/// The number after `label` in a gateway call line (`to cloud 244 RTP …`).
+pub fn media_count(line: &str, label: &str) -> u64 {
+    line.split(label)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits for sipp (started with stdout piped) and fails with the tail of
+/// its report unless its scenario passed.
+pub fn sipp_passes(child: Child, what: &str) {
+    let out = child.wait_with_output().expect("sipp ends");
+    assert!(
+        out.status.success(),
+        "{what}: sipp's scenario failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
