@@ -510,6 +510,25 @@ impl Call {
         Ok(call)
     }
 
+    /// Whether the callee answered (the 2xx went to the caller).
+    pub fn answered(&self) -> bool {
+        matches!(self.state, State::Answered | State::Confirmed)
+    }
+
+    /// The side the call came from.
+    pub fn caller_side(&self) -> Side {
+        self.a.side
+    }
+
+    /// Who called whom: the user parts of the caller's From and of the
+    /// callee's URI.
+    pub fn parties(&self) -> (String, String) {
+        (
+            user_of(uri_of(&self.a.remote_uri)).to_owned(),
+            user_of(uri_of(&self.b.remote_uri)).to_owned(),
+        )
+    }
+
     /// The Call-ID of the leg on `side` (how the node finds this call).
     pub fn call_id(&self, side: Side) -> &str {
         if self.a.side == side {

@@ -11,6 +11,8 @@
 //! profile = "auto"                    # auto | small | smallplus | medium | large | max
 //! networks = ["192.168.1.0/24"]       # LAN media only to and from these
 //! media_timeout_seconds = 60          # a call whose media stops this long is hung up
+//! # call_limit = 25                   # fewer calls than the profile's limit (2 more kept for emergencies)
+//! cdr_file = "/var/log/pbxlink/cdr.jsonl"  # one JSON line per call; rotated at 10 MiB, 5 kept
 //!
 //! [pbx]
 //! type = "mivoice-5000"               # mivoice-5000 | mivoice-office-400 | mx-one | mivoice-business
@@ -18,6 +20,8 @@
 //! port = 5060
 //! transport = "udp"                   # udp | tcp
 //! csta_ports = [3211]                 # default by type (SPEC §3)
+//! # trusted = ["192.168.1.10/32"]     # who may use the PBX trunk; default: the PBX's address
+//! untrusted = "drop"                  # drop | reject (403): what anyone else gets
 //!
 //! [cloud]
 //! domain = "sip.cloud.example"        # RFC 3263; or: targets = ["tls:198.51.100.10:5061"]
@@ -31,6 +35,7 @@
 //! role = "pbx-trunk"                  # pbx-trunk (5060/5061) | subscriber | embedded
 //! # port = 5060                       # default: the role's
 //! dscp = 24                           # CS3
+//! refuse_with = 503                   # past the call limit: 503 (never with Retry-After), 486 or 480
 //! ```
 
 use pbxlink_dataplane::net::Prefix;
@@ -64,6 +69,8 @@ struct GatewaySection {
     networks: Vec<String>,
     #[serde(default = "media_timeout")]
     media_timeout_seconds: u64,
+    call_limit: Option<u32>,
+    cdr_file: Option<PathBuf>,
 }
 
 fn media_timeout() -> u64 {
@@ -85,6 +92,14 @@ struct PbxSection {
     #[serde(default = "udp")]
     transport: String,
     csta_ports: Option<Vec<u16>>,
+    #[serde(default)]
+    trusted: Vec<String>,
+    #[serde(default = "untrusted_drop")]
+    untrusted: String,
+}
+
+fn untrusted_drop() -> String {
+    "drop".into()
 }
 
 fn sip_port() -> u16 {
@@ -122,6 +137,12 @@ struct SipSection {
     port: Option<u16>,
     #[serde(default = "cs3")]
     dscp: u8,
+    #[serde(default = "service_unavailable")]
+    refuse_with: u16,
+}
+
+fn service_unavailable() -> u16 {
+    503
 }
 
 impl Default for SipSection {
@@ -130,6 +151,7 @@ impl Default for SipSection {
             role: pbx_trunk(),
             port: None,
             dscp: cs3(),
+            refuse_with: service_unavailable(),
         }
     }
 }
@@ -213,6 +235,16 @@ pub struct Config {
     pub pbx_transport: Transport,
     /// Its CSTA ports.
     pub csta_ports: Vec<u16>,
+    /// Who may use the PBX trunk (the PBX's address unless listed).
+    pub trusted: Vec<Prefix>,
+    /// Whether others get 403 (true) or nothing.
+    pub reject_untrusted: bool,
+    /// Calls carried at once, when fewer than the profile's.
+    pub call_limit: Option<u32>,
+    /// Where call records go (none: not kept).
+    pub cdr_file: Option<PathBuf>,
+    /// The status past the call limit (503, 486 or 480).
+    pub refuse_with: u16,
     /// The cloud trunk's targets.
     pub cloud: CloudTargets,
     /// CA file for the cloud's certificate.
@@ -402,6 +434,37 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             }
         }
     }
+    let mut trusted = Vec::new();
+    for n in &file.pbx.trusted {
+        match n.parse::<Prefix>() {
+            Ok(p) => trusted.push(p),
+            Err(_) => problems.push(format!(
+                "[pbx] trusted: {n:?} is not a network (e.g. \"192.168.1.10/32\")"
+            )),
+        }
+    }
+    if trusted.is_empty() {
+        if let Some(a) = pbx_address {
+            trusted.push(a.to_string().parse().expect("an address is a prefix"));
+        }
+    }
+    let reject_untrusted = match file.pbx.untrusted.as_str() {
+        "drop" => false,
+        "reject" => true,
+        other => {
+            problems.push(format!("[pbx] untrusted = {other:?}: use drop or reject"));
+            false
+        }
+    };
+    if ![503, 486, 480].contains(&file.sip.refuse_with) {
+        problems.push(format!(
+            "[sip] refuse_with = {}: use 503, 486 or 480",
+            file.sip.refuse_with
+        ));
+    }
+    if file.gateway.call_limit == Some(0) {
+        problems.push("[gateway] call_limit must be at least 1".into());
+    }
     let mut stun = Vec::new();
     for s in &file.cloud.stun {
         match s.parse() {
@@ -438,6 +501,11 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             .pbx
             .csta_ports
             .unwrap_or_else(|| vec![pbx_type.csta_port()]),
+        trusted,
+        reject_untrusted,
+        call_limit: file.gateway.call_limit,
+        cdr_file: file.gateway.cdr_file.map(|f| base.join(f)),
+        refuse_with: file.sip.refuse_with,
         cloud: cloud.expect("checked"),
         cloud_ca: ca,
         cloud_server_name: file.cloud.server_name,
@@ -563,6 +631,8 @@ ca = "Cargo.toml"
         );
         assert!(c.profile.is_none());
         assert_eq!(c.media_timeout, Duration::from_secs(60));
+        assert_eq!(c.trusted, ["192.168.1.10".parse().unwrap()], "the PBX only");
+        assert!(!c.reject_untrusted && c.refuse_with == 503 && c.call_limit.is_none());
         let shown = c.to_string();
         assert!(
             shown.contains("pbx: mivoice-5000 at 192.168.1.10:5060 over udp, CSTA port(s) 3211"),
@@ -574,7 +644,7 @@ ca = "Cargo.toml"
     fn every_problem_is_named_with_what_would_do() {
         let bad = GOOD
             .replace("\"192.168.1.20\"", "\"gateway.local\"")
-            .replace("mivoice-5000", "mivoice-9000")
+            .replace("mivoice-5000\"", "mivoice-9000\"\nuntrusted = \"ignore\"")
             .replace(
                 "domain = \"sip.cloud.example\"",
                 "targets = [\"udp:192.0.2.1:5060\", \"tls:nowhere\"]",
@@ -598,10 +668,11 @@ ca = "Cargo.toml"
             "missing-ca.pem",
             "[gateway] media_timeout_seconds = 0: use 1 to 3600",
             "[cloud] stun: \"stun.example\" is not an address and port",
+            "[pbx] untrusted = \"ignore\": use drop or reject",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
-        assert_eq!(problems.len(), 8, "{all}");
+        assert_eq!(problems.len(), 9, "{all}");
         let unknown = parse(&format!("{GOOD}\n[sip]\ndscpp = 3\n"), base()).unwrap_err();
         assert!(unknown[0].contains("unknown field `dscpp`"), "{unknown:?}");
         let both = GOOD.replace("domain =", "targets = [\"tls:192.0.2.1:5061\"]\ndomain =");

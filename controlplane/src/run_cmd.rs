@@ -3,7 +3,7 @@
 //! between them — from a checked configuration file.
 
 use crate::config::{self, CloudTargets};
-use crate::signalling::{self, B2buaSetup, CallsConfig, SipListenArgs};
+use crate::signalling::{self, B2buaSetup, CallsConfig, SipListenArgs, Trust};
 use anyhow::Context;
 use pbxlink_b2bua::call::Local;
 use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
@@ -108,6 +108,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         networks: Networks::new(cfg.networks.clone()),
         suites: cfg.srtp_suites.clone(),
         media_timeout: cfg.media_timeout,
+        call_limit: cfg
+            .call_limit
+            .map_or(spec.call_limit, |l| l.min(spec.call_limit)) as usize,
+        refuse_with: cfg.refuse_with,
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
     signalling::serve(
@@ -116,6 +120,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             plane,
             ports: PortPool::new(&spec.port_ranges),
             config: calls,
+            cdrs: cfg.cdr_file.clone(),
+            trust: Some(Trust {
+                networks: Networks::new(cfg.trusted.clone()),
+                reject: cfg.reject_untrusted,
+            }),
         }),
     )
 }

@@ -7,6 +7,7 @@
 use super::Counters;
 use super::core::Peer;
 use super::reliability::{Due, Received, Reliability};
+use crate::cdr::{Cdr, CdrLog, Flow, rfc3339};
 use pbxlink_b2bua::call::{Call, Local, Output, PayloadTypes, Plan};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 /// The trunk's current connection (none while down).
@@ -75,6 +76,31 @@ pub struct CallsConfig {
     pub suites: Vec<Suite>,
     /// Silence that ends a call (the relays' media timeout).
     pub media_timeout: Duration,
+    /// Calls carried at once (emergency calls may go 2 beyond).
+    pub call_limit: usize,
+    /// The status past the limit (503, 486 or 480; never with Retry-After).
+    pub refuse_with: u16,
+}
+
+/// A call-record file is rotated past this size…
+const CDR_FILE_BYTES: u64 = 10 << 20;
+/// …and this many old ones are kept.
+const CDR_FILES_KEPT: u32 = 5;
+
+/// Emergency numbers (SPEC §6): always carried, even past the call limit.
+const EMERGENCY: [&str; 8] = ["000", "110", "111", "112", "118", "119", "911", "999"];
+/// Calls (and their relay ports) kept for emergency numbers past the limit.
+const EMERGENCY_RESERVE: usize = 2;
+
+/// Whether a Request-URI calls an emergency number.
+fn is_emergency(request_uri: &str) -> bool {
+    let user = request_uri
+        .split_once(':')
+        .map_or(request_uri, |(_, r)| r)
+        .split(['@', ';'])
+        .next()
+        .unwrap_or_default();
+    EMERGENCY.contains(&user)
 }
 
 #[derive(Debug)]
@@ -83,12 +109,17 @@ struct Active {
     lan_port: u16,
     cloud_port: u16,
     relay: bool,
+    /// Whether a relay was ever set up (its final counters will come).
+    relayed: bool,
     /// How to reach the PBX for this call (its connection, or UDP).
     pbx_path: Peer,
     /// When the call's glare retry timer fires.
     retry_at: Option<Instant>,
     /// When the session expires unless the caller refreshes (RFC 4028).
     session_at: Option<Instant>,
+    /// When the INVITE came, and when it was answered (for the CDR).
+    started: SystemTime,
+    answered: Option<SystemTime>,
 }
 
 /// Every call in progress.
@@ -105,6 +136,10 @@ pub struct Calls {
     counters: Arc<Counters>,
     /// Relays each worker last reported running (its stats, every second).
     relays_running: Vec<u64>,
+    /// Where call records go (none: not kept).
+    cdrs: Option<CdrLog>,
+    /// Records of ended calls waiting for their relay's final counters.
+    cdrs_pending: HashMap<u64, Cdr>,
     /// Retransmissions toward a PBX over UDP.
     reliable: Reliability,
 }
@@ -164,9 +199,26 @@ impl Calls {
         udp_out: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
         cloud: CloudPath,
         counters: Arc<Counters>,
+        cdrs: Option<std::path::PathBuf>,
     ) -> Self {
         Self {
             relays_running: vec![0; plane.workers()],
+            cdrs: cdrs.and_then(
+                |path| match CdrLog::open(&path, CDR_FILE_BYTES, CDR_FILES_KEPT) {
+                    Ok(log) => {
+                        println!("call records: {}", path.display());
+                        Some(log)
+                    }
+                    Err(e) => {
+                        println!(
+                            "warning: call records cannot be written to {}: {e}",
+                            path.display()
+                        );
+                        None
+                    }
+                },
+            ),
+            cdrs_pending: HashMap::new(),
             reliable: Reliability::default(),
             active: HashMap::new(),
             index: HashMap::new(),
@@ -253,21 +305,11 @@ impl Calls {
                 .fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let refuse = |code: u16, phrase: &str| {
-            pbxlink_b2bua::leg::Leg::from_invite(
-                side,
-                &p.head,
-                "refused".into(),
-                String::new(),
-                String::new(),
-            )
-            .map(|leg| leg.response(&p.head, code, phrase, None))
-        };
         if let Some(tags) = pbxlink_b2bua::call::unsupported(&p.head, body(msg)) {
             // §8.2.2.3: 420 naming what is not supported; the caller may
             // try again without it.
             self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
-            return refuse(420, "Bad Extension").map(|r| {
+            return self.refuse(side, &p.head, 420, "Bad Extension").map(|r| {
                 pbxlink_b2bua::leg::insert_headers(&r, &format!("Unsupported: {tags}\r\n"))
             });
         }
@@ -283,12 +325,40 @@ impl Calls {
             // The PBX's trunk runs over TCP and the gateway's connection to
             // it is down: nowhere to send the call.
             self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
-            return refuse(503, "Service Unavailable");
+            return self.refuse(side, &p.head, 503, "Service Unavailable");
+        }
+        // Admission: the limit, then 2 more for emergency numbers, whose
+        // relay ports are kept free for them too. Refused with the
+        // configured status and no Retry-After: that would make the PBX
+        // stop sending every call, emergency ones included.
+        let emergency = is_emergency(p.head.start_line.split(' ').nth(1).unwrap_or_default());
+        let (limit, spare_ports) = if emergency {
+            (self.cfg.call_limit + EMERGENCY_RESERVE, 0)
+        } else {
+            (self.cfg.call_limit, 2 * EMERGENCY_RESERVE)
+        };
+        if self.active.len() >= limit || self.ports.free() < 2 + spare_ports {
+            self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .refused_at_limit
+                .fetch_add(1, Ordering::Relaxed);
+            let code = self.cfg.refuse_with;
+            let phrase = match code {
+                486 => "Busy Here",
+                480 => "Temporarily Unavailable",
+                _ => "Service Unavailable",
+            };
+            return self.refuse(side, &p.head, code, phrase);
+        }
+        if emergency {
+            self.counters
+                .emergency_calls
+                .fetch_add(1, Ordering::Relaxed);
         }
         let (Some(lan_port), Some(cloud_port)) = (self.ports.take(now), self.ports.take(now))
         else {
             self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
-            return refuse(503, "Service Unavailable");
+            return self.refuse(side, &p.head, 503, "Service Unavailable");
         };
         let id = self.next;
         self.next += 1;
@@ -324,7 +394,7 @@ impl Calls {
                 self.ports.give_back(now, lan_port);
                 self.ports.give_back(now, cloud_port);
                 self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
-                return refuse(code, phrase);
+                return self.refuse(side, &p.head, code, phrase);
             }
         };
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
@@ -338,9 +408,12 @@ impl Calls {
                 lan_port,
                 cloud_port,
                 relay: false,
+                relayed: false,
                 pbx_path,
                 retry_at: None,
                 session_at: None,
+                started: SystemTime::now(),
+                answered: None,
             },
         );
         self.flush(now, id);
@@ -395,6 +468,8 @@ impl Calls {
         let mut timed_out = Vec::new();
         let before: u64 = self.relays_running.iter().sum();
         let running = &mut self.relays_running;
+        let pending = &mut self.cdrs_pending;
+        let mut finished = Vec::new();
         self.plane.drain_events(|e| match e {
             Event::Worker { worker, stats } => {
                 if let Some(n) = running.get_mut(worker) {
@@ -406,6 +481,17 @@ impl Calls {
                 event: RelayEvent::MediaTimeout,
             } => timed_out.push(id),
             Event::Removed { id, stats } => {
+                if let Some(mut cdr) = pending.remove(&id) {
+                    let flow = |d: &pbxlink_dataplane::direction::DirectionCounters, lost| Flow {
+                        rtp: d.rtp_out,
+                        rtcp: d.rtcp_out,
+                        lost,
+                        dropped: d.drops.total(),
+                    };
+                    cdr.to_cloud = flow(&stats.lan_to_cloud, stats.lan_lost);
+                    cdr.to_pbx = flow(&stats.cloud_to_lan, stats.cloud_lost);
+                    finished.push(cdr);
+                }
                 let drops: Vec<String> = [
                     ("from PBX", &stats.lan_to_cloud.drops),
                     ("from cloud", &stats.cloud_to_lan.drops),
@@ -429,6 +515,9 @@ impl Calls {
             }
             _ => {}
         });
+        for cdr in finished {
+            self.record(&cdr);
+        }
         let after: u64 = self.relays_running.iter().sum();
         if after != before {
             println!("data plane: {after} relay(s) running");
@@ -523,7 +612,10 @@ impl Calls {
                         })
                     });
                     match spec.map(|s| self.plane.add_relay(s)) {
-                        Some(Ok(_)) => a.relay = true,
+                        Some(Ok(_)) => {
+                            a.relay = true;
+                            a.relayed = true;
+                        }
                         _ => {
                             self.counters.relays_failed.fetch_add(1, Ordering::Relaxed);
                             a.call.hang_up("relay could not be set up");
@@ -633,8 +725,38 @@ impl Calls {
                 }
                 Output::Ended(why) => {
                     println!("call {id}: ended ({why:?})");
+                    let a = &self.active[&id];
+                    let (from, to) = a.call.parties();
+                    let cdr = Cdr {
+                        call: id,
+                        direction: match a.call.caller_side() {
+                            Side::Pbx => "pbx-to-cloud",
+                            Side::Cloud => "cloud-to-pbx",
+                        },
+                        pbx_call_id: a.call.call_id(Side::Pbx).to_owned(),
+                        cloud_call_id: a.call.call_id(Side::Cloud).to_owned(),
+                        from,
+                        to,
+                        start: rfc3339(a.started),
+                        answer: a.answered.map(rfc3339),
+                        end: rfc3339(SystemTime::now()),
+                        cause: format!("{why:?}"),
+                        to_cloud: Flow::default(),
+                        to_pbx: Flow::default(),
+                    };
+                    if a.relayed {
+                        // Written when the relay's final counters come.
+                        self.cdrs_pending.insert(id, cdr);
+                    } else {
+                        self.record(&cdr);
+                    }
                     ended = true;
                 }
+            }
+        }
+        if let Some(a) = self.active.get_mut(&id) {
+            if a.answered.is_none() && a.call.answered() {
+                a.answered = Some(SystemTime::now());
             }
         }
         if ended {
@@ -646,6 +768,62 @@ impl Calls {
                 self.ports.give_back(now, a.cloud_port);
                 self.index.retain(|_, v| *v != id);
                 self.counters.calls_ended.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The response refusing an INVITE before it became a call, and its
+    /// record.
+    fn refuse(&mut self, side: Side, head: &Head, code: u16, phrase: &str) -> Option<Vec<u8>> {
+        self.refused(side, head, code);
+        pbxlink_b2bua::leg::Leg::from_invite(
+            side,
+            head,
+            "refused".into(),
+            String::new(),
+            String::new(),
+        )
+        .map(|leg| leg.response(head, code, phrase, None))
+    }
+
+    /// The record of an INVITE refused before it became a call (number 0).
+    fn refused(&mut self, side: Side, head: &Head, code: u16) {
+        let user = |v: &str| {
+            let uri = pbxlink_b2bua::leg::uri_of(v);
+            let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+            rest.split(['@', ';']).next().unwrap_or_default().to_owned()
+        };
+        let now = rfc3339(SystemTime::now());
+        let call_id = head.get("Call-ID").unwrap_or_default().to_owned();
+        let (pbx_call_id, cloud_call_id) = match side {
+            Side::Pbx => (call_id, String::new()),
+            Side::Cloud => (String::new(), call_id),
+        };
+        let cdr = Cdr {
+            call: 0,
+            direction: match side {
+                Side::Pbx => "pbx-to-cloud",
+                Side::Cloud => "cloud-to-pbx",
+            },
+            pbx_call_id,
+            cloud_call_id,
+            from: user(head.get("From").unwrap_or_default()),
+            to: user(head.start_line.split(' ').nth(1).unwrap_or_default()),
+            start: now.clone(),
+            answer: None,
+            end: now,
+            cause: format!("Refused({code})"),
+            to_cloud: Flow::default(),
+            to_pbx: Flow::default(),
+        };
+        self.record(&cdr);
+    }
+
+    /// Writes a call's record (counted when it cannot be).
+    fn record(&mut self, cdr: &Cdr) {
+        if let Some(log) = self.cdrs.as_mut() {
+            if log.write(cdr).is_err() {
+                self.counters.cdrs_failed.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -72,12 +72,23 @@ impl ServerTx {
     }
 }
 
+/// Who may use the PBX trunk: requests from elsewhere never reach the
+/// B2BUA; they are dropped, or answered 403 statelessly (`reject`).
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The PBX's addresses.
+    pub networks: pbxlink_dataplane::net::Networks,
+    /// Answer others 403 instead of nothing.
+    pub reject: bool,
+}
+
 /// The node's server transactions and answers.
 #[derive(Debug)]
 pub struct Core {
     table: HashMap<ServerKey, (ServerTx, Peer)>,
     counters: Arc<Counters>,
     calls: Option<Calls>,
+    trust: Option<Trust>,
 }
 
 /// A response to `head` with `code`, echoing what RFC 3261 §8.2.6.2 asks.
@@ -112,15 +123,27 @@ impl Core {
             table: HashMap::new(),
             counters,
             calls: None,
+            trust: None,
         }
     }
 
-    /// A core that carries calls (the B2BUA) besides answering.
-    pub fn with_calls(counters: Arc<Counters>, calls: Calls) -> Self {
+    /// A core that carries calls (the B2BUA) besides answering, for the
+    /// PBX trunk's trusted addresses only (all, when `trust` is none).
+    pub fn with_calls(counters: Arc<Counters>, calls: Calls, trust: Option<Trust>) -> Self {
         Self {
             calls: Some(calls),
+            trust,
             ..Self::new(counters)
         }
+    }
+
+    /// Whether `ip` may use the PBX trunk; counted when not.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ok = self.trust.as_ref().is_none_or(|t| t.networks.contains(ip));
+        if !ok {
+            self.count(|c| &c.untrusted);
+        }
+        ok
     }
 
     /// Periodic work of the calls (data-plane events).
@@ -136,6 +159,18 @@ impl Core {
 
     /// Handles one framed message received from `peer` on `side`.
     pub fn receive(&mut self, now: Instant, msg: &[u8], peer: Peer, side: Side) -> Inbound {
+        if let (Side::Pbx, Peer::Udp(from)) = (side, &peer) {
+            if !self.trusts(from.ip()) {
+                // Cheaply: nothing kept, no transaction; 403 if asked for.
+                let reject = self.trust.as_ref().is_some_and(|t| t.reject);
+                let reply = reject
+                    .then(|| parse(msg).ok())
+                    .flatten()
+                    .filter(|p| request_method(&p.head.start_line).is_some_and(|m| m != "ACK"))
+                    .and_then(|p| response(&p.head, 403, "Forbidden"));
+                return Inbound::Reply(reply.into_iter().collect());
+            }
+        }
         let p = match parse(msg) {
             Ok(p) => p,
             Err(e) => {
@@ -336,6 +371,41 @@ mod tests {
             .is_empty()
         );
         assert_eq!(c.cancels.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn requests_from_outside_the_trusted_addresses_are_dropped_or_refused() {
+        let c = Arc::new(Counters::default());
+        let trust = |reject| Trust {
+            networks: pbxlink_dataplane::net::Networks::new(vec!["127.0.0.1/32".parse().unwrap()]),
+            reject,
+        };
+        let mut core = Core {
+            trust: Some(trust(false)),
+            ..Core::new(c.clone())
+        };
+        let now = Instant::now();
+        let pbx = Peer::Udp("127.0.0.1:5999".parse().unwrap());
+        let stranger = Peer::Udp("127.0.0.2:5999".parse().unwrap());
+        let options = req("OPTIONS", "z9hG4bKt", "OPTIONS");
+        assert_eq!(
+            status(core.receive(now, &options, pbx, Side::Pbx)),
+            ["SIP/2.0 200 OK"]
+        );
+        assert!(status(core.receive(now, &options, stranger.clone(), Side::Pbx)).is_empty());
+        core.trust = Some(trust(true));
+        assert_eq!(
+            status(core.receive(now, &options, stranger.clone(), Side::Pbx)),
+            ["SIP/2.0 403 Forbidden"]
+        );
+        // Only the PBX side is filtered (the cloud comes over the trunk).
+        let cloud = req("OPTIONS", "z9hG4bKc", "OPTIONS");
+        assert_eq!(
+            status(core.receive(now, &cloud, stranger, Side::Cloud)),
+            ["SIP/2.0 200 OK"]
+        );
+        assert_eq!(c.untrusted.load(Ordering::Relaxed), 2);
+        assert_eq!(c.requests.load(Ordering::Relaxed), 2, "never handled");
     }
 
     #[test]

@@ -156,6 +156,14 @@ pub struct Counters {
     calls_unrouted: AtomicU64,
     media_timeouts: AtomicU64,
     relays_failed: AtomicU64,
+    /// Calls refused at the call limit (or with no relay ports left).
+    refused_at_limit: AtomicU64,
+    /// Calls to emergency numbers admitted.
+    emergency_calls: AtomicU64,
+    /// Requests from outside the PBX trunk's trusted addresses.
+    untrusted: AtomicU64,
+    /// Call records that could not be written.
+    cdrs_failed: AtomicU64,
     /// Forwarded re-INVITEs that met glare (491) and wait to be retried.
     glare: AtomicU64,
     /// Relays the data plane last reported running (a gauge).
@@ -194,6 +202,10 @@ impl Counters {
             ("media_timeouts", &self.media_timeouts),
             ("relays_failed", &self.relays_failed),
             ("glare", &self.glare),
+            ("refused_at_limit", &self.refused_at_limit),
+            ("emergency_calls", &self.emergency_calls),
+            ("untrusted", &self.untrusted),
+            ("cdrs_failed", &self.cdrs_failed),
             ("relays", &self.relays),
         ]
         .iter()
@@ -289,6 +301,9 @@ async fn accept(
         let Ok((tcp, peer)) = listener.accept().await else {
             continue;
         };
+        if !shared.core.lock().expect("core lock").trusts(peer.ip()) {
+            continue; // not the PBX: closed at once
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             c.connections_refused.fetch_add(1, Ordering::Relaxed);
             continue; // dropping the stream closes it
@@ -329,6 +344,7 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
 }
 
 pub use calls::CallsConfig;
+pub use core::Trust;
 
 /// The (UDP/TCP, TLS) ports of a listener role named in a configuration.
 pub fn role_ports(role: &str) -> (u16, u16) {
@@ -383,6 +399,10 @@ pub struct B2buaSetup {
     pub ports: pbxlink_dataplane::ports::PortPool,
     /// Addresses and identities of the calls.
     pub config: calls::CallsConfig,
+    /// Who may use the PBX trunk.
+    pub trust: Option<core::Trust>,
+    /// Where call records go.
+    pub cdrs: Option<std::path::PathBuf>,
 }
 
 /// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
@@ -427,7 +447,9 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
                     udp_out,
                     cloud_path.clone(),
                     c.clone(),
+                    b.cdrs,
                 ),
+                b.trust,
             ),
             None => Core::new(c.clone()),
         }));
