@@ -71,6 +71,8 @@ pub struct Plan {
     pub keys: Vec<Crypto>,
     /// `o=` session id.
     pub session_id: u64,
+    /// What the dialled number goes through toward the other side.
+    pub dial: crate::digits::DigitRule,
 }
 
 /// The relay a call needs, once both ends of its media are known.
@@ -440,7 +442,7 @@ impl Call {
         let b_side = a_side.other();
         let lb = local(&plan, b_side);
         let ruri = uri_of(invite.start_line.split(' ').nth(1).unwrap_or_default()).to_owned();
-        let callee = user_of(&ruri);
+        let callee = plan.dial.apply(user_of(&ruri));
         if callee.is_empty() {
             return Err((484, "Address Incomplete"));
         }
@@ -1294,6 +1296,7 @@ mod tests {
                 key(3, "AES_CM_128_HMAC_SHA1_32", 3),
             ],
             session_id: 77,
+            dial: Default::default(),
         }
     }
 
@@ -1420,6 +1423,26 @@ mod tests {
             }
         );
         msg(&head, sdp.unwrap_or(""))
+    }
+
+    #[test]
+    fn the_cloud_leg_dials_the_number_the_digit_rule_makes() {
+        let (invite, body) = msg(&PBX_INVITE.replace("4420@", "94420@"), PBX_SDP);
+        let p = Plan {
+            dial: crate::digits::DigitRule {
+                strip: "9".into(),
+                prepend: "+33".into(),
+            },
+            ..plan()
+        };
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, p).unwrap();
+        let cloud_invite = text(&drain(&mut call)[1]);
+        assert!(
+            cloud_invite.starts_with("INVITE sips:+334420@cloud.example SIP/2.0\r\n"),
+            "{cloud_invite}"
+        );
+        assert!(cloud_invite.contains("To: <sips:+334420@cloud.example>"));
+        assert_eq!(call.parties(), ("201".into(), "+334420".into()));
     }
 
     #[test]

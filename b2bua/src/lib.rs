@@ -5,9 +5,11 @@
 //!
 //! - [`leg`]: one dialog and the messages the gateway writes on it.
 //! - [`call`]: the bridge state machine.
+//! - [`digits`]: the numbers calls are carried to.
 //!
 //! Wiring to the transports, the transaction layer and the data plane
 //! (`pbxlink run`) follows.
 
 pub mod call;
+pub mod digits;
 pub mod leg;

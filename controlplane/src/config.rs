@@ -22,6 +22,11 @@
 //! csta_ports = [3211]                 # default by type (SPEC §3)
 //! # trusted = ["192.168.1.10/32"]     # who may use the PBX trunk; default: the PBX's address
 //! untrusted = "drop"                  # drop | reject (403): what anyone else gets
+//! # auth_username = "officelinkmv5000" # set: the PBX's INVITEs must carry digest credentials
+//! # auth_password = "…"               # (RFC 3261 §22.4, MD5; wrong ones get 403)
+//! # auth_realm = "pbxlink"
+//! keepalive_seconds = 30              # OPTIONS to the PBX; unanswered twice running:
+//!                                     # status "Lost trunk connection to PBX"
 //!
 //! [cloud]
 //! domain = "sip.cloud.example"        # RFC 3263; or: targets = ["tls:198.51.100.10:5061"]
@@ -36,11 +41,19 @@
 //! # port = 5060                       # default: the role's
 //! dscp = 24                           # CS3
 //! refuse_with = 503                   # past the call limit: 503 (never with Retry-After), 486 or 480
+//!
+//! [digits]                            # SPEC §4 Advanced; emergency numbers are never rewritten
+//! outbound_strip = "9"                # PBX → cloud: taken off the front when there…
+//! outbound_prepend = ""               # …then put in front
+//! inbound_strip = ""                  # cloud → PBX, the same way
+//! inbound_prepend = ""
 //! ```
 
+use pbxlink_b2bua::digits::{DigitRule, is_dial_string};
 use pbxlink_dataplane::net::Prefix;
 use pbxlink_dataplane::profile::Profile;
 use pbxlink_dataplane::srtp::Suite;
+use pbxlink_sip::digest::Credentials;
 use pbxlink_sip::resolve::{Target, Transport};
 use serde::Deserialize;
 use std::fmt;
@@ -56,6 +69,21 @@ struct File {
     cloud: CloudSection,
     #[serde(default)]
     sip: SipSection,
+    #[serde(default)]
+    digits: DigitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DigitsSection {
+    #[serde(default)]
+    outbound_strip: String,
+    #[serde(default)]
+    outbound_prepend: String,
+    #[serde(default)]
+    inbound_strip: String,
+    #[serde(default)]
+    inbound_prepend: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +124,16 @@ struct PbxSection {
     trusted: Vec<String>,
     #[serde(default = "untrusted_drop")]
     untrusted: String,
+    auth_username: Option<String>,
+    auth_password: Option<String>,
+    #[serde(default = "realm")]
+    auth_realm: String,
+    #[serde(default = "keepalive")]
+    keepalive_seconds: u64,
+}
+
+fn realm() -> String {
+    "pbxlink".into()
 }
 
 fn untrusted_drop() -> String {
@@ -239,6 +277,10 @@ pub struct Config {
     pub trusted: Vec<Prefix>,
     /// Whether others get 403 (true) or nothing.
     pub reject_untrusted: bool,
+    /// Credentials the PBX's INVITEs must carry, and their realm.
+    pub pbx_auth: Option<(String, Credentials)>,
+    /// Seconds between OPTIONS to the PBX.
+    pub pbx_keepalive_seconds: u64,
     /// Calls carried at once, when fewer than the profile's.
     pub call_limit: Option<u32>,
     /// Where call records go (none: not kept).
@@ -263,6 +305,10 @@ pub struct Config {
     pub sip_port: Option<u16>,
     /// DSCP on signalling.
     pub dscp: u8,
+    /// What numbers dialled on PBX → cloud calls go through.
+    pub outbound_digits: DigitRule,
+    /// What numbers dialled on cloud → PBX calls go through.
+    pub inbound_digits: DigitRule,
 }
 
 /// Everything wrong with a configuration file, one line each.
@@ -483,6 +529,52 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     if file.cloud.keepalive_seconds == 0 {
         problems.push("[cloud] keepalive_seconds must be at least 1".into());
     }
+    let pbx_auth = match (&file.pbx.auth_username, &file.pbx.auth_password) {
+        (None, None) => None,
+        (Some(u), Some(p)) if !u.is_empty() && p.len() >= 8 && !u.contains(['"', '\\']) => Some((
+            file.pbx.auth_realm.clone(),
+            Credentials {
+                username: u.clone(),
+                password: p.clone().into(),
+            },
+        )),
+        (Some(_), Some(_)) => {
+            problems.push(
+                "[pbx] auth_username must not be empty or hold quotes, and auth_password needs at least 8 characters"
+                    .into(),
+            );
+            None
+        }
+        _ => {
+            problems.push("[pbx] auth_username and auth_password go together".into());
+            None
+        }
+    };
+    if file.pbx.auth_realm.is_empty() || file.pbx.auth_realm.contains(['"', '\\']) {
+        problems.push(format!(
+            "[pbx] auth_realm = {:?}: a name without quotes (e.g. \"pbxlink\")",
+            file.pbx.auth_realm
+        ));
+    }
+    if !(1..=3600).contains(&file.pbx.keepalive_seconds) {
+        problems.push(format!(
+            "[pbx] keepalive_seconds = {}: use 1 to 3600 (30 is usual)",
+            file.pbx.keepalive_seconds
+        ));
+    }
+    let d = &file.digits;
+    for (key, v) in [
+        ("outbound_strip", &d.outbound_strip),
+        ("outbound_prepend", &d.outbound_prepend),
+        ("inbound_strip", &d.inbound_strip),
+        ("inbound_prepend", &d.inbound_prepend),
+    ] {
+        if !is_dial_string(v) || v.len() > 16 {
+            problems.push(format!(
+                "[digits] {key} = {v:?}: use up to 16 of 0-9 * # + (e.g. \"9\")"
+            ));
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -503,6 +595,8 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             .unwrap_or_else(|| vec![pbx_type.csta_port()]),
         trusted,
         reject_untrusted,
+        pbx_auth,
+        pbx_keepalive_seconds: file.pbx.keepalive_seconds,
         call_limit: file.gateway.call_limit,
         cdr_file: file.gateway.cdr_file.map(|f| base.join(f)),
         refuse_with: file.sip.refuse_with,
@@ -515,6 +609,14 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         sip_role: file.sip.role,
         sip_port: file.sip.port,
         dscp: file.sip.dscp,
+        outbound_digits: DigitRule {
+            strip: file.digits.outbound_strip,
+            prepend: file.digits.outbound_prepend,
+        },
+        inbound_digits: DigitRule {
+            strip: file.digits.inbound_strip,
+            prepend: file.digits.inbound_prepend,
+        },
     })
 }
 
@@ -537,11 +639,16 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "pbx: {} at {}:{} over {}, CSTA port(s) {}",
+            "pbx: {} at {}:{} over {}, {}, keep-alive every {} s, CSTA port(s) {}",
             self.pbx_type.name(),
             self.pbx_address,
             self.pbx_port,
             self.pbx_transport,
+            match &self.pbx_auth {
+                Some((realm, c)) => format!("digest auth as {:?} in {realm:?}", c.username),
+                None => "no digest auth".into(),
+            },
+            self.pbx_keepalive_seconds,
             self.csta_ports
                 .iter()
                 .map(ToString::to_string)
@@ -567,7 +674,17 @@ impl fmt::Display for Config {
             self.cloud_ca.display(),
             self.keepalive_seconds
         )?;
-        write!(f, "sip: role {}, DSCP {}", self.sip_role, self.dscp)
+        writeln!(f, "sip: role {}, DSCP {}", self.sip_role, self.dscp)?;
+        let rule = |r: &DigitRule| match (r.strip.as_str(), r.prepend.as_str()) {
+            ("", "") => "as dialled".to_owned(),
+            (s, p) => format!("strip {s:?} then prepend {p:?}"),
+        };
+        write!(
+            f,
+            "digits: to the cloud {}, to the PBX {} (emergency numbers as dialled)",
+            rule(&self.outbound_digits),
+            rule(&self.inbound_digits)
+        )
     }
 }
 
@@ -635,16 +752,41 @@ ca = "Cargo.toml"
         assert!(!c.reject_untrusted && c.refuse_with == 503 && c.call_limit.is_none());
         let shown = c.to_string();
         assert!(
-            shown.contains("pbx: mivoice-5000 at 192.168.1.10:5060 over udp, CSTA port(s) 3211"),
+            shown.contains("pbx: mivoice-5000 at 192.168.1.10:5060 over udp, no digest auth, keep-alive every 30 s, CSTA port(s) 3211"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn digest_credentials_are_shown_by_user_never_by_password() {
+        let with = GOOD.replace(
+            "mivoice-5000\"",
+            "mivoice-5000\"\nauth_username = \"officelinkmv5000\"\nauth_password = \"Pbx-trunk-9\"",
+        );
+        let c = parse(&with, base()).unwrap();
+        let (realm, creds) = c.pbx_auth.as_ref().unwrap();
+        assert_eq!(
+            (realm.as_str(), creds.username.as_str()),
+            ("pbxlink", "officelinkmv5000")
+        );
+        let shown = format!("{c} {c:?}");
+        assert!(
+            shown.contains("digest auth as \"officelinkmv5000\""),
+            "{shown}"
+        );
+        assert!(!shown.contains("Pbx-trunk-9"), "{shown}");
+        let short = with.replace("Pbx-trunk-9", "short");
+        assert!(parse(&short, base()).unwrap_err()[0].contains("at least 8 characters"));
     }
 
     #[test]
     fn every_problem_is_named_with_what_would_do() {
         let bad = GOOD
             .replace("\"192.168.1.20\"", "\"gateway.local\"")
-            .replace("mivoice-5000\"", "mivoice-9000\"\nuntrusted = \"ignore\"")
+            .replace(
+                "mivoice-5000\"",
+                "mivoice-9000\"\nuntrusted = \"ignore\"\nauth_username = \"officelinkmv5000\"",
+            )
             .replace(
                 "domain = \"sip.cloud.example\"",
                 "targets = [\"udp:192.0.2.1:5060\", \"tls:nowhere\"]",
@@ -656,7 +798,8 @@ ca = "Cargo.toml"
             .replace(
                 "[\"192.168.1.0/24\"]",
                 "[\"192.168.1.0/33\"]\nmedia_timeout_seconds = 0",
-            );
+            )
+            + "\n[digits]\noutbound_strip = \"9a\"\n";
         let problems = parse(&bad, base()).unwrap_err();
         let all = problems.join("\n");
         for want in [
@@ -669,10 +812,12 @@ ca = "Cargo.toml"
             "[gateway] media_timeout_seconds = 0: use 1 to 3600",
             "[cloud] stun: \"stun.example\" is not an address and port",
             "[pbx] untrusted = \"ignore\": use drop or reject",
+            "[digits] outbound_strip = \"9a\": use up to 16 of 0-9 * # +",
+            "[pbx] auth_username and auth_password go together",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
-        assert_eq!(problems.len(), 9, "{all}");
+        assert_eq!(problems.len(), 11, "{all}");
         let unknown = parse(&format!("{GOOD}\n[sip]\ndscpp = 3\n"), base()).unwrap_err();
         assert!(unknown[0].contains("unknown field `dscpp`"), "{unknown:?}");
         let both = GOOD.replace("domain =", "targets = [\"tls:192.0.2.1:5061\"]\ndomain =");

@@ -10,6 +10,7 @@ use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
 use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::ports::PortPool;
 use pbxlink_dataplane::profile::{Profile, Resources};
+use pbxlink_sip::digest::{Algorithm, Challenger};
 use pbxlink_sip::resolve::Transport;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,6 +113,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             .call_limit
             .map_or(spec.call_limit, |l| l.min(spec.call_limit)) as usize,
         refuse_with: cfg.refuse_with,
+        outbound_digits: cfg.outbound_digits.clone(),
+        inbound_digits: cfg.inbound_digits.clone(),
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
     signalling::serve(
@@ -124,6 +127,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),
                 reject: cfg.reject_untrusted,
+                auth: cfg.pbx_auth.clone().map(|(realm, creds)| {
+                    let mut secret = [0u8; 32];
+                    getrandom::fill(&mut secret).expect("the OS random source");
+                    Challenger::new(&realm, Algorithm::Md5, creds, secret)
+                }),
             }),
         }),
     )

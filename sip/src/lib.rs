@@ -13,7 +13,9 @@
 //! - [`resolve`]: RFC 3263 target ordering and failover.
 //! - [`sdp`]: session descriptions, rewritten per leg; keys redacted.
 //! - [`stun`]: the STUN Binding that learns the public address (RFC 5389).
+//! - [`digest`]: digest authentication of the PBX trunk (RFC 3261 §22.4).
 
+pub mod digest;
 pub mod framing;
 pub mod grammar;
 pub mod limits;

@@ -9,6 +9,7 @@ use super::core::Peer;
 use super::reliability::{Due, Received, Reliability};
 use crate::cdr::{Cdr, CdrLog, Flow, rfc3339};
 use pbxlink_b2bua::call::{Call, Local, Output, PayloadTypes, Plan};
+use pbxlink_b2bua::digits::{self, DigitRule};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
 use pbxlink_dataplane::control::{Command, Event};
@@ -80,6 +81,10 @@ pub struct CallsConfig {
     pub call_limit: usize,
     /// The status past the limit (503, 486 or 480; never with Retry-After).
     pub refuse_with: u16,
+    /// Numbers dialled toward the cloud go through this…
+    pub outbound_digits: DigitRule,
+    /// …and those toward the PBX through this.
+    pub inbound_digits: DigitRule,
 }
 
 /// A call-record file is rotated past this size…
@@ -87,12 +92,11 @@ const CDR_FILE_BYTES: u64 = 10 << 20;
 /// …and this many old ones are kept.
 const CDR_FILES_KEPT: u32 = 5;
 
-/// Emergency numbers (SPEC §6): always carried, even past the call limit.
-const EMERGENCY: [&str; 8] = ["000", "110", "111", "112", "118", "119", "911", "999"];
 /// Calls (and their relay ports) kept for emergency numbers past the limit.
 const EMERGENCY_RESERVE: usize = 2;
 
-/// Whether a Request-URI calls an emergency number.
+/// Whether a Request-URI calls an emergency number (SPEC §6): always
+/// carried, even past the call limit.
 fn is_emergency(request_uri: &str) -> bool {
     let user = request_uri
         .split_once(':')
@@ -100,7 +104,7 @@ fn is_emergency(request_uri: &str) -> bool {
         .split(['@', ';'])
         .next()
         .unwrap_or_default();
-    EMERGENCY.contains(&user)
+    digits::is_emergency(user)
 }
 
 #[derive(Debug)]
@@ -387,6 +391,10 @@ impl Calls {
             cloud_media: SocketAddr::new(self.cfg.public_ip, cloud_port),
             keys,
             session_id: u64::from_be_bytes(random::<8>()) >> 1,
+            dial: match side {
+                Side::Pbx => self.cfg.outbound_digits.clone(),
+                Side::Cloud => self.cfg.inbound_digits.clone(),
+            },
         };
         let call = match Call::incoming(side, &p.head, body(msg), plan) {
             Ok(c) => c,

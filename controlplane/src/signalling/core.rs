@@ -8,6 +8,7 @@
 use super::Counters;
 use super::calls::Calls;
 use pbxlink_b2bua::leg::{Side, param};
+use pbxlink_sip::digest::{Challenger, Verdict};
 use pbxlink_sip::message::{Parsed, request_method};
 use pbxlink_sip::normalize::Head;
 use pbxlink_sip::transaction::{
@@ -73,13 +74,19 @@ impl ServerTx {
 }
 
 /// Who may use the PBX trunk: requests from elsewhere never reach the
-/// B2BUA; they are dropped, or answered 403 statelessly (`reject`).
+/// B2BUA; they are dropped, or answered 403 statelessly (`reject`). With
+/// `auth`, the PBX's new calls must also carry digest credentials: an
+/// INVITE without them (or on a stale nonce) is challenged 401, one with
+/// wrong ones refused 403 — both statelessly (RFC 3261 §8.2.7), nothing
+/// kept until the caller proves who it is.
 #[derive(Debug, Clone)]
 pub struct Trust {
     /// The PBX's addresses.
     pub networks: pbxlink_dataplane::net::Networks,
     /// Answer others 403 instead of nothing.
     pub reject: bool,
+    /// Credentials the PBX's INVITEs must carry.
+    pub auth: Option<Challenger>,
 }
 
 /// The node's server transactions and answers.
@@ -146,6 +153,44 @@ impl Core {
         ok
     }
 
+    /// The refusal of a new call from the PBX that did not prove who it
+    /// is (none: go on). Without `auth` configured, everything goes on.
+    fn authenticate(&self, side: Side, head: &Head) -> Option<Option<Vec<u8>>> {
+        let gate = self
+            .trust
+            .as_ref()?
+            .auth
+            .as_ref()
+            .filter(|_| side == Side::Pbx)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let uri = head.start_line.split(' ').nth(1).unwrap_or_default();
+        let verdict = gate.verify(now, "INVITE", uri, head.get("Authorization"));
+        let (code, phrase, stale) = match verdict {
+            Verdict::Accepted => return None,
+            Verdict::Missing => (401, "Unauthorized", false),
+            Verdict::Stale => (401, "Unauthorized", true),
+            _ => (403, "Forbidden", false),
+        };
+        if code == 401 {
+            self.count(|c| &c.auth_challenges);
+        } else {
+            self.count(|c| &c.auth_failures);
+        }
+        let reply = response(head, code, phrase);
+        Some(if code == 401 {
+            reply.map(|r| {
+                pbxlink_b2bua::leg::insert_headers(
+                    &r,
+                    &format!("WWW-Authenticate: {}\r\n", gate.challenge(now, stale)),
+                )
+            })
+        } else {
+            reply
+        })
+    }
+
     /// Periodic work of the calls (data-plane events).
     pub fn tick(&mut self, now: Instant) {
         if let Some(calls) = &mut self.calls {
@@ -195,8 +240,13 @@ impl Core {
             return Inbound::Response(Box::new(p));
         };
         self.count(|c| &c.requests);
+        let dialog = p.head.get("To").and_then(|t| param(t, "tag")).is_some();
+        if method == "INVITE" && !dialog {
+            if let Some(refusal) = self.authenticate(side, &p.head) {
+                return Inbound::Reply(refusal.into_iter().collect());
+            }
+        }
         if let Some(calls) = &mut self.calls {
-            let dialog = p.head.get("To").and_then(|t| param(t, "tag")).is_some();
             if calls.owns(side, &p.head) && (dialog || method != "INVITE") {
                 calls.on_request(now, side, &p, msg);
                 return Inbound::Reply(Vec::new());
@@ -379,6 +429,7 @@ mod tests {
         let trust = |reject| Trust {
             networks: pbxlink_dataplane::net::Networks::new(vec!["127.0.0.1/32".parse().unwrap()]),
             reject,
+            auth: None,
         };
         let mut core = Core {
             trust: Some(trust(false)),
@@ -406,6 +457,83 @@ mod tests {
         );
         assert_eq!(c.untrusted.load(Ordering::Relaxed), 2);
         assert_eq!(c.requests.load(Ordering::Relaxed), 2, "never handled");
+    }
+
+    #[test]
+    fn with_digest_auth_the_pbx_invites_are_challenged_and_only_right_answers_pass() {
+        use pbxlink_sip::digest::{Algorithm, Credentials, answer};
+        let c = Arc::new(Counters::default());
+        let creds = |p: &str| Credentials {
+            username: "officelinkmv5000".into(),
+            password: p.to_owned().into(),
+        };
+        let mut core = Core {
+            trust: Some(Trust {
+                networks: pbxlink_dataplane::net::Networks::new(vec![
+                    "127.0.0.1/32".parse().unwrap(),
+                ]),
+                reject: false,
+                auth: Some(Challenger::new(
+                    "pbxlink",
+                    Algorithm::Md5,
+                    creds("right-password"),
+                    [1; 32],
+                )),
+            }),
+            ..Core::new(c.clone())
+        };
+        let now = Instant::now();
+        let pbx = Peer::Udp("127.0.0.1:5999".parse().unwrap());
+        let Inbound::Reply(r) = core.receive(
+            now,
+            &req("INVITE", "z9hG4bK1", "INVITE"),
+            pbx.clone(),
+            Side::Pbx,
+        ) else {
+            panic!("a reply")
+        };
+        let challenge = parse(&r[0]).unwrap().head;
+        assert!(challenge.start_line.starts_with("SIP/2.0 401"));
+        let www = challenge.get("WWW-Authenticate").unwrap().to_owned();
+        let with = |password: &str, branch: &str| {
+            let auth = answer(
+                &www,
+                &creds(password),
+                "INVITE",
+                "sip:gw@127.0.0.1",
+                1,
+                "cn",
+            )
+            .unwrap();
+            let plain = String::from_utf8(req("INVITE", branch, "INVITE")).unwrap();
+            plain
+                .replace(
+                    "Content-Length",
+                    &format!("Authorization: {auth}\r\nContent-Length"),
+                )
+                .into_bytes()
+        };
+        assert_eq!(
+            status(core.receive(now, &with("wrong", "z9hG4bK2"), pbx.clone(), Side::Pbx)),
+            ["SIP/2.0 403 Forbidden"]
+        );
+        assert_eq!(
+            status(core.receive(
+                now,
+                &with("right-password", "z9hG4bK3"),
+                pbx.clone(),
+                Side::Pbx
+            )),
+            ["SIP/2.0 501 Not Implemented"],
+            "past authentication (no calls in this core)"
+        );
+        // OPTIONS (keep-alives) are never challenged.
+        assert_eq!(
+            status(core.receive(now, &req("OPTIONS", "z9hG4bK4", "OPTIONS"), pbx, Side::Pbx)),
+            ["SIP/2.0 200 OK"]
+        );
+        assert_eq!(c.auth_challenges.load(Ordering::Relaxed), 1);
+        assert_eq!(c.auth_failures.load(Ordering::Relaxed), 1);
     }
 
     #[test]

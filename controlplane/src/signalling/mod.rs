@@ -162,6 +162,10 @@ pub struct Counters {
     emergency_calls: AtomicU64,
     /// Requests from outside the PBX trunk's trusted addresses.
     untrusted: AtomicU64,
+    /// The PBX's INVITEs challenged for digest credentials (401).
+    auth_challenges: AtomicU64,
+    /// The PBX's INVITEs with wrong credentials (403).
+    auth_failures: AtomicU64,
     /// Call records that could not be written.
     cdrs_failed: AtomicU64,
     /// Forwarded re-INVITEs that met glare (491) and wait to be retried.
@@ -205,6 +209,8 @@ impl Counters {
             ("refused_at_limit", &self.refused_at_limit),
             ("emergency_calls", &self.emergency_calls),
             ("untrusted", &self.untrusted),
+            ("auth_challenges", &self.auth_challenges),
+            ("auth_failures", &self.auth_failures),
             ("cdrs_failed", &self.cdrs_failed),
             ("relays", &self.relays),
         ]
