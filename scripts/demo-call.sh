@@ -73,6 +73,9 @@ srtp_suites = ["AES_CM_128_HMAC_SHA1_80"]
 
 [sip]
 port = 25850
+
+[admin]
+listen = "127.0.0.1:25880"
 EOF
 ./target/release/pbxlink run --config "$dir/pbxlink.toml" --seconds 30 > "$dir/gateway.log" 2>&1 &
 gw=$!
@@ -85,8 +88,10 @@ mkdir -p "$dir/pcap"
 ln -s /usr/share/sip-tester/g711a.pcap /usr/share/sip-tester/dtmf_2833_1.pcap "$dir/pcap/"
 echo "PBX (sipp) calls the cloud through the gateway…"
 (cd "$dir" && sipp -sn uac_pcap -s cloud 127.0.0.1:25850 -i 127.0.0.1 -p 25860 \
-    -m 1 -nostdin -timeout 30s -timeout_error > sipp.log 2>&1) && echo "sipp: call completed"
+    -m 1 -aa -nostdin -timeout 30s -timeout_error > sipp.log 2>&1) && echo "sipp: call completed"
 sleep 1
+echo "the gateway's admin API (GET /api/status):"
+python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:25880/api/status", timeout=5).read().decode())' || true
 kill -TERM "$gw" 2>/dev/null || true
 wait "$gw" 2>/dev/null || true
 grep -E '^call |^final:' "$dir/gateway.log"

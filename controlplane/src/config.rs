@@ -26,7 +26,7 @@
 //! # auth_password = "…"               # (RFC 3261 §22.4, MD5; wrong ones get 403)
 //! # auth_realm = "pbxlink"
 //! keepalive_seconds = 30              # OPTIONS to the PBX; unanswered twice running:
-//!                                     # status "Lost trunk connection to PBX"
+//!                                     # status "Lost trunk connection to PBX" (0: none sent)
 //!
 //! [cloud]
 //! domain = "sip.cloud.example"        # RFC 3263; or: targets = ["tls:198.51.100.10:5061"]
@@ -47,6 +47,10 @@
 //! outbound_prepend = ""               # …then put in front
 //! inbound_strip = ""                  # cloud → PBX, the same way
 //! inbound_prepend = ""
+//!
+//! [admin]
+//! listen = "192.168.1.20:80"          # the admin REST API (/api/status, /api/counters);
+//!                                     # default: the LAN address, port 80; "off": none
 //! ```
 
 use pbxlink_b2bua::digits::{DigitRule, is_dial_string};
@@ -71,6 +75,14 @@ struct File {
     sip: SipSection,
     #[serde(default)]
     digits: DigitsSection,
+    #[serde(default)]
+    admin: AdminSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminSection {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,7 +291,7 @@ pub struct Config {
     pub reject_untrusted: bool,
     /// Credentials the PBX's INVITEs must carry, and their realm.
     pub pbx_auth: Option<(String, Credentials)>,
-    /// Seconds between OPTIONS to the PBX.
+    /// Seconds between OPTIONS to the PBX (0: none sent).
     pub pbx_keepalive_seconds: u64,
     /// Calls carried at once, when fewer than the profile's.
     pub call_limit: Option<u32>,
@@ -309,6 +321,8 @@ pub struct Config {
     pub outbound_digits: DigitRule,
     /// What numbers dialled on cloud → PBX calls go through.
     pub inbound_digits: DigitRule,
+    /// Where the admin API listens (none: off).
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// Everything wrong with a configuration file, one line each.
@@ -556,12 +570,25 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             file.pbx.auth_realm
         ));
     }
-    if !(1..=3600).contains(&file.pbx.keepalive_seconds) {
+    if file.pbx.keepalive_seconds > 3600 {
         problems.push(format!(
-            "[pbx] keepalive_seconds = {}: use 1 to 3600 (30 is usual)",
+            "[pbx] keepalive_seconds = {}: use 1 to 3600 (30 is usual), or 0 for none",
             file.pbx.keepalive_seconds
         ));
     }
+    let admin_listen = match file.admin.listen.as_deref() {
+        Some("off") => None,
+        Some(a) => match a.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "[admin] listen = {a:?}: an address and port (e.g. \"192.168.1.20:80\") or \"off\""
+                ));
+                None
+            }
+        },
+        None => lan_address.map(|ip| std::net::SocketAddr::new(ip, 80)),
+    };
     let d = &file.digits;
     for (key, v) in [
         ("outbound_strip", &d.outbound_strip),
@@ -617,6 +644,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             strip: file.digits.inbound_strip,
             prepend: file.digits.inbound_prepend,
         },
+        admin_listen,
     })
 }
 
@@ -675,6 +703,13 @@ impl fmt::Display for Config {
             self.keepalive_seconds
         )?;
         writeln!(f, "sip: role {}, DSCP {}", self.sip_role, self.dscp)?;
+        writeln!(
+            f,
+            "admin: {}",
+            self.admin_listen.map_or("off".to_owned(), |a| format!(
+                "API on http://{a}/api/status"
+            ))
+        )?;
         let rule = |r: &DigitRule| match (r.strip.as_str(), r.prepend.as_str()) {
             ("", "") => "as dialled".to_owned(),
             (s, p) => format!("strip {s:?} then prepend {p:?}"),
@@ -747,6 +782,7 @@ ca = "Cargo.toml"
             ("pbx-trunk", 24, 30)
         );
         assert!(c.profile.is_none());
+        assert_eq!(c.admin_listen, Some("192.168.1.20:80".parse().unwrap()));
         assert_eq!(c.media_timeout, Duration::from_secs(60));
         assert_eq!(c.trusted, ["192.168.1.10".parse().unwrap()], "the PBX only");
         assert!(!c.reject_untrusted && c.refuse_with == 503 && c.call_limit.is_none());

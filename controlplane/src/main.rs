@@ -2,6 +2,7 @@
 //! the relay, SIP B2BUA and CSTA client arrive as their issues land (see
 //! ARCHITECTURE.md).
 
+mod admin;
 mod cdr;
 mod config;
 mod demo;

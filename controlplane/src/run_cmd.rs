@@ -115,6 +115,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         refuse_with: cfg.refuse_with,
         outbound_digits: cfg.outbound_digits.clone(),
         inbound_digits: cfg.inbound_digits.clone(),
+        pbx_keepalive: std::time::Duration::from_secs(cfg.pbx_keepalive_seconds),
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
     signalling::serve(
@@ -124,6 +125,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             ports: PortPool::new(&spec.port_ranges),
             config: calls,
             cdrs: cfg.cdr_file.clone(),
+            admin: cfg
+                .admin_listen
+                .map(|a| (a, profile.name().to_owned(), spec.call_limit as usize)),
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),
                 reject: cfg.reject_untrusted,

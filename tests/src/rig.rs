@@ -81,6 +81,9 @@ pub struct GatewayConfig<'a> {
     pub pbx_extra: &'a str,
     /// More `[cloud]` lines.
     pub cloud_extra: &'a str,
+    /// More sections at the end; without an `[admin]` one the admin API
+    /// is off (tests run side by side: they would all want port 80).
+    pub sections: &'a str,
 }
 
 impl GatewayConfig<'_> {
@@ -96,7 +99,7 @@ impl GatewayConfig<'_> {
              [pbx]\ntype = \"mivoice-5000\"\naddress = \"{}\"\nport = {}\n{}\n\n\
              [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n{}\n\n\
-             [sip]\nport = {}\n",
+             [sip]\nport = {}\n\n{}\n",
             self.lan,
             self.gateway,
             self.pbx.ip(),
@@ -105,7 +108,12 @@ impl GatewayConfig<'_> {
             self.cloud,
             self.ca.display(),
             self.cloud_extra,
-            self.sip_port
+            self.sip_port,
+            if self.sections.contains("[admin]") {
+                self.sections.to_owned()
+            } else {
+                format!("{}\n[admin]\nlisten = \"off\"\n", self.sections)
+            }
         );
         let path = dir.join("pbxlink.toml");
         std::fs::write(&path, text).unwrap();

@@ -35,7 +35,7 @@ const PBX_MEDIA: u16 = 26_200;
 /// `media`, run in `dir` (where `pcap/` is), bounded in time.
 fn sipp_pbx(dir: &std::path::Path, port: u16, media: u16) -> Command {
     let mut c = Command::new("sipp");
-    c.args(["-i", "127.0.0.1", "-p", &port.to_string()])
+    c.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-aa"])
         .args(["-mp", &media.to_string(), "-m", "1", "-nostdin"])
         .args(["-timeout", "30s", "-timeout_error"])
         .current_dir(dir);
@@ -73,7 +73,7 @@ fn calls_both_ways_between_sipp_and_baresip() {
              [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
              # baresip 1.0 mis-reads AEAD_AES_128_GCM keys: offer AES-CM only.\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\", \"AES_CM_128_HMAC_SHA1_32\"]\n\n\
-             [sip]\nport = {GW_SIP}\n",
+             [sip]\nport = {GW_SIP}\n\n[admin]\nlisten = \"off\"\n",
             CLOUD_SIP + 1,
             ca_file.display()
         ),

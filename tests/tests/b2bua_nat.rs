@@ -84,6 +84,7 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
         gateway: "",
         pbx_extra: "",
         cloud_extra: &format!("stun = [\"{}:3478\"]", netns::CLOUD),
+        sections: "",
     }
     .write(dir);
     let (gw, _) = run_gateway(&nat.at_gateway(netns::GATEWAY), &config);
@@ -117,6 +118,7 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
             "-m",
             "1",
             "-nostdin",
+            "-aa",
             "-timeout",
             "40s",
             "-timeout_error",

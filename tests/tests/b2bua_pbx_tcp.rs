@@ -41,6 +41,7 @@ fn calls_reach_a_pbx_over_the_gateways_tcp_connection() {
         gateway: "",
         pbx_extra: "transport = \"tcp\"",
         cloud_extra: "",
+        sections: "",
     }
     .write(dir);
     // The gateway first: the PBX is not there yet.
@@ -48,7 +49,15 @@ fn calls_reach_a_pbx_over_the_gateways_tcp_connection() {
     gw.wait_for("pbx: connecting to", Duration::from_secs(10));
 
     let pbx = Command::new("sipp")
-        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string(), "-t", "t1"])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &PBX_SIP.to_string(),
+            "-t",
+            "t1",
+            "-aa",
+        ])
         .args([
             "-mp",
             "26600",

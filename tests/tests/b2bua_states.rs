@@ -48,7 +48,7 @@ fn scenario(name: &str) -> PathBuf {
 /// sipp as the PBX running `scenario` once, from `dir` (where `pcap/` is).
 fn sipp(dir: &Path, name: &str, extra: &[&str]) -> Child {
     Command::new("sipp")
-        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
+        .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string(), "-aa"])
         .args(["-mp", &PBX_MEDIA.to_string(), "-m", "1", "-nostdin"])
         .args(["-timeout", "40s", "-timeout_error"])
         .arg("-sf")
@@ -84,6 +84,7 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         gateway: "media_timeout_seconds = 8",
         pbx_extra: "",
         cloud_extra: "",
+        sections: "",
     }
     .write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);

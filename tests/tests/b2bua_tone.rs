@@ -81,6 +81,7 @@ fn tones_cross_both_ways_without_authentication_failures() {
         gateway: "",
         pbx_extra: "",
         cloud_extra: "",
+        sections: "",
     }
     .write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);

@@ -63,12 +63,13 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
         gateway: "",
         pbx_extra: "",
         cloud_extra: "",
+        sections: "",
     }
     .write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);
     let sipp = || {
         let mut c = Command::new("sipp");
-        c.args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
+        c.args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string(), "-aa"])
             .args([
                 "-mp",
                 "26500",

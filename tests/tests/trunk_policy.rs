@@ -25,7 +25,7 @@ const CLOUD_SIP: u16 = 26_201; // baresip's TLS: 26_202
 fn sipp(dir: &Path, ip: &str, port: u16, media: u16, args: &[&str]) -> Command {
     let mut c = Command::new("sipp");
     c.args(["-i", ip, "-p", &port.to_string(), "-mp", &media.to_string()])
-        .args(["-nostdin", "-timeout", "30s", "-timeout_error"])
+        .args(["-nostdin", "-aa", "-timeout", "30s", "-timeout_error"])
         .args(args)
         .arg(format!("127.0.0.1:{GW_SIP}"))
         .current_dir(dir)
@@ -65,6 +65,7 @@ fn only_the_pbx_is_served_and_past_the_limit_only_emergency_calls_are() {
         gateway: "call_limit = 2\ncdr_file = \"cdr.jsonl\"",
         pbx_extra: "untrusted = \"reject\"",
         cloud_extra: "",
+        sections: "",
     }
     .write(dir);
     let (gw, _) = run_gateway(&Default::default(), &config);

@@ -6,6 +6,7 @@
 
 use super::Counters;
 use super::core::Peer;
+use super::pbx_watch::{Liveness, PbxWatch, WatchOutput};
 use super::reliability::{Due, Received, Reliability};
 use crate::cdr::{Cdr, CdrLog, Flow, rfc3339};
 use pbxlink_b2bua::call::{Call, Local, Output, PayloadTypes, Plan};
@@ -85,6 +86,8 @@ pub struct CallsConfig {
     pub outbound_digits: DigitRule,
     /// …and those toward the PBX through this.
     pub inbound_digits: DigitRule,
+    /// Between OPTIONS to the PBX (zero: none sent).
+    pub pbx_keepalive: Duration,
 }
 
 /// A call-record file is rotated past this size…
@@ -146,6 +149,8 @@ pub struct Calls {
     cdrs_pending: HashMap<u64, Cdr>,
     /// Retransmissions toward a PBX over UDP.
     reliable: Reliability,
+    /// Whether the PBX answers (none: not asked).
+    watch: Option<PbxWatch>,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -224,6 +229,19 @@ impl Calls {
             ),
             cdrs_pending: HashMap::new(),
             reliable: Reliability::default(),
+            watch: (!cfg.pbx_keepalive.is_zero()).then(|| {
+                PbxWatch::new(
+                    Instant::now(),
+                    cfg.pbx_keepalive,
+                    cfg.pbx_addr,
+                    &cfg.pbx.via,
+                    cfg.pbx_tcp.is_some(),
+                    &random::<6>()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
+                )
+            }),
             active: HashMap::new(),
             index: HashMap::new(),
             next: 1,
@@ -449,6 +467,15 @@ impl Calls {
 
     /// A response for a call here; false when it is not one.
     pub fn on_response(&mut self, now: Instant, side: Side, p: &Parsed, msg: &[u8]) -> bool {
+        if side == Side::Pbx
+            && self
+                .watch
+                .as_mut()
+                .is_some_and(|w| w.handle_response(now, &p.head))
+        {
+            self.watch_outputs();
+            return true;
+        }
         if side == Side::Pbx {
             if let Received::Absorb(again) = self.reliable.response_received(now, &p.head) {
                 self.counters
@@ -470,9 +497,51 @@ impl Calls {
         true
     }
 
+    /// Carries out what the PBX watch asked: its OPTIONS to the PBX, and
+    /// the status when the PBX is lost or back.
+    fn watch_outputs(&mut self) {
+        while let Some(o) = self.watch.as_mut().and_then(PbxWatch::poll_output) {
+            match o {
+                WatchOutput::Transmit(bytes) => {
+                    self.counters.pbx_pings_sent.fetch_add(1, Ordering::Relaxed);
+                    match &self.cfg.pbx_tcp {
+                        None => {
+                            let _ = self.udp_out.send((self.cfg.pbx_addr, bytes));
+                        }
+                        Some(path) => {
+                            if let Some(out) = path.lock().expect("pbx path").as_ref() {
+                                let _ = out.try_send(bytes);
+                            }
+                        }
+                    }
+                }
+                WatchOutput::Changed(state) => {
+                    let (gauge, line) = match state {
+                        Liveness::Unknown => (0, String::new()),
+                        Liveness::Up => (1, "status: Connected (the PBX answers)".into()),
+                        Liveness::Lost => (
+                            2,
+                            format!(
+                                "status: Lost trunk connection to PBX (no answer to {} OPTIONS in a row from {})",
+                                super::pbx_watch::MISSES,
+                                self.cfg.pbx_addr
+                            ),
+                        ),
+                    };
+                    self.counters.pbx_trunk.store(gauge, Ordering::Relaxed);
+                    println!("{line}");
+                }
+            }
+        }
+    }
+
     /// Data-plane events: a media timeout hangs its call up; the workers'
-    /// relay counts are printed when they change.
+    /// relay counts are printed when they change. The PBX watch's timers.
     pub fn tick(&mut self, now: Instant) {
+        if let Some(w) = &mut self.watch {
+            w.handle_timeout(now);
+        }
+        self.watch_outputs();
         let mut timed_out = Vec::new();
         let before: u64 = self.relays_running.iter().sum();
         let running = &mut self.relays_running;

@@ -13,6 +13,7 @@ mod calls;
 mod core;
 mod dns;
 pub mod pbx_link;
+mod pbx_watch;
 mod reliability;
 mod stream;
 mod tls;
@@ -172,11 +173,15 @@ pub struct Counters {
     glare: AtomicU64,
     /// Relays the data plane last reported running (a gauge).
     relays: AtomicU64,
+    /// OPTIONS sent to the PBX (retransmissions included).
+    pbx_pings_sent: AtomicU64,
+    /// Whether the PBX answers (a gauge: 0 not known yet, 1 yes, 2 lost).
+    pbx_trunk: AtomicU64,
 }
 
 impl Counters {
-    fn line(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    /// Every counter by name, in a stable order.
+    pub fn pairs(&self) -> Vec<(&'static str, u64)> {
         [
             ("requests", &self.requests),
             ("ok", &self.ok),
@@ -213,11 +218,39 @@ impl Counters {
             ("auth_failures", &self.auth_failures),
             ("cdrs_failed", &self.cdrs_failed),
             ("relays", &self.relays),
+            ("pbx_pings_sent", &self.pbx_pings_sent),
+            ("pbx_trunk", &self.pbx_trunk),
         ]
         .iter()
-        .map(|(n, v)| format!("{n}={}", g(v)))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))
+        .collect()
+    }
+
+    /// One counter by name (0 when there is none by that name).
+    pub fn get(&self, name: &str) -> u64 {
+        self.pairs()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| v)
+    }
+
+    /// Whether the PBX answers: 0 not known (or not asked), 1 yes, 2 lost.
+    pub fn pbx_trunk(&self) -> u64 {
+        self.pbx_trunk.load(Ordering::Relaxed)
+    }
+
+    /// Calls admitted and not yet ended.
+    pub fn calls_in_progress(&self) -> u64 {
+        let started = self.calls.load(Ordering::Relaxed);
+        started.saturating_sub(self.calls_ended.load(Ordering::Relaxed))
+    }
+
+    fn line(&self) -> String {
+        self.pairs()
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -349,7 +382,7 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-pub use calls::CallsConfig;
+pub use calls::{CallsConfig, CloudPath};
 pub use core::Trust;
 
 /// The (UDP/TCP, TLS) ports of a listener role named in a configuration.
@@ -409,6 +442,9 @@ pub struct B2buaSetup {
     pub trust: Option<core::Trust>,
     /// Where call records go.
     pub cdrs: Option<std::path::PathBuf>,
+    /// Where the admin API listens (none: off), and the profile it reports
+    /// (name, call limit).
+    pub admin: Option<(SocketAddr, String, usize)>,
 }
 
 /// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
@@ -443,6 +479,25 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
         let pbx_link = b2bua
             .as_ref()
             .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
+        if let Some((addr, profile, limit)) = b2bua.as_ref().and_then(|b| b.admin.clone()) {
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    println!("admin: API on http://{addr}/api/status and /api/counters");
+                    tokio::spawn(crate::admin::serve(
+                        l,
+                        crate::admin::AdminState {
+                            counters: c.clone(),
+                            cloud: cloud_path.clone(),
+                            started: Instant::now(),
+                            profile: (profile, limit),
+                        },
+                    ));
+                }
+                Err(e) => println!(
+                    "warning: the admin API cannot listen on {addr}: {e} (set [admin] listen)"
+                ),
+            }
+        }
         let core = Arc::new(Mutex::new(match b2bua {
             Some(b) => Core::with_calls(
                 c.clone(),
