@@ -312,12 +312,15 @@ enum Glare {
 
 /// The user part of a SIP URI (`sip:1234@host;…` → `1234`), or a tel
 /// URI's number (`tel:+4420;…` → `+4420`); empty when there is none.
-fn user_of(uri: &str) -> &str {
+/// The user part of a URI: a `tel:` number, or a `sip:`/`sips:` user
+/// without its password (RFC 3261 §19.1.1 userinfo); empty when none.
+pub fn user_of(uri: &str) -> &str {
     let (scheme, rest) = uri.split_once(':').unwrap_or(("", uri));
     if scheme.eq_ignore_ascii_case("tel") {
         return rest.split(';').next().unwrap_or_default();
     }
-    rest.split_once('@').map_or("", |(u, _)| u)
+    let userinfo = rest.split_once('@').map_or("", |(u, _)| u);
+    userinfo.split(':').next().unwrap_or_default()
 }
 
 fn status_code(head: &Head) -> u16 {
@@ -1423,6 +1426,14 @@ mod tests {
             }
         );
         msg(&head, sdp.unwrap_or(""))
+    }
+
+    #[test]
+    fn the_user_part_leaves_out_a_password_and_parameters() {
+        assert_eq!(user_of("sip:2001@pbx.example;user=phone"), "2001");
+        assert_eq!(user_of("sip:sips:201@127.0.0.1"), "sips", "user:password");
+        assert_eq!(user_of("tel:+33123;phone-context=x"), "+33123");
+        assert_eq!(user_of("sip:pbx.example"), "");
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! media_timeout_seconds = 60          # a call whose media stops this long is hung up
 //! # call_limit = 25                   # fewer calls than the profile's limit (2 more kept for emergencies)
 //! cdr_file = "/var/log/pbxlink/cdr.jsonl"  # one JSON line per call; rotated at 10 MiB, 5 kept
+//! drain_seconds = 30                  # on SIGTERM: calls up may go on this long (new ones get
+//!                                     # 503 with Retry-After), then are hung up; a second SIGTERM: at once
 //!
 //! [pbx]
 //! type = "mivoice-5000"               # mivoice-5000 | mivoice-office-400 | mx-one | mivoice-business
@@ -111,6 +113,12 @@ struct GatewaySection {
     media_timeout_seconds: u64,
     call_limit: Option<u32>,
     cdr_file: Option<PathBuf>,
+    #[serde(default = "drain")]
+    drain_seconds: u64,
+}
+
+fn drain() -> u64 {
+    30
 }
 
 fn media_timeout() -> u64 {
@@ -297,6 +305,8 @@ pub struct Config {
     pub call_limit: Option<u32>,
     /// Where call records go (none: not kept).
     pub cdr_file: Option<PathBuf>,
+    /// How long calls up may go on after SIGTERM.
+    pub drain: Duration,
     /// The status past the call limit (503, 486 or 480).
     pub refuse_with: u16,
     /// The cloud trunk's targets.
@@ -540,6 +550,12 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             file.gateway.media_timeout_seconds
         ));
     }
+    if file.gateway.drain_seconds > 3600 {
+        problems.push(format!(
+            "[gateway] drain_seconds = {}: use 0 to 3600 (30 is usual)",
+            file.gateway.drain_seconds
+        ));
+    }
     if file.cloud.keepalive_seconds == 0 {
         problems.push("[cloud] keepalive_seconds must be at least 1".into());
     }
@@ -626,6 +642,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         pbx_keepalive_seconds: file.pbx.keepalive_seconds,
         call_limit: file.gateway.call_limit,
         cdr_file: file.gateway.cdr_file.map(|f| base.join(f)),
+        drain: Duration::from_secs(file.gateway.drain_seconds),
         refuse_with: file.sip.refuse_with,
         cloud: cloud.expect("checked"),
         cloud_ca: ca,

@@ -122,9 +122,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         &listen,
         Some(B2buaSetup {
             plane,
-            ports: PortPool::new(&spec.port_ranges),
+            ports: PortPool::new(&spec.port_ranges).starting_at({
+                let mut b = [0u8; 4];
+                getrandom::fill(&mut b).expect("the OS random source");
+                u32::from_be_bytes(b) as usize
+            }),
             config: calls,
             cdrs: cfg.cdr_file.clone(),
+            drain: cfg.drain,
             admin: cfg
                 .admin_listen
                 .map(|a| (a, profile.name().to_owned(), spec.call_limit as usize)),

@@ -40,6 +40,18 @@ impl PortPool {
         }
     }
 
+    /// The same pool handing out pairs from the `offset`th on (wrapping):
+    /// a gateway started again does not reuse the ports its last calls
+    /// had (their late packets), nor do two on one host start on the same
+    /// pair. The caller draws the offset.
+    pub fn starting_at(mut self, offset: usize) -> Self {
+        if !self.free.is_empty() {
+            let n = offset % self.free.len();
+            self.free.rotate_left(n);
+        }
+        self
+    }
+
     fn wake(&mut self, now: Instant) {
         while let Some(&(since, port)) = self.resting.front() {
             if now.saturating_duration_since(since) < REST {
@@ -92,6 +104,14 @@ impl PortPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_may_start_anywhere_and_still_holds_every_pair() {
+        let t0 = Instant::now();
+        let mut p = PortPool::new(&[1000..=1007]).starting_at(5);
+        let taken: Vec<u16> = std::iter::from_fn(|| p.take(t0)).collect();
+        assert_eq!(taken, [1002, 1004, 1006, 1000]);
+    }
 
     #[test]
     fn small_range_holds_49_calls() {

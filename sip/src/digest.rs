@@ -196,6 +196,24 @@ fn response(
     }
 }
 
+/// Host and port of a SIP URI (no scheme, user, parameters or headers).
+fn host_port(uri: &str) -> &str {
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    rest.split([';', '?', '>']).next().unwrap_or_default()
+}
+
+/// Whether the credential's `uri` names the request's target: the
+/// Request-URI itself, or (as sipp and some PBXs send it) the same host
+/// and port without the user part. The response is computed over the
+/// `uri` given, so credentials made for another host never pass.
+fn same_target(uri: &str, request_uri: &str) -> bool {
+    uri == request_uri || {
+        let (a, b) = (host_port(uri), host_port(request_uri));
+        !a.is_empty() && a.eq_ignore_ascii_case(b)
+    }
+}
+
 /// What a request's credentials come to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -296,7 +314,7 @@ impl Challenger {
         else {
             return Verdict::Missing;
         };
-        if algorithm != Some(self.algorithm) || uri != request_uri {
+        if algorithm != Some(self.algorithm) || !same_target(uri, request_uri) {
             return Verdict::Refused;
         }
         let qop = match (p.get("qop"), p.get("nc"), p.get("cnonce")) {
@@ -453,9 +471,23 @@ mod tests {
             "another method"
         );
         assert_eq!(
-            gw.verify(1_010, "INVITE", "sip:1@10.0.0.5", Some(&good)),
+            gw.verify(1_010, "INVITE", "sip:1@10.0.0.6:5060", Some(&good)),
             Verdict::Refused,
-            "another URI"
+            "another host"
+        );
+        let hostonly = answer(
+            &challenge,
+            &creds("officelinkmv5000", "s3cret-Pass"),
+            "INVITE",
+            "sip:10.0.0.5:5060",
+            1,
+            "abc",
+        )
+        .unwrap();
+        assert_eq!(
+            gw.verify(1_010, "INVITE", uri, Some(&hostonly)),
+            Verdict::Accepted,
+            "the uri without the user part, as sipp sends it"
         );
         assert_eq!(
             gw.verify(1_000 + NONCE_LIFETIME + 1, "INVITE", uri, Some(&good)),

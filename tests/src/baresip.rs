@@ -240,6 +240,11 @@ impl Baresip {
         self.lines.wait_for("baresip", needle, within)
     }
 
+    /// Waits until `n` lines containing `needle` were printed.
+    pub fn wait_count(&self, needle: &str, n: usize, within: Duration) {
+        self.lines.wait_count("baresip", needle, n, within);
+    }
+
     /// The recordings of what it decoded, one per call.
     pub fn decoded(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(&self.recordings)

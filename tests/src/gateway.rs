@@ -83,6 +83,18 @@ impl Gateway {
         }
     }
 
+    /// Waits until `n` lines containing `needle` were printed.
+    pub fn wait_count(&self, needle: &str, n: usize, within: Duration) {
+        self.lines.wait_count("pbxlink", needle, n, within);
+    }
+
+    /// Sends SIGTERM without waiting (the gateway drains its calls).
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the output.
     pub fn stop(mut self) -> Vec<String> {
         // `kill` from the shell keeps this crate free of unsafe code.

@@ -47,4 +47,17 @@ impl Lines {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Waits until `n` lines containing `needle` were printed.
+    pub fn wait_count(&self, who: &str, needle: &str, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.all().iter().filter(|l| l.contains(needle)).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{who} printed {needle:?} fewer than {n} times:\n{}",
+                self.all().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -94,9 +94,22 @@ impl GatewayConfig<'_> {
         } else {
             self.gateway_networks()
         };
+        // Tests stop gateways within 20 s: calls left up are hung up soon.
+        let drain = if self.gateway.contains("drain_seconds") {
+            ""
+        } else {
+            "drain_seconds = 5\n"
+        };
+        // sipp as a UAS takes each OPTIONS for a call (-m counts it): the
+        // keep-alives toward the PBX are off unless a test turns them on.
+        let keepalive = if self.pbx_extra.contains("keepalive_seconds") {
+            ""
+        } else {
+            "keepalive_seconds = 0\n"
+        };
         let text = format!(
-            "[gateway]\nlan_address = \"{}\"\nprofile = \"max\"\nnetworks = [{networks}]\n{}\n\n\
-             [pbx]\ntype = \"mivoice-5000\"\naddress = \"{}\"\nport = {}\n{}\n\n\
+            "[gateway]\nlan_address = \"{}\"\nprofile = \"max\"\nnetworks = [{networks}]\n{drain}{}\n\n\
+             [pbx]\ntype = \"mivoice-5000\"\naddress = \"{}\"\nport = {}\n{keepalive}{}\n\n\
              [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n{}\n\n\
              [sip]\nport = {}\n\n{}\n",
@@ -179,4 +192,30 @@ pub fn sipp_passes(child: Child, what: &str) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// `GET http://addr/path` (HTTP/1.1, the connection closed after): the
+/// status code and the body read as JSON.
+pub fn http_get_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
 }

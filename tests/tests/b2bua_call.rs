@@ -69,7 +69,7 @@ fn calls_both_ways_between_sipp_and_baresip() {
         &config,
         format!(
             "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nnetworks = [\"127.0.0.0/8\"]\n\n\
-             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PBX_SIP}\n\n\
+             [pbx]\ntype = \"mivoice-5000\"\naddress = \"127.0.0.1\"\nport = {PBX_SIP}\nkeepalive_seconds = 0\n\n\
              [cloud]\ntargets = [\"tls:127.0.0.1:{}\"]\nca = \"{}\"\n\
              # baresip 1.0 mis-reads AEAD_AES_128_GCM keys: offer AES-CM only.\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\", \"AES_CM_128_HMAC_SHA1_32\"]\n\n\

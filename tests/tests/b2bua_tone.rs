@@ -11,26 +11,13 @@ use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::rig::{GatewayConfig, Workdir, run_gateway};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const GW_SIP: u16 = 25_850;
 const PHONE_SIP: u16 = 25_860;
 const CLOUD_SIP: u16 = 25_801; // baresip's TLS: 25_802
 const PHONE_TONE: f64 = 400.0;
 const CLOUD_TONE: f64 = 1000.0;
-
-/// Waits until `b` has printed `needle` `n` times.
-fn wait_count(b: &Baresip, needle: &str, n: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    while b.output().iter().filter(|l| l.contains(needle)).count() < n {
-        assert!(
-            Instant::now() < deadline,
-            "baresip never printed {needle:?} {n} times:\n{}",
-            b.output().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Each recording of what `b` decoded carries `freq` and little else.
 fn hears(b: &Baresip, who: &str, freq: f64, calls: usize) {
@@ -88,23 +75,23 @@ fn tones_cross_both_ways_without_authentication_failures() {
 
     // The phone calls the cloud and hangs up.
     phone.command(&format!("/dial sip:cloud@127.0.0.1:{GW_SIP}"));
-    wait_count(&phone, "Call established", 1, Duration::from_secs(10));
-    wait_count(&cloud, "Call established", 1, Duration::from_secs(10));
+    phone.wait_count("Call established", 1, Duration::from_secs(10));
+    cloud.wait_count("Call established", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(4));
     phone.command("/hangup");
     let ended_out = gw.wait_for("call 1: ended", Duration::from_secs(10));
     let media_out = gw.wait_for("call 1: media to cloud", Duration::from_secs(1));
-    wait_count(&cloud, "terminated", 1, Duration::from_secs(10));
+    cloud.wait_count("terminated", 1, Duration::from_secs(10));
 
     // The cloud calls the phone over the gateway's trunk connection.
     cloud.command(&format!("/dial phone@{trunk_end}"));
-    wait_count(&cloud, "Call established", 2, Duration::from_secs(10));
-    wait_count(&phone, "Call established", 2, Duration::from_secs(10));
+    cloud.wait_count("Call established", 2, Duration::from_secs(10));
+    phone.wait_count("Call established", 2, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(4));
     cloud.command("/hangup");
     let ended_in = gw.wait_for("call 2: ended", Duration::from_secs(10));
     let media_in = gw.wait_for("call 2: media to cloud", Duration::from_secs(1));
-    wait_count(&phone, "terminated", 2, Duration::from_secs(10));
+    phone.wait_count("terminated", 2, Duration::from_secs(10));
     let lines = gw.stop();
     println!("{ended_out}\n{media_out}\n{ended_in}\n{media_in}");
     assert!(ended_out.contains("Hangup(Pbx)"), "{ended_out}");

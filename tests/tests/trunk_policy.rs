@@ -1,5 +1,5 @@
-//! Trunk policy (issue 7, first slice) through `pbxlink run`, real peers on
-//! loopback: sipp as the PBX, baresip as the cloud over the TLS trunk.
+//! Trunk policy (issue 7) through `pbxlink run`, real peers on loopback:
+//! sipp as the PBX, baresip as the cloud over the TLS trunk.
 //!
 //! - Only the PBX may use the trunk: sipp from 127.0.0.2 (another loopback
 //!   address; the PBX is 127.0.0.1) gets 403 (`untrusted = "reject"`) and
@@ -8,10 +8,20 @@
 //!   without Retry-After (`peers/sipp/uac_refused.xml`), while a call to an
 //!   emergency number (112, SPEC §6) is admitted past the limit and its
 //!   audio reaches the cloud.
+//! - Liveness, digits, digest, draining (the second test): the PBX silent
+//!   raises `Lost trunk connection to PBX` (printed and through the admin
+//!   API), cleared when it answers; calls from the cloud reach the PBX
+//!   with the inbound digit prepended, 112 unchanged; the PBX's calls are
+//!   challenged and carried with the right credentials (the outbound digit
+//!   stripped), refused 403 with wrong ones; on SIGTERM new calls get 503
+//!   with Retry-After while the call up goes on, then it is hung up and
+//!   recorded.
 
 use pbxlink_tests::baresip::Baresip;
 use pbxlink_tests::gateway::{field, final_line};
-use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway, sipp_passes};
+use pbxlink_tests::rig::{
+    GatewayConfig, Workdir, http_get_json, media_count, run_gateway, sipp_passes,
+};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -23,11 +33,16 @@ const CLOUD_SIP: u16 = 26_201; // baresip's TLS: 26_202
 
 /// sipp from `ip`:`port` toward the gateway, one run of `args`.
 fn sipp(dir: &Path, ip: &str, port: u16, media: u16, args: &[&str]) -> Command {
+    sipp_to(GW_SIP, dir, ip, port, media, args)
+}
+
+/// sipp from `ip`:`port` toward the gateway at `gw`, one run of `args`.
+fn sipp_to(gw: u16, dir: &Path, ip: &str, port: u16, media: u16, args: &[&str]) -> Command {
     let mut c = Command::new("sipp");
     c.args(["-i", ip, "-p", &port.to_string(), "-mp", &media.to_string()])
         .args(["-nostdin", "-aa", "-timeout", "30s", "-timeout_error"])
         .args(args)
-        .arg(format!("127.0.0.1:{GW_SIP}"))
+        .arg(format!("127.0.0.1:{gw}"))
         .current_dir(dir)
         .stdout(Stdio::piped());
     c
@@ -174,5 +189,192 @@ fn only_the_pbx_is_served_and_past_the_limit_only_emergency_calls_are() {
         "the record agrees with the relay"
     );
     assert_eq!(records.iter().filter(|r| r["to"] == "cloud").count(), 2);
+    drop(cloud);
+}
+
+const GW2_SIP: u16 = 26_280;
+const GW2_ADMIN: u16 = 26_285;
+const PBX2_SIP: u16 = 26_290;
+const CLOUD2_SIP: u16 = 26_203; // baresip's TLS: 26_204
+const PASSWORD: &str = "Trunk-pass-1";
+
+#[test]
+fn the_pbx_is_watched_numbers_rewritten_callers_authenticated_and_calls_drained() {
+    let work = Workdir::new("policy2");
+    let dir = &work.dir;
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
+    let tone = work.tone("tone.wav", 1000.0);
+    let mut cloud = Baresip::start(
+        &dir.join("cloud"),
+        CLOUD2_SIP,
+        &cloud_pem,
+        &ca_file,
+        "cloud",
+        &tone,
+    );
+    let pbx_extra = format!(
+        "keepalive_seconds = 1\nauth_username = \"officelinkmv5000\"\nauth_password = \"{PASSWORD}\""
+    );
+    let sections = format!(
+        "[digits]\noutbound_strip = \"9\"\ninbound_prepend = \"0\"\n\n[admin]\nlisten = \"127.0.0.1:{GW2_ADMIN}\"\n"
+    );
+    let config = GatewayConfig {
+        lan: localhost,
+        pbx: SocketAddr::new(localhost, PBX2_SIP),
+        cloud: SocketAddr::new(localhost, CLOUD2_SIP + 1),
+        ca: &ca_file,
+        sip_port: GW2_SIP,
+        gateway: "cdr_file = \"cdr.jsonl\"\ndrain_seconds = 30",
+        pbx_extra: &pbx_extra,
+        cloud_extra: "",
+        sections: &sections,
+    }
+    .write(dir);
+    let (gw, trunk_end) = run_gateway(&Default::default(), &config);
+    let admin = SocketAddr::new(localhost, GW2_ADMIN);
+    let status = || {
+        let (code, body) = http_get_json(admin, "/api/status");
+        assert_eq!(code, 200, "{body}");
+        body
+    };
+
+    // Nothing answers at the PBX's address yet.
+    gw.wait_for(
+        "status: Lost trunk connection to PBX",
+        Duration::from_secs(10),
+    );
+    let s = status();
+    assert_eq!(s["status"], "Lost trunk connection to PBX", "{s}");
+    assert_eq!(s["pbx_trunk"], "lost", "{s}");
+    assert_eq!(s["cloud_trunk"]["state"], "connected", "{s}");
+
+    // The PBX comes: baresip on the LAN side answers the keep-alives and
+    // only calls to 02001 and 112 (a UA each), so a number the digits got
+    // wrong would not be answered.
+    let pbx_tone = work.tone("pbx.wav", 400.0);
+    let mut pbx = Baresip::lan(&dir.join("pbx"), PBX2_SIP, "02001", &pbx_tone);
+    pbx.command("/uanew <sip:112@127.0.0.1;transport=udp>;regint=0;answermode=auto;audio_codecs=PCMA/8000/1");
+    gw.wait_for("status: Connected", Duration::from_secs(10));
+    assert_eq!(status()["status"], "Connected");
+
+    // The cloud calls 2001 (the PBX sees 02001) and 112 (unchanged).
+    for (n, number) in ["2001", "112"].into_iter().enumerate() {
+        cloud.command(&format!("/dial {number}@{trunk_end}"));
+        cloud.wait_count("Call established", n + 1, Duration::from_secs(10));
+        pbx.wait_count("Call established", n + 1, Duration::from_secs(10));
+        std::thread::sleep(Duration::from_secs(2));
+        cloud.command("/hangup");
+        gw.wait_for(
+            &format!("call {}: media to cloud", n + 1),
+            Duration::from_secs(10),
+        );
+    }
+
+    // The PBX goes silent: lost again, through the API too.
+    drop(pbx);
+    gw.wait_count(
+        "status: Lost trunk connection to PBX",
+        2,
+        Duration::from_secs(10),
+    );
+    assert_eq!(status()["pbx_trunk"], "lost");
+
+    // The PBX's calls carry digest credentials; 9 is stripped toward the
+    // cloud (baresip answers only "cloud").
+    let auth = |scenario_file: &str, password: &str, port: u16| {
+        sipp_to(
+            GW2_SIP,
+            dir,
+            "127.0.0.1",
+            port,
+            26_780 + 10 * (port - PBX2_SIP),
+            &[
+                "-sf",
+                &scenario(scenario_file),
+                "-s",
+                "9cloud",
+                "-au",
+                "officelinkmv5000",
+                "-ap",
+                password,
+                "-m",
+                "1",
+            ],
+        )
+        .spawn()
+        .expect("sipp runs")
+    };
+    sipp_passes(
+        auth("uac_auth.xml", PASSWORD, PBX2_SIP + 1),
+        "the right credentials",
+    );
+    sipp_passes(
+        auth("uac_auth_wrong.xml", "not-the-password", PBX2_SIP + 1),
+        "wrong credentials",
+    );
+    let (code, counters) = http_get_json(admin, "/api/counters");
+    assert_eq!(code, 200);
+    println!("{counters}");
+    assert_eq!(counters["auth_failures"], 1, "{counters}");
+    assert!(
+        counters["auth_challenges"].as_u64() >= Some(2),
+        "{counters}"
+    );
+    assert_eq!(counters["calls"], 3, "{counters}");
+    let (code, _) = http_get_json(admin, "/nothing");
+    assert_eq!(code, 404);
+
+    // A call stays up; SIGTERM: the gateway drains — a new call gets 503
+    // with Retry-After — then (SIGTERM again) hangs the call up.
+    let held = auth("uac_auth_held.xml", PASSWORD, PBX2_SIP + 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status()["calls_in_progress"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held call never came up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw.terminate();
+    gw.wait_for("draining: 1 call(s) up", Duration::from_secs(5));
+    sipp_passes(
+        auth("uac_draining.xml", PASSWORD, PBX2_SIP + 3),
+        "a call while draining",
+    );
+    let lines = gw.stop();
+    sipp_passes(held, "the call up, hung up by the gateway's shutdown");
+    let fin = final_line(&lines);
+    println!("{fin}");
+    assert_eq!(field(fin, "refused_draining"), 1, "{fin}");
+    assert_eq!(field(fin, "calls"), 4, "{fin}");
+    assert_eq!(field(fin, "calls_ended"), 4, "{fin}");
+    assert!(lines.iter().any(|l| l == "shutdown: hanging up 1 call(s)"));
+
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("cdr.jsonl"))
+        .expect("the CDR file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    println!("{records:#?}");
+    let to = |r: &serde_json::Value| r["to"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        records.iter().map(to).collect::<Vec<_>>(),
+        ["02001", "112", "cloud", "9cloud", "cloud"],
+        "cloud → PBX twice, the authenticated call, the one refused while draining (as \
+         dialled: never routed), the held one"
+    );
+    assert_eq!(records[1]["direction"], "cloud-to-pbx");
+    assert!(
+        records[1]["to_pbx"]["rtp"].as_u64() > Some(50),
+        "112's audio flowed"
+    );
+    assert_eq!(records[3]["cause"], "Refused(503)");
+    let held = &records[4];
+    assert_eq!(held["cause"], "Failed(\"shutdown\")", "{held}");
+    assert!(
+        held["answer"].is_string() && held["end"].is_string(),
+        "{held}"
+    );
     drop(cloud);
 }

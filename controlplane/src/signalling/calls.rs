@@ -101,13 +101,7 @@ const EMERGENCY_RESERVE: usize = 2;
 /// Whether a Request-URI calls an emergency number (SPEC §6): always
 /// carried, even past the call limit.
 fn is_emergency(request_uri: &str) -> bool {
-    let user = request_uri
-        .split_once(':')
-        .map_or(request_uri, |(_, r)| r)
-        .split(['@', ';'])
-        .next()
-        .unwrap_or_default();
-    digits::is_emergency(user)
+    digits::is_emergency(pbxlink_b2bua::call::user_of(request_uri))
 }
 
 #[derive(Debug)]
@@ -151,6 +145,8 @@ pub struct Calls {
     reliable: Reliability,
     /// Whether the PBX answers (none: not asked).
     watch: Option<PbxWatch>,
+    /// While the gateway drains (shutting down): until when.
+    draining: Option<Instant>,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -228,6 +224,7 @@ impl Calls {
                 },
             ),
             cdrs_pending: HashMap::new(),
+            draining: None,
             reliable: Reliability::default(),
             watch: (!cfg.pbx_keepalive.is_zero()).then(|| {
                 PbxWatch::new(
@@ -371,6 +368,21 @@ impl Calls {
                 _ => "Service Unavailable",
             };
             return self.refuse(side, &p.head, code, phrase);
+        }
+        if let Some(until) = self.draining.filter(|_| !emergency) {
+            // Shutting down: the one refusal that carries Retry-After — the
+            // PBX should hold its calls until the gateway is back, not try
+            // the next one in vain. Emergency calls are still carried.
+            self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .refused_draining
+                .fetch_add(1, Ordering::Relaxed);
+            let wait = until.saturating_duration_since(now).as_secs().max(1);
+            return self
+                .refuse(side, &p.head, 503, "Service Unavailable")
+                .map(|r| {
+                    pbxlink_b2bua::leg::insert_headers(&r, &format!("Retry-After: {wait}\r\n"))
+                });
         }
         if emergency {
             self.counters
@@ -547,7 +559,9 @@ impl Calls {
         let running = &mut self.relays_running;
         let pending = &mut self.cdrs_pending;
         let mut finished = Vec::new();
+        let mut failed = Vec::new();
         self.plane.drain_events(|e| match e {
+            Event::AddFailed { id, reason } => failed.push((id, reason)),
             Event::Worker { worker, stats } => {
                 if let Some(n) = running.get_mut(worker) {
                     *n = stats.relays;
@@ -636,6 +650,27 @@ impl Calls {
             if let Some(a) = self.active.get_mut(&id) {
                 println!("call {id}: {why}");
                 a.call.hang_up(why);
+                self.flush(now, id);
+            }
+        }
+        for (id, reason) in failed {
+            // The call's SDP already names these ports: it cannot go on
+            // without them. Ports another process holds rest and are counted.
+            self.counters.relays_failed.fetch_add(1, Ordering::Relaxed);
+            if let Some(a) = self.active.get_mut(&id) {
+                println!("call {id}: relay could not be set up ({reason:?}); hanging up");
+                a.relay = false;
+                a.relayed = false;
+                if matches!(reason, pbxlink_dataplane::control::AddFailure::Bind { .. }) {
+                    let (lan, cloud) = (a.lan_port, a.cloud_port);
+                    // Given back as unbindable now; the call's end gives
+                    // nothing back twice (its ports are marked taken away).
+                    a.lan_port = 0;
+                    a.cloud_port = 0;
+                    self.ports.unbindable(now, lan);
+                    self.ports.unbindable(now, cloud);
+                }
+                a.call.hang_up("relay could not be set up");
                 self.flush(now, id);
             }
         }
@@ -841,8 +876,11 @@ impl Calls {
                 if a.relay {
                     let _ = self.plane.command(id, Command::Remove { id });
                 }
-                self.ports.give_back(now, a.lan_port);
-                self.ports.give_back(now, a.cloud_port);
+                for port in [a.lan_port, a.cloud_port] {
+                    if port != 0 {
+                        self.ports.give_back(now, port);
+                    }
+                }
                 self.index.retain(|_, v| *v != id);
                 self.counters.calls_ended.fetch_add(1, Ordering::Relaxed);
             }
@@ -865,11 +903,7 @@ impl Calls {
 
     /// The record of an INVITE refused before it became a call (number 0).
     fn refused(&mut self, side: Side, head: &Head, code: u16) {
-        let user = |v: &str| {
-            let uri = pbxlink_b2bua::leg::uri_of(v);
-            let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
-            rest.split(['@', ';']).next().unwrap_or_default().to_owned()
-        };
+        let user = |v: &str| pbxlink_b2bua::call::user_of(pbxlink_b2bua::leg::uri_of(v)).to_owned();
         let now = rfc3339(SystemTime::now());
         let call_id = head.get("Call-ID").unwrap_or_default().to_owned();
         let (pbx_call_id, cloud_call_id) = match side {
@@ -906,8 +940,30 @@ impl Calls {
     }
 
     /// Calls in progress.
-    #[allow(dead_code)] // for the admin API
     pub fn len(&self) -> usize {
         self.active.len()
+    }
+
+    /// Starts draining: new calls are refused 503 with Retry-After until
+    /// `until` (emergency calls still carried); calls up go on.
+    pub fn drain(&mut self, until: Instant) {
+        self.draining = Some(until);
+    }
+
+    /// Ends every call still up (BYE or CANCEL on both legs, cause
+    /// `shutdown`); their records follow their relays' final counters.
+    pub fn hang_up_all(&mut self, now: Instant) {
+        let ids: Vec<u64> = self.active.keys().copied().collect();
+        for id in ids {
+            if let Some(a) = self.active.get_mut(&id) {
+                a.call.hang_up("shutdown");
+                self.flush(now, id);
+            }
+        }
+    }
+
+    /// Whether records still wait for relays' final counters.
+    pub fn records_pending(&self) -> bool {
+        !self.cdrs_pending.is_empty()
     }
 }

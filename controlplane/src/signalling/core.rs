@@ -191,6 +191,11 @@ impl Core {
         })
     }
 
+    /// The calls, when this core carries them.
+    pub fn calls(&mut self) -> Option<&mut Calls> {
+        self.calls.as_mut()
+    }
+
     /// Periodic work of the calls (data-plane events).
     pub fn tick(&mut self, now: Instant) {
         if let Some(calls) = &mut self.calls {

@@ -161,6 +161,8 @@ pub struct Counters {
     refused_at_limit: AtomicU64,
     /// Calls to emergency numbers admitted.
     emergency_calls: AtomicU64,
+    /// Calls refused (503 with Retry-After) while the gateway drained.
+    refused_draining: AtomicU64,
     /// Requests from outside the PBX trunk's trusted addresses.
     untrusted: AtomicU64,
     /// The PBX's INVITEs challenged for digest credentials (401).
@@ -213,6 +215,7 @@ impl Counters {
             ("glare", &self.glare),
             ("refused_at_limit", &self.refused_at_limit),
             ("emergency_calls", &self.emergency_calls),
+            ("refused_draining", &self.refused_draining),
             ("untrusted", &self.untrusted),
             ("auth_challenges", &self.auth_challenges),
             ("auth_failures", &self.auth_failures),
@@ -445,6 +448,8 @@ pub struct B2buaSetup {
     /// Where the admin API listens (none: off), and the profile it reports
     /// (name, call limit).
     pub admin: Option<(SocketAddr, String, usize)>,
+    /// How long calls up may go on after SIGTERM.
+    pub drain: Duration,
 }
 
 /// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
@@ -476,6 +481,7 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
         let c = Arc::new(Counters::default());
         let (udp_out, udp_outgoing) = mpsc::unbounded_channel();
         let cloud_path: calls::CloudPath = Arc::new(Mutex::new(None));
+        let drain = b2bua.as_ref().map_or(Duration::ZERO, |b| b.drain);
         let pbx_link = b2bua
             .as_ref()
             .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
@@ -582,25 +588,74 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
             };
             tokio::spawn(trunk::run(cfg, cloud_side));
         }
-        let stop = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-                _ = async {
-                    match args.seconds {
-                        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
-            }
-            anyhow::Ok(())
-        };
-        stop.await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = async {
+                match args.seconds {
+                    Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        shut_down(&core, drain, &mut term).await;
         println!("final: {}", c.line());
         anyhow::Ok(())
     })
+}
+
+/// Drains the calls: those up may go on for `drain` (new ones are refused
+/// with Retry-After) or until a second SIGTERM/SIGINT; then the rest are
+/// hung up, and their records wait (a bounded time) for the relays' final
+/// counters. The UDP loop keeps ticking the core meanwhile.
+async fn shut_down(core: &Mutex<Core>, drain: Duration, term: &mut tokio::signal::unix::Signal) {
+    let in_progress = |core: &Mutex<Core>| {
+        let mut core = core.lock().expect("core lock");
+        core.calls()
+            .map_or((0, false), |calls| (calls.len(), calls.records_pending()))
+    };
+    let (up, _) = in_progress(core);
+    if up > 0 && !drain.is_zero() {
+        let until = Instant::now() + drain;
+        if let Some(calls) = core.lock().expect("core lock").calls() {
+            calls.drain(until);
+        }
+        println!(
+            "draining: {up} call(s) up may go on for {} s; new calls get 503 with Retry-After \
+             (SIGTERM again: hang up now)",
+            drain.as_secs()
+        );
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {}
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+            if in_progress(core).0 == 0 || Instant::now() >= until {
+                break;
+            }
+        }
+    }
+    let (up, _) = in_progress(core);
+    if up > 0 {
+        println!("shutdown: hanging up {up} call(s)");
+        if let Some(calls) = core.lock().expect("core lock").calls() {
+            calls.hang_up_all(Instant::now());
+        }
+        // The BYEs leave through the transports' loops.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // BYEs answered, relays' final counters in, records written: bounded.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let (up, pending) = in_progress(core);
+        if up == 0 && !pending {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[cfg(test)]
