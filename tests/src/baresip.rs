@@ -191,7 +191,7 @@ impl Baresip {
         let recordings = dir.join("rec");
         std::fs::create_dir_all(&recordings).unwrap();
         let config = format!(
-            "poll_method epoll\nsip_listen {addr}:{port}\n{tls}\
+            "poll_method epoll\nsip_listen {addr}:{port}\ncall_max_calls 128\n{tls}\
              audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
              module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule srtp.so\n\
              module aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {}\n",

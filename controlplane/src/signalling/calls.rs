@@ -389,7 +389,7 @@ impl Calls {
                 .emergency_calls
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let (Some(lan_port), Some(cloud_port)) = (self.ports.take(now), self.ports.take(now))
+        let (Some(lan_port), Some(cloud_port)) = (self.take_ports(now), self.take_ports(now))
         else {
             self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
             return self.refuse(side, &p.head, 503, "Service Unavailable");
@@ -669,6 +669,9 @@ impl Calls {
                     a.cloud_port = 0;
                     self.ports.unbindable(now, lan);
                     self.ports.unbindable(now, cloud);
+                    self.counters
+                        .ports_unbindable
+                        .fetch_add(2, Ordering::Relaxed);
                 }
                 a.call.hang_up("relay could not be set up");
                 self.flush(now, id);
@@ -937,6 +940,26 @@ impl Calls {
                 self.counters.cdrs_failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// A port pair from the pool that can be bound now: the SDP will name
+    /// it, and the relay binding it later cannot change it. A pair another
+    /// process holds is set aside as unbindable and the next one tried
+    /// (a few at most: a call is not held up searching the range).
+    fn take_ports(&mut self, now: Instant) -> Option<u16> {
+        let ip = self.cfg.lan_ip;
+        let free = |port: u16| std::net::UdpSocket::bind(SocketAddr::new(ip, port)).is_ok();
+        for _ in 0..8 {
+            let p = self.ports.take(now)?;
+            if free(p) && free(p + 1) {
+                return Some(p);
+            }
+            self.counters
+                .ports_unbindable
+                .fetch_add(1, Ordering::Relaxed);
+            self.ports.unbindable(now, p);
+        }
+        None
     }
 
     /// Calls in progress.

@@ -175,6 +175,8 @@ pub struct Counters {
     glare: AtomicU64,
     /// Relays the data plane last reported running (a gauge).
     relays: AtomicU64,
+    /// Relay port pairs another process held (set aside for a while).
+    ports_unbindable: AtomicU64,
     /// OPTIONS sent to the PBX (retransmissions included).
     pbx_pings_sent: AtomicU64,
     /// Whether the PBX answers (a gauge: 0 not known yet, 1 yes, 2 lost).
@@ -221,6 +223,7 @@ impl Counters {
             ("auth_failures", &self.auth_failures),
             ("cdrs_failed", &self.cdrs_failed),
             ("relays", &self.relays),
+            ("ports_unbindable", &self.ports_unbindable),
             ("pbx_pings_sent", &self.pbx_pings_sent),
             ("pbx_trunk", &self.pbx_trunk),
         ]
