@@ -31,7 +31,7 @@
 //! Not yet here (issue 6 continues): 100rel and session timers toward B,
 //! carrying REFER.
 
-use crate::leg::{Leg, Side, uri_of};
+use crate::leg::{Leg, Side, param, uri_of};
 use pbxlink_sip::message::request_method;
 use pbxlink_sip::normalize::Head;
 use pbxlink_sip::sdp::{self, Crypto, Direction, Origin, Sdp};
@@ -73,6 +73,9 @@ pub struct Plan {
     pub session_id: u64,
     /// What the dialled number goes through toward the other side.
     pub dial: crate::digits::DigitRule,
+    /// Credentials for a PBX that challenges the gateway's INVITE (401 or
+    /// 407): answered once (RFC 3261 §22.2), the `cnonce` drawn from `id`.
+    pub pbx_credentials: Option<pbxlink_sip::digest::Credentials>,
 }
 
 /// The relay a call needs, once both ends of its media are known.
@@ -264,6 +267,10 @@ pub struct Call {
     forwarded: Vec<Forwarded>,
     b_branch: String,
     b_cseq: u32,
+    /// The body of the INVITE sent to B (sent again when challenged).
+    b_invite_body: Option<String>,
+    /// Whether B's challenge was answered already (once only).
+    b_authenticated: bool,
     relay: bool,
     versions: [u64; 2],
     /// The description last sent to each side (a session refresh gets it
@@ -487,6 +494,8 @@ impl Call {
                 }),
             b_branch: String::new(),
             b_cseq: 1,
+            b_invite_body: None,
+            b_authenticated: false,
             relay: false,
             versions: [0, 0],
             last_sdp: [None, None],
@@ -507,6 +516,7 @@ impl Call {
         let req = call
             .b
             .request("INVITE", &call.b_branch, 1, b_sdp.as_deref());
+        call.b_invite_body = b_sdp;
         call.out.push_back(Output::Request {
             to: b_side,
             method: "INVITE".into(),
@@ -1089,6 +1099,7 @@ impl Call {
                 self.answer_a(code, phrase, sdp);
                 self.state = State::Answered;
             }
+            401 | 407 if self.state == State::Proceeding && self.answer_challenge(code, head) => {}
             _ => {
                 // Non-2xx final: its ACK belongs to the INVITE transaction.
                 let branch = self.b_branch.clone();
@@ -1100,12 +1111,67 @@ impl Call {
                 }
                 if self.state == State::Proceeding {
                     let invite = self.a_invite.clone();
-                    let phrase = phrase(head).to_owned();
-                    self.respond(self.a.side, &invite, code, &phrase, None);
+                    // A challenge the gateway could not answer is not the
+                    // caller's to answer (its credentials are for another
+                    // domain): it hears 403.
+                    let (to_a, phrase) = match code {
+                        401 | 407 => (403, "Forbidden".to_owned()),
+                        _ => (code, phrase(head).to_owned()),
+                    };
+                    self.respond(self.a.side, &invite, to_a, &phrase, None);
                     self.end(End::Rejected(code));
                 }
             }
         }
+    }
+
+    /// The PBX challenged the gateway's INVITE: ACK the challenge, send the
+    /// INVITE again with credentials (next CSeq, new branch, no To tag).
+    /// False when there is nothing to answer with (no credentials, another
+    /// side, a second challenge, a challenge that cannot be read): the
+    /// challenge is then a rejection like any other.
+    fn answer_challenge(&mut self, code: u16, head: &Head) -> bool {
+        let (ask, give) = if code == 401 {
+            ("WWW-Authenticate", "Authorization")
+        } else {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        };
+        let Some(creds) = self.plan.pbx_credentials.clone() else {
+            return false;
+        };
+        if self.b.side != Side::Pbx || self.b_authenticated {
+            return false;
+        }
+        let uri = self.b.remote_target.clone();
+        let Some(value) = head.get(ask).and_then(|c| {
+            pbxlink_sip::digest::answer(c, &creds, "INVITE", &uri, 1, &self.plan.id).ok()
+        }) else {
+            return false;
+        };
+        // The challenge's ACK (same branch; its To tag), then a fresh INVITE.
+        let branch = self.b_branch.clone();
+        let remote_tag = self.b.remote_tag.clone();
+        if let Some(tag) = head.get("To").and_then(|t| param(t, "tag")) {
+            self.b.remote_tag = Some(tag.to_owned());
+        }
+        self.send(self.b.side, "ACK", &branch, self.b_cseq, None);
+        self.b.remote_tag = remote_tag;
+        self.b_authenticated = true;
+        self.b_cseq += 1;
+        self.b.local_cseq = self.b_cseq;
+        self.b_branch = self.branch();
+        let invite = self.b.request(
+            "INVITE",
+            &self.b_branch,
+            self.b_cseq,
+            self.b_invite_body.as_deref(),
+        );
+        self.out.push_back(Output::Request {
+            to: self.b.side,
+            method: "INVITE".into(),
+            bytes: crate::leg::insert_headers(&invite, &format!("{give}: {value}\r\n")),
+        });
+        true
     }
 
     /// A provisional response to A's INVITE: reliable (RSeq, `Require:
@@ -1300,6 +1366,7 @@ mod tests {
             ],
             session_id: 77,
             dial: Default::default(),
+            pbx_credentials: None,
         }
     }
 
@@ -2179,6 +2246,78 @@ mod tests {
             "{to_cloud}"
         );
         assert_eq!(to_cloud.matches("a=crypto").count(), 1);
+    }
+
+    #[test]
+    fn a_pbx_challenge_is_answered_once_with_credentials() {
+        use pbxlink_sip::digest::{Algorithm, Challenger, Credentials, Verdict};
+        let creds = Credentials {
+            username: "officelinkmv5000".into(),
+            password: "trunk-secret".to_owned().into(),
+        };
+        let offer = "v=0\r\no=- 9 9 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\nm=audio 40000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:Q0xPVURDTE9VRENMT1VEQ0xPVURDTE9VRENMT1VE\r\n";
+        let (invite, body) = msg(
+            "INVITE sips:201@203.0.113.5:5061 SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.9:5061;branch=z9hG4bKc1\r\nFrom: <sips:4420@cloud.example>;tag=ct\r\nTo: <sips:201@203.0.113.5>\r\nCall-ID: cloud-1\r\nCSeq: 10 INVITE\r\nContact: <sips:ua@198.51.100.9:5061;transport=tls>\r\nContent-Type: application/sdp\r\n",
+            offer,
+        );
+        let p = Plan {
+            pbx_credentials: Some(creds.clone()),
+            ..plan()
+        };
+        let mut call = Call::incoming(Side::Cloud, &invite, &body, p).unwrap();
+        let first = text(&drain(&mut call)[1]);
+        // The PBX challenges (as the gateway's own challenger would).
+        let pbx = Challenger::new("pbx", Algorithm::Md5, creds, [9; 32]);
+        let challenge = |to: &str| {
+            let h = parse(to.as_bytes()).unwrap().head;
+            msg(
+                &format!(
+                    "SIP/2.0 401 Unauthorized\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=pbx-401\r\nCall-ID: {}\r\nCSeq: {}\r\nWWW-Authenticate: {}\r\n",
+                    h.get("Via").unwrap(),
+                    h.get("From").unwrap(),
+                    h.get("To").unwrap(),
+                    h.get("Call-ID").unwrap(),
+                    h.get("CSeq").unwrap(),
+                    pbx.challenge(100, false)
+                ),
+                "",
+            )
+        };
+        let (c, b) = challenge(&first);
+        call.on_response(Side::Pbx, &c, &b);
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Pbx <- ACK", "Pbx <- INVITE"]);
+        let (ack, again) = (text(&out[0]), text(&out[1]));
+        assert!(
+            ack.contains("CSeq: 1 ACK") && ack.contains(";tag=pbx-401"),
+            "{ack}"
+        );
+        let h = parse(again.as_bytes()).unwrap().head;
+        assert_eq!(h.get("CSeq"), Some("2 INVITE"));
+        assert!(
+            !h.get("To").unwrap().contains("tag="),
+            "a new INVITE: no To tag"
+        );
+        assert_ne!(
+            h.get("Via"),
+            parse(first.as_bytes()).unwrap().head.get("Via")
+        );
+        assert!(
+            again.contains("m=audio 28000 RTP/AVP 0"),
+            "the same offer: {again}"
+        );
+        let uri = h.start_line.split(' ').nth(1).unwrap();
+        assert_eq!(
+            pbx.verify(101, "INVITE", uri, h.get("Authorization")),
+            Verdict::Accepted
+        );
+        // A second challenge is a rejection: the cloud hears it.
+        let (c, b) = challenge(&again);
+        call.on_response(Side::Pbx, &c, &b);
+        assert_eq!(
+            sent(&drain(&mut call)),
+            ["Pbx <- ACK", "Cloud <- 403", "ended Rejected(401)"]
+        );
     }
 
     #[test]

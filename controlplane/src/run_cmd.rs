@@ -116,6 +116,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         outbound_digits: cfg.outbound_digits.clone(),
         inbound_digits: cfg.inbound_digits.clone(),
         pbx_keepalive: std::time::Duration::from_secs(cfg.pbx_keepalive_seconds),
+        pbx_credentials: cfg.pbx_auth.as_ref().map(|(_, c)| c.clone()),
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
     signalling::serve(

@@ -16,6 +16,9 @@
 //!   stripped), refused 403 with wrong ones; on SIGTERM new calls get 503
 //!   with Retry-After while the call up goes on, then it is hung up and
 //!   recorded.
+//! - A PBX that challenges the gateway (the third test, sipp
+//!   `uas_challenge.xml` checking the credentials with verifyauth) gets
+//!   them; one expecting another password refuses, and the cloud hears 403.
 
 use pbxlink_tests::baresip::Baresip;
 use pbxlink_tests::gateway::{field, final_line};
@@ -377,4 +380,88 @@ fn the_pbx_is_watched_numbers_rewritten_callers_authenticated_and_calls_drained(
         "{held}"
     );
     drop(cloud);
+}
+
+const GW3_SIP: u16 = 26_320;
+const PBX3_SIP: u16 = 26_330;
+const CLOUD3_SIP: u16 = 26_207; // baresip's TLS: 26_208
+
+#[test]
+fn a_pbx_that_challenges_the_gateway_gets_its_credentials() {
+    let work = Workdir::new("policy3");
+    let dir = &work.dir;
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
+    let tone = work.tone("tone.wav", 1000.0);
+    let mut cloud = Baresip::start(
+        &dir.join("cloud"),
+        CLOUD3_SIP,
+        &cloud_pem,
+        &ca_file,
+        "cloud",
+        &tone,
+    );
+    let pbx_extra = format!("auth_username = \"officelinkmv5000\"\nauth_password = \"{PASSWORD}\"");
+    let config = GatewayConfig {
+        lan: localhost,
+        pbx: SocketAddr::new(localhost, PBX3_SIP),
+        cloud: SocketAddr::new(localhost, CLOUD3_SIP + 1),
+        ca: &ca_file,
+        sip_port: GW3_SIP,
+        gateway: "",
+        pbx_extra: &pbx_extra,
+        cloud_extra: "",
+        sections: "",
+    }
+    .write(dir);
+    let (gw, trunk_end) = run_gateway(&Default::default(), &config);
+    // sipp as the PBX challenges the gateway's INVITE and checks the
+    // credentials it gets (peers/sipp/uas_challenge.xml).
+    let uas = |password: &str| {
+        sipp_to(
+            GW3_SIP,
+            dir,
+            "127.0.0.1",
+            PBX3_SIP,
+            26_860,
+            &[
+                "-sf",
+                &scenario("uas_challenge.xml"),
+                "-set",
+                "password",
+                password,
+                "-m",
+                "1",
+            ],
+        )
+        .spawn()
+        .expect("sipp runs")
+    };
+    let pbx = uas(PASSWORD);
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command(&format!("/dial 201@{trunk_end}"));
+    cloud.wait_count("Call established", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    cloud.command("/hangup");
+    sipp_passes(
+        pbx,
+        "the PBX's challenge answered with the right credentials",
+    );
+    gw.wait_for("call 1: media to cloud", Duration::from_secs(10));
+
+    // The same PBX expecting another password refuses the credentials
+    // (403): the call ends there, the cloud hears 403.
+    let pbx = uas("another-password");
+    std::thread::sleep(Duration::from_millis(500));
+    cloud.command(&format!("/dial 202@{trunk_end}"));
+    gw.wait_for("call 2: ended (Rejected(403))", Duration::from_secs(10));
+    let refused = pbx.wait_with_output().expect("sipp ends");
+    assert!(
+        !refused.status.success(),
+        "the wrong credentials were refused"
+    );
+    cloud.wait_for("403 Forbidden", Duration::from_secs(5));
+    let lines = gw.stop();
+    let fin = final_line(&lines);
+    assert_eq!(field(fin, "calls_ended"), 2, "{fin}");
 }

@@ -88,6 +88,8 @@ pub struct CallsConfig {
     pub inbound_digits: DigitRule,
     /// Between OPTIONS to the PBX (zero: none sent).
     pub pbx_keepalive: Duration,
+    /// Credentials for a PBX that challenges the gateway's INVITEs.
+    pub pbx_credentials: Option<pbxlink_sip::digest::Credentials>,
 }
 
 /// A call-record file is rotated past this size…
@@ -425,6 +427,7 @@ impl Calls {
                 Side::Pbx => self.cfg.outbound_digits.clone(),
                 Side::Cloud => self.cfg.inbound_digits.clone(),
             },
+            pbx_credentials: self.cfg.pbx_credentials.clone(),
         };
         let call = match Call::incoming(side, &p.head, body(msg), plan) {
             Ok(c) => c,
