@@ -6,7 +6,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use pbxlink_b2bua::call::{Call, Local, Output, Plan};
+use pbxlink_b2bua::digits::DigitRule;
 use pbxlink_b2bua::leg::Side;
+use pbxlink_sip::digest::Credentials;
 use pbxlink_sip::parse;
 use pbxlink_sip::sdp::Crypto;
 
@@ -16,7 +18,7 @@ Contact: <sip:201@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\nContent-Len
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/SAVP 8\r\n\
 a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk\r\n";
 
-fn plan() -> Plan {
+fn plan(first: u8) -> Plan {
     let local = |via: &str, scheme| Local {
         via: via.into(),
         contact: "sip:gw@10.0.0.5".into(),
@@ -34,6 +36,20 @@ fn plan() -> Plan {
                 .unwrap(),
         ],
         session_id: 1,
+        // Bit 2 of the first byte: a digit rule; bit 3: credentials for a
+        // PBX that challenges.
+        dial: if first & 4 != 0 {
+            DigitRule {
+                strip: "9".into(),
+                prepend: "+33".into(),
+            }
+        } else {
+            DigitRule::default()
+        },
+        pbx_credentials: (first & 8 != 0).then(|| Credentials {
+            username: "officelinkmv5000".into(),
+            password: "fuzz-password".to_owned().into(),
+        }),
     }
 }
 
@@ -46,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     let head = parse(invite.as_bytes()).unwrap().head;
     // Bit 1: a delayed offer (no SDP in the INVITE).
     let body: &[u8] = if first & 2 == 0 { SDP.as_bytes() } else { b"" };
-    let Ok(mut call) = Call::incoming(a, &head, body, plan()) else {
+    let Ok(mut call) = Call::incoming(a, &head, body, plan(first)) else {
         return;
     };
     let (mut up, mut ended, mut timer) = (false, false, false);

@@ -14,10 +14,12 @@
 //! - [`sdp`]: session descriptions, rewritten per leg; keys redacted.
 //! - [`stun`]: the STUN Binding that learns the public address (RFC 5389).
 //! - [`digest`]: digest authentication of the PBX trunk (RFC 3261 §22.4).
+//! - [`keepalive`]: OPTIONS keep-alives and whether the peer answers.
 
 pub mod digest;
 pub mod framing;
 pub mod grammar;
+pub mod keepalive;
 pub mod limits;
 pub mod message;
 pub mod normalize;

@@ -352,6 +352,11 @@ fn the_pbx_is_watched_numbers_rewritten_callers_authenticated_and_calls_drained(
     assert_eq!(field(fin, "refused_draining"), 1, "{fin}");
     assert_eq!(field(fin, "calls"), 4, "{fin}");
     assert_eq!(field(fin, "calls_ended"), 4, "{fin}");
+    assert_eq!(
+        (field(fin, "calls_completed"), field(fin, "calls_failed")),
+        (3, 1),
+        "by outcome: three hung up by a party, the held one by the shutdown: {fin}"
+    );
     assert!(lines.iter().any(|l| l == "shutdown: hanging up 1 call(s)"));
 
     let records: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("cdr.jsonl"))
@@ -464,4 +469,9 @@ fn a_pbx_that_challenges_the_gateway_gets_its_credentials() {
     let lines = gw.stop();
     let fin = final_line(&lines);
     assert_eq!(field(fin, "calls_ended"), 2, "{fin}");
+    assert_eq!(
+        (field(fin, "calls_completed"), field(fin, "calls_rejected")),
+        (1, 1),
+        "{fin}"
+    );
 }

@@ -6,10 +6,9 @@
 
 use super::Counters;
 use super::core::Peer;
-use super::pbx_watch::{Liveness, PbxWatch, WatchOutput};
 use super::reliability::{Due, Received, Reliability};
 use crate::cdr::{Cdr, CdrLog, Flow, rfc3339};
-use pbxlink_b2bua::call::{Call, Local, Output, PayloadTypes, Plan};
+use pbxlink_b2bua::call::{Call, End, Local, Output, PayloadTypes, Plan};
 use pbxlink_b2bua::digits::{self, DigitRule};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
@@ -21,6 +20,7 @@ use pbxlink_dataplane::ports::PortPool;
 use pbxlink_dataplane::ptmap::PayloadTypeMap;
 use pbxlink_dataplane::relay::{MediaDirection, RelayEvent, RelaySpec};
 use pbxlink_dataplane::srtp::Suite;
+use pbxlink_sip::keepalive::{self, Liveness, PbxWatch, WatchOutput};
 use pbxlink_sip::message::Parsed;
 use pbxlink_sip::normalize::Head;
 use pbxlink_sip::sdp::Crypto;
@@ -538,7 +538,7 @@ impl Calls {
                             2,
                             format!(
                                 "status: Lost trunk connection to PBX (no answer to {} OPTIONS in a row from {})",
-                                super::pbx_watch::MISSES,
+                                keepalive::MISSES,
                                 self.cfg.pbx_addr
                             ),
                         ),
@@ -843,6 +843,14 @@ impl Calls {
                 }
                 Output::Ended(why) => {
                     println!("call {id}: ended ({why:?})");
+                    let c = &self.counters;
+                    let outcome = match why {
+                        End::Hangup(_) => &c.calls_completed,
+                        End::Cancelled => &c.calls_cancelled,
+                        End::Rejected(_) => &c.calls_rejected,
+                        End::Failed(_) => &c.calls_failed,
+                    };
+                    outcome.fetch_add(1, Ordering::Relaxed);
                     let a = &self.active[&id];
                     let (from, to) = a.call.parties();
                     let cdr = Cdr {

@@ -13,7 +13,6 @@ mod calls;
 mod core;
 mod dns;
 pub mod pbx_link;
-mod pbx_watch;
 mod reliability;
 mod stream;
 mod tls;
@@ -154,6 +153,14 @@ pub struct Counters {
     calls: AtomicU64,
     calls_refused: AtomicU64,
     calls_ended: AtomicU64,
+    /// Calls that ended by a BYE from either side (answered, then hung up).
+    calls_completed: AtomicU64,
+    /// Calls the caller cancelled before the answer.
+    calls_cancelled: AtomicU64,
+    /// Calls the callee refused.
+    calls_rejected: AtomicU64,
+    /// Calls the gateway ended (media timeout, no ACK, shutdown, …).
+    calls_failed: AtomicU64,
     calls_unrouted: AtomicU64,
     media_timeouts: AtomicU64,
     relays_failed: AtomicU64,
@@ -211,6 +218,10 @@ impl Counters {
             ("calls", &self.calls),
             ("calls_refused", &self.calls_refused),
             ("calls_ended", &self.calls_ended),
+            ("calls_completed", &self.calls_completed),
+            ("calls_cancelled", &self.calls_cancelled),
+            ("calls_rejected", &self.calls_rejected),
+            ("calls_failed", &self.calls_failed),
             ("calls_unrouted", &self.calls_unrouted),
             ("media_timeouts", &self.media_timeouts),
             ("relays_failed", &self.relays_failed),

@@ -1,16 +1,16 @@
-//! Whether the PBX answers: an OPTIONS every interval (the keep-alive SIP
-//! trunks exchange both ways; the PBX's own are answered by the core),
-//! each in a client transaction (retransmitted over UDP, RFC 3261
-//! §17.1.2), and the trunk's state from the answers. Any response means
-//! the PBX is there (a PBX may answer OPTIONS 403 or 405 and still take
-//! calls); [`MISSES`] OPTIONS in a row unanswered by the time the next one
-//! is due mean it is not: the status `Lost trunk connection to PBX`
-//! (SPEC §7), cleared by the next answer. Sans-IO: time is an input,
-//! messages and state changes are outputs; the node carries them.
+//! Whether a peer answers (the gateway watching its PBX): an OPTIONS every
+//! interval (the keep-alive SIP trunks exchange both ways), each in a
+//! client transaction (retransmitted over UDP, RFC 3261 §17.1.2), and the
+//! peer's state from the answers. Any response means the peer is there (a
+//! PBX may answer OPTIONS 403 or 405 and still take calls); [`MISSES`]
+//! OPTIONS in a row unanswered by the time the next one is due mean it is
+//! not — for the PBX, the status `Lost trunk connection to PBX` (SPEC §7),
+//! cleared by the next answer. Sans-IO: time is an input, messages and
+//! state changes are outputs; the node carries them.
 
-use pbxlink_sip::message::status_code;
-use pbxlink_sip::normalize::Head;
-use pbxlink_sip::transaction::{ClientKey, NonInviteClient, Output, Timers, Transport, client_key};
+use crate::message::status_code;
+use crate::normalize::Head;
+use crate::transaction::{ClientKey, NonInviteClient, Output, Timers, Transport, client_key};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -178,7 +178,7 @@ impl PbxWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pbxlink_sip::parse;
+    use crate::parse;
 
     fn answer(request: &[u8], code: u16) -> Head {
         let h = parse(request).unwrap().head;
