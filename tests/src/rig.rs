@@ -2,7 +2,7 @@
 //! audio files, a test CA and the cloud's certificate, the gateway's
 //! configuration file and its start, and reading its call lines.
 
-use crate::baresip::{self, Place};
+use crate::baresip::{self, Baresip, Place};
 use crate::gateway::Gateway;
 use crate::pki::TestCa;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +43,23 @@ impl Workdir {
         let pem = self.dir.join("cloud.pem");
         std::fs::write(&pem, format!("{cert}{key}")).unwrap();
         (ca_file, pem)
+    }
+
+    /// The cloud on loopback: a test CA, and baresip answering `cloud` over
+    /// TLS on `port`+1 with SRTP, playing a 1 kHz tone. Returns it and the
+    /// CA file the gateway must trust.
+    pub fn cloud(&self, port: u16) -> (Baresip, PathBuf) {
+        let (ca_file, cloud_pem) = self.cloud_pki(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let tone = self.tone("tone.wav", 1000.0);
+        let cloud = Baresip::start(
+            &self.dir.join("cloud"),
+            port,
+            &cloud_pem,
+            &ca_file,
+            "cloud",
+            &tone,
+        );
+        (cloud, ca_file)
     }
 
     /// A 30 s tone file at `freq` Hz.

@@ -17,7 +17,6 @@
 //! backend. Not explained yet; the test prints the count and fails past 5 %
 //! of the packets sent to the cloud.
 
-use pbxlink_tests::baresip::Baresip;
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway};
 use std::collections::HashMap;
@@ -34,16 +33,7 @@ fn a_hundred_concurrent_calls_cross_with_audio_and_complete_records() {
     let work = Workdir::new("hundred");
     let dir = &work.dir;
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
-    let tone = work.tone("tone.wav", 1000.0);
-    let cloud = Baresip::start(
-        &dir.join("cloud"),
-        CLOUD_SIP,
-        &cloud_pem,
-        &ca_file,
-        "cloud",
-        &tone,
-    );
+    let (cloud, ca_file) = work.cloud(CLOUD_SIP);
     let config = GatewayConfig {
         lan: localhost,
         pbx: SocketAddr::new(localhost, PBX_SIP),

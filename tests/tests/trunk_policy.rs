@@ -64,16 +64,7 @@ fn only_the_pbx_is_served_and_past_the_limit_only_emergency_calls_are() {
     let work = Workdir::new("policy");
     let dir = &work.dir;
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
-    let tone = work.tone("tone.wav", 1000.0);
-    let mut cloud = Baresip::start(
-        &dir.join("cloud"),
-        CLOUD_SIP,
-        &cloud_pem,
-        &ca_file,
-        "cloud",
-        &tone,
-    );
+    let (mut cloud, ca_file) = work.cloud(CLOUD_SIP);
     let config = GatewayConfig {
         lan: localhost,
         pbx: SocketAddr::new(localhost, PBX_SIP),
@@ -206,16 +197,7 @@ fn the_pbx_is_watched_numbers_rewritten_callers_authenticated_and_calls_drained(
     let work = Workdir::new("policy2");
     let dir = &work.dir;
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
-    let tone = work.tone("tone.wav", 1000.0);
-    let mut cloud = Baresip::start(
-        &dir.join("cloud"),
-        CLOUD2_SIP,
-        &cloud_pem,
-        &ca_file,
-        "cloud",
-        &tone,
-    );
+    let (mut cloud, ca_file) = work.cloud(CLOUD2_SIP);
     let pbx_extra = format!(
         "keepalive_seconds = 1\nauth_username = \"officelinkmv5000\"\nauth_password = \"{PASSWORD}\""
     );
@@ -396,16 +378,7 @@ fn a_pbx_that_challenges_the_gateway_gets_its_credentials() {
     let work = Workdir::new("policy3");
     let dir = &work.dir;
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let (ca_file, cloud_pem) = work.cloud_pki(localhost);
-    let tone = work.tone("tone.wav", 1000.0);
-    let mut cloud = Baresip::start(
-        &dir.join("cloud"),
-        CLOUD3_SIP,
-        &cloud_pem,
-        &ca_file,
-        "cloud",
-        &tone,
-    );
+    let (mut cloud, ca_file) = work.cloud(CLOUD3_SIP);
     let pbx_extra = format!("auth_username = \"officelinkmv5000\"\nauth_password = \"{PASSWORD}\"");
     let config = GatewayConfig {
         lan: localhost,
