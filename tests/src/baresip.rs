@@ -43,6 +43,11 @@ impl Place {
 }
 
 /// G.711 only: the gateway relays without transcoding.
+/// baresip's RTP ports: away from the gateway's relay ports (profile
+/// `max`: 16384-32767, 61000-65534) and from the media ports sipp names in
+/// its SDP without binding them (`-mp` and up, 2 per call), which baresip
+/// could otherwise bind and then receive another call's plain RTP.
+const RTP_PORTS: &str = "40000-40999";
 const CODECS: &str = "audio_codecs=PCMA/8000/1,PCMU/8000/1";
 
 /// A running baresip.
@@ -191,7 +196,7 @@ impl Baresip {
         let recordings = dir.join("rec");
         std::fs::create_dir_all(&recordings).unwrap();
         let config = format!(
-            "poll_method epoll\nsip_listen {addr}:{port}\ncall_max_calls 128\n{tls}\
+            "poll_method epoll\nsip_listen {addr}:{port}\ncall_max_calls 128\nrtp_ports {RTP_PORTS}\n{tls}\
              audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
              module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule srtp.so\n\
              module aufile.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {}\n",

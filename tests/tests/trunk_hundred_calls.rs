@@ -5,17 +5,18 @@
 //! only if sipp reports 100 successful calls and none failed, the data
 //! plane ran 100 relays at once, every call's audio reached the cloud and
 //! came back (each relay's final counters; every packet from the cloud
-//! authenticated at the gateway), baresip's recordings hold the PBX's
-//! audio (one file per second of answer, as its sndfile module names
-//! them), and the call records are complete — one per call, answered,
-//! ended by the PBX — and agree with the relays.
+//! authenticated at the gateway, and baresip failed to decrypt none of
+//! what it got), baresip's recordings hold the PBX's audio (one file per
+//! second of answer, as its sndfile module names them), and the call
+//! records are complete — one per call, answered, ended by the PBX — and
+//! agree with the relays.
 //!
-//! Open finding: in about one run in three, baresip reports SRTP
-//! authentication failures on one to three of the 100 streams it receives
-//! (hundreds of packets), while a capture shows each relay sending only to
-//! its own call's port, in full-size packets, with either data-plane
-//! backend. Not explained yet; the test prints the count and fails past 5 %
-//! of the packets sent to the cloud.
+//! All peers share one host here, so their media ports must not meet:
+//! sipp names a port per call in its SDP without binding it; when baresip
+//! had bound the same port for another call, the relay's plain RTP toward
+//! "the PBX" reached baresip, which counted it as SRTP failures (found by
+//! capturing every relay's output and decrypting it with libsrtp: all
+//! valid).
 
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway};
@@ -51,7 +52,9 @@ fn a_hundred_concurrent_calls_cross_with_audio_and_complete_records() {
     // 100 calls placed at 20 per second, each about 9 s long: all up at once.
     let pbx = Command::new("sipp")
         .args(["-i", "127.0.0.1", "-p", &PBX_SIP.to_string()])
-        .args(["-mp", "26800", "-nostdin", "-aa"])
+        // sipp names a media port per call from -mp up (2 apart) without
+        // binding it: outside the gateway's relay ports and baresip's.
+        .args(["-mp", "44000", "-nostdin", "-aa"])
         .args(["-sn", "uac_pcap", "-s", "cloud"])
         .args(["-m", &CALLS.to_string(), "-l", &CALLS.to_string()])
         .args(["-r", "20", "-timeout", "60s", "-timeout_error"])
@@ -163,11 +166,7 @@ fn a_hundred_concurrent_calls_cross_with_audio_and_complete_records() {
     for l in failures.iter().take(3) {
         println!("baresip: {l}");
     }
-    assert!(
-        (failures.len() as u64) * 20 < total_to_cloud,
-        "baresip failed to decrypt {} of {total_to_cloud} packets",
-        failures.len()
-    );
+    assert!(failures.is_empty(), "baresip failed to decrypt packets");
 
     // One record per call, consistent with the relays.
     let records: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("cdr.jsonl"))
