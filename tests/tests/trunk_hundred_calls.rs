@@ -99,6 +99,7 @@ fn a_hundred_concurrent_calls_cross_with_audio_and_complete_records() {
     assert_eq!(field(fin, "calls_ended"), CALLS as u64, "{fin}");
     assert_eq!(field(fin, "calls_refused"), 0, "{fin}");
     assert_eq!(field(fin, "calls_completed"), CALLS as u64, "{fin}");
+    assert_eq!(field(fin, "responses_unmatched"), 0, "{fin}");
     let peak = lines
         .iter()
         .filter_map(|l| l.strip_prefix("data plane: "))

@@ -149,7 +149,14 @@ pub struct Calls {
     watch: Option<PbxWatch>,
     /// While the gateway drains (shutting down): until when.
     draining: Option<Instant>,
+    /// Call-IDs of calls ended in the last [`LINGER`], by side: the
+    /// answers to their last requests (the BYE's 200) still come.
+    ended: HashMap<(Side, String), Instant>,
 }
+
+/// How long an ended call's Call-IDs still claim late responses (Timer F's
+/// 64 × T1).
+const LINGER: Duration = Duration::from_secs(32);
 
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -227,6 +234,7 @@ impl Calls {
             ),
             cdrs_pending: HashMap::new(),
             draining: None,
+            ended: HashMap::new(),
             reliable: Reliability::default(),
             watch: (!cfg.pbx_keepalive.is_zero()).then(|| {
                 PbxWatch::new(
@@ -503,7 +511,17 @@ impl Calls {
             }
         }
         let Some(id) = self.find(side, &p.head) else {
-            return false;
+            let late = p
+                .head
+                .get("Call-ID")
+                .is_some_and(|c| self.ended.contains_key(&(side, c.to_owned())));
+            if late {
+                // The BYE's answer after the call ended: expected, absorbed.
+                self.counters
+                    .responses_after_end
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return late;
         };
         if let Some(a) = self.active.get_mut(&id) {
             a.call.on_response(side, &p.head, body(msg));
@@ -553,6 +571,8 @@ impl Calls {
     /// Data-plane events: a media timeout hangs its call up; the workers'
     /// relay counts are printed when they change. The PBX watch's timers.
     pub fn tick(&mut self, now: Instant) {
+        self.ended
+            .retain(|_, at| now.saturating_duration_since(*at) < LINGER);
         if let Some(w) = &mut self.watch {
             w.handle_timeout(now);
         }
@@ -895,7 +915,13 @@ impl Calls {
                         self.ports.give_back(now, port);
                     }
                 }
-                self.index.retain(|_, v| *v != id);
+                let ended = &mut self.ended;
+                self.index.retain(|k, v| {
+                    if *v == id {
+                        ended.insert(k.clone(), now);
+                    }
+                    *v != id
+                });
                 self.counters.calls_ended.fetch_add(1, Ordering::Relaxed);
             }
         }

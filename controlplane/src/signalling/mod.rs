@@ -136,6 +136,8 @@ pub struct Counters {
     dropped: AtomicU64,
     responses_ignored: AtomicU64,
     responses_unmatched: AtomicU64,
+    /// Responses for calls that had just ended (the BYE's 200), absorbed.
+    responses_after_end: AtomicU64,
     retransmissions: AtomicU64,
     stateless: AtomicU64,
     acks_unmatched: AtomicU64,
@@ -201,6 +203,7 @@ impl Counters {
             ("dropped", &self.dropped),
             ("responses_ignored", &self.responses_ignored),
             ("responses_unmatched", &self.responses_unmatched),
+            ("responses_after_end", &self.responses_after_end),
             ("retransmissions", &self.retransmissions),
             ("stateless", &self.stateless),
             ("acks_unmatched", &self.acks_unmatched),
