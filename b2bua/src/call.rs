@@ -1151,7 +1151,11 @@ impl Call {
         // The challenge's ACK (same branch; its To tag), then a fresh INVITE.
         let branch = self.b_branch.clone();
         let remote_tag = self.b.remote_tag.clone();
-        if let Some(tag) = head.get("To").and_then(|t| param(t, "tag")) {
+        if let Some(tag) = head
+            .get("To")
+            .and_then(|t| param(t, "tag"))
+            .filter(|t| !t.is_empty())
+        {
             self.b.remote_tag = Some(tag.to_owned());
         }
         self.send(self.b.side, "ACK", &branch, self.b_cseq, None);

@@ -127,7 +127,9 @@ impl Leg {
             side,
             call_id: invite.get("Call-ID")?.to_owned(),
             local_tag,
-            remote_tag: param(from, "tag").map(str::to_owned),
+            remote_tag: param(from, "tag")
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
             local_uri: without_tag(to),
             remote_uri: without_tag(from),
             remote_target: target,
@@ -141,7 +143,12 @@ impl Leg {
 
     /// Learns the dialog from a response to the gateway's INVITE (UAC).
     pub fn learn(&mut self, response: &Head) {
-        if let Some(tag) = response.get("To").and_then(|t| param(t, "tag")) {
+        // A tag without a value is no tag (and `;tag=` would not parse).
+        if let Some(tag) = response
+            .get("To")
+            .and_then(|t| param(t, "tag"))
+            .filter(|t| !t.is_empty())
+        {
             self.remote_tag = Some(tag.to_owned());
         }
         // A Contact the gateway cannot send to is ignored (the target stays).
@@ -264,6 +271,8 @@ mod tests {
             "URI parameters are not the field's"
         );
         assert_eq!(param("sip:a@b;tag=7", "tag"), Some("7"));
+        // A valueless tag is read as empty; legs take it as no tag.
+        assert_eq!(param("<sip:a@b>;tag;rt", "tag"), Some(""));
         assert_eq!(
             uri_of("\"A\" <sip:a@b:5060;transport=tcp>;tag=1"),
             "sip:a@b:5060;transport=tcp"
