@@ -123,11 +123,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         &listen,
         Some(B2buaSetup {
             plane,
-            ports: PortPool::new(&spec.port_ranges).starting_at({
-                let mut b = [0u8; 4];
-                getrandom::fill(&mut b).expect("the OS random source");
-                u32::from_be_bytes(b) as usize
-            }),
+            ports: PortPool::new(&spec.port_ranges)
+                .starting_at(u32::from_be_bytes(signalling::random()) as usize),
             config: calls,
             cdrs: cfg.cdr_file.clone(),
             drain: cfg.drain,
@@ -138,9 +135,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 networks: Networks::new(cfg.trusted.clone()),
                 reject: cfg.reject_untrusted,
                 auth: cfg.pbx_auth.clone().map(|(realm, creds)| {
-                    let mut secret = [0u8; 32];
-                    getrandom::fill(&mut secret).expect("the OS random source");
-                    Challenger::new(&realm, Algorithm::Md5, creds, secret)
+                    Challenger::new(&realm, Algorithm::Md5, creds, signalling::random())
                 }),
             }),
         }),

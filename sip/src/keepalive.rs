@@ -52,6 +52,8 @@ pub struct PbxWatch {
     state: Liveness,
     cseq: u32,
     tag: String,
+    /// The Call-ID of every OPTIONS (late answers are known by it).
+    call_id: String,
     out: VecDeque<WatchOutput>,
 }
 
@@ -81,6 +83,10 @@ impl PbxWatch {
             state: Liveness::Unknown,
             cseq: 0,
             tag: tag.to_owned(),
+            call_id: format!(
+                "keepalive-{tag}@{}",
+                via.rsplit(' ').next().unwrap_or_default()
+            ),
             out: VecDeque::new(),
         }
     }
@@ -96,11 +102,12 @@ impl PbxWatch {
         let sent_by = self.via.rsplit(' ').next().unwrap_or_default();
         format!(
             "OPTIONS sip:{pbx} SIP/2.0\r\nVia: {via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:pbxlink@{sent_by}>;tag={tag}\r\nTo: <sip:{pbx}>\r\nCall-ID: keepalive-{tag}@{sent_by}\r\n\
+             From: <sip:pbxlink@{sent_by}>;tag={tag}\r\nTo: <sip:{pbx}>\r\nCall-ID: {call_id}\r\n\
              CSeq: {cseq} OPTIONS\r\nUser-Agent: pbxlink\r\nContent-Length: 0\r\n\r\n",
             pbx = self.pbx,
             via = self.via,
             tag = self.tag,
+            call_id = self.call_id,
             cseq = self.cseq,
         )
         .into_bytes()
@@ -153,9 +160,7 @@ impl PbxWatch {
             client_key(head).is_some_and(|k| self.pending.as_ref().is_some_and(|(p, _)| *p == k));
         if !ours {
             // A late answer to an OPTIONS already given up on is still ours.
-            return head
-                .get("Call-ID")
-                .is_some_and(|c| c.starts_with(&format!("keepalive-{}@", self.tag)));
+            return head.get("Call-ID").is_some_and(|c| c == self.call_id);
         }
         let code = status_code(&head.start_line);
         if let Some((_, tx)) = &mut self.pending {

@@ -158,10 +158,16 @@ pub struct Calls {
 /// 64 × T1).
 const LINGER: Duration = Duration::from_secs(32);
 
-fn random<const N: usize>() -> [u8; N] {
+/// `N` bytes from the OS's random source.
+pub fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("the OS random source");
     b
+}
+
+/// `N` random bytes in hex: tokens for Call-IDs, tags and branches.
+fn hex_token<const N: usize>() -> String {
+    random::<N>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A fresh SDES key for `suite`.
@@ -243,10 +249,7 @@ impl Calls {
                     cfg.pbx_addr,
                     &cfg.pbx.via,
                     cfg.pbx_tcp.is_some(),
-                    &random::<6>()
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<String>(),
+                    &hex_token::<6>(),
                 )
             }),
             active: HashMap::new(),
@@ -413,7 +416,7 @@ impl Calls {
             .enumerate()
             .filter_map(|(i, s)| fresh_key(i as u32 + 1, *s))
             .collect();
-        let token: String = random::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        let token = hex_token::<8>();
         // Toward the cloud the gateway is the trunk connection's end. The
         // Contact says sip:…;transport=tls, not sips: (libre, under baresip
         // and other clouds' SBCs, will not send in-dialog requests to a
@@ -680,25 +683,26 @@ impl Calls {
             // The call's SDP already names these ports: it cannot go on
             // without them. Ports another process holds rest and are counted.
             self.counters.relays_failed.fetch_add(1, Ordering::Relaxed);
-            if let Some(a) = self.active.get_mut(&id) {
-                println!("call {id}: relay could not be set up ({reason:?}); hanging up");
-                a.relay = false;
-                a.relayed = false;
-                if matches!(reason, pbxlink_dataplane::control::AddFailure::Bind { .. }) {
-                    let (lan, cloud) = (a.lan_port, a.cloud_port);
-                    // Given back as unbindable now; the call's end gives
-                    // nothing back twice (its ports are marked taken away).
-                    a.lan_port = 0;
-                    a.cloud_port = 0;
-                    self.ports.unbindable(now, lan);
-                    self.ports.unbindable(now, cloud);
-                    self.counters
-                        .ports_unbindable
-                        .fetch_add(2, Ordering::Relaxed);
-                }
-                a.call.hang_up("relay could not be set up");
-                self.flush(now, id);
+            let Some(a) = self.active.get_mut(&id) else {
+                continue;
+            };
+            println!("call {id}: relay could not be set up ({reason:?}); hanging up");
+            a.relay = false;
+            a.relayed = false;
+            a.call.hang_up("relay could not be set up");
+            let taken =
+                matches!(reason, pbxlink_dataplane::control::AddFailure::Bind { .. }).then(|| {
+                    // Set aside now; the call's end gives nothing back twice
+                    // (its ports are marked taken away).
+                    let pairs = (a.lan_port, a.cloud_port);
+                    (a.lan_port, a.cloud_port) = (0, 0);
+                    pairs
+                });
+            if let Some((lan, cloud)) = taken {
+                self.set_aside(now, lan);
+                self.set_aside(now, cloud);
             }
+            self.flush(now, id);
         }
         for id in timed_out {
             if let Some(a) = self.active.get_mut(&id) {
@@ -991,12 +995,18 @@ impl Calls {
             if free(p) && free(p + 1) {
                 return Some(p);
             }
-            self.counters
-                .ports_unbindable
-                .fetch_add(1, Ordering::Relaxed);
-            self.ports.unbindable(now, p);
+            self.set_aside(now, p);
         }
         None
+    }
+
+    /// Sets a pair another process holds aside (it rests like a freed
+    /// one); the counter shows the pool's count.
+    fn set_aside(&mut self, now: Instant, rtp_port: u16) {
+        self.ports.unbindable(now, rtp_port);
+        self.counters
+            .ports_unbindable
+            .store(self.ports.unbindable_count(), Ordering::Relaxed);
     }
 
     /// Calls in progress.

@@ -402,7 +402,7 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-pub use calls::{CallsConfig, CloudPath};
+pub use calls::{CallsConfig, CloudPath, random};
 pub use core::Trust;
 
 /// The (UDP/TCP, TLS) ports of a listener role named in a configuration.
