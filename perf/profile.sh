@@ -16,7 +16,7 @@ CALLS="${1:-500}"
 SECONDS_RUN="${2:-5}"
 cargo build --release --quiet -p pbxlink -p pbxlink-bench
 mkdir -p target/perf
-./target/release/capacity --target pbxlink --calls "$CALLS" --seconds $((SECONDS_RUN + 4)) > target/perf/capacity.txt 2>&1 &
+./target/release/capacity --target pbxlink --pbxlink-backend "${BACKEND:-uring}" --calls "$CALLS" --seconds $((SECONDS_RUN + 4)) > target/perf/capacity.txt 2>&1 &
 harness=$!
 for _ in $(seq 50); do
     pid=$(pgrep -f "pbxlink relay" | head -1 || true)

@@ -52,9 +52,12 @@ pub struct RelayArgs {
     /// Exit after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
-    /// I/O backend: uring or epoll (default: uring where the kernel allows it).
+    /// I/O backend: uring, epoll or xdp (default: uring where the kernel allows it).
     #[arg(long, value_parser = parse_backend)]
     backend: Option<Backend>,
+    /// Interface the xdp backend diverts relay traffic on.
+    #[arg(long, default_value = "lo")]
+    xdp_interface: String,
     /// Networks media may come from and go to (repeatable). Default: loopback only.
     #[arg(long = "allow-net")]
     allow_net: Vec<Prefix>,
@@ -76,7 +79,8 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
     match s {
         "uring" | "io_uring" => Ok(Backend::Uring),
         "epoll" => Ok(Backend::Epoll),
-        _ => Err(format!("unknown backend {s:?}: use uring or epoll")),
+        "xdp" => Ok(Backend::Xdp),
+        _ => Err(format!("unknown backend {s:?}: use uring, epoll or xdp")),
     }
 }
 
@@ -93,6 +97,8 @@ fn totals(workers: &BTreeMap<usize, WorkerStats>) -> WorkerStats {
         t.events_dropped += w.events_dropped;
         t.multishot_completions += w.multishot_completions;
         t.provided_buffer_completions += w.provided_buffer_completions;
+        t.xdp_sent += w.xdp_sent;
+        t.tx_kicks_failed += w.tx_kicks_failed;
     }
     t
 }
@@ -146,6 +152,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         backend: args.backend,
         max_relays_per_worker: (args.calls as usize).max(16),
         dscp: args.dscp,
+        xdp_interface: args.xdp_interface.clone(),
         ..DataPlaneConfig::default()
     };
     let mut plane = DataPlane::start(&config, &resources)?;
@@ -223,7 +230,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
             next_line += Duration::from_secs(1);
             let t = totals(&workers);
             println!(
-                "stats t={}s relays={} received={} sent={} kernel_drops={} enobufs={} multishot={} provided_buffers={} drops: {}",
+                "stats t={}s relays={} received={} sent={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_sent={} drops: {}",
                 now.duration_since(started).as_secs(),
                 t.relays,
                 t.received,
@@ -232,6 +239,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
                 t.enobufs,
                 t.multishot_completions,
                 t.provided_buffer_completions,
+                t.xdp_sent,
                 drops_text(&t.drops)
             );
         }
@@ -255,7 +263,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     }
     let t = totals(&workers);
     println!(
-        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} multishot={} provided_buffers={} drops: {}",
+        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_sent={} xdp_kicks_failed={} drops: {}",
         finals.len(),
         sum.lan_to_cloud.rtp_out,
         sum.lan_to_cloud.rtcp_out,
@@ -265,6 +273,8 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         t.enobufs,
         t.multishot_completions,
         t.provided_buffer_completions,
+        t.xdp_sent,
+        t.tx_kicks_failed,
         drops_text(&drops)
     );
     if failed > 0 {

@@ -10,6 +10,7 @@ use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
 use pbxlink_dataplane::net::Networks;
 use pbxlink_dataplane::ports::PortPool;
 use pbxlink_dataplane::profile::{Profile, Resources};
+use pbxlink_dataplane::xdp::program::interface_holding;
 use pbxlink_sip::digest::{Algorithm, Challenger};
 use pbxlink_sip::resolve::Transport;
 use std::net::SocketAddr;
@@ -28,6 +29,10 @@ pub struct RunArgs {
     /// Data-plane backend (default: io_uring when the kernel allows it).
     #[arg(long, value_parser = crate::relay_cmd::parse_backend)]
     backend: Option<Backend>,
+    /// Interface the xdp backend diverts relay traffic on (default: the
+    /// one holding the LAN address, where relays bind).
+    #[arg(long)]
+    xdp_interface: Option<String>,
 }
 
 /// Runs `pbxlink run`.
@@ -45,6 +50,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             backend: args.backend,
             // Each relay holds 4 ports: no worker needs more than the pool.
             max_relays_per_worker: (spec.call_limit as usize).clamp(16, 4096),
+            xdp_interface: args
+                .xdp_interface
+                .clone()
+                .or_else(|| interface_holding(cfg.lan_address))
+                .unwrap_or_else(|| "lo".to_string()),
             ..DataPlaneConfig::default()
         },
         &resources,

@@ -110,7 +110,8 @@ pub struct WorkerStats {
     pub drops: DropCounters,
     /// Receives re-armed because the provided-buffer ring ran dry.
     pub enobufs: u64,
-    /// Datagrams the kernel dropped on full socket queues (SO_RXQ_OVFL).
+    /// Datagrams the kernel dropped: on full socket queues (SO_RXQ_OVFL),
+    /// or the AF_XDP socket's full rings and refused frames (xdp backend).
     pub kernel_drops: u64,
     /// Datagrams for a relay that was already gone.
     pub stray: u64,
@@ -124,6 +125,12 @@ pub struct WorkerStats {
     /// Receive completions that carried a provided buffer (io_uring: proof
     /// the provided-buffer ring is in use).
     pub provided_buffer_completions: u64,
+    /// Datagrams sent as frames on the AF_XDP TX ring (xdp backend: proof
+    /// the fast path carries them; the rest left by their socket).
+    pub xdp_sent: u64,
+    /// AF_XDP send kicks the kernel refused (xdp backend; the frames stay
+    /// queued for the next).
+    pub tx_kicks_failed: u64,
 }
 
 /// Something a worker reports.

@@ -17,6 +17,9 @@ pub enum Backend {
     Uring,
     /// epoll with recvmmsg/sendmmsg.
     Epoll,
+    /// AF_XDP: an XDP program diverts relay traffic on one interface to
+    /// the worker, past the kernel's socket path (see `worker::xdp`).
+    Xdp,
 }
 
 impl std::fmt::Display for Backend {
@@ -24,6 +27,7 @@ impl std::fmt::Display for Backend {
         f.write_str(match self {
             Backend::Uring => "io_uring",
             Backend::Epoll => "epoll",
+            Backend::Xdp => "xdp",
         })
     }
 }
@@ -41,6 +45,9 @@ pub struct DataPlaneConfig {
     pub buffers_per_worker: u16,
     /// DSCP of RTP sockets (46 = EF).
     pub dscp: u8,
+    /// The interface the xdp backend diverts relay traffic on (the one
+    /// holding the relays' address).
+    pub xdp_interface: String,
 }
 
 impl Default for DataPlaneConfig {
@@ -51,6 +58,7 @@ impl Default for DataPlaneConfig {
             max_relays_per_worker: 4096,
             buffers_per_worker: 4096,
             dscp: 46,
+            xdp_interface: "lo".to_string(),
         }
     }
 }
@@ -72,6 +80,26 @@ pub enum StartError {
         "io_uring is not usable here ({0}); run with the epoll backend (--backend epoll) or allow io_uring"
     )]
     UringUnavailable(std::io::Error),
+    /// The xdp backend cannot run here.
+    #[error(
+        "the xdp backend cannot divert traffic on {interface:?} ({source}); it needs root (CAP_NET_ADMIN, CAP_BPF) and the interface, or use --backend uring"
+    )]
+    XdpUnavailable {
+        /// The interface asked for.
+        interface: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// More workers than the xdp backend can give receive queues.
+    #[error(
+        "the xdp backend runs one worker per receive queue of {interface:?}; the profile asks for {workers} (use the small profile or --backend uring)"
+    )]
+    XdpWorkers {
+        /// The interface.
+        interface: String,
+        /// Workers the profile asks for.
+        workers: usize,
+    },
 }
 
 /// The running data plane.
@@ -99,6 +127,21 @@ impl DataPlane {
                 Backend::Uring
             }
             Some(Backend::Epoll) => Backend::Epoll,
+            Some(Backend::Xdp) => {
+                if workers > 1 {
+                    return Err(StartError::XdpWorkers {
+                        interface: config.xdp_interface.clone(),
+                        workers,
+                    });
+                }
+                worker::xdp::probe(&config.xdp_interface).map_err(|source| {
+                    StartError::XdpUnavailable {
+                        interface: config.xdp_interface.clone(),
+                        source,
+                    }
+                })?;
+                Backend::Xdp
+            }
             None => match worker::uring::probe() {
                 Ok(_) => Backend::Uring,
                 Err(_) => Backend::Epoll,
@@ -107,6 +150,7 @@ impl DataPlane {
         let features = match backend {
             Backend::Uring => worker::uring::probe().unwrap_or_default(),
             Backend::Epoll => Vec::new(),
+            Backend::Xdp => vec!["xdp generic", "af_xdp copy"],
         };
         // Four sockets per relay, plus slack for the process.
         let _ =
@@ -131,6 +175,7 @@ impl DataPlane {
                 dscp: config.dscp,
             };
             let ch = channel.clone();
+            let interface = config.xdp_interface.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("pbxlink-dp{index}"))
                 .spawn(move || {
@@ -141,6 +186,7 @@ impl DataPlane {
                     let r = match backend {
                         Backend::Uring => worker::uring::run(core),
                         Backend::Epoll => worker::epoll::run(core),
+                        Backend::Xdp => worker::xdp::run(core, &interface),
                     };
                     let _ = ch.events.push(Event::Stopped { worker: index });
                     r

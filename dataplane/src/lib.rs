@@ -29,6 +29,7 @@ mod sys;
 pub mod telephone_event;
 pub mod udp_batch;
 pub mod worker;
+pub mod xdp;
 
 pub use direction::{CloudToLan, DirectionConfig, DirectionCounters, LanToCloud};
 pub use drops::{DropCounters, DropReason};

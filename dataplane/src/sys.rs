@@ -231,3 +231,16 @@ pub fn std_to_sockaddr(
         }
     }
 }
+
+/// Waits up to `timeout` for any of `fds` to become ready (poll(2)).
+/// Interrupted or failed waits return early; the caller's loop goes on.
+pub fn poll(fds: &mut [libc::pollfd], timeout: std::time::Duration) {
+    // SAFETY: fds is a valid, writable array of its length for the call.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis().min(i32::MAX as u128) as i32,
+        )
+    };
+}

@@ -59,6 +59,7 @@ fn rig(backend: Backend, buffers: u16, suite: Suite, id: u64, port: u16) -> Rig 
         max_relays_per_worker: 8,
         buffers_per_worker: buffers,
         dscp: 46,
+        ..DataPlaneConfig::default()
     };
     let mut plane = DataPlane::start(&config, &Resources::detect()).unwrap();
     let spec = RelaySpec {

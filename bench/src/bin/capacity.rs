@@ -35,6 +35,8 @@ const SLICE: Duration = Duration::from_millis(1);
 /// limit: the run is flagged and not reported as a result.
 const BEHIND: Duration = Duration::from_millis(5);
 const GENERATOR_CPU: usize = 0;
+/// Receive buffer of each generator socket.
+const GENERATOR_RCVBUF: usize = 4 << 20;
 const TARGET_CPU: usize = 1;
 const PBX_LAN_BASE: u16 = 20_000;
 const PBX_CLOUD_BASE: u16 = 24_000;
@@ -65,8 +67,9 @@ struct Args {
     /// Seconds of the profile's limit run.
     #[arg(long, default_value_t = 30)]
     profile_seconds: u64,
-    /// pbxlink's I/O backend: uring or epoll.
-    #[arg(long, default_value = "uring")]
+    /// pbxlink's I/O backend: xdp (AF_XDP fast path on loopback; needs
+    /// root), uring or epoll.
+    #[arg(long, default_value = "xdp")]
     pbxlink_backend: String,
     /// The pbxlink binary (default: target/release/pbxlink of this workspace).
     #[arg(long)]
@@ -153,7 +156,7 @@ fn start_pbxlink(
             "--profile",
             "max",
             "--backend",
-            "uring",
+            &args.pbxlink_backend,
             "--suite",
             SUITE.sdp_name(),
         ])
@@ -194,6 +197,9 @@ fn start_pbxlink(
         {
             if line.starts_with("relay:") || line.starts_with("data plane:") {
                 let _ = ready_tx.send(line);
+            } else if line.starts_with("final:") {
+                // The target's own tally, for a run with loss to be read by.
+                eprintln!("pbxlink {line}");
             }
         }
     });
@@ -203,8 +209,12 @@ fn start_pbxlink(
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .context("pbxlink relay did not come up")?;
         if line.starts_with("data plane:") {
+            let backend = match args.pbxlink_backend.as_str() {
+                "uring" => "io_uring",
+                other => other,
+            };
             ensure!(
-                line.contains("1 worker(s), backend io_uring"),
+                line.contains(&format!("1 worker(s), backend {backend}")),
                 "unexpected data plane: {line}"
             );
         }
@@ -427,6 +437,9 @@ fn run(args: &Args, target: &str, calls: usize, seconds: u64) -> anyhow::Result<
     let cloud = UdpSocket::bind("127.0.0.1:0")?;
     for s in [&lan, &cloud] {
         s.set_nonblocking(true)?;
+        // One socket per side takes every call's packets: room for a whole
+        // batch of a relay's sends (the kernel caps this at rmem_max).
+        socket2::SockRef::from(s).set_recv_buffer_size(GENERATOR_RCVBUF)?;
     }
     let (running, w) = match target {
         "pbxlink" => start_pbxlink(args, calls, lan.local_addr()?, cloud.local_addr()?)?,
@@ -633,6 +646,24 @@ impl Sink<'_> {
     }
 }
 
+/// The xdp backend's frames reach loopback's receive path without a route
+/// attached, and the kernel drops 127.0.0.0/8 arriving that way unless
+/// loopback accepts it (the backend refuses to start otherwise).
+fn loopback_accepts_frames() -> anyhow::Result<()> {
+    for name in ["route_localnet", "accept_local"] {
+        let path = format!("/proc/sys/net/ipv4/conf/lo/{name}");
+        if std::fs::read_to_string(&path)?.trim() != "1" {
+            std::fs::write(&path, "1").with_context(|| {
+                format!("setting net.ipv4.conf.lo.{name}=1 for the xdp backend (run as root, or --pbxlink-backend uring)")
+            })?;
+            println!(
+                "capacity: set net.ipv4.conf.lo.{name}=1 (the xdp backend's frames on loopback)"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cpus = pbxlink_dataplane::cpu::allowed_cpus();
@@ -641,6 +672,9 @@ fn main() -> anyhow::Result<()> {
         "capacity needs CPUs {GENERATOR_CPU} (generator) and {TARGET_CPU} (target); this process may use {cpus:?}"
     );
     pbxlink_dataplane::cpu::pin_to_cpu(GENERATOR_CPU).context("pinning the generator")?;
+    if args.pbxlink_backend == "xdp" && args.target != "rtpengine" {
+        loopback_accepts_frames()?;
+    }
     if let Some(profile) = args.profile {
         return profile_check(&args, profile, cpus.len());
     }
@@ -653,7 +687,11 @@ fn main() -> anyhow::Result<()> {
     for t in targets {
         let o = run(&args, t, args.calls, args.seconds)?;
         println!("{}", o.line());
-        results.insert(t.into(), o.json());
+        let mut json = o.json();
+        if t == "pbxlink" {
+            json["backend"] = serde_json::json!(args.pbxlink_backend);
+        }
+        results.insert(t.into(), json);
         outcomes.push(o);
     }
     if let [p, r] = &outcomes[..] {

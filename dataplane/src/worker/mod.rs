@@ -6,6 +6,7 @@
 
 pub mod epoll;
 pub mod uring;
+pub mod xdp;
 
 use crate::control::{AddFailure, Channel, Command, Event, WorkerStats};
 use crate::drops::DropCounters;

@@ -1,0 +1,298 @@
+//! The AF_XDP backend: the kernel's UDP socket path left out for relay
+//! traffic. An XDP program on the media interface hands every datagram to
+//! a relay's address and port straight to the worker's AF_XDP socket; the
+//! worker runs it through the relay in the frame it arrived in, writes the
+//! Ethernet/IPv4/UDP headers of the outgoing datagram in front of it and
+//! puts the same frame on the TX ring. Nothing is copied in user space and
+//! there is no socket system call per packet.
+//!
+//! A send goes this way only to a peer whose own packets the relay has
+//! accepted on that socket: their frames name the next hop's MAC address
+//! and our address, so the reply needs no routing or neighbour lookup of
+//! its own (symmetric RTP, RFC 4961, as every PBX and cloud leg sends).
+//! Until then — the first packets of a call, a peer that only listens —
+//! the relay's ordinary socket sends it. The sockets stay bound either way:
+//! they hold the ports, and carry what the program does not divert.
+//!
+//! Limits, checked at start or per relay: IPv4 relays bound to a specific
+//! address on the XDP interface; one worker per interface receive queue.
+
+use super::{Core, Origin, Registry};
+use crate::relay::{Socket, Verdict};
+use crate::xdp::frame::{self, Route};
+use crate::xdp::program::{self, Program};
+use crate::xdp::socket::{XskSocket, XskStats};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Longest sleep when idle: the timer granularity for sweeps and stats.
+const WAIT: Duration = Duration::from_millis(20);
+/// Frames handled per turn before commands and timers get a look.
+const FRAMES_PER_TURN: u32 = 1024;
+/// How often the socket's kernel counters are read.
+const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// The relay sockets the program diverts, and what each has learned.
+struct FastPath {
+    program: Program,
+    /// Per UDP port: slot * 4 + socket + 1, or 0.
+    ports: Vec<u32>,
+    /// Per slot and socket: its bound address.
+    local: Vec<[Option<SocketAddrV4>; 4]>,
+    /// Per slot and socket: how to reach the peer last accepted on it.
+    learned: Vec<[Option<Route>; 4]>,
+}
+
+impl Registry for FastPath {
+    fn register(
+        &mut self,
+        slot: usize,
+        _generation: u32,
+        sockets: &[UdpSocket; 4],
+    ) -> io::Result<()> {
+        let mut local = [None; 4];
+        for (i, s) in sockets.iter().enumerate() {
+            let addr = match s.local_addr()? {
+                SocketAddr::V4(a) if !a.ip().is_unspecified() => a,
+                // The fast path is IPv4 to a specific address.
+                _ => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+            };
+            if self.ports[addr.port() as usize] != 0 {
+                return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+            }
+            local[i] = Some(addr);
+        }
+        for (i, addr) in local.iter().flatten().enumerate() {
+            self.program.divert(addr.port(), Some(*addr.ip()))?;
+            self.ports[addr.port() as usize] = (slot * 4 + i + 1) as u32;
+        }
+        self.local[slot] = local;
+        self.learned[slot] = [None; 4];
+        Ok(())
+    }
+
+    fn deregister(&mut self, slot: usize, _generation: u32, _sockets: &[UdpSocket; 4]) {
+        for addr in self.local[slot].iter().flatten() {
+            let _ = self.program.divert(addr.port(), None);
+            self.ports[addr.port() as usize] = 0;
+        }
+        self.local[slot] = [None; 4];
+        self.learned[slot] = [None; 4];
+    }
+}
+
+/// Checks the kernel lets this process load XDP programs and open AF_XDP
+/// sockets on `interface`.
+pub fn probe(interface: &str) -> io::Result<Vec<&'static str>> {
+    let ifindex = program::ifindex(interface)
+        .map_err(|e| io::Error::new(e.kind(), format!("no interface {interface:?}: {e}")))?;
+    if interface == "lo" {
+        loopback_accepts_frames()?;
+    }
+    let queues = std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1);
+    if queues > 1 {
+        // Datagrams the NIC spreads to another queue would find no socket
+        // behind the program there and go to sockets this backend does not read.
+        return Err(io::Error::other(format!(
+            "{interface} has {queues} receive queues and the xdp backend serves one (ethtool -L {interface} combined 1)"
+        )));
+    }
+    let program = Program::attach(ifindex)?;
+    let xsk = XskSocket::open(ifindex, 0)?;
+    program.bind_socket(0, xsk.as_raw_fd())?;
+    Ok(vec!["xdp generic", "af_xdp copy"])
+}
+
+/// Frames written in user space reach loopback's receive path without the
+/// route a socket's packets carry, so the kernel routes them as if they
+/// came from a wire — and drops 127.0.0.0/8 traffic arriving that way
+/// (martian) unless loopback is told to accept it.
+const LOOPBACK_SYSCTLS: [&str; 2] = ["route_localnet", "accept_local"];
+
+fn loopback_accepts_frames() -> io::Result<()> {
+    for name in LOOPBACK_SYSCTLS {
+        let path = format!("/proc/sys/net/ipv4/conf/lo/{name}");
+        if std::fs::read_to_string(&path)?.trim() != "1" {
+            return Err(io::Error::other(format!(
+                "on loopback the kernel drops the frames this backend writes unless net.ipv4.conf.lo.{name}=1 (sysctl -w net.ipv4.conf.lo.route_localnet=1 net.ipv4.conf.lo.accept_local=1)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the worker loop until `Shutdown`, diverting relay traffic on
+/// `interface` (receive queue = worker index).
+pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
+    let ifindex = program::ifindex(interface)?;
+    let queue = core.config.index as u32;
+    let program = Program::attach(ifindex)?;
+    let mut xsk = XskSocket::open(ifindex, queue)?;
+    program.bind_socket(queue, xsk.as_raw_fd())?;
+    let n = core.config.max_relays;
+    let mut fast = FastPath {
+        program,
+        ports: vec![0; 65_536],
+        local: vec![[None; 4]; n],
+        learned: vec![[None; 4]; n],
+    };
+    let mut fds = [
+        libc::pollfd {
+            fd: xsk.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: core.channel.doorbell.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let mut kernel = XskStats::default();
+    let mut last_kernel = Instant::now();
+    while !core.stopping {
+        if xsk.received() == 0 && xsk.tx_pending() == 0 {
+            fds[0].revents = 0;
+            fds[1].revents = 0;
+            crate::sys::poll(&mut fds, WAIT);
+            if fds[1].revents & libc::POLLIN != 0 {
+                crate::sys::eventfd_drain(&core.channel.doorbell);
+            }
+        }
+        let now = Instant::now();
+        if !core.channel.commands.is_empty() {
+            core.commands(now, &mut fast);
+        }
+        turn(&mut core, &mut fast, &mut xsk, now);
+        if now.saturating_duration_since(last_kernel) >= KERNEL_STATS_EVERY {
+            last_kernel = now;
+            if let Ok(s) = xsk.stats() {
+                let lost = |s: &XskStats| s.rx_dropped + s.rx_ring_full + s.tx_invalid;
+                core.stats.kernel_drops += lost(&s).saturating_sub(lost(&kernel));
+                kernel = s;
+            }
+        }
+        core.tick(now);
+    }
+    core.publish();
+    Ok(())
+}
+
+/// Takes up to [`FRAMES_PER_TURN`] received frames through their relays
+/// and sends what they say.
+fn turn(core: &mut Core, fast: &mut FastPath, xsk: &mut XskSocket, now: Instant) {
+    xsk.reclaim();
+    let ready = xsk.received().min(FRAMES_PER_TURN);
+    for _ in 0..ready {
+        let (addr, len) = xsk.take_received();
+        if one(core, fast, xsk, now, addr, len) {
+            core.stats.sent += 1;
+            core.stats.xdp_sent += 1;
+        } else {
+            xsk.recycle(addr);
+        }
+    }
+    if ready > 0 {
+        xsk.release_received();
+    }
+    // Also what an earlier turn left queued (the kernel stopped early).
+    if xsk.tx_pending() > 0 && xsk.flush().is_err() {
+        core.stats.tx_kicks_failed += 1;
+    }
+    xsk.reclaim();
+    xsk.refill();
+}
+
+/// One received frame. Returns whether it went on the TX ring (otherwise
+/// the frame is free again).
+fn one(
+    core: &mut Core,
+    fast: &mut FastPath,
+    xsk: &mut XskSocket,
+    now: Instant,
+    addr: u64,
+    len: usize,
+) -> bool {
+    let room = xsk.tx_room() > 0;
+    let buf = xsk.frame_mut(addr);
+    let Some(got) = buf.get(..len).and_then(frame::parse) else {
+        core.stats.stray += 1;
+        return false;
+    };
+    let code = fast.ports[got.dst.port() as usize] as usize;
+    if code == 0 {
+        core.stats.stray += 1;
+        return false;
+    }
+    let (slot, socket) = ((code - 1) / 4, Socket::from_index((code - 1) % 4));
+    let from = Origin {
+        slot,
+        socket,
+        src: SocketAddr::V4(got.src),
+    };
+    let payload = &mut buf[got.payload..];
+    let Some(Verdict::Send {
+        socket: out,
+        to,
+        len,
+    }) = core.process(now, from, &[], payload, got.len)
+    else {
+        return false;
+    };
+    // Accepted: this is how the sender is reached.
+    fast.learned[slot][socket as usize] = Some(Route {
+        src_mac: got.dst_mac,
+        dst_mac: got.src_mac,
+        src: got.dst,
+        dst: got.src,
+        tos: 0,
+    });
+    let route = match (fast.learned[slot][out as usize], to) {
+        (Some(r), SocketAddr::V4(to)) if r.dst == to && room => Route {
+            tos: match out {
+                Socket::LanRtp | Socket::CloudRtp => core.config.dscp << 2,
+                _ => 0,
+            },
+            ..r
+        },
+        _ => {
+            send_by_socket(core, slot, out, to, &buf[got.payload..got.payload + len]);
+            return false;
+        }
+    };
+    match frame::write(buf, &route, len) {
+        Some(n) => {
+            xsk.send(addr, n);
+            true
+        }
+        None => {
+            core.send_failed(slot);
+            false
+        }
+    }
+}
+
+/// The ordinary way out, for peers not yet reached by their own frames.
+fn send_by_socket(core: &mut Core, slot: usize, out: Socket, to: SocketAddr, bytes: &[u8]) {
+    let Some(s) = core.slots.get(slot).and_then(Option::as_ref) else {
+        return;
+    };
+    let sock = &s.sockets[out as usize];
+    let r = if s.connected_to(out, to) {
+        sock.send(bytes)
+    } else {
+        sock.send_to(bytes, to)
+    };
+    match r {
+        Ok(_) => core.stats.sent += 1,
+        Err(_) => core.send_failed(slot),
+    }
+}
