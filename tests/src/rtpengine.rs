@@ -2,7 +2,7 @@
 //! user space on loopback and driven through its ng control protocol.
 
 use crate::bencode::Value;
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,8 @@ pub struct Rtpengine {
     ng: UdpSocket,
     cookie: u64,
     log: std::path::PathBuf,
+    /// Where the calls' endpoints are (the SDP's connection address).
+    peer: Ipv4Addr,
 }
 
 /// What one side of a call was told by rtpengine.
@@ -35,6 +37,25 @@ impl Rtpengine {
 
     /// As [`start`](Self::start), pinned to `cpu` with `taskset` when given.
     pub fn start_on(ng_port: u16, ports: (u16, u16), cpu: Option<usize>) -> Rtpengine {
+        Self::start_at(
+            ng_port,
+            ports,
+            cpu,
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::LOCALHOST,
+        )
+    }
+
+    /// As [`start_on`](Self::start_on), with media on `media` (an address
+    /// of this host) for call endpoints at `peer`. Control stays on
+    /// 127.0.0.1.
+    pub fn start_at(
+        ng_port: u16,
+        ports: (u16, u16),
+        cpu: Option<usize>,
+        media: Ipv4Addr,
+        peer: Ipv4Addr,
+    ) -> Rtpengine {
         assert!(
             std::path::Path::new(BINARY).exists(),
             "{BINARY} missing: run ./tests/run, which installs rtpengine-daemon"
@@ -54,7 +75,7 @@ impl Rtpengine {
                 "--foreground",
                 "--log-stderr",
                 "--table=-1",
-                "--interface=127.0.0.1",
+                &format!("--interface={media}"),
                 "--num-threads=1",
                 "--delete-delay=0",
             ])
@@ -78,6 +99,7 @@ impl Rtpengine {
             ng,
             cookie: 0,
             log,
+            peer,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -150,7 +172,7 @@ impl Rtpengine {
             ("command", Value::str("offer")),
             ("call-id", Value::str(call_id)),
             ("from-tag", Value::str("lan")),
-            ("sdp", Value::str(&sdp(a_port, "RTP/AVP", None))),
+            ("sdp", Value::str(&sdp(self.peer, a_port, "RTP/AVP", None))),
             ("transport-protocol", Value::str("RTP/SAVP")),
             ("ICE", Value::str("remove")),
             ("flags", Value::strs(&["no-rtcp-attribute"])),
@@ -165,7 +187,12 @@ impl Rtpengine {
             ("to-tag", Value::str("cloud")),
             (
                 "sdp",
-                Value::str(&sdp(b_port, "RTP/SAVP", Some((tag, &suite, &key)))),
+                Value::str(&sdp(
+                    self.peer,
+                    b_port,
+                    "RTP/SAVP",
+                    Some((tag, &suite, &key)),
+                )),
             ),
             ("ICE", Value::str("remove")),
             ("flags", Value::strs(&["no-rtcp-attribute"])),
@@ -190,9 +217,9 @@ impl Drop for Rtpengine {
     }
 }
 
-fn sdp(port: u16, proto: &str, crypto: Option<(u32, &str, &str)>) -> String {
+fn sdp(peer: Ipv4Addr, port: u16, proto: &str, crypto: Option<(u32, &str, &str)>) -> String {
     let mut s = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=pbxlink interop\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        "v=0\r\no=- 1 1 IN IP4 {peer}\r\ns=pbxlink interop\r\nc=IN IP4 {peer}\r\nt=0 0\r\n\
          m=audio {port} {proto} 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
     );

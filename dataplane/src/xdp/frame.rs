@@ -130,9 +130,15 @@ pub fn write(frame: &mut [u8], route: &Route, len: usize) -> Option<usize> {
     Some(HEADERS + len)
 }
 
-/// One's-complement sum of big-endian 16-bit words (odd byte padded).
+/// One's-complement sum of big-endian 16-bit words (odd byte padded),
+/// taken 32 bits at a time and folded later (RFC 1071 §2: the sum is the
+/// same for any grouping of the words).
 fn add(mut acc: u64, bytes: &[u8]) -> u64 {
-    let mut words = bytes.chunks_exact(2);
+    let mut quads = bytes.chunks_exact(4);
+    for q in &mut quads {
+        acc += u32::from_be_bytes([q[0], q[1], q[2], q[3]]) as u64;
+    }
+    let mut words = quads.remainder().chunks_exact(2);
     for w in &mut words {
         acc += u16::from_be_bytes([w[0], w[1]]) as u64;
     }
@@ -179,6 +185,19 @@ mod tests {
         let mut acc = add(0, &frame[26..34]) + 17 + 13;
         acc = add(acc, &frame[34..n]);
         assert_eq!(fold(acc), 0xffff);
+    }
+
+    #[test]
+    fn sum_by_quads_matches_sum_by_words() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
+        for len in [0, 1, 2, 3, 4, 5, 172, 1001] {
+            let b = &bytes[..len];
+            let mut words = 0u64;
+            for w in b.chunks(2) {
+                words += u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]) as u64;
+            }
+            assert_eq!(fold(add(0, b)), fold(words), "{len} bytes");
+        }
     }
 
     #[test]

@@ -30,7 +30,6 @@ const MAP_ARRAY: u32 = 2;
 const MAP_XSKMAP: u32 = 17;
 const PROG_XDP: u32 = 6;
 const ATTACH_XDP: u32 = 37;
-const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_PASS: i32 = 2;
 const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_REDIRECT_MAP: i32 = 51;
@@ -262,8 +261,9 @@ pub fn interface_holding(addr: std::net::IpAddr) -> Option<String> {
 }
 
 impl Program {
-    /// Loads the program and attaches it to `ifindex` in generic (skb)
-    /// mode, which every interface has, loopback included.
+    /// Loads the program and attaches it to `ifindex` (native XDP where
+    /// the driver has it, generic otherwise: every interface, loopback
+    /// included).
     pub fn attach(ifindex: u32) -> io::Result<Self> {
         let ports = map(MAP_ARRAY, 4, 4, PORTS)?;
         let xsks = map(MAP_XSKMAP, 4, 4, QUEUES)?;
@@ -289,13 +289,7 @@ impl Program {
                 ),
             )
         })?;
-        let link = Attr::new()
-            .u32(0, prog.as_raw_fd() as u32)
-            .u32(4, ifindex)
-            .u32(8, ATTACH_XDP)
-            .u32(12, XDP_FLAGS_SKB_MODE)
-            .fd(BPF_LINK_CREATE)
-            .map_err(|e| match e.raw_os_error() {
+        let link = Self::link(&prog, ifindex).map_err(|e| match e.raw_os_error() {
                 Some(libc::EBUSY) => io::Error::new(
                     e.kind(),
                     "another XDP program is attached to the interface (another pbxlink with the xdp backend? see `ip link show`)",
@@ -309,6 +303,30 @@ impl Program {
             _link: link,
             ifindex,
         })
+    }
+
+    /// Attaches `prog`: natively where the driver has XDP, generic (skb)
+    /// mode otherwise. A program just detached — a process that has just
+    /// exited — lets go of the interface a moment later: busy is retried
+    /// for up to a second.
+    fn link(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let r = Attr::new()
+                .u32(0, prog.as_raw_fd() as u32)
+                .u32(4, ifindex)
+                .u32(8, ATTACH_XDP)
+                .fd(BPF_LINK_CREATE);
+            match r {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Diverts datagrams to `addr:port` to the socket (`None`: stops).
