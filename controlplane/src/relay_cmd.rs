@@ -98,6 +98,7 @@ fn totals(workers: &BTreeMap<usize, WorkerStats>) -> WorkerStats {
         t.multishot_completions += w.multishot_completions;
         t.provided_buffer_completions += w.provided_buffer_completions;
         t.xdp_sent += w.xdp_sent;
+        t.xdp_received += w.xdp_received;
         t.tx_kicks_failed += w.tx_kicks_failed;
     }
     t
@@ -263,7 +264,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     }
     let t = totals(&workers);
     println!(
-        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_sent={} xdp_kicks_failed={} drops: {}",
+        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_received={} xdp_sent={} xdp_kicks_failed={} drops: {}",
         finals.len(),
         sum.lan_to_cloud.rtp_out,
         sum.lan_to_cloud.rtcp_out,
@@ -273,6 +274,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         t.enobufs,
         t.multishot_completions,
         t.provided_buffer_completions,
+        t.xdp_received,
         t.xdp_sent,
         t.tx_kicks_failed,
         drops_text(&drops)

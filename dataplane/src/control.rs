@@ -128,6 +128,9 @@ pub struct WorkerStats {
     /// Datagrams sent as frames on the AF_XDP TX ring (xdp backend: proof
     /// the fast path carries them; the rest left by their socket).
     pub xdp_sent: u64,
+    /// Datagrams that came in as frames through the XDP program (xdp
+    /// backend; the rest came in by their socket).
+    pub xdp_received: u64,
     /// AF_XDP send kicks the kernel refused (xdp backend; the frames stay
     /// queued for the next).
     pub tx_kicks_failed: u64,

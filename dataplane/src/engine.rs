@@ -150,7 +150,7 @@ impl DataPlane {
         let features = match backend {
             Backend::Uring => worker::uring::probe().unwrap_or_default(),
             Backend::Epoll => Vec::new(),
-            Backend::Xdp => vec!["xdp generic", "af_xdp copy"],
+            Backend::Xdp => vec!["af_xdp copy mode"],
         };
         // Four sockets per relay, plus slack for the process.
         let _ =

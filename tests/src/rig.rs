@@ -92,7 +92,7 @@ pub struct GatewayConfig<'a> {
     pub ca: &'a Path,
     /// The gateway's PBX-side SIP port.
     pub sip_port: u16,
-    /// More `[gateway]` lines.
+    /// More `[gateway]` lines (a `profile` line replaces the default `max`).
     pub gateway: &'a str,
     /// More `[pbx]` lines.
     pub pbx_extra: &'a str,
@@ -124,8 +124,13 @@ impl GatewayConfig<'_> {
         } else {
             "keepalive_seconds = 0\n"
         };
+        let profile = if self.gateway.contains("profile") {
+            ""
+        } else {
+            "profile = \"max\"\n"
+        };
         let text = format!(
-            "[gateway]\nlan_address = \"{}\"\nprofile = \"max\"\nnetworks = [{networks}]\n{drain}{}\n\n\
+            "[gateway]\nlan_address = \"{}\"\n{profile}networks = [{networks}]\n{drain}{}\n\n\
              [pbx]\ntype = \"mivoice-5000\"\naddress = \"{}\"\nport = {}\n{keepalive}{}\n\n\
              [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n{}\n\n\
@@ -170,17 +175,22 @@ impl GatewayConfig<'_> {
 /// for its trunk to connect; returns it and the trunk connection's end
 /// (where the cloud's calls are sent).
 pub fn run_gateway(place: &Place, config: &Path) -> (Gateway, String) {
-    let gw = Gateway::start_at(
-        place,
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--seconds",
-            "90",
-        ]
-        .map(String::from),
-    );
+    run_gateway_with(place, config, &[])
+}
+
+/// As [`run_gateway`], with more command-line arguments (`--backend xdp`).
+pub fn run_gateway_with(place: &Place, config: &Path, extra: &[&str]) -> (Gateway, String) {
+    let mut args: Vec<String> = [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--seconds",
+        "90",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let gw = Gateway::start_at(place, &args);
     let connected = gw.wait_for("trunk: connected to", Duration::from_secs(20));
     let trunk_end = connected.rsplit(' ').next().unwrap().to_owned();
     (gw, trunk_end)

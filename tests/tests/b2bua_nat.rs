@@ -22,7 +22,7 @@
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::netns::{self, Nat};
-use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway};
+use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway_with};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -30,9 +30,20 @@ const GW_SIP: u16 = 5060;
 const PBX_SIP: u16 = 5080;
 const CLOUD_SIP: u16 = 5060; // baresip's TLS: 5061
 
+/// On the io_uring backend, then on the xdp backend: its program on the
+/// gateway's veth (native XDP), the cloud's SRTP arriving through the
+/// router (frames with the router's MAC), the PBX on the gateway's own
+/// address (loopback: its RTP reaches the relay's socket, not the program).
+/// One after the other: both would want the same namespaces.
 #[test]
 fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
-    let work = Workdir::new("nat");
+    call_through_nat("uring");
+    call_through_nat("xdp");
+}
+
+fn call_through_nat(backend: &str) {
+    let xdp = backend == "xdp";
+    let work = Workdir::new(&format!("nat-{backend}"));
     let dir = &work.dir;
     let nat = Nat::new();
     let (ca_file, cloud_pem) = work.cloud_pki(IpAddr::V4(netns::CLOUD));
@@ -81,13 +92,18 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
         cloud: SocketAddr::new(IpAddr::V4(netns::CLOUD), CLOUD_SIP + 1),
         ca: &ca_file,
         sip_port: GW_SIP,
-        gateway: "",
+        // The xdp backend: one worker per receive queue (a veth has one).
+        gateway: if xdp { "profile = \"small\"" } else { "" },
         pbx_extra: "",
         cloud_extra: &format!("stun = [\"{}:3478\"]", netns::CLOUD),
         sections: "",
     }
     .write(dir);
-    let (gw, _) = run_gateway(&nat.at_gateway(netns::GATEWAY), &config);
+    let (gw, _) = run_gateway_with(
+        &nat.at_gateway(netns::GATEWAY),
+        &config,
+        &["--backend", backend],
+    );
     let learned = gw.wait_for("public address by STUN", Duration::from_secs(10));
     assert!(
         learned.ends_with(&format!(": {}", netns::ROUTER_OUTSIDE)),
@@ -169,6 +185,16 @@ fn a_call_from_the_cloud_reaches_the_gateway_behind_nat_and_media_flows() {
     assert!(seconds >= 3.0 && baresip::rms(&samples) > 300.0);
     let fin = final_line(&lines);
     assert_eq!(field(fin, "calls_ended"), 1, "{fin}");
+    if xdp {
+        assert!(
+            lines.iter().any(|l| l.contains("backend xdp")),
+            "the xdp backend started"
+        );
+        // The cloud's SRTP came in through the program; the PBX's RTP, over
+        // loopback, by the relay's socket — and so left by the socket path.
+        assert!(field(fin, "media_received_xdp") >= 150, "{fin}");
+        println!("{fin}");
+    }
     drop(cloud);
     let _ = stun.kill();
     let _ = stun.wait();

@@ -12,7 +12,7 @@ use pbxlink_b2bua::call::{Call, End, Local, Output, PayloadTypes, Plan};
 use pbxlink_b2bua::digits::{self, DigitRule};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
-use pbxlink_dataplane::control::{Command, Event};
+use pbxlink_dataplane::control::{Command, Event, WorkerStats};
 use pbxlink_dataplane::direction::DirectionConfig;
 use pbxlink_dataplane::engine::DataPlane;
 use pbxlink_dataplane::net::Networks;
@@ -138,7 +138,7 @@ pub struct Calls {
     cloud: CloudPath,
     counters: Arc<Counters>,
     /// Relays each worker last reported running (its stats, every second).
-    relays_running: Vec<u64>,
+    workers: Vec<WorkerStats>,
     /// Where call records go (none: not kept).
     cdrs: Option<CdrLog>,
     /// Records of ended calls waiting for their relay's final counters.
@@ -222,7 +222,7 @@ impl Calls {
         cdrs: Option<std::path::PathBuf>,
     ) -> Self {
         Self {
-            relays_running: vec![0; plane.workers()],
+            workers: vec![WorkerStats::default(); plane.workers()],
             cdrs: cdrs.and_then(
                 |path| match CdrLog::open(&path, CDR_FILE_BYTES, CDR_FILES_KEPT) {
                     Ok(log) => {
@@ -581,16 +581,16 @@ impl Calls {
         }
         self.watch_outputs();
         let mut timed_out = Vec::new();
-        let before: u64 = self.relays_running.iter().sum();
-        let running = &mut self.relays_running;
+        let before: u64 = self.workers.iter().map(|w| w.relays).sum();
+        let workers = &mut self.workers;
         let pending = &mut self.cdrs_pending;
         let mut finished = Vec::new();
         let mut failed = Vec::new();
         self.plane.drain_events(|e| match e {
             Event::AddFailed { id, reason } => failed.push((id, reason)),
             Event::Worker { worker, stats } => {
-                if let Some(n) = running.get_mut(worker) {
-                    *n = stats.relays;
+                if let Some(w) = workers.get_mut(worker) {
+                    *w = stats;
                 }
             }
             Event::Relay {
@@ -635,11 +635,22 @@ impl Calls {
         for cdr in finished {
             self.record(&cdr);
         }
-        let after: u64 = self.relays_running.iter().sum();
+        let after: u64 = self.workers.iter().map(|w| w.relays).sum();
         if after != before {
             println!("data plane: {after} relay(s) running");
             self.counters.relays.store(after, Ordering::Relaxed);
         }
+        let sum = |f: fn(&WorkerStats) -> u64| self.workers.iter().map(f).sum::<u64>();
+        let c = &self.counters;
+        c.media_received
+            .store(sum(|w| w.received), Ordering::Relaxed);
+        c.media_sent.store(sum(|w| w.sent), Ordering::Relaxed);
+        c.media_sent_xdp
+            .store(sum(|w| w.xdp_sent), Ordering::Relaxed);
+        c.media_received_xdp
+            .store(sum(|w| w.xdp_received), Ordering::Relaxed);
+        c.media_kernel_drops
+            .store(sum(|w| w.kernel_drops), Ordering::Relaxed);
         let due = |at: fn(&Active) -> Option<Instant>| -> Vec<u64> {
             self.active
                 .iter()

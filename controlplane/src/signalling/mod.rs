@@ -190,6 +190,17 @@ pub struct Counters {
     pbx_pings_sent: AtomicU64,
     /// Whether the PBX answers (a gauge: 0 not known yet, 1 yes, 2 lost).
     pbx_trunk: AtomicU64,
+    /// Media datagrams the data plane received (as its workers last
+    /// reported, once a second).
+    media_received: AtomicU64,
+    /// Media datagrams it sent.
+    media_sent: AtomicU64,
+    /// Of those, sent as AF_XDP frames (the xdp backend's fast path).
+    media_sent_xdp: AtomicU64,
+    /// Media datagrams that came in through the XDP program (xdp backend).
+    media_received_xdp: AtomicU64,
+    /// Media datagrams the kernel dropped before the data plane saw them.
+    media_kernel_drops: AtomicU64,
 }
 
 impl Counters {
@@ -240,6 +251,11 @@ impl Counters {
             ("ports_unbindable", &self.ports_unbindable),
             ("pbx_pings_sent", &self.pbx_pings_sent),
             ("pbx_trunk", &self.pbx_trunk),
+            ("media_received", &self.media_received),
+            ("media_sent", &self.media_sent),
+            ("media_sent_xdp", &self.media_sent_xdp),
+            ("media_received_xdp", &self.media_received_xdp),
+            ("media_kernel_drops", &self.media_kernel_drops),
         ]
         .iter()
         .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))

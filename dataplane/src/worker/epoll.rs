@@ -28,11 +28,20 @@ fn token(slot: usize, generation: u32, socket: usize) -> u64 {
     (generation as u64) << 40 | (slot as u64) << 2 | socket as u64
 }
 
-struct Epoll {
+pub(super) struct Epoll {
     fd: RawFd,
 }
 
 impl Epoll {
+    pub(super) fn new() -> io::Result<Self> {
+        // SAFETY: no pointers; the fd is checked and then owned by Epoll.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Epoll { fd })
+    }
+
     fn add(&self, fd: RawFd, data: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
@@ -81,8 +90,14 @@ impl Registry for Epoll {
     }
 }
 
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
 /// Message headers and buffers for one batch, allocated once.
-struct Batch {
+pub(super) struct Batch {
     bufs: Vec<[u8; BUF_SIZE]>,
     names: Vec<libc::sockaddr_storage>,
     controls: Vec<[u8; CONTROL_LEN]>,
@@ -94,7 +109,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn new() -> Box<Self> {
+    pub(super) fn new() -> Box<Self> {
         // SAFETY: a plain C struct for which all-zero is a valid value.
         let zero_name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -137,34 +152,44 @@ impl Batch {
     }
 }
 
-/// Runs the worker loop until `Shutdown`.
-pub fn run(mut core: Core) -> io::Result<()> {
-    // SAFETY: no pointers; the fd is checked and then owned by Epoll.
-    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+/// The relays' sockets served by readiness: the whole of this backend,
+/// and the xdp backend's path for what its program does not divert.
+pub(super) struct SocketPath {
+    pub(super) epoll: Epoll,
+    batch: Box<Batch>,
+    events: Vec<libc::epoll_event>,
+}
+
+impl SocketPath {
+    pub(super) fn new() -> io::Result<Self> {
+        Ok(Self {
+            epoll: Epoll::new()?,
+            batch: Batch::new(),
+            // SAFETY: epoll_event is plain data.
+            events: vec![unsafe { std::mem::zeroed() }; EVENTS],
+        })
     }
-    let mut epoll = Epoll { fd };
-    epoll.add(core.channel.doorbell.as_raw_fd(), DOORBELL)?;
-    let mut batch = Batch::new();
-    // SAFETY: epoll_event is plain data.
-    let mut events: Vec<libc::epoll_event> = vec![unsafe { std::mem::zeroed() }; EVENTS];
-    while !core.stopping {
+
+    /// Waits up to `wait` for ready sockets (or the doorbell, when it is
+    /// registered) and serves them: each ready socket a few batches of
+    /// `recvmmsg` through its relay and `sendmmsg`. Returns whether the
+    /// doorbell rang.
+    pub(super) fn serve(&mut self, core: &mut Core, wait: Duration) -> bool {
         // SAFETY: events has EVENTS writable entries.
         let n = unsafe {
             libc::epoll_wait(
-                epoll.fd,
-                events.as_mut_ptr(),
+                self.epoll.fd,
+                self.events.as_mut_ptr(),
                 EVENTS as i32,
-                WAIT.as_millis() as i32,
+                wait.as_millis() as i32,
             )
         };
         let now = Instant::now();
-        for ev in events.iter().take(n.max(0) as usize) {
+        let mut doorbell = false;
+        for ev in self.events.iter().take(n.max(0) as usize) {
             let data = ev.u64;
             if data == DOORBELL {
-                crate::sys::eventfd_drain(&core.channel.doorbell);
-                core.commands(now, &mut epoll);
+                doorbell = true;
                 continue;
             }
             let (generation, slot, socket) = (
@@ -176,14 +201,29 @@ pub fn run(mut core: Core) -> io::Result<()> {
                 continue;
             }
             for _ in 0..BATCHES_PER_SOCKET {
-                if drain_once(&mut core, &mut batch, now, slot, Socket::from_index(socket)) < BATCH
-                {
+                let socket = Socket::from_index(socket);
+                if drain_once(core, &mut self.batch, now, slot, socket) < BATCH {
                     break;
                 }
             }
         }
-        if !core.channel.commands.is_empty() {
-            core.commands(now, &mut epoll);
+        doorbell
+    }
+}
+
+/// Runs the worker loop until `Shutdown`.
+pub fn run(mut core: Core) -> io::Result<()> {
+    let mut path = SocketPath::new()?;
+    path.epoll
+        .add(core.channel.doorbell.as_raw_fd(), DOORBELL)?;
+    while !core.stopping {
+        let rang = path.serve(&mut core, WAIT);
+        let now = Instant::now();
+        if rang {
+            crate::sys::eventfd_drain(&core.channel.doorbell);
+        }
+        if rang || !core.channel.commands.is_empty() {
+            core.commands(now, &mut path.epoll);
         }
         core.tick(now);
     }

@@ -11,12 +11,16 @@
 //! and our address, so the reply needs no routing or neighbour lookup of
 //! its own (symmetric RTP, RFC 4961, as every PBX and cloud leg sends).
 //! Until then — the first packets of a call, a peer that only listens —
-//! the relay's ordinary socket sends it. The sockets stay bound either way:
-//! they hold the ports, and carry what the program does not divert.
+//! the relay's ordinary socket sends it. The sockets stay bound and are
+//! served too (epoll, as the fallback backend does): they hold the ports,
+//! and carry what the program does not divert — datagrams that arrive on
+//! another interface (a PBX on the same host comes in over loopback),
+//! fragments, IP options.
 //!
 //! Limits, checked at start or per relay: IPv4 relays bound to a specific
 //! address on the XDP interface; one worker per interface receive queue.
 
+use super::epoll::SocketPath;
 use super::{Core, Origin, Registry};
 use crate::relay::{Socket, Verdict};
 use crate::xdp::frame::{self, Route};
@@ -37,6 +41,8 @@ const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 /// The relay sockets the program diverts, and what each has learned.
 struct FastPath {
     program: Program,
+    /// The relays' sockets, for what does not come through the program.
+    sockets: SocketPath,
     /// Per UDP port: slot * 4 + socket + 1, or 0.
     ports: Vec<u32>,
     /// Per slot and socket: its bound address.
@@ -49,7 +55,7 @@ impl Registry for FastPath {
     fn register(
         &mut self,
         slot: usize,
-        _generation: u32,
+        generation: u32,
         sockets: &[UdpSocket; 4],
     ) -> io::Result<()> {
         let mut local = [None; 4];
@@ -64,6 +70,7 @@ impl Registry for FastPath {
             }
             local[i] = Some(addr);
         }
+        self.sockets.epoll.register(slot, generation, sockets)?;
         for (i, addr) in local.iter().flatten().enumerate() {
             self.program.divert(addr.port(), Some(*addr.ip()))?;
             self.ports[addr.port() as usize] = (slot * 4 + i + 1) as u32;
@@ -73,7 +80,8 @@ impl Registry for FastPath {
         Ok(())
     }
 
-    fn deregister(&mut self, slot: usize, _generation: u32, _sockets: &[UdpSocket; 4]) {
+    fn deregister(&mut self, slot: usize, generation: u32, sockets: &[UdpSocket; 4]) {
+        self.sockets.epoll.deregister(slot, generation, sockets);
         for addr in self.local[slot].iter().flatten() {
             let _ = self.program.divert(addr.port(), None);
             self.ports[addr.port() as usize] = 0;
@@ -108,7 +116,7 @@ pub fn probe(interface: &str) -> io::Result<Vec<&'static str>> {
     let program = Program::attach(ifindex)?;
     let xsk = XskSocket::open(ifindex, 0)?;
     program.bind_socket(0, xsk.as_raw_fd())?;
-    Ok(vec!["xdp generic", "af_xdp copy"])
+    Ok(vec!["af_xdp copy mode"])
 }
 
 /// Frames written in user space reach loopback's receive path without the
@@ -140,6 +148,7 @@ pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
     let n = core.config.max_relays;
     let mut fast = FastPath {
         program,
+        sockets: SocketPath::new()?,
         ports: vec![0; 65_536],
         local: vec![[None; 4]; n],
         learned: vec![[None; 4]; n],
@@ -155,17 +164,25 @@ pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
             events: libc::POLLIN,
             revents: 0,
         },
+        libc::pollfd {
+            fd: fast.sockets.epoll.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     let mut kernel = XskStats::default();
     let mut last_kernel = Instant::now();
     while !core.stopping {
-        if xsk.received() == 0 && xsk.tx_pending() == 0 {
-            fds[0].revents = 0;
-            fds[1].revents = 0;
-            crate::sys::poll(&mut fds, WAIT);
-            if fds[1].revents & libc::POLLIN != 0 {
-                crate::sys::eventfd_drain(&core.channel.doorbell);
-            }
+        for f in &mut fds {
+            f.revents = 0;
+        }
+        let idle = xsk.received() == 0 && xsk.tx_pending() == 0;
+        crate::sys::poll(&mut fds, if idle { WAIT } else { Duration::ZERO });
+        if fds[1].revents & libc::POLLIN != 0 {
+            crate::sys::eventfd_drain(&core.channel.doorbell);
+        }
+        if fds[2].revents & libc::POLLIN != 0 {
+            fast.sockets.serve(&mut core, Duration::ZERO);
         }
         let now = Instant::now();
         if !core.channel.commands.is_empty() {
@@ -193,6 +210,7 @@ fn turn(core: &mut Core, fast: &mut FastPath, xsk: &mut XskSocket, now: Instant)
     let ready = xsk.received().min(FRAMES_PER_TURN);
     for _ in 0..ready {
         let (addr, len) = xsk.take_received();
+        core.stats.xdp_received += 1;
         if one(core, fast, xsk, now, addr, len) {
             core.stats.sent += 1;
             core.stats.xdp_sent += 1;
