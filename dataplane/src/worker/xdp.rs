@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_millis(20);
 /// Frames handled per turn before commands and timers get a look.
 const FRAMES_PER_TURN: u32 = 1024;
+/// How often a busy worker looks at the relays' sockets and its doorbell.
+const SOCKETS_EVERY: Duration = Duration::from_millis(1);
 /// How often the socket's kernel counters are read.
 const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 
@@ -172,17 +174,24 @@ pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
     ];
     let mut kernel = XskStats::default();
     let mut last_kernel = Instant::now();
+    let mut last_poll = last_kernel;
     while !core.stopping {
-        for f in &mut fds {
-            f.revents = 0;
-        }
+        // Idle: sleep until a frame, a command or a socket wakes us. Busy:
+        // look at the sockets and the doorbell every millisecond only (a
+        // system call per turn costs the frames' time).
         let idle = xsk.received() == 0 && xsk.tx_pending() == 0;
-        crate::sys::poll(&mut fds, if idle { WAIT } else { Duration::ZERO });
-        if fds[1].revents & libc::POLLIN != 0 {
-            crate::sys::eventfd_drain(&core.channel.doorbell);
-        }
-        if fds[2].revents & libc::POLLIN != 0 {
-            fast.sockets.serve(&mut core, Duration::ZERO);
+        if idle || last_poll.elapsed() >= SOCKETS_EVERY {
+            for f in &mut fds {
+                f.revents = 0;
+            }
+            crate::sys::poll(&mut fds, if idle { WAIT } else { Duration::ZERO });
+            last_poll = Instant::now();
+            if fds[1].revents & libc::POLLIN != 0 {
+                crate::sys::eventfd_drain(&core.channel.doorbell);
+            }
+            if fds[2].revents & libc::POLLIN != 0 {
+                fast.sockets.serve(&mut core, Duration::ZERO);
+            }
         }
         let now = Instant::now();
         if !core.channel.commands.is_empty() {

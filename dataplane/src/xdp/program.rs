@@ -308,9 +308,9 @@ impl Program {
     /// Attaches `prog`: natively where the driver has XDP, generic (skb)
     /// mode otherwise. A program just detached — a process that has just
     /// exited — lets go of the interface a moment later: busy is retried
-    /// for up to a second.
+    /// for a while.
     fn link(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let deadline = std::time::Instant::now() + super::socket::BUSY_FOR;
         loop {
             let r = Attr::new()
                 .u32(0, prog.as_raw_fd() as u32)

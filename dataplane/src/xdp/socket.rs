@@ -20,6 +20,9 @@ pub const FRAMES: u32 = 2 * RING;
 /// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17): frames one copy-mode send may
 /// take from the TX ring (32 by default).
 const XDP_MAX_TX_SKB_BUDGET: i32 = 9;
+/// How long a queue or interface another process just let go of is
+/// waited for.
+pub const BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 /// The budget asked for: a whole turn's frames in one system call.
 const TX_BUDGET: u32 = 1024;
 
@@ -309,16 +312,31 @@ impl XskSocket {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: 0,
         };
-        // SAFETY: addr is a valid sockaddr_xdp of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                raw,
-                (&addr as *const libc::sockaddr_xdp).cast(),
-                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+        // The queue stays taken for a moment after its last socket closed
+        // (the kernel releases it after a grace period): busy is retried.
+        let deadline = std::time::Instant::now() + BUSY_FOR;
+        loop {
+            // SAFETY: addr is a valid sockaddr_xdp of the size passed.
+            let rc = unsafe {
+                libc::bind(
+                    raw,
+                    (&addr as *const libc::sockaddr_xdp).cast(),
+                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "binding an AF_XDP socket to queue {queue}: {e} (another AF_XDP socket on it?)"
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // Older kernels keep 32 per send: more sends, same frames.
         let _ = setsockopt(raw, XDP_MAX_TX_SKB_BUDGET, &TX_BUDGET);
