@@ -5,7 +5,7 @@
 //! keeps flowing; spoofed sources are neither relayed nor latched.
 
 use pbxlink_dataplane::srtp::Suite;
-use pbxlink_tests::gateway::{Gateway, field};
+use pbxlink_tests::gateway::{Gateway, field, final_line};
 use pbxlink_tests::pylibsrtp::{Op, run};
 use pbxlink_tests::{corpus, key_b64, test_key};
 use std::net::UdpSocket;
@@ -409,10 +409,7 @@ fn xdp_backend_sends_past_the_socket_path_once_both_peers_are_heard() {
         sent.len()
     );
     let out = gw.stop();
-    let fin = out
-        .iter()
-        .find(|l| l.starts_with("final:"))
-        .expect("final line");
+    let fin = final_line(&out);
     // Everything after the first half went as frames.
     assert_eq!(field(fin, "xdp_sent"), (2 * PACKETS - half) as u64, "{fin}");
     assert!(fin.ends_with("drops: none"), "{fin}");

@@ -105,6 +105,10 @@ struct Consumer<T> {
 }
 
 impl<T: Copy> Consumer<T> {
+    fn new(ring: Ring<T>) -> Self {
+        let cached_cons = ring.consumer().load(Ordering::Relaxed);
+        Self { ring, cached_cons }
+    }
     /// Entries ready to take.
     fn ready(&self) -> u32 {
         self.ring
@@ -132,6 +136,10 @@ struct Producer<T> {
 }
 
 impl<T: Copy> Producer<T> {
+    fn new(ring: Ring<T>) -> Self {
+        let cached_prod = ring.producer().load(Ordering::Relaxed);
+        Self { ring, cached_prod }
+    }
     /// Free slots.
     fn room(&self) -> u32 {
         RING - self
@@ -284,22 +292,10 @@ impl XskSocket {
         let fill = Ring::map(raw, &off.fr, libc::XDP_UMEM_PGOFF_FILL_RING)?;
         let completion = Ring::map(raw, &off.cr, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
         let mut s = Self {
-            rx: Consumer {
-                cached_cons: rx.consumer().load(Ordering::Relaxed),
-                ring: rx,
-            },
-            tx: Producer {
-                cached_prod: tx.producer().load(Ordering::Relaxed),
-                ring: tx,
-            },
-            fill: Producer {
-                cached_prod: fill.producer().load(Ordering::Relaxed),
-                ring: fill,
-            },
-            completion: Consumer {
-                cached_cons: completion.consumer().load(Ordering::Relaxed),
-                ring: completion,
-            },
+            rx: Consumer::new(rx),
+            tx: Producer::new(tx),
+            fill: Producer::new(fill),
+            completion: Consumer::new(completion),
             fd,
             umem,
             spare: (0..FRAMES as u64).rev().map(|i| i * FRAME as u64).collect(),
