@@ -99,7 +99,7 @@ fn totals(workers: &BTreeMap<usize, WorkerStats>) -> WorkerStats {
         t.provided_buffer_completions += w.provided_buffer_completions;
         t.xdp_sent += w.xdp_sent;
         t.xdp_received += w.xdp_received;
-        t.tx_kicks_failed += w.tx_kicks_failed;
+        t.xdp_kicks_failed += w.xdp_kicks_failed;
     }
     t
 }
@@ -276,7 +276,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         t.provided_buffer_completions,
         t.xdp_received,
         t.xdp_sent,
-        t.tx_kicks_failed,
+        t.xdp_kicks_failed,
         drops_text(&drops)
     );
     if failed > 0 {

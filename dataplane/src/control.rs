@@ -133,7 +133,7 @@ pub struct WorkerStats {
     pub xdp_received: u64,
     /// AF_XDP send kicks the kernel refused (xdp backend; the frames stay
     /// queued for the next).
-    pub tx_kicks_failed: u64,
+    pub xdp_kicks_failed: u64,
 }
 
 /// Something a worker reports.

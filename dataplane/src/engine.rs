@@ -110,7 +110,7 @@ pub struct DataPlane {
     load: Vec<usize>,
     placement: HashMap<RelayId, usize>,
     backend: Backend,
-    /// What io_uring features the workers use (empty for epoll).
+    /// What features of its backend the workers use (empty for epoll).
     pub features: Vec<&'static str>,
 }
 
@@ -121,12 +121,13 @@ impl DataPlane {
     pub fn start(config: &DataPlaneConfig, resources: &Resources) -> Result<DataPlane, StartError> {
         let spec = config.profile.spec(resources.cpus.len());
         let workers = spec.workers.max(1);
-        let backend = match config.backend {
-            Some(Backend::Uring) => {
-                worker::uring::probe().map_err(StartError::UringUnavailable)?;
-                Backend::Uring
-            }
-            Some(Backend::Epoll) => Backend::Epoll,
+        // The backend and, from its probe, the features it uses.
+        let (backend, features) = match config.backend {
+            Some(Backend::Uring) => (
+                Backend::Uring,
+                worker::uring::probe().map_err(StartError::UringUnavailable)?,
+            ),
+            Some(Backend::Epoll) => (Backend::Epoll, Vec::new()),
             Some(Backend::Xdp) => {
                 if workers > 1 {
                     return Err(StartError::XdpWorkers {
@@ -134,23 +135,18 @@ impl DataPlane {
                         workers,
                     });
                 }
-                worker::xdp::probe(&config.xdp_interface).map_err(|source| {
+                let features = worker::xdp::probe(&config.xdp_interface).map_err(|source| {
                     StartError::XdpUnavailable {
                         interface: config.xdp_interface.clone(),
                         source,
                     }
                 })?;
-                Backend::Xdp
+                (Backend::Xdp, features)
             }
             None => match worker::uring::probe() {
-                Ok(_) => Backend::Uring,
-                Err(_) => Backend::Epoll,
+                Ok(features) => (Backend::Uring, features),
+                Err(_) => (Backend::Epoll, Vec::new()),
             },
-        };
-        let features = match backend {
-            Backend::Uring => worker::uring::probe().unwrap_or_default(),
-            Backend::Epoll => Vec::new(),
-            Backend::Xdp => vec!["af_xdp copy mode"],
         };
         // Four sockets per relay, plus slack for the process.
         let _ =

@@ -46,3 +46,19 @@ pub fn transform<E>(
     let n = f(&mut buf, p.len())?;
     Ok(buf[..n].to_vec())
 }
+
+/// Lets loopback accept the frames the xdp backend writes (it refuses to
+/// start on loopback otherwise): they reach its receive path without the
+/// route a socket's packets carry, and the kernel drops 127.0.0.0/8
+/// arriving that way unless told. Needs root; says which setting failed.
+pub fn loopback_accepts_xdp_frames() -> std::io::Result<()> {
+    for name in ["route_localnet", "accept_local"] {
+        let path = format!("/proc/sys/net/ipv4/conf/lo/{name}");
+        if std::fs::read_to_string(&path)?.trim() != "1" {
+            std::fs::write(&path, "1").map_err(|e| {
+                std::io::Error::new(e.kind(), format!("setting net.ipv4.conf.lo.{name}=1: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -103,7 +103,25 @@ pub struct GatewayConfig<'a> {
     pub sections: &'a str,
 }
 
-impl GatewayConfig<'_> {
+impl<'a> GatewayConfig<'a> {
+    /// Everything on 127.0.0.1: the PBX's SIP at `pbx_sip`, the cloud's TLS
+    /// at `cloud_tls`, the gateway's PBX-side SIP at `sip_port`; no extra
+    /// lines (set them with struct update syntax).
+    pub fn loopback(ca: &'a Path, sip_port: u16, pbx_sip: u16, cloud_tls: u16) -> Self {
+        let localhost = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        GatewayConfig {
+            lan: localhost,
+            pbx: SocketAddr::new(localhost, pbx_sip),
+            cloud: SocketAddr::new(localhost, cloud_tls),
+            ca,
+            sip_port,
+            gateway: "",
+            pbx_extra: "",
+            cloud_extra: "",
+            sections: "",
+        }
+    }
+
     /// Writes it to `dir/pbxlink.toml`.
     pub fn write(&self, dir: &Path) -> PathBuf {
         let networks = if self.lan.is_loopback() {

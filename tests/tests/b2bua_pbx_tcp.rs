@@ -9,7 +9,7 @@
 use pbxlink_tests::baresip::Baresip;
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -33,15 +33,8 @@ fn calls_reach_a_pbx_over_the_gateways_tcp_connection() {
         &tone,
     );
     let config = GatewayConfig {
-        lan: localhost,
-        pbx: SocketAddr::new(localhost, PBX_SIP),
-        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW_SIP,
-        gateway: "",
         pbx_extra: "transport = \"tcp\"",
-        cloud_extra: "",
-        sections: "",
+        ..GatewayConfig::loopback(&ca_file, GW_SIP, PBX_SIP, CLOUD_SIP + 1)
     }
     .write(dir);
     // The gateway first: the PBX is not there yet.

@@ -29,7 +29,7 @@
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway, sipp_passes};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,15 +76,8 @@ fn early_media_cancel_timeout_glare_info_and_moves_end_right_on_both_legs() {
         &tone,
     );
     let config = GatewayConfig {
-        lan: localhost,
-        pbx: SocketAddr::new(localhost, PBX_SIP),
-        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW_SIP,
         gateway: "media_timeout_seconds = 8",
-        pbx_extra: "",
-        cloud_extra: "",
-        sections: "",
+        ..GatewayConfig::loopback(&ca_file, GW_SIP, PBX_SIP, CLOUD_SIP + 1)
     }
     .write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);

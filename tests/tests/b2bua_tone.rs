@@ -10,7 +10,7 @@
 use pbxlink_tests::baresip::{self, Baresip};
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::rig::{GatewayConfig, Workdir, run_gateway};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 const GW_SIP: u16 = 25_850;
@@ -59,18 +59,7 @@ fn tones_cross_both_ways_without_authentication_failures() {
     );
     let mut phone = Baresip::lan(&dir.join("phone"), PHONE_SIP, "phone", &phone_tone);
 
-    let config = GatewayConfig {
-        lan: localhost,
-        pbx: SocketAddr::new(localhost, PHONE_SIP),
-        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW_SIP,
-        gateway: "",
-        pbx_extra: "",
-        cloud_extra: "",
-        sections: "",
-    }
-    .write(dir);
+    let config = GatewayConfig::loopback(&ca_file, GW_SIP, PHONE_SIP, CLOUD_SIP + 1).write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);
 
     // The phone calls the cloud and hangs up.

@@ -54,16 +54,10 @@ fn a_lost_invite_and_a_lost_200_are_sent_again() {
         "cloud",
         &tone,
     );
+    // The PBX is reached through the lossy wire.
     let config = GatewayConfig {
-        lan: localhost,
         pbx: wire.pbx_for_gateway,
-        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW_SIP,
-        gateway: "",
-        pbx_extra: "",
-        cloud_extra: "",
-        sections: "",
+        ..GatewayConfig::loopback(&ca_file, GW_SIP, 0, CLOUD_SIP + 1)
     }
     .write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);

@@ -359,10 +359,7 @@ static LOOPBACK_XDP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// path without the route a socket's packets carry.
 fn loopback_accepts_frames() -> std::sync::MutexGuard<'static, ()> {
     let turn = LOOPBACK_XDP.lock().unwrap_or_else(|e| e.into_inner());
-    for name in ["route_localnet", "accept_local"] {
-        std::fs::write(format!("/proc/sys/net/ipv4/conf/lo/{name}"), "1")
-            .expect("root sets loopback sysctls for the xdp backend");
-    }
+    pbxlink_tests::loopback_accepts_xdp_frames().expect("root sets loopback sysctls");
     turn
 }
 

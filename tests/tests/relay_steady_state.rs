@@ -72,10 +72,7 @@ fn thousand_relays_relay_a_million_packets_without_allocating() {
 
     let backend = match std::env::var("PBXLINK_STEADY_BACKEND").as_deref() {
         Ok("xdp") => {
-            // Loopback must accept the frames the backend writes.
-            for name in ["route_localnet", "accept_local"] {
-                std::fs::write(format!("/proc/sys/net/ipv4/conf/lo/{name}"), "1").unwrap();
-            }
+            pbxlink_tests::loopback_accepts_xdp_frames().expect("root sets loopback sysctls");
             Backend::Xdp
         }
         _ => Backend::Uring,

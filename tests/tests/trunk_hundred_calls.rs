@@ -21,7 +21,6 @@
 use pbxlink_tests::gateway::{field, final_line};
 use pbxlink_tests::rig::{GatewayConfig, Workdir, media_count, run_gateway};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 
 const GW_SIP: u16 = 26_300;
@@ -33,18 +32,10 @@ const CALLS: usize = 100;
 fn a_hundred_concurrent_calls_cross_with_audio_and_complete_records() {
     let work = Workdir::new("hundred");
     let dir = &work.dir;
-    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (cloud, ca_file) = work.cloud(CLOUD_SIP);
     let config = GatewayConfig {
-        lan: localhost,
-        pbx: SocketAddr::new(localhost, PBX_SIP),
-        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW_SIP,
         gateway: "cdr_file = \"cdr.jsonl\"",
-        pbx_extra: "",
-        cloud_extra: "",
-        sections: "",
+        ..GatewayConfig::loopback(&ca_file, GW_SIP, PBX_SIP, CLOUD_SIP + 1)
     }
     .write(dir);
     let (gw, _) = run_gateway(&Default::default(), &config);

@@ -63,18 +63,11 @@ fn scenario(name: &str) -> String {
 fn only_the_pbx_is_served_and_past_the_limit_only_emergency_calls_are() {
     let work = Workdir::new("policy");
     let dir = &work.dir;
-    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (mut cloud, ca_file) = work.cloud(CLOUD_SIP);
     let config = GatewayConfig {
-        lan: localhost,
-        pbx: SocketAddr::new(localhost, PBX_SIP),
-        cloud: SocketAddr::new(localhost, CLOUD_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW_SIP,
         gateway: "call_limit = 2\ncdr_file = \"cdr.jsonl\"",
         pbx_extra: "untrusted = \"reject\"",
-        cloud_extra: "",
-        sections: "",
+        ..GatewayConfig::loopback(&ca_file, GW_SIP, PBX_SIP, CLOUD_SIP + 1)
     }
     .write(dir);
     let (gw, _) = run_gateway(&Default::default(), &config);
@@ -205,15 +198,10 @@ fn the_pbx_is_watched_numbers_rewritten_callers_authenticated_and_calls_drained(
         "[digits]\noutbound_strip = \"9\"\ninbound_prepend = \"0\"\n\n[admin]\nlisten = \"127.0.0.1:{GW2_ADMIN}\"\n"
     );
     let config = GatewayConfig {
-        lan: localhost,
-        pbx: SocketAddr::new(localhost, PBX2_SIP),
-        cloud: SocketAddr::new(localhost, CLOUD2_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW2_SIP,
         gateway: "cdr_file = \"cdr.jsonl\"\ndrain_seconds = 30",
         pbx_extra: &pbx_extra,
-        cloud_extra: "",
         sections: &sections,
+        ..GatewayConfig::loopback(&ca_file, GW2_SIP, PBX2_SIP, CLOUD2_SIP + 1)
     }
     .write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);
@@ -377,19 +365,11 @@ const CLOUD3_SIP: u16 = 26_207; // baresip's TLS: 26_208
 fn a_pbx_that_challenges_the_gateway_gets_its_credentials() {
     let work = Workdir::new("policy3");
     let dir = &work.dir;
-    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (mut cloud, ca_file) = work.cloud(CLOUD3_SIP);
     let pbx_extra = format!("auth_username = \"officelinkmv5000\"\nauth_password = \"{PASSWORD}\"");
     let config = GatewayConfig {
-        lan: localhost,
-        pbx: SocketAddr::new(localhost, PBX3_SIP),
-        cloud: SocketAddr::new(localhost, CLOUD3_SIP + 1),
-        ca: &ca_file,
-        sip_port: GW3_SIP,
-        gateway: "",
         pbx_extra: &pbx_extra,
-        cloud_extra: "",
-        sections: "",
+        ..GatewayConfig::loopback(&ca_file, GW3_SIP, PBX3_SIP, CLOUD3_SIP + 1)
     }
     .write(dir);
     let (gw, trunk_end) = run_gateway(&Default::default(), &config);

@@ -633,9 +633,8 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// Reads and checks what is waiting on both sockets; returns how many
-    /// datagrams it read.
-    fn drain(&mut self, o: &mut Outcome) -> usize {
+    /// Reads and checks what is waiting on both sockets.
+    fn drain(&mut self, o: &mut Outcome) {
         let Sink {
             lan,
             cloud,
@@ -649,7 +648,6 @@ impl Sink<'_> {
             t0,
         } = self;
         let t0 = *t0;
-        let mut read = 0;
         for (socket, map, track, srtp) in [
             (*lan, &lan_map[..], &mut lan_track[..], false),
             (*cloud, &cloud_map[..], &mut cloud_track[..], true),
@@ -695,32 +693,12 @@ impl Sink<'_> {
                     let _ = latency.record(now.saturating_sub(stamp).max(1_000));
                     o.relayed += 1;
                 });
-                read += got.as_ref().map_or(0, |n| *n);
                 if !matches!(got, Ok(64)) {
                     break;
                 }
             }
         }
-        read
     }
-}
-
-/// The xdp backend's frames reach loopback's receive path without a route
-/// attached, and the kernel drops 127.0.0.0/8 arriving that way unless
-/// loopback accepts it (the backend refuses to start otherwise).
-fn loopback_accepts_frames() -> anyhow::Result<()> {
-    for name in ["route_localnet", "accept_local"] {
-        let path = format!("/proc/sys/net/ipv4/conf/lo/{name}");
-        if std::fs::read_to_string(&path)?.trim() != "1" {
-            std::fs::write(&path, "1").with_context(|| {
-                format!("setting net.ipv4.conf.lo.{name}=1 for the xdp backend (run as root, or --pbxlink-backend uring)")
-            })?;
-            println!(
-                "capacity: set net.ipv4.conf.lo.{name}=1 (the xdp backend's frames on loopback)"
-            );
-        }
-    }
-    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -734,7 +712,8 @@ fn main() -> anyhow::Result<()> {
     let wire = Wire::open(&args.wire)?;
     if args.pbxlink_backend == "xdp" && args.target != "rtpengine" && matches!(wire, Wire::Loopback)
     {
-        loopback_accepts_frames()?;
+        pbxlink_tests::loopback_accepts_xdp_frames()
+            .context("the xdp backend on loopback (run as root, or --pbxlink-backend uring)")?;
     }
     if let Some(profile) = args.profile {
         return profile_check(&args, &wire, profile, cpus.len());

@@ -89,7 +89,6 @@ impl Registry for FastPath {
             self.ports[addr.port() as usize] = 0;
         }
         self.local[slot] = [None; 4];
-        self.learned[slot] = [None; 4];
     }
 }
 
@@ -232,7 +231,7 @@ fn turn(core: &mut Core, fast: &mut FastPath, xsk: &mut XskSocket, now: Instant)
     }
     // Also what an earlier turn left queued (the kernel stopped early).
     if xsk.tx_pending() > 0 && xsk.flush().is_err() {
-        core.stats.tx_kicks_failed += 1;
+        core.stats.xdp_kicks_failed += 1;
     }
     xsk.reclaim();
     xsk.refill();

@@ -196,8 +196,6 @@ pub struct Program {
     xsks: OwnedFd,
     _prog: OwnedFd,
     _link: OwnedFd,
-    /// The interface it is attached to.
-    pub ifindex: u32,
 }
 
 /// The interface index of `name`.
@@ -301,7 +299,6 @@ impl Program {
             xsks,
             _prog: prog,
             _link: link,
-            ifindex,
         })
     }
 

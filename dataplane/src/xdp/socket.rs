@@ -453,11 +453,6 @@ impl XskSocket {
         }
     }
 
-    /// Whether the kernel wants a wake-up to go on filling RX.
-    pub fn fill_needs_wakeup(&self) -> bool {
-        self.fill.ring.needs_wakeup()
-    }
-
     /// The kernel's counters.
     pub fn stats(&self) -> io::Result<XskStats> {
         // SAFETY: plain data, filled by the kernel.
