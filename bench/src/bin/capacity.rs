@@ -4,12 +4,14 @@
 //! payload), with loss, latency through the relay (hdrhistogram) and the
 //! target's CPU cost per relayed packet, measured from /proc: the process's
 //! CPU time (all threads, exact, from schedstat; the projection uses it) and
-//! the busy time of the target's core (softirq included; 10 ms ticks, so
-//! noisy at low load: reported beside it). Both targets run one worker pinned to the core the generator
-//! does not use. Bounded in calls and time; stops by itself.
+//! the busy time of the target's core (softirq included, from cpuidle
+//! residency: reported beside it). Both targets run one worker pinned to
+//! the core the generator does not use. Bounded in calls and time; stops
+//! by itself.
 //!
 //! ```text
 //! capacity --target both --calls 1000 --seconds 10 --json out.json
+//! capacity --target both --calls 1000 --seconds 10 --rounds 5
 //! capacity --profile small
 //! ```
 
@@ -60,6 +62,10 @@ struct Args {
     /// pbxlink, rtpengine, or both (then the ratio is printed).
     #[arg(long, default_value = "pbxlink")]
     target: String,
+    /// Run the targets this many times, alternating, and print the spread
+    /// of the ratio (a VM's run-to-run noise can exceed a margin).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// Simultaneous calls.
     #[arg(long, default_value_t = 100)]
     calls: usize,
@@ -777,32 +783,22 @@ fn main() -> anyhow::Result<()> {
         "both" => vec!["pbxlink", "rtpengine"],
         t => vec![t],
     };
-    let mut results = serde_json::Map::new();
+    let mut rounds = Vec::new();
     let mut outcomes = Vec::new();
-    for t in targets {
-        let o = run(&args, &wire, t, args.calls, args.seconds)?;
-        println!("{}", o.line());
-        let mut json = o.json();
-        if t == "pbxlink" {
-            json["backend"] = serde_json::json!(args.pbxlink_backend);
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            println!("round {round} of {}", args.rounds);
         }
-        results.insert(t.into(), json);
-        outcomes.push(o);
+        let (json, o) = one_round(&args, &wire, &targets)?;
+        rounds.push(json);
+        outcomes.extend(o);
     }
-    if let [p, r] = &outcomes[..] {
-        let ratio = p.calls_per_core() / r.calls_per_core();
-        println!(
-            "ratio: pbxlink relays {ratio:.2}x the calls per core of rtpengine ({:.0} vs {:.0})",
-            p.calls_per_core(),
-            r.calls_per_core()
-        );
-        results.insert("ratio_calls_per_core".into(), serde_json::json!(ratio));
-    }
+    let json = match rounds.len() {
+        1 => rounds.remove(0),
+        _ => spread(rounds),
+    };
     if let Some(path) = &args.json {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&serde_json::Value::Object(results))?,
-        )?;
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     if args.require_zero_loss {
         for o in &outcomes {
@@ -827,6 +823,85 @@ fn main() -> anyhow::Result<()> {
         println!("note: the generator fell behind its schedule; flagged results are not valid");
     }
     Ok(())
+}
+
+/// Each target once through the same load; with both, their ratio.
+fn one_round(
+    args: &Args,
+    wire: &Wire,
+    targets: &[&str],
+) -> anyhow::Result<(serde_json::Value, Vec<Outcome>)> {
+    let mut results = serde_json::Map::new();
+    let mut outcomes = Vec::new();
+    for &t in targets {
+        let o = run(args, wire, t, args.calls, args.seconds)?;
+        println!("{}", o.line());
+        let mut json = o.json();
+        if t == "pbxlink" {
+            json["backend"] = serde_json::json!(args.pbxlink_backend);
+        }
+        results.insert(t.into(), json);
+        outcomes.push(o);
+    }
+    if let [p, r] = &outcomes[..] {
+        let ratio = p.calls_per_core() / r.calls_per_core();
+        println!(
+            "ratio: pbxlink relays {ratio:.2}x the calls per core of rtpengine ({:.0} vs {:.0})",
+            p.calls_per_core(),
+            r.calls_per_core()
+        );
+        results.insert("ratio_calls_per_core".into(), serde_json::json!(ratio));
+    }
+    Ok((serde_json::Value::Object(results), outcomes))
+}
+
+/// Several rounds: each as one run's JSON, and the spread of the ratio
+/// over the rounds both targets' results are valid in (printed too), with
+/// how many of those pbxlink relayed without loss and under 1 ms at p99.
+fn spread(rounds: Vec<serde_json::Value>) -> serde_json::Value {
+    let valid: Vec<&serde_json::Value> = rounds
+        .iter()
+        .filter(|r| {
+            ["pbxlink", "rtpengine"]
+                .iter()
+                .all(|t| r[t]["valid"].as_bool() == Some(true))
+        })
+        .collect();
+    let clean = valid
+        .iter()
+        .filter(|r| {
+            r["pbxlink"]["loss_ratio"].as_f64() == Some(0.0)
+                && r["pbxlink"]["latency_us"]["p99"]
+                    .as_f64()
+                    .is_some_and(|p99| p99 < 1000.0)
+        })
+        .count();
+    let mut ratios: Vec<f64> = valid
+        .iter()
+        .filter_map(|r| r["ratio_calls_per_core"].as_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let summary = match ratios.len() {
+        0 => serde_json::Value::Null,
+        n => {
+            let median = if n % 2 == 1 {
+                ratios[n / 2]
+            } else {
+                (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+            };
+            println!(
+                "ratio over {n} valid round(s) of {}: median {median:.2}x, min {:.2}x, max {:.2}x; pbxlink without loss and p99 under 1 ms in {clean}",
+                rounds.len(),
+                ratios[0],
+                ratios[n - 1]
+            );
+            serde_json::json!({
+                "valid_rounds": n, "median": median, "min": ratios[0], "max": ratios[n - 1],
+                "pbxlink_lossless_p99_under_1ms": clean,
+            })
+        }
+    };
+    serde_json::json!({ "rounds": rounds, "ratio_calls_per_core_spread": summary })
 }
 
 fn profile_check(args: &Args, wire: &Wire, profile: Profile, cores: usize) -> anyhow::Result<()> {
@@ -880,4 +955,46 @@ fn profile_check(args: &Args, wire: &Wire, profile: Profile, cores: usize) -> an
     );
     ensure!(pass, "{name}: the profile's limit was not held");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+    use serde_json::json;
+
+    fn round(ratio: f64, valid: bool, loss: f64, p99: f64) -> serde_json::Value {
+        json!({
+            "pbxlink": { "valid": true, "loss_ratio": loss, "latency_us": { "p99": p99 } },
+            "rtpengine": { "valid": valid },
+            "ratio_calls_per_core": ratio,
+        })
+    }
+
+    #[test]
+    fn spread_takes_the_valid_rounds_only() {
+        let s = spread(vec![
+            round(3.2, true, 0.0, 600.0),
+            round(9.9, false, 0.0, 600.0), // generator behind: not a result
+            round(2.8, true, 0.0, 1500.0),
+            round(3.0, true, 0.001, 600.0),
+        ]);
+        let r = &s["ratio_calls_per_core_spread"];
+        assert_eq!(r["valid_rounds"], 3);
+        assert_eq!(r["median"], 3.0);
+        assert_eq!(r["min"], 2.8);
+        assert_eq!(r["max"], 3.2);
+        assert_eq!(r["pbxlink_lossless_p99_under_1ms"], 1);
+        assert_eq!(s["rounds"].as_array().map(Vec::len), Some(4));
+        let even = spread(vec![round(3.0, true, 0.0, 1.0), round(3.2, true, 0.0, 1.0)]);
+        assert!(
+            (even["ratio_calls_per_core_spread"]["median"]
+                .as_f64()
+                .unwrap()
+                - 3.1)
+                .abs()
+                < 1e-9
+        );
+        let none = spread(vec![round(3.0, false, 0.0, 1.0)]);
+        assert!(none["ratio_calls_per_core_spread"].is_null());
+    }
 }
