@@ -471,6 +471,13 @@ impl Outcome {
     fn flagged(&self) -> bool {
         self.behind > BEHIND_MAX || self.behind_mean() > BEHIND_MEAN
     }
+    /// A valid result with every packet relayed intact and p99 under 1 ms.
+    fn held(&self) -> bool {
+        self.relayed == self.sent
+            && self.bad == 0
+            && self.latency_us(0.99) < 1000.0
+            && !self.flagged()
+    }
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "calls": self.calls,
@@ -784,19 +791,17 @@ fn main() -> anyhow::Result<()> {
         t => vec![t],
     };
     let mut rounds = Vec::new();
-    let mut outcomes = Vec::new();
     for round in 1..=args.rounds {
         if args.rounds > 1 {
             println!("round {round} of {}", args.rounds);
         }
-        let (json, o) = one_round(&args, &wire, &targets)?;
-        rounds.push(json);
-        outcomes.extend(o);
+        rounds.push(one_round(&args, &wire, &targets)?);
     }
-    let json = match rounds.len() {
-        1 => rounds.remove(0),
-        _ => spread(rounds),
+    let json = match &rounds[..] {
+        [one] => one.json.clone(),
+        _ => spread(&rounds),
     };
+    let outcomes: Vec<&Outcome> = rounds.iter().flat_map(|r| &r.outcomes).collect();
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
@@ -817,7 +822,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    if outcomes.iter().any(Outcome::flagged) {
+    if outcomes.iter().any(|o| o.flagged()) {
         // Flagged, not failed: the target did nothing wrong, and the JSON
         // marks the result invalid for anyone comparing figures.
         println!("note: the generator fell behind its schedule; flagged results are not valid");
@@ -825,12 +830,24 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One round: each target's outcome, and their JSON (with both, the ratio).
+struct Round {
+    outcomes: Vec<Outcome>,
+    json: serde_json::Value,
+}
+
+impl Round {
+    /// pbxlink's calls per core over rtpengine's, with both targets.
+    fn ratio(&self) -> Option<f64> {
+        match &self.outcomes[..] {
+            [p, r] => Some(p.calls_per_core() / r.calls_per_core()),
+            _ => None,
+        }
+    }
+}
+
 /// Each target once through the same load; with both, their ratio.
-fn one_round(
-    args: &Args,
-    wire: &Wire,
-    targets: &[&str],
-) -> anyhow::Result<(serde_json::Value, Vec<Outcome>)> {
+fn one_round(args: &Args, wire: &Wire, targets: &[&str]) -> anyhow::Result<Round> {
     let mut results = serde_json::Map::new();
     let mut outcomes = Vec::new();
     for &t in targets {
@@ -843,8 +860,11 @@ fn one_round(
         results.insert(t.into(), json);
         outcomes.push(o);
     }
-    if let [p, r] = &outcomes[..] {
-        let ratio = p.calls_per_core() / r.calls_per_core();
+    let mut round = Round {
+        outcomes,
+        json: serde_json::Value::Null,
+    };
+    if let (Some(ratio), [p, r]) = (round.ratio(), &round.outcomes[..]) {
         println!(
             "ratio: pbxlink relays {ratio:.2}x the calls per core of rtpengine ({:.0} vs {:.0})",
             p.calls_per_core(),
@@ -852,34 +872,20 @@ fn one_round(
         );
         results.insert("ratio_calls_per_core".into(), serde_json::json!(ratio));
     }
-    Ok((serde_json::Value::Object(results), outcomes))
+    round.json = serde_json::Value::Object(results);
+    Ok(round)
 }
 
 /// Several rounds: each as one run's JSON, and the spread of the ratio
 /// over the rounds both targets' results are valid in (printed too), with
-/// how many of those pbxlink relayed without loss and under 1 ms at p99.
-fn spread(rounds: Vec<serde_json::Value>) -> serde_json::Value {
-    let valid: Vec<&serde_json::Value> = rounds
+/// how many of those pbxlink held (no loss, p99 under 1 ms).
+fn spread(rounds: &[Round]) -> serde_json::Value {
+    let valid: Vec<&Round> = rounds
         .iter()
-        .filter(|r| {
-            ["pbxlink", "rtpengine"]
-                .iter()
-                .all(|t| r[t]["valid"].as_bool() == Some(true))
-        })
+        .filter(|r| r.outcomes.len() == 2 && !r.outcomes.iter().any(Outcome::flagged))
         .collect();
-    let clean = valid
-        .iter()
-        .filter(|r| {
-            r["pbxlink"]["loss_ratio"].as_f64() == Some(0.0)
-                && r["pbxlink"]["latency_us"]["p99"]
-                    .as_f64()
-                    .is_some_and(|p99| p99 < 1000.0)
-        })
-        .count();
-    let mut ratios: Vec<f64> = valid
-        .iter()
-        .filter_map(|r| r["ratio_calls_per_core"].as_f64())
-        .collect();
+    let clean = valid.iter().filter(|r| r.outcomes[0].held()).count();
+    let mut ratios: Vec<f64> = valid.iter().filter_map(|r| r.ratio()).collect();
     ratios.sort_by(f64::total_cmp);
     let summary = match ratios.len() {
         0 => serde_json::Value::Null,
@@ -901,6 +907,7 @@ fn spread(rounds: Vec<serde_json::Value>) -> serde_json::Value {
             })
         }
     };
+    let rounds: Vec<&serde_json::Value> = rounds.iter().map(|r| &r.json).collect();
     serde_json::json!({ "rounds": rounds, "ratio_calls_per_core_spread": summary })
 }
 
@@ -921,10 +928,7 @@ fn profile_check(args: &Args, wire: &Wire, profile: Profile, cores: usize) -> an
         spec.call_limit as usize,
         args.profile_seconds,
     )?;
-    let pass = limit.relayed == limit.sent
-        && limit.bad == 0
-        && limit.latency_us(0.99) < 1000.0
-        && !limit.flagged();
+    let pass = limit.held();
     println!("{}", limit.line());
     // Past the limit: grow until loss appears or the generator falls behind.
     let mut best = spec.call_limit as usize;
@@ -959,42 +963,53 @@ fn profile_check(args: &Args, wire: &Wire, profile: Profile, cores: usize) -> an
 
 #[cfg(test)]
 mod tests {
-    use super::spread;
-    use serde_json::json;
+    use super::{Histogram, Outcome, Round, spread};
+    use std::time::Duration;
 
-    fn round(ratio: f64, valid: bool, loss: f64, p99: f64) -> serde_json::Value {
-        json!({
-            "pbxlink": { "valid": true, "loss_ratio": loss, "latency_us": { "p99": p99 } },
-            "rtpengine": { "valid": valid },
-            "ratio_calls_per_core": ratio,
-        })
+    /// A round whose ratio is `ratio` (rtpengine at 10 µs a packet).
+    fn round(ratio: f64, valid: bool, loss: f64, p99: f64) -> Round {
+        let target = |ns: f64, lost: u64, p99_us: f64| {
+            let mut latency = Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3).unwrap();
+            latency.record((p99_us * 1000.0) as u64).unwrap();
+            Outcome {
+                sent: 100_000,
+                relayed: 100_000 - lost,
+                window_relayed: 1_000,
+                cpu_ns: (ns * 1_000.0) as u64,
+                latency: Some(latency),
+                ..Outcome::default()
+            }
+        };
+        let pbxlink = target(10_000.0 / ratio, (loss * 100_000.0) as u64, p99);
+        let mut rtpengine = target(10_000.0, 0, 1.0);
+        if !valid {
+            rtpengine.behind = Duration::from_secs(1);
+        }
+        Round {
+            outcomes: vec![pbxlink, rtpengine],
+            json: serde_json::Value::Null,
+        }
     }
 
     #[test]
     fn spread_takes_the_valid_rounds_only() {
-        let s = spread(vec![
+        let s = spread(&[
             round(3.2, true, 0.0, 600.0),
             round(9.9, false, 0.0, 600.0), // generator behind: not a result
             round(2.8, true, 0.0, 1500.0),
             round(3.0, true, 0.001, 600.0),
         ]);
         let r = &s["ratio_calls_per_core_spread"];
+        let near = |v: &serde_json::Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-6;
         assert_eq!(r["valid_rounds"], 3);
-        assert_eq!(r["median"], 3.0);
-        assert_eq!(r["min"], 2.8);
-        assert_eq!(r["max"], 3.2);
+        assert!(near(&r["median"], 3.0));
+        assert!(near(&r["min"], 2.8));
+        assert!(near(&r["max"], 3.2));
         assert_eq!(r["pbxlink_lossless_p99_under_1ms"], 1);
         assert_eq!(s["rounds"].as_array().map(Vec::len), Some(4));
-        let even = spread(vec![round(3.0, true, 0.0, 1.0), round(3.2, true, 0.0, 1.0)]);
-        assert!(
-            (even["ratio_calls_per_core_spread"]["median"]
-                .as_f64()
-                .unwrap()
-                - 3.1)
-                .abs()
-                < 1e-9
-        );
-        let none = spread(vec![round(3.0, false, 0.0, 1.0)]);
+        let even = spread(&[round(3.0, true, 0.0, 1.0), round(3.2, true, 0.0, 1.0)]);
+        assert!(near(&even["ratio_calls_per_core_spread"]["median"], 3.1));
+        let none = spread(&[round(3.0, false, 0.0, 1.0)]);
         assert!(none["ratio_calls_per_core_spread"].is_null());
     }
 }
