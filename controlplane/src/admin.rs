@@ -1,21 +1,51 @@
 //! The local admin REST API (SPEC §1 "Local admin", port 80 on the LAN by
 //! default): what an operator's browser or a monitoring system reads from
-//! the gateway, as JSON. Read-only; it owns no state, it reads the node's
-//! counters and the trunk's connection.
+//! the gateway, as JSON, and the commands an operator (or, later, the
+//! cloud tunnel) may give. It owns no state: it reads the node's counters,
+//! the trunk's connection, the users and the CSTA link, and passes
+//! commands to them.
 //!
+//! Reading:
 //! - `GET /api/status`: the status word (SPEC §7: `Connected`, or
 //!   `Lost trunk connection to PBX` while the PBX does not answer its
-//!   keep-alives), the PBX and cloud trunks, calls in progress, relays.
+//!   keep-alives), the PBX and cloud trunks, the CSTA link's word, calls
+//!   in progress, relays.
 //! - `GET /api/counters`: every counter of the node by name (calls by
-//!   outcome, refusals by reason, trust and authentication, keep-alives).
+//!   outcome, refusals by reason, trust and authentication, keep-alives,
+//!   CSTA requests and events, user pushes).
+//! - `GET /api/users`, `GET /api/users/{extension}`: the PBX's users, each
+//!   onboarded with its role or not with the reason; one user with its
+//!   call history.
+//! - `GET /api/cti`: the CSTA link — `Connected` and `Connection
+//!   successful`, or `Lost connection` and why — per server.
+//! - `GET /api/cti/events?after=N&limit=M`: events from the users'
+//!   monitors, in order, with sequence numbers.
+//!
+//! Commands (only with `Authorization: Bearer <[admin] api_token>`;
+//! without a token configured they are refused 403):
+//! - `POST /api/cti/{make-call|answer|clear|hold|retrieve|consult|transfer|message-waiting}`
+//!   with JSON naming the user (`device`) and the call(s): the CSTA
+//!   service on that user's behalf (SPEC §6), answered with its result or
+//!   the PBX's refusal.
+//! - `DELETE /api/pbx`: deletes the PBX connection (closes the CSTA link,
+//!   forgets the PBX's users) — refused 409 while a user holds the CTI or
+//!   Softphone role or a user sync runs (SPEC §5).
 
+use crate::cti::Cti;
+use crate::http_error::HttpError;
 use crate::signalling::{CloudPath, Counters};
+use crate::users::Users;
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use pbxlink_csta::message::{ConnectionId, Service};
+use pbxlink_csta::session::{RequestError, ServiceResult};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// What the API reads.
@@ -29,6 +59,12 @@ pub struct AdminState {
     pub started: Instant,
     /// The performance profile's name and call limit.
     pub profile: (String, usize),
+    /// The CSTA link (none: off).
+    pub cti: Option<Cti>,
+    /// The PBX's users (none: not kept).
+    pub users: Option<Arc<Users>>,
+    /// The token that lets requests run commands (none: commands off).
+    pub token: Option<String>,
 }
 
 async fn status(State(s): State<AdminState>) -> Json<Value> {
@@ -51,6 +87,8 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         "status": status,
         "pbx_trunk": pbx,
         "cloud_trunk": cloud,
+        "csta": s.cti.as_ref().map_or("off".to_owned(), Cti::status_word),
+        "users_onboarded": s.users.as_ref().map(|u| u.read(|d| d.onboarded())),
         "calls_in_progress": c.calls_in_progress(),
         "relays": c.get("relays"),
         "profile": s.profile.0,
@@ -60,19 +98,284 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
 }
 
 async fn counters(State(s): State<AdminState>) -> Json<Value> {
-    Json(Value::Object(
-        s.counters
-            .pairs()
-            .into_iter()
-            .map(|(n, v)| (n.to_owned(), Value::from(v)))
-            .collect::<Map<_, _>>(),
-    ))
+    let mut all: Map<String, Value> = s
+        .counters
+        .pairs()
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), Value::from(v)))
+        .collect();
+    if let Some(cti) = &s.cti {
+        let c = &cti.counters;
+        for (n, v) in [
+            ("csta_requests", &c.requests),
+            ("csta_requests_ok", &c.requests_ok),
+            ("csta_requests_failed", &c.requests_failed),
+            ("csta_requests_busy", &c.requests_busy),
+            ("csta_events", &c.events),
+            ("csta_write_queue_full", &c.write_queue_full),
+        ] {
+            all.insert(n.into(), v.load(Ordering::Relaxed).into());
+        }
+    }
+    if let Some(u) = &s.users {
+        let c = &u.counters;
+        for (n, v) in [
+            ("user_pushes", &c.pushes),
+            ("user_pushes_refused", &c.pushes_refused),
+            ("user_push_auth_failures", &c.auth_failures),
+        ] {
+            all.insert(n.into(), v.load(Ordering::Relaxed).into());
+        }
+    }
+    Json(Value::Object(all))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    HttpError::new(status, message).into_response()
+}
+
+async fn users(State(s): State<AdminState>) -> Response {
+    match &s.users {
+        Some(u) => Json(crate::users::api::user_list(u)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "users are not kept on this gateway"),
+    }
+}
+
+async fn user(State(s): State<AdminState>, Path(dn): Path<String>) -> Response {
+    let Some(u) = &s.users else {
+        return error(StatusCode::NOT_FOUND, "users are not kept on this gateway");
+    };
+    let Some(one) = u.read(|d| d.user(&dn).map(crate::users::api::user_json)) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no user with extension {dn:?}"),
+        );
+    };
+    let history: Vec<Value> = s.cti.as_ref().map_or_else(Vec::new, |c| {
+        c.history(&dn)
+            .iter()
+            .map(|r| {
+                json!({
+                    "call_id": r.call_id,
+                    "direction": r.direction.name(),
+                    "peer": r.peer,
+                    "started_ms": r.started_ms,
+                    "answered_ms": r.answered_ms,
+                    "ended_ms": r.ended_ms,
+                    "duration_s": r.duration_s(),
+                    "outcome": r.outcome.name(),
+                })
+            })
+            .collect()
+    });
+    Json(json!({ "user": one, "history": history })).into_response()
+}
+
+async fn cti_status(State(s): State<AdminState>) -> Response {
+    match &s.cti {
+        Some(c) => Json(c.status_json()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "the CSTA link is off ([pbx] csta = false)",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn cti_events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Response {
+    let Some(c) = &s.cti else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the CSTA link is off ([pbx] csta = false)",
+        );
+    };
+    let (events, next) = c.events_after(q.after, q.limit.unwrap_or(1000).min(10_000));
+    Json(json!({ "events": events, "next": next })).into_response()
+}
+
+/// Whether the request may run a command; the refusal otherwise.
+fn allowed(s: &AdminState, headers: &HeaderMap) -> Result<(), HttpError> {
+    let Some(token) = &s.token else {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "commands are off on this gateway: set [admin] api_token and send it as 'Authorization: Bearer TOKEN'",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    use subtle::ConstantTimeEq;
+    if bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "a command needs 'Authorization: Bearer TOKEN' with the gateway's [admin] api_token",
+        ))
+    }
+}
+
+/// A CTI command's body: the user and whatever the service needs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CtiCommand {
+    device: String,
+    call: Option<String>,
+    to: Option<String>,
+    held_call: Option<String>,
+    active_call: Option<String>,
+    on: Option<bool>,
+}
+
+fn service(name: &str, c: CtiCommand) -> Result<Service, String> {
+    let need = |v: Option<String>, field: &str| {
+        v.filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| format!("{name} needs \"{field}\""))
+    };
+    let conn = |call: String| ConnectionId {
+        call,
+        device: c.device.clone(),
+    };
+    if c.device.trim().is_empty() || c.device.len() > 64 {
+        return Err("\"device\" must name the user's extension".into());
+    }
+    Ok(match name {
+        "make-call" => Service::MakeCall {
+            calling: c.device.clone(),
+            called: dial(need(c.to, "to")?)?,
+        },
+        "answer" => Service::AnswerCall(conn(need(c.call, "call")?)),
+        "clear" => Service::ClearConnection(conn(need(c.call, "call")?)),
+        "hold" => Service::HoldCall(conn(need(c.call, "call")?)),
+        "retrieve" => Service::RetrieveCall(conn(need(c.call, "call")?)),
+        "consult" => Service::ConsultationCall {
+            existing: conn(need(c.call, "call")?),
+            consulted: dial(need(c.to, "to")?)?,
+        },
+        "transfer" => Service::TransferCall {
+            held: conn(need(c.held_call, "held_call")?),
+            active: conn(need(c.active_call, "active_call")?),
+        },
+        "message-waiting" => Service::SetMessageWaiting {
+            device: c.device.clone(),
+            on: c
+                .on
+                .ok_or_else(|| "message-waiting needs \"on\": true or false".to_owned())?,
+        },
+        other => {
+            return Err(format!(
+                "no CTI command {other:?}: use make-call, answer, clear, hold, retrieve, consult, transfer or message-waiting"
+            ));
+        }
+    })
+}
+
+/// A number to call: dial characters only (what a phone could dial).
+fn dial(n: String) -> Result<String, String> {
+    let n = n.trim().to_owned();
+    if n.is_empty()
+        || n.len() > 32
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | '+'))
+    {
+        return Err(format!(
+            "{n:?} is not a number to call: up to 32 of 0-9 * # +"
+        ));
+    }
+    Ok(n)
+}
+
+async fn cti_command(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = allowed(&s, &headers) {
+        return r.into_response();
+    }
+    let Some(cti) = &s.cti else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the CSTA link is off ([pbx] csta = false)",
+        );
+    };
+    let command: CtiCommand = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a CTI command: {e}"),
+            );
+        }
+    };
+    let service = match service(&name, command) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match cti.request(service).await {
+        Ok(ServiceResult::Done) => Json(json!({ "result": "done" })).into_response(),
+        Ok(ServiceResult::Call(c)) => {
+            Json(json!({ "result": "done", "call": c.call, "device": c.device })).into_response()
+        }
+        Err(e) => {
+            let status = match &e {
+                RequestError::Refused(_) => StatusCode::CONFLICT,
+                RequestError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                RequestError::UnknownDevice(_) => StatusCode::NOT_FOUND,
+                RequestError::BadAnswer(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let mut body = json!({ "error": e.to_string() });
+            if let RequestError::Refused(c) = &e {
+                body["csta_error"] = json!(format!("{}/{}", c.category.name(), c.value));
+            }
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+async fn delete_pbx(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = allowed(&s, &headers) {
+        return r.into_response();
+    }
+    let Some(users) = &s.users else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no PBX connection is kept on this gateway",
+        );
+    };
+    if let Err(why) = users.read(|d| d.connection_deletable(users.sync_running())) {
+        return error(StatusCode::CONFLICT, why);
+    }
+    if let Some(cti) = &s.cti {
+        cti.stop().await;
+    }
+    if let Err(e) = users.push(Vec::new(), true) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    println!("admin: the PBX connection was deleted: CSTA link closed, the PBX's users forgotten");
+    Json(json!({
+        "result": "the PBX connection is deleted: the CSTA link is closed and the PBX's users are forgotten; it returns when the gateway starts again with [pbx] configured"
+    }))
+    .into_response()
 }
 
 async fn not_found() -> (StatusCode, Json<Value>) {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({ "error": "no such resource; try /api/status or /api/counters" })),
+        Json(
+            json!({ "error": "no such resource; try /api/status, /api/counters, /api/users or /api/cti" }),
+        ),
     )
 }
 
@@ -81,9 +384,66 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) {
     let app = axum::Router::new()
         .route("/api/status", get(status))
         .route("/api/counters", get(counters))
+        .route("/api/users", get(users))
+        .route("/api/users/{dn}", get(user))
+        .route("/api/cti", get(cti_status))
+        .route("/api/cti/events", get(cti_events))
+        .route("/api/cti/{command}", post(cti_command))
+        .route("/api/pbx", axum::routing::delete(delete_pbx))
         .fallback(not_found)
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         println!("admin: the API stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(json: &str) -> CtiCommand {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn commands_become_services_and_bad_ones_say_what_is_missing() {
+        assert_eq!(
+            service("make-call", cmd(r#"{"device":"1000","to":" 0612345678 "}"#)),
+            Ok(Service::MakeCall {
+                calling: "1000".into(),
+                called: "0612345678".into()
+            })
+        );
+        assert_eq!(
+            service(
+                "transfer",
+                cmd(r#"{"device":"1000","held_call":"a","active_call":"b"}"#)
+            ),
+            Ok(Service::TransferCall {
+                held: ConnectionId {
+                    call: "a".into(),
+                    device: "1000".into()
+                },
+                active: ConnectionId {
+                    call: "b".into(),
+                    device: "1000".into()
+                },
+            })
+        );
+        assert_eq!(
+            service("hold", cmd(r#"{"device":"1000"}"#)),
+            Err("hold needs \"call\"".into())
+        );
+        assert!(
+            service("make-call", cmd(r#"{"device":"1000","to":"06<x>"}"#))
+                .unwrap_err()
+                .contains("not a number to call")
+        );
+        assert!(
+            service("park", cmd(r#"{"device":"1000"}"#))
+                .unwrap_err()
+                .starts_with("no CTI command \"park\"")
+        );
+        assert!(service("message-waiting", cmd(r#"{"device":"1000"}"#)).is_err());
     }
 }

@@ -15,13 +15,21 @@
 //! cdr_file = "/var/log/pbxlink/cdr.jsonl"  # one JSON line per call; rotated at 10 MiB, 5 kept
 //! drain_seconds = 30                  # on SIGTERM: calls up may go on this long (new ones get
 //!                                     # 503 with Retry-After), then are hung up; a second SIGTERM: at once
+//! state_dir = "/var/lib/pbxlink"      # users pushed by the PBX, generated certificates
 //!
 //! [pbx]
 //! type = "mivoice-5000"               # mivoice-5000 | mivoice-office-400 | mx-one | mivoice-business
 //! address = "192.168.1.10"            # the PBX's SIP trunk
 //! port = 5060
 //! transport = "udp"                   # udp | tcp
-//! csta_ports = [3211]                 # default by type (SPEC §3)
+//! csta = true                         # the CSTA (CTI) link to the PBX; false: none
+//! csta_ports = [3211]                 # default by type (SPEC §3); or "3211;3212": users spread
+//!                                     # across the servers, moved to the others when one drops
+//! # csta_address = "192.168.1.10"     # default: the PBX's address
+//! # csta_username = "cloudlink"       # MiVoice Office 400's CloudLink system user (<= 25
+//! # csta_password = "…"               # characters; password <= 255): required for that type
+//! csta_timeout_seconds = 5            # the PBX must answer each CSTA request within this
+//! csta_edition = "ed3"                # ECMA-323 edition spoken until the PBX picks one
 //! # trusted = ["192.168.1.10/32"]     # who may use the PBX trunk; default: the PBX's address
 //! untrusted = "drop"                  # drop | reject (403): what anyone else gets
 //! # auth_username = "officelinkmv5000" # set: the PBX's INVITEs must carry digest credentials
@@ -53,6 +61,16 @@
 //! [admin]
 //! listen = "192.168.1.20:80"          # the admin REST API (/api/status, /api/counters);
 //!                                     # default: the LAN address, port 80; "off": none
+//! # api_token = "…"                   # lets requests with "Authorization: Bearer TOKEN" run
+//!                                     # commands (CTI services, deleting the PBX connection)
+//!
+//! [users]                             # the PBX's user-config API (HTTPS)
+//! # listen = "192.168.1.20:8086"      # default: the LAN address, port 8086, once a password is set
+//! push_username = "pbx"               # HTTP Basic credentials the PBX pushes with
+//! # push_password = "…"               # at least 12 characters; unset: the API is off
+//! # cert = "/etc/pbxlink/users.crt"   # default: made at first start in state_dir (users-api.crt)
+//! # key = "/etc/pbxlink/users.key"
+//! history_calls = 20                  # calls kept per CTI user
 //! ```
 
 use pbxlink_b2bua::digits::{DigitRule, is_dial_string};
@@ -79,12 +97,57 @@ struct File {
     digits: DigitsSection,
     #[serde(default)]
     admin: AdminSection,
+    #[serde(default)]
+    users: UsersSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AdminSection {
     listen: Option<String>,
+    api_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersSection {
+    listen: Option<String>,
+    #[serde(default = "push_username")]
+    push_username: String,
+    push_password: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default = "history_calls")]
+    history_calls: usize,
+}
+
+impl Default for UsersSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            push_username: push_username(),
+            push_password: None,
+            cert: None,
+            key: None,
+            history_calls: history_calls(),
+        }
+    }
+}
+
+fn push_username() -> String {
+    "pbx".into()
+}
+
+fn history_calls() -> usize {
+    20
+}
+
+/// CSTA ports as the file gives them: a list, or SPEC §3's `"3211;3212"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PortList {
+    List(Vec<u16>),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +178,12 @@ struct GatewaySection {
     cdr_file: Option<PathBuf>,
     #[serde(default = "drain")]
     drain_seconds: u64,
+    #[serde(default = "state_dir")]
+    state_dir: PathBuf,
+}
+
+fn state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/pbxlink")
 }
 
 fn drain() -> u64 {
@@ -139,7 +208,16 @@ struct PbxSection {
     port: u16,
     #[serde(default = "udp")]
     transport: String,
-    csta_ports: Option<Vec<u16>>,
+    #[serde(default = "yes")]
+    csta: bool,
+    csta_ports: Option<PortList>,
+    csta_address: Option<String>,
+    csta_username: Option<String>,
+    csta_password: Option<String>,
+    #[serde(default = "csta_timeout")]
+    csta_timeout_seconds: u64,
+    #[serde(default = "ed3")]
+    csta_edition: String,
     #[serde(default)]
     trusted: Vec<String>,
     #[serde(default = "untrusted_drop")]
@@ -150,6 +228,18 @@ struct PbxSection {
     auth_realm: String,
     #[serde(default = "keepalive")]
     keepalive_seconds: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn csta_timeout() -> u64 {
+    5
+}
+
+fn ed3() -> String {
+    "ed3".into()
 }
 
 fn realm() -> String {
@@ -291,8 +381,8 @@ pub struct Config {
     pub pbx_port: u16,
     /// Its SIP transport.
     pub pbx_transport: Transport,
-    /// Its CSTA ports.
-    pub csta_ports: Vec<u16>,
+    /// The CSTA link (none: off).
+    pub csta: Option<CstaConfig>,
     /// Who may use the PBX trunk (the PBX's address unless listed).
     pub trusted: Vec<Prefix>,
     /// Whether others get 403 (true) or nothing.
@@ -333,6 +423,64 @@ pub struct Config {
     pub inbound_digits: DigitRule,
     /// Where the admin API listens (none: off).
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// The bearer token that lets admin API requests run commands.
+    pub admin_token: Option<String>,
+    /// Where the gateway keeps what it must not forget.
+    pub state_dir: PathBuf,
+    /// The PBX's user-config API (none: off).
+    pub users_api: Option<UsersApiConfig>,
+    /// Calls kept per CTI user.
+    pub history_calls: usize,
+}
+
+/// The CSTA link's settings.
+#[derive(Clone)]
+pub struct CstaConfig {
+    /// The servers (the PBX's CSTA address with each port), in order.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// The CTI login (MiVoice Office 400).
+    pub login: Option<(String, String)>,
+    /// How long the PBX has to answer a request.
+    pub timeout: Duration,
+    /// The edition spoken until the PBX picks one.
+    pub edition: pbxlink_csta::message::Edition,
+}
+
+impl fmt::Debug for CstaConfig {
+    /// Never shows the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CstaConfig")
+            .field("servers", &self.servers)
+            .field("login", &self.login.as_ref().map(|(u, _)| u))
+            .field("timeout", &self.timeout)
+            .field("edition", &self.edition)
+            .finish()
+    }
+}
+
+/// The user-config API's settings.
+#[derive(Clone)]
+pub struct UsersApiConfig {
+    /// Where it listens.
+    pub listen: std::net::SocketAddr,
+    /// The PBX's credentials.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Certificate and key given by the operator (none: made and kept in
+    /// the state directory).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl fmt::Debug for UsersApiConfig {
+    /// Never shows the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsersApiConfig")
+            .field("listen", &self.listen)
+            .field("username", &self.username)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// Everything wrong with a configuration file, one line each.
@@ -618,6 +766,22 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             ));
         }
     }
+    let csta = csta_settings(&file.pbx, pbx_type, pbx_address, &mut problems);
+    let users_api = users_api(&file.users, lan_address, &mut problems);
+    if !(1..=1000).contains(&file.users.history_calls) {
+        problems.push(format!(
+            "[users] history_calls = {}: use 1 to 1000 (20 is usual)",
+            file.users.history_calls
+        ));
+    }
+    if let Some(t) = &file.admin.api_token
+        && (t.len() < 16 || t.chars().any(char::is_whitespace))
+    {
+        problems.push(
+            "[admin] api_token needs at least 16 characters and no spaces (e.g. from `openssl rand -hex 16`)"
+                .into(),
+        );
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -632,10 +796,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         pbx_address: pbx_address.expect("checked"),
         pbx_port: file.pbx.port,
         pbx_transport: pbx_transport.expect("checked"),
-        csta_ports: file
-            .pbx
-            .csta_ports
-            .unwrap_or_else(|| vec![pbx_type.csta_port()]),
+        csta,
         trusted,
         reject_untrusted,
         pbx_auth,
@@ -662,6 +823,162 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             prepend: file.digits.inbound_prepend,
         },
         admin_listen,
+        admin_token: file.admin.api_token,
+        state_dir: base.join(&file.gateway.state_dir),
+        users_api,
+        history_calls: file.users.history_calls,
+    })
+}
+
+/// The CSTA link's settings, or the problems with them.
+fn csta_settings(
+    pbx: &PbxSection,
+    kind: Option<PbxType>,
+    pbx_address: Option<IpAddr>,
+    problems: &mut Vec<String>,
+) -> Option<CstaConfig> {
+    let ports: Vec<u16> = match &pbx.csta_ports {
+        None => kind.map(|t| vec![t.csta_port()]).unwrap_or_default(),
+        Some(PortList::List(l)) => l.clone(),
+        Some(PortList::Text(t)) => {
+            let mut l = Vec::new();
+            for p in t.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                match p.parse::<u16>() {
+                    Ok(n) => l.push(n),
+                    Err(_) => problems.push(format!(
+                        "[pbx] csta_ports = {t:?}: {p:?} is not a port (e.g. \"3211;3212\")"
+                    )),
+                }
+            }
+            l
+        }
+    };
+    if pbx.csta && ports.is_empty() && kind.is_some() {
+        problems.push("[pbx] csta_ports: name at least one port (or csta = false)".into());
+    }
+    if ports.contains(&0) {
+        problems.push("[pbx] csta_ports: 0 is not a port".into());
+    }
+    let mut unique = ports.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != ports.len() {
+        problems.push("[pbx] csta_ports: a port is named twice".into());
+    }
+    let address = match &pbx.csta_address {
+        Some(a) => match a.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                problems.push(format!(
+                    "[pbx] csta_address = {a:?} is not an IP address (e.g. \"192.168.1.10\")"
+                ));
+                None
+            }
+        },
+        None => pbx_address,
+    };
+    let login = match (&pbx.csta_username, &pbx.csta_password) {
+        (None, None) => None,
+        (Some(u), Some(p)) => {
+            if u.is_empty() || u.chars().count() > 25 {
+                problems.push("[pbx] csta_username: 1 to 25 characters".into());
+            }
+            if p.is_empty() || p.chars().count() > 255 {
+                problems.push("[pbx] csta_password: 1 to 255 characters".into());
+            }
+            Some((u.clone(), p.clone()))
+        }
+        _ => {
+            problems.push("[pbx] csta_username and csta_password go together".into());
+            None
+        }
+    };
+    if pbx.csta && kind == Some(PbxType::MiVoiceOffice400) && login.is_none() {
+        problems.push(
+            "[pbx] type = \"mivoice-office-400\" needs csta_username and csta_password (the CloudLink system user on the PBX)"
+                .into(),
+        );
+    }
+    if !(1..=60).contains(&pbx.csta_timeout_seconds) {
+        problems.push(format!(
+            "[pbx] csta_timeout_seconds = {}: use 1 to 60 (5 is usual)",
+            pbx.csta_timeout_seconds
+        ));
+    }
+    use pbxlink_csta::message::Edition;
+    let edition = match pbx.csta_edition.as_str() {
+        "ed2" => Edition::Ed2,
+        "ed3" => Edition::Ed3,
+        "ed4" => Edition::Ed4,
+        "ed5" => Edition::Ed5,
+        other => {
+            problems.push(format!(
+                "[pbx] csta_edition = {other:?}: use ed2, ed3, ed4 or ed5"
+            ));
+            Edition::Ed3
+        }
+    };
+    (pbx.csta).then(|| CstaConfig {
+        servers: address
+            .map(|ip| {
+                ports
+                    .iter()
+                    .map(|p| std::net::SocketAddr::new(ip, *p))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        login,
+        timeout: Duration::from_secs(pbx.csta_timeout_seconds),
+        edition,
+    })
+}
+
+/// The user-config API's settings, or the problems with them.
+fn users_api(
+    users: &UsersSection,
+    lan: Option<IpAddr>,
+    problems: &mut Vec<String>,
+) -> Option<UsersApiConfig> {
+    let listen = match users.listen.as_deref() {
+        Some("off") => return None,
+        Some(a) => match a.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "[users] listen = {a:?}: an address and port (e.g. \"192.168.1.20:8086\") or \"off\""
+                ));
+                return None;
+            }
+        },
+        None => lan.map(|ip| std::net::SocketAddr::new(ip, 8086)),
+    };
+    let Some(password) = &users.push_password else {
+        if users.listen.is_some() {
+            problems.push(
+                "[users] listen needs push_password: the PBX must authenticate its pushes".into(),
+            );
+        }
+        return None;
+    };
+    if password.chars().count() < 12 {
+        problems.push("[users] push_password needs at least 12 characters".into());
+    }
+    if users.push_username.is_empty() || users.push_username.contains(':') {
+        problems.push("[users] push_username: not empty, without ':'".into());
+    }
+    let tls = match (&users.cert, &users.key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => {
+            problems.push("[users] cert and key go together".into());
+            None
+        }
+    };
+    Some(UsersApiConfig {
+        listen: listen?,
+        username: users.push_username.clone(),
+        password: password.clone(),
+        tls,
     })
 }
 
@@ -684,7 +1001,7 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "pbx: {} at {}:{} over {}, {}, keep-alive every {} s, CSTA port(s) {}",
+            "pbx: {} at {}:{} over {}, {}, keep-alive every {} s, {}",
             self.pbx_type.name(),
             self.pbx_address,
             self.pbx_port,
@@ -694,11 +1011,20 @@ impl fmt::Display for Config {
                 None => "no digest auth".into(),
             },
             self.pbx_keepalive_seconds,
-            self.csta_ports
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(";")
+            match &self.csta {
+                None => "no CSTA link".to_owned(),
+                Some(c) => format!(
+                    "CSTA {}{}",
+                    c.servers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    c.login
+                        .as_ref()
+                        .map_or(String::new(), |(u, _)| format!(" as {u:?}"))
+                ),
+            }
         )?;
         let targets = match &self.cloud {
             CloudTargets::Domain(d) => format!("{d} (RFC 3263)"),
@@ -722,10 +1048,27 @@ impl fmt::Display for Config {
         writeln!(f, "sip: role {}, DSCP {}", self.sip_role, self.dscp)?;
         writeln!(
             f,
-            "admin: {}",
+            "admin: {}{}",
             self.admin_listen.map_or("off".to_owned(), |a| format!(
                 "API on http://{a}/api/status"
-            ))
+            )),
+            if self.admin_token.is_some() {
+                ", commands with the API token"
+            } else {
+                ", read-only"
+            }
+        )?;
+        writeln!(
+            f,
+            "users: {}, kept in {}",
+            self.users_api.as_ref().map_or(
+                "user-config API off (set [users] push_password)".to_owned(),
+                |u| format!(
+                    "user-config API on https://{}/api/v1/users for {:?}",
+                    u.listen, u.username
+                )
+            ),
+            self.state_dir.display()
         )?;
         let rule = |r: &DigitRule| match (r.strip.as_str(), r.prepend.as_str()) {
             ("", "") => "as dialled".to_owned(),
@@ -790,7 +1133,11 @@ ca = "Cargo.toml"
     #[test]
     fn a_good_file_gets_its_defaults() {
         let c = parse(GOOD, base()).unwrap();
-        assert_eq!(c.csta_ports, [3211], "by PBX type");
+        assert_eq!(
+            c.csta.as_ref().unwrap().servers,
+            ["192.168.1.10:3211".parse().unwrap()],
+            "by PBX type"
+        );
         assert_eq!(c.pbx_port, 5060);
         assert_eq!(c.pbx_transport, Transport::Udp);
         assert_eq!(c.cloud, CloudTargets::Domain("sip.cloud.example".into()));
@@ -805,7 +1152,7 @@ ca = "Cargo.toml"
         assert!(!c.reject_untrusted && c.refuse_with == 503 && c.call_limit.is_none());
         let shown = c.to_string();
         assert!(
-            shown.contains("pbx: mivoice-5000 at 192.168.1.10:5060 over udp, no digest auth, keep-alive every 30 s, CSTA port(s) 3211"),
+            shown.contains("pbx: mivoice-5000 at 192.168.1.10:5060 over udp, no digest auth, keep-alive every 30 s, CSTA 192.168.1.10:3211"),
             "{shown}"
         );
     }
@@ -830,6 +1177,65 @@ ca = "Cargo.toml"
         assert!(!shown.contains("Pbx-trunk-9"), "{shown}");
         let short = with.replace("Pbx-trunk-9", "short");
         assert!(parse(&short, base()).unwrap_err()[0].contains("at least 8 characters"));
+    }
+
+    #[test]
+    fn the_csta_link_and_the_user_api_are_configured_and_checked() {
+        let c = parse(
+            &GOOD.replace(
+                "mivoice-5000\"",
+                "mivoice-5000\"\ncsta_ports = \"3211; 3212\"\ncsta_address = \"192.168.1.11\"",
+            ),
+            base(),
+        )
+        .unwrap();
+        let csta = c.csta.as_ref().unwrap();
+        assert_eq!(
+            csta.servers,
+            [
+                "192.168.1.11:3211".parse().unwrap(),
+                "192.168.1.11:3212".parse().unwrap()
+            ]
+        );
+        assert!(c.users_api.is_none(), "off until a password is set");
+        assert_eq!(c.state_dir, Path::new("/var/lib/pbxlink"));
+        let with_users = format!(
+            "{GOOD}\n[users]\npush_password = \"Push-secret-42\"\n[admin]\napi_token = \"0123456789abcdef\"\n"
+        );
+        let c = parse(&with_users, base()).unwrap();
+        let api = c.users_api.as_ref().unwrap();
+        assert_eq!(api.listen, "192.168.1.20:8086".parse().unwrap());
+        let shown = format!("{c} {c:?}");
+        assert!(shown.contains("user-config API on https://192.168.1.20:8086/api/v1/users"));
+        assert!(!shown.contains("Push-secret-42"), "{shown}");
+        let office = GOOD.replace("mivoice-5000", "mivoice-office-400");
+        assert!(
+            parse(&office, base()).unwrap_err()[0]
+                .contains("needs csta_username and csta_password")
+        );
+        let office = office.replace(
+            "mivoice-office-400\"",
+            "mivoice-office-400\"\ncsta_username = \"cloudlink\"\ncsta_password = \"Op3n-sesame\"",
+        );
+        let c = parse(&office, base()).unwrap();
+        assert_eq!(c.csta.as_ref().unwrap().servers[0].port(), 7001);
+        assert!(!format!("{c:?}").contains("Op3n-sesame"));
+        let off = GOOD.replace("mivoice-5000\"", "mivoice-5000\"\ncsta = false");
+        assert!(parse(&off, base()).unwrap().csta.is_none());
+        let bad = GOOD.replace(
+            "mivoice-5000\"",
+            "mivoice-5000\"\ncsta_ports = \"3211;x\"\ncsta_username = \"a-name-that-is-far-too-long-for-it\"\ncsta_password = \"p\"\ncsta_edition = \"ed9\"",
+        ) + "\n[users]\nlisten = \"192.168.1.20:8086\"\n[admin]\napi_token = \"short\"\n";
+        let all = parse(&bad, base()).unwrap_err().join("\n");
+        for want in [
+            "[pbx] csta_ports = \"3211;x\": \"x\" is not a port",
+            "[pbx] csta_username: 1 to 25 characters",
+            "[pbx] csta_edition = \"ed9\"",
+            "[users] listen needs push_password",
+            "[admin] api_token needs at least 16 characters",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
     }
 
     #[test]

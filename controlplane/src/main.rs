@@ -5,10 +5,14 @@
 mod admin;
 mod cdr;
 mod config;
+mod cti;
 mod demo;
+mod http_error;
+mod https;
 mod relay_cmd;
 mod run_cmd;
 mod signalling;
+mod users;
 
 use clap::{Parser, Subcommand};
 

@@ -141,6 +141,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             admin: cfg
                 .admin_listen
                 .map(|a| (a, profile.name().to_owned(), spec.call_limit as usize)),
+            pbx_side: pbx_side(&cfg)?,
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),
                 reject: cfg.reject_untrusted,
@@ -150,6 +151,49 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             }),
         }),
     )
+}
+
+/// The users kept in the state directory, the CSTA link to the PBX and
+/// the user-config API, from the configuration.
+fn pbx_side(cfg: &config::Config) -> anyhow::Result<signalling::PbxSide> {
+    let store = crate::users::store::Store::new(&cfg.state_dir)?;
+    let users_file = store.path().to_owned();
+    let users = crate::users::Users::load(store)
+        .with_context(|| format!("loading the users kept in {}", cfg.state_dir.display()))?;
+    users.read(|d| {
+        println!(
+            "users: {} kept in {}, {} onboarded, {} with CTI or Softphone",
+            d.users().count(),
+            users_file.display(),
+            d.onboarded(),
+            d.cti_devices().len()
+        )
+    });
+    if cfg.users_api.is_none() {
+        println!(
+            "users: the user-config API is off (set [users] push_password to let the PBX push its users)"
+        );
+    }
+    let cti = cfg.csta.as_ref().map(|c| crate::cti::CtiConfig {
+        servers: c.servers.clone(),
+        session: pbxlink_csta::session::SessionConfig {
+            login: c.login.clone(),
+            request_timeout: c.timeout,
+            edition: c.edition,
+            ..pbxlink_csta::session::SessionConfig::default()
+        },
+        history: cfg.history_calls,
+        connect_timeout: std::time::Duration::from_secs(5),
+    });
+    Ok(signalling::PbxSide {
+        users,
+        cti,
+        users_api: cfg
+            .users_api
+            .clone()
+            .map(|a| (a, cfg.state_dir.clone(), Networks::new(cfg.trusted.clone()))),
+        admin_token: cfg.admin_token.clone(),
+    })
 }
 
 /// Asks each STUN server in turn (from the LAN address, as media leaves)

@@ -15,7 +15,7 @@ mod dns;
 pub mod pbx_link;
 mod reliability;
 mod stream;
-mod tls;
+pub mod tls;
 mod trunk;
 
 use anyhow::{Context, bail};
@@ -483,6 +483,26 @@ pub struct B2buaSetup {
     pub admin: Option<(SocketAddr, String, usize)>,
     /// How long calls up may go on after SIGTERM.
     pub drain: Duration,
+    /// The PBX's users, its CSTA link and the APIs around them.
+    pub pbx_side: PbxSide,
+}
+
+/// What the node runs toward the PBX besides SIP: the users it pushes, the
+/// CSTA link monitoring them, and who may give commands.
+pub struct PbxSide {
+    /// The users (loaded from the state directory).
+    pub users: Arc<crate::users::Users>,
+    /// The CSTA link (none: off).
+    pub cti: Option<crate::cti::CtiConfig>,
+    /// The user-config API, where its certificate is kept, and who may
+    /// reach it (none: off).
+    pub users_api: Option<(
+        crate::config::UsersApiConfig,
+        PathBuf,
+        pbxlink_dataplane::net::Networks,
+    )>,
+    /// The admin API's command token.
+    pub admin_token: Option<String>,
 }
 
 /// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
@@ -518,10 +538,22 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
         let pbx_link = b2bua
             .as_ref()
             .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
+        let cti = b2bua.as_ref().and_then(|b| {
+            b.pbx_side
+                .cti
+                .clone()
+                .map(|cfg| crate::cti::Cti::start(cfg, b.pbx_side.users.cti_devices()))
+        });
+        if let Some(b) = &b2bua
+            && let Some((api, state_dir, trusted)) = &b.pbx_side.users_api
+        {
+            start_users_api(api, state_dir, trusted.clone(), b.pbx_side.users.clone()).await?;
+        }
         if let Some((addr, profile, limit)) = b2bua.as_ref().and_then(|b| b.admin.clone()) {
             match TcpListener::bind(addr).await {
                 Ok(l) => {
                     println!("admin: API on http://{addr}/api/status and /api/counters");
+                    let side = &b2bua.as_ref().expect("admin comes with calls").pbx_side;
                     tokio::spawn(crate::admin::serve(
                         l,
                         crate::admin::AdminState {
@@ -529,6 +561,9 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
                             cloud: cloud_path.clone(),
                             started: Instant::now(),
                             profile: (profile, limit),
+                            cti: cti.clone(),
+                            users: Some(side.users.clone()),
+                            token: side.admin_token.clone(),
                         },
                     ));
                 }
@@ -633,9 +668,53 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
             } => {}
         }
         shut_down(&core, drain, &mut term).await;
+        if let Some(cti) = &cti {
+            cti.stop().await;
+        }
         println!("final: {}", c.line());
         anyhow::Ok(())
     })
+}
+
+/// Starts the PBX's user-config API (HTTPS) for the PBX's addresses.
+async fn start_users_api(
+    api: &crate::config::UsersApiConfig,
+    state_dir: &std::path::Path,
+    trusted: pbxlink_dataplane::net::Networks,
+    users: Arc<crate::users::Users>,
+) -> anyhow::Result<()> {
+    let (cert, key) = crate::https::certificate(
+        api.tls.clone(),
+        state_dir,
+        "users-api",
+        &[api.listen.ip().to_string(), "pbxlink.local".to_owned()],
+    )?;
+    let acceptor = TlsAcceptor::from(tls::server(&cert, &key)?);
+    let listener = TcpListener::bind(api.listen).await.with_context(|| {
+        format!(
+            "binding the user-config API on {} ([users] listen)",
+            api.listen
+        )
+    })?;
+    println!(
+        "users: user-config API on https://{}/api/v1/users, certificate {} (SHA-256 {})",
+        api.listen,
+        cert.display(),
+        crate::https::fingerprint(&cert)?
+    );
+    let router = crate::users::api::router(crate::users::api::ApiState::new(
+        users,
+        api.username.clone(),
+        api.password.clone(),
+    ));
+    tokio::spawn(crate::https::serve(
+        listener,
+        acceptor,
+        router,
+        Arc::new(move |ip| trusted.contains(ip)),
+        crate::https::Limits::default(),
+    ));
+    Ok(())
 }
 
 /// Drains the calls: those up may go on for `drain` (new ones are refused

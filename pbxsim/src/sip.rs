@@ -1,0 +1,799 @@
+//! pbxsim's SIP trunk toward the gateway (UDP), with its own small SIP
+//! reader and writer: it answers the gateway's calls to its users and
+//! places calls from them, with G.711 A-law RTP both ways, and keeps the
+//! call model (and so the CSTA events) in step — a call the gateway brings
+//! in rings the user (`DeliveredEvent`), answering connects it, a BYE
+//! clears it.
+//!
+//! Per call it counts RTP sent, received and lost (sequence gaps), so a
+//! test or the demo can see media crossed the gateway both ways.
+
+use crate::csta::Shared;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct SipOptions {
+    /// Where it listens (and sends from).
+    pub bind: SocketAddr,
+    /// The gateway's PBX-side SIP address.
+    pub gateway: SocketAddr,
+    /// First RTP port (each call takes one, upward).
+    pub rtp_base: u16,
+    /// How long a user's phone rings before it answers a gateway's call.
+    pub answer_delay: Duration,
+}
+
+/// One call's media counts.
+#[derive(Debug, Default)]
+struct Media {
+    sent: AtomicU64,
+    received: AtomicU64,
+    lost: AtomicU64,
+    first_seq: AtomicU64,
+}
+
+#[derive(Debug)]
+struct SipCall {
+    id: u64,
+    direction: &'static str,
+    from: String,
+    to: String,
+    state: String,
+    pbx_call: Option<String>,
+    media: Arc<Media>,
+    stop: Option<watch::Sender<bool>>,
+    // Dialog.
+    call_id: String,
+    local_tag: String,
+    remote_tag: String,
+    remote_target: String,
+    cseq: u32,
+    invite_head: String,
+    rtp_port: u16,
+    acked: bool,
+}
+
+#[derive(Debug, Default)]
+struct Agent {
+    calls: HashMap<u64, SipCall>,
+    by_call_id: HashMap<String, u64>,
+    next: u64,
+    next_rtp: u16,
+}
+
+/// The running agent.
+#[derive(Clone)]
+pub struct SipAgent {
+    inner: Arc<Mutex<Agent>>,
+    socket: Arc<UdpSocket>,
+    options: SipOptions,
+    sim: Shared,
+}
+
+/// A SIP message as read: first line, headers in order, body.
+#[derive(Debug)]
+struct Msg {
+    first: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Msg {
+    fn parse(bytes: &[u8]) -> Option<Msg> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let mut lines = head.split("\r\n");
+        let first = lines.next()?.to_owned();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (full_name(n.trim()), v.trim().to_owned()))
+            .collect();
+        Some(Msg {
+            first,
+            headers,
+            body: body.to_owned(),
+        })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn method(&self) -> Option<&str> {
+        (!self.first.starts_with("SIP/")).then(|| self.first.split(' ').next().unwrap_or(""))
+    }
+
+    fn status(&self) -> Option<u16> {
+        self.first
+            .strip_prefix("SIP/2.0 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+    }
+}
+
+fn full_name(n: &str) -> String {
+    match n {
+        "v" => "Via",
+        "f" => "From",
+        "t" => "To",
+        "i" => "Call-ID",
+        "m" => "Contact",
+        "l" => "Content-Length",
+        "c" => "Content-Type",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// The user part of a SIP URI in a header or request line.
+fn user_of(v: &str) -> String {
+    let after = v
+        .split_once("sip:")
+        .or_else(|| v.split_once("sips:"))
+        .or_else(|| v.split_once("tel:"))
+        .map_or(v, |(_, r)| r);
+    after
+        .split(['@', ';', '>'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn tag_of(v: &str) -> String {
+    v.split(';')
+        .find_map(|p| p.trim().strip_prefix("tag="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The audio address in an SDP body.
+fn sdp_audio(body: &str) -> Option<SocketAddr> {
+    let ip: IpAddr = body
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("c=IN IP4 ")
+                .or_else(|| l.trim().strip_prefix("c=IN IP6 "))
+        })?
+        .trim()
+        .parse()
+        .ok()?;
+    let port: u16 = body
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// OS randomness without another crate: /dev/urandom.
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+impl SipAgent {
+    /// Binds and starts the agent.
+    pub async fn start(sim: Shared, options: SipOptions) -> anyhow::Result<SipAgent> {
+        let socket = Arc::new(UdpSocket::bind(options.bind).await?);
+        println!(
+            "pbxsim: SIP trunk on udp:{} toward the gateway at {}",
+            options.bind, options.gateway
+        );
+        let agent = SipAgent {
+            inner: Arc::new(Mutex::new(Agent {
+                next: 1,
+                next_rtp: options.rtp_base,
+                ..Agent::default()
+            })),
+            socket,
+            options,
+            sim,
+        };
+        let a = agent.clone();
+        tokio::spawn(async move { a.receive().await });
+        Ok(agent)
+    }
+
+    /// The calls, for the control API.
+    pub fn status(&self) -> Value {
+        let a = self.inner.lock().expect("sip");
+        json!({ "calls": a.calls.len() })
+    }
+
+    /// Every call with its media counts.
+    pub fn calls(&self) -> Value {
+        let a = self.inner.lock().expect("sip");
+        let mut list: Vec<&SipCall> = a.calls.values().collect();
+        list.sort_by_key(|c| c.id);
+        json!(
+            list.iter()
+                .map(|c| json!({
+                    "id": c.id,
+                    "direction": c.direction,
+                    "from": c.from,
+                    "to": c.to,
+                    "state": c.state,
+                    "pbx_call": c.pbx_call,
+                    "rtp_sent": c.media.sent.load(Ordering::Relaxed),
+                    "rtp_received": c.media.received.load(Ordering::Relaxed),
+                    "rtp_lost": c.media.lost.load(Ordering::Relaxed),
+                }))
+                .collect::<Vec<_>>()
+        )
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.options.bind
+    }
+
+    async fn send(&self, text: String, to: SocketAddr) {
+        let _ = self.socket.send_to(text.as_bytes(), to).await;
+    }
+
+    fn sdp(&self, port: u16) -> String {
+        let ip = self.local().ip();
+        let fam = if ip.is_ipv6() { "IP6" } else { "IP4" };
+        format!(
+            "v=0\r\no=pbxsim 1 1 IN {fam} {ip}\r\ns=pbxsim\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+        )
+    }
+
+    fn rtp_port(&self) -> u16 {
+        let mut a = self.inner.lock().expect("sip");
+        let p = a.next_rtp;
+        a.next_rtp = a.next_rtp.wrapping_add(2).max(self.options.rtp_base);
+        p
+    }
+
+    /// Places a call from user `from` to `to` through the gateway, hung
+    /// up after `seconds`.
+    pub fn place(&self, from: &str, to: &str, seconds: u64) -> Result<u64, String> {
+        let (pbx_call, events, _) = {
+            let mut s = self.sim.lock().expect("sim");
+            let r = s
+                .pbx
+                .make_call(from, to)
+                .map_err(|(c, v)| format!("{c}/{v}"))?;
+            s.deliver(&r.1);
+            r
+        };
+        let _ = events;
+        let rtp_port = self.rtp_port();
+        let (call_id, tag, branch) = (
+            format!("{}@pbxsim", random_token()),
+            random_token(),
+            format!("z9hG4bK{}", random_token()),
+        );
+        let gw = self.options.gateway;
+        let local = self.local();
+        let sdp = self.sdp(rtp_port);
+        let head = format!(
+            "Via: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{from}@{local}>;tag={tag}\r\nTo: <sip:{to}@{gw}>\r\nCall-ID: {call_id}\r\n"
+        );
+        let invite = format!(
+            "INVITE sip:{to}@{gw} SIP/2.0\r\n{head}CSeq: 1 INVITE\r\nContact: <sip:{from}@{local}>\r\nContent-Type: application/sdp\r\nUser-Agent: pbxsim\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        let id = {
+            let mut a = self.inner.lock().expect("sip");
+            let id = a.next;
+            a.next += 1;
+            a.by_call_id.insert(call_id.clone(), id);
+            a.calls.insert(
+                id,
+                SipCall {
+                    id,
+                    direction: "outgoing",
+                    from: from.into(),
+                    to: to.into(),
+                    state: "calling".into(),
+                    pbx_call: Some(pbx_call),
+                    media: Arc::default(),
+                    stop: None,
+                    call_id,
+                    local_tag: tag,
+                    remote_tag: String::new(),
+                    remote_target: format!("sip:{to}@{gw}"),
+                    cseq: 1,
+                    invite_head: head,
+                    rtp_port,
+                    acked: false,
+                },
+            );
+            id
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            // RFC 3261 timer A: again at 0.5, 1, 2, … s until a response.
+            let mut wait = Duration::from_millis(500);
+            for _ in 0..7 {
+                me.send(invite.clone(), gw).await;
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                let answered = me
+                    .inner
+                    .lock()
+                    .expect("sip")
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.state != "calling");
+                if answered {
+                    break;
+                }
+            }
+            // Hang up once the call has run its time.
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            me.hang_up(id).await;
+        });
+        Ok(id)
+    }
+
+    async fn hang_up(&self, id: u64) {
+        let bye = {
+            let mut a = self.inner.lock().expect("sip");
+            let Some(c) = a.calls.get_mut(&id) else {
+                return;
+            };
+            if c.state != "connected" {
+                return;
+            }
+            c.state = "hanging up".into();
+            c.cseq += 1;
+            let local = self.options.bind;
+            let (from_uri, to_uri) = if c.direction == "outgoing" {
+                (
+                    format!("sip:{}@{local}", c.from),
+                    format!("sip:{}@{}", c.to, self.options.gateway),
+                )
+            } else {
+                (
+                    format!("sip:{}@{local}", c.to),
+                    format!("sip:{}@{}", c.from, self.options.gateway),
+                )
+            };
+            format!(
+                "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: <{from_uri}>;tag={}\r\nTo: <{to_uri}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
+                c.remote_target,
+                random_token(),
+                c.local_tag,
+                c.remote_tag,
+                c.call_id,
+                c.cseq
+            )
+        };
+        self.send(bye, self.options.gateway).await;
+        self.ended(id, "ended by pbxsim");
+    }
+
+    /// Stops the call's media and clears it in the model.
+    fn ended(&self, id: u64, how: &str) {
+        let (pbx_call, device) = {
+            let mut a = self.inner.lock().expect("sip");
+            let Some(c) = a.calls.get_mut(&id) else {
+                return;
+            };
+            c.state = how.into();
+            c.stop = None;
+            let device = if c.direction == "outgoing" {
+                c.from.clone()
+            } else {
+                c.to.clone()
+            };
+            (c.pbx_call.take(), device)
+        };
+        if let Some(call) = pbx_call {
+            let mut s = self.sim.lock().expect("sim");
+            if let Ok(events) = s.pbx.clear(&call, &device) {
+                s.deliver(&events);
+            }
+        }
+    }
+
+    async fn receive(&self) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let Ok((n, from)) = self.socket.recv_from(&mut buf).await else {
+                continue;
+            };
+            let Some(msg) = Msg::parse(&buf[..n]) else {
+                continue;
+            };
+            match msg.method() {
+                Some("INVITE") => self.on_invite(msg, from).await,
+                Some("ACK") => self.on_ack(&msg),
+                Some("BYE") => {
+                    let id = msg
+                        .get("Call-ID")
+                        .and_then(|c| self.inner.lock().expect("sip").by_call_id.get(c).copied());
+                    self.respond(&msg, from, 200, "OK", "", None).await;
+                    if let Some(id) = id {
+                        self.ended(id, "ended by the gateway");
+                    }
+                }
+                Some("CANCEL") => {
+                    self.respond(&msg, from, 200, "OK", "", None).await;
+                    let id = msg
+                        .get("Call-ID")
+                        .and_then(|c| self.inner.lock().expect("sip").by_call_id.get(c).copied());
+                    if let Some(id) = id {
+                        self.ended(id, "cancelled");
+                    }
+                }
+                Some("OPTIONS") => self.respond(&msg, from, 200, "OK", "", None).await,
+                Some(_) => {
+                    self.respond(&msg, from, 501, "Not Implemented", "", None)
+                        .await
+                }
+                None => self.on_response(msg, from).await,
+            }
+        }
+    }
+
+    async fn respond(
+        &self,
+        req: &Msg,
+        to: SocketAddr,
+        code: u16,
+        reason: &str,
+        tag: &str,
+        body: Option<&str>,
+    ) {
+        let mut text = format!("SIP/2.0 {code} {reason}\r\n");
+        for v in req.all("Via") {
+            text.push_str(&format!("Via: {v}\r\n"));
+        }
+        let to_h = req.get("To").unwrap_or_default();
+        let to_h = if tag.is_empty() || to_h.contains("tag=") {
+            to_h.to_owned()
+        } else {
+            format!("{to_h};tag={tag}")
+        };
+        text.push_str(&format!(
+            "From: {}\r\nTo: {to_h}\r\nCall-ID: {}\r\nCSeq: {}\r\n",
+            req.get("From").unwrap_or_default(),
+            req.get("Call-ID").unwrap_or_default(),
+            req.get("CSeq").unwrap_or_default()
+        ));
+        if code == 200 && req.method() == Some("INVITE") {
+            text.push_str(&format!(
+                "Contact: <sip:{}@{}>\r\n",
+                user_of(req.first.split(' ').nth(1).unwrap_or_default()),
+                self.local()
+            ));
+        }
+        match body {
+            Some(b) => text.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )),
+            None => text.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        self.send(text, to).await;
+    }
+
+    async fn on_invite(&self, msg: Msg, from: SocketAddr) {
+        let call_id = msg.get("Call-ID").unwrap_or_default().to_owned();
+        if self
+            .inner
+            .lock()
+            .expect("sip")
+            .by_call_id
+            .contains_key(&call_id)
+        {
+            // A retransmission (or a re-INVITE): answer with what we have.
+            self.respond(&msg, from, 100, "Trying", "", None).await;
+            return;
+        }
+        let user = user_of(msg.first.split(' ').nth(1).unwrap_or_default());
+        let caller = user_of(msg.get("From").unwrap_or_default());
+        let ringing = {
+            let mut s = self.sim.lock().expect("sim");
+            match s.pbx.incoming(&caller, &user) {
+                Ok((call, events)) => {
+                    s.deliver(&events);
+                    Some(call)
+                }
+                Err(_) => None,
+            }
+        };
+        let Some(pbx_call) = ringing else {
+            self.respond(&msg, from, 404, "Not Found", &random_token(), None)
+                .await;
+            return;
+        };
+        let Some(remote_media) = sdp_audio(&msg.body) else {
+            self.respond(
+                &msg,
+                from,
+                488,
+                "Not Acceptable Here",
+                &random_token(),
+                None,
+            )
+            .await;
+            return;
+        };
+        let tag = random_token();
+        let rtp_port = self.rtp_port();
+        let id = {
+            let mut a = self.inner.lock().expect("sip");
+            let id = a.next;
+            a.next += 1;
+            a.by_call_id.insert(call_id.clone(), id);
+            a.calls.insert(
+                id,
+                SipCall {
+                    id,
+                    direction: "incoming",
+                    from: caller.clone(),
+                    to: user.clone(),
+                    state: "ringing".into(),
+                    pbx_call: Some(pbx_call.clone()),
+                    media: Arc::default(),
+                    stop: None,
+                    call_id,
+                    local_tag: tag.clone(),
+                    remote_tag: tag_of(msg.get("From").unwrap_or_default()),
+                    remote_target: msg
+                        .get("Contact")
+                        .map(|c| {
+                            c.trim_start_matches('<')
+                                .split('>')
+                                .next()
+                                .unwrap_or(c)
+                                .to_owned()
+                        })
+                        .unwrap_or_default(),
+                    cseq: 0,
+                    invite_head: String::new(),
+                    rtp_port,
+                    acked: false,
+                },
+            );
+            id
+        };
+        self.respond(&msg, from, 100, "Trying", "", None).await;
+        self.respond(&msg, from, 180, "Ringing", &tag, None).await;
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(me.options.answer_delay).await;
+            {
+                let mut s = me.sim.lock().expect("sim");
+                if let Ok(events) = s.pbx.answer(&pbx_call, &user) {
+                    s.deliver(&events);
+                }
+            }
+            let sdp = me.sdp(rtp_port);
+            me.start_media(id, remote_media).await;
+            if let Some(c) = me.inner.lock().expect("sip").calls.get_mut(&id) {
+                c.state = "connected".into();
+            }
+            // RFC 3261 §13.3.1.4: the 2xx again until the ACK comes.
+            let mut wait = Duration::from_millis(500);
+            for _ in 0..7 {
+                me.respond(&msg, from, 200, "OK", &tag, Some(&sdp)).await;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(4));
+                let acked = me
+                    .inner
+                    .lock()
+                    .expect("sip")
+                    .calls
+                    .get(&id)
+                    .is_none_or(|c| c.acked);
+                if acked {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn on_ack(&self, msg: &Msg) {
+        let mut a = self.inner.lock().expect("sip");
+        if let Some(id) = msg
+            .get("Call-ID")
+            .and_then(|c| a.by_call_id.get(c).copied())
+            && let Some(c) = a.calls.get_mut(&id)
+        {
+            c.acked = true;
+        }
+    }
+
+    async fn on_response(&self, msg: Msg, from: SocketAddr) {
+        let Some(code) = msg.status() else { return };
+        let is_invite = msg.get("CSeq").is_some_and(|c| c.ends_with("INVITE"));
+        let id = msg
+            .get("Call-ID")
+            .and_then(|c| self.inner.lock().expect("sip").by_call_id.get(c).copied());
+        let Some(id) = id else { return };
+        if !is_invite || code < 200 {
+            return;
+        }
+        let (ack, start, pbx_call, to) = {
+            let mut a = self.inner.lock().expect("sip");
+            let Some(c) = a.calls.get_mut(&id) else {
+                return;
+            };
+            c.remote_tag = tag_of(msg.get("To").unwrap_or_default());
+            if let Some(contact) = msg.get("Contact") {
+                c.remote_target = contact
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or(contact)
+                    .to_owned();
+            }
+            let to_h = msg.get("To").unwrap_or_default();
+            let local = self.options.bind;
+            let ack = if code < 300 {
+                format!(
+                    "ACK {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{}@{local}>;tag={}\r\nTo: {to_h}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    c.remote_target,
+                    random_token(),
+                    c.from,
+                    c.local_tag,
+                    c.call_id
+                )
+            } else {
+                // A non-2xx is acknowledged in the INVITE's transaction.
+                format!(
+                    "ACK sip:{}@{} SIP/2.0\r\n{}CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    c.to,
+                    self.options.gateway,
+                    c.invite_head.replace(
+                        &format!("To: <sip:{}@{}>\r\n", c.to, self.options.gateway),
+                        &format!("To: {to_h}\r\n")
+                    )
+                )
+            };
+            let first = c.state == "calling";
+            if first {
+                c.state = if code < 300 {
+                    "connected".into()
+                } else {
+                    format!("failed: {code}")
+                };
+            }
+            (ack, first && code < 300, c.pbx_call.clone(), c.to.clone())
+        };
+        self.send(ack, from).await;
+        if code >= 300 {
+            self.ended(id, &format!("failed: {code}"));
+            return;
+        }
+        if start {
+            if let Some(call) = pbx_call {
+                let mut s = self.sim.lock().expect("sim");
+                if let Ok(events) = s.pbx.answer(&call, &to) {
+                    s.deliver(&events);
+                }
+            }
+            if let Some(remote) = sdp_audio(&msg.body) {
+                self.start_media(id, remote).await;
+            }
+        }
+    }
+
+    /// G.711 A-law at 50 packets a second to `remote`, and counting what
+    /// comes back, until the call ends.
+    async fn start_media(&self, id: u64, remote: SocketAddr) {
+        let (port, media) = {
+            let a = self.inner.lock().expect("sip");
+            let Some(c) = a.calls.get(&id) else { return };
+            (c.rtp_port, c.media.clone())
+        };
+        let Ok(socket) = UdpSocket::bind(SocketAddr::new(self.local().ip(), port)).await else {
+            println!("pbxsim: RTP port {port} is taken: call {id} has no media");
+            return;
+        };
+        let socket = Arc::new(socket);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        if let Some(c) = self.inner.lock().expect("sip").calls.get_mut(&id) {
+            c.stop = Some(stop_tx);
+        }
+        let (tx_sock, rx_sock) = (socket.clone(), socket);
+        let (tx_media, rx_media) = (media.clone(), media);
+        let mut stop_tx_side = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let ssrc: u32 = 0x5bc5_0000 | (id as u32 & 0xffff);
+            let mut seq: u16 = 1;
+            let mut ts: u32 = 0;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop_tx_side.changed() => return,
+                }
+                let mut p = Vec::with_capacity(172);
+                p.extend_from_slice(&[0x80, 8]);
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&ts.to_be_bytes());
+                p.extend_from_slice(&ssrc.to_be_bytes());
+                // A-law of a 1 kHz tone.
+                p.extend((0..160).map(|i| if (i / 4) % 2 == 0 { 0xd5u8 } else { 0x55 }));
+                if tx_sock.send_to(&p, remote).await.is_ok() {
+                    tx_media.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(160);
+            }
+        });
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut last: Option<u16> = None;
+            loop {
+                tokio::select! {
+                    r = rx_sock.recv_from(&mut buf) => {
+                        let Ok((n, _)) = r else { continue };
+                        if n < 12 || buf[0] >> 6 != 2 {
+                            continue;
+                        }
+                        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                        rx_media.received.fetch_add(1, Ordering::Relaxed);
+                        match last {
+                            Some(l) => {
+                                let gap = seq.wrapping_sub(l);
+                                if (2..1000).contains(&gap) {
+                                    rx_media.lost.fetch_add(u64::from(gap - 1), Ordering::Relaxed);
+                                }
+                                if gap < 1000 {
+                                    last = Some(seq);
+                                }
+                            }
+                            None => {
+                                rx_media.first_seq.store(u64::from(seq), Ordering::Relaxed);
+                                last = Some(seq);
+                            }
+                        }
+                    }
+                    _ = stop_rx.changed() => return,
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_descriptions_are_read() {
+        let m = Msg::parse(b"INVITE sip:1000@127.0.0.1:5080 SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nf: <sip:0612@gw>;tag=ab\r\nt: <sip:1000@pbx>\r\ni: c1\r\nCSeq: 1 INVITE\r\nl: 48\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 40000 RTP/AVP 8\r\n").unwrap();
+        assert_eq!(m.method(), Some("INVITE"));
+        assert_eq!(user_of(m.first.split(' ').nth(1).unwrap()), "1000");
+        assert_eq!(user_of(m.get("From").unwrap()), "0612");
+        assert_eq!(tag_of(m.get("From").unwrap()), "ab");
+        assert_eq!(sdp_audio(&m.body), Some("127.0.0.1:40000".parse().unwrap()));
+        let r = Msg::parse(b"SIP/2.0 486 Busy Here\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
+        assert_eq!((r.method(), r.status()), (None, Some(486)));
+    }
+}
