@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# A real call through `pbxlink run` on loopback: sipp (Debian sip-tester)
-# is the PBX over UDP and plays G.711 audio; baresip (Debian baresip-core)
-# is the cloud over the gateway's TLS trunk, answering with SRTP and
-# playing a 1 kHz tone. Prints the gateway's call lines and what baresip
-# decoded. Called by ./demo; needs the release binary built.
+# Real calls through `pbxlink run` on loopback. The PBX is pbxsim (this
+# workspace's PBX simulator): it pushes its users to the gateway's
+# user-config API, serves CSTA on two servers, and places a SIP call with
+# G.711 audio; the cloud is baresip (Debian baresip-core) over the
+# gateway's TLS trunk, answering with SRTP and playing a 1 kHz tone. Then
+# a CTI call between two users through the gateway's admin API. Prints the
+# CSTA link, the events, the gateway's call lines and what each side
+# decoded. Called by ./demo; needs the release binaries built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-pbxlink_apt_install sip-tester baresip-core openssl
+pbxlink_apt_install baresip-core openssl
 dir="$(mktemp -d /tmp/pbxlink-demo-call.XXXXXX)"
 pids=()
 cleanup() {
@@ -54,16 +57,25 @@ baresip -f "$dir/cloud" -n 127.0.0.1 > "$dir/baresip.log" 2>&1 < /dev/null &
 pids+=($!)
 sleep 1.5
 
+# The PBX: pbxsim with 20 users, CSTA on two servers, a SIP trunk.
+./target/release/pbxsim run --csta 127.0.0.1:25870 --csta 127.0.0.1:25871 --users 20 \
+    --sip 127.0.0.1:25860 --gateway-sip 127.0.0.1:25850 --rtp-base 47000 \
+    --control 127.0.0.1:25890 --seconds 60 > "$dir/pbxsim.log" 2>&1 &
+pids+=($!)
+
 # The gateway, from a configuration file.
+token="demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 cat > "$dir/pbxlink.toml" <<EOF
 [gateway]
 lan_address = "127.0.0.1"
 networks = ["127.0.0.0/8"]
+state_dir = "$dir/state"
 
 [pbx]
 type = "mivoice-5000"
 address = "127.0.0.1"
 port = 25860
+csta_ports = "25870;25871"
 
 [cloud]
 targets = ["tls:127.0.0.1:25802"]
@@ -76,22 +88,29 @@ port = 25850
 
 [admin]
 listen = "127.0.0.1:25880"
+api_token = "$token"
+
+[users]
+listen = "127.0.0.1:25886"
+push_password = "demo-push-password"
 EOF
-./target/release/pbxlink run --config "$dir/pbxlink.toml" --seconds 30 > "$dir/gateway.log" 2>&1 &
+./target/release/pbxlink run --config "$dir/pbxlink.toml" --seconds 50 > "$dir/gateway.log" 2>&1 &
 gw=$!
 pids+=($gw)
 for _ in $(seq 100); do grep -q "trunk: connected" "$dir/gateway.log" && break; sleep 0.1; done
 grep -v '^  ' "$dir/gateway.log"
+api() { python3 scripts/demo_api.py 127.0.0.1:25880 127.0.0.1:25890 "$token" "$1"; }
 
-# The PBX: sipp's uac_pcap plays pcap/g711a.pcap, then hangs up.
-mkdir -p "$dir/pcap"
-ln -s /usr/share/sip-tester/g711a.pcap /usr/share/sip-tester/dtmf_2833_1.pcap "$dir/pcap/"
-echo "PBX (sipp) calls the cloud through the gateway…"
-(cd "$dir" && sipp -sn uac_pcap -s cloud 127.0.0.1:25850 -i 127.0.0.1 -p 25860 \
-    -m 1 -aa -nostdin -timeout 30s -timeout_error > sipp.log 2>&1) && echo "sipp: call completed"
-sleep 1
+echo "PBX (pbxsim) pushes its 20 users to the gateway's user-config API:"
+./target/release/pbxsim push --gateway 127.0.0.1:25886 --ca "$dir/state/users-api.crt" \
+    --auth pbx:demo-push-password --users 20 | cut -c1-160
+api csta
+echo "PBX user 1000 calls the cloud through the gateway (4 s of audio each way)…"
+api sip-call
+echo "CTI through the gateway: 1001 calls 1002 (MakeCall), 1002 answers (AnswerCall), 1001 hangs up (ClearConnection):"
+api cti-call
 echo "the gateway's admin API (GET /api/status):"
-python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:25880/api/status", timeout=5).read().decode())' || true
+api status
 kill -TERM "$gw" 2>/dev/null || true
 wait "$gw" 2>/dev/null || true
 grep -E '^call |^final:' "$dir/gateway.log"

@@ -100,6 +100,8 @@ pub struct CtiCounters {
 
 #[derive(Debug)]
 struct View {
+    /// The link was stopped (shutdown, or the PBX connection deleted).
+    stopped: bool,
     servers: Vec<ServerStatus>,
     wanted: usize,
     monitored: usize,
@@ -133,6 +135,7 @@ impl Cti {
     pub fn start(config: CtiConfig, devices: watch::Receiver<Vec<String>>) -> Cti {
         let names: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
         let view = Arc::new(Mutex::new(View {
+            stopped: false,
             servers: Vec::new(),
             wanted: 0,
             monitored: 0,
@@ -162,13 +165,15 @@ impl Cti {
     pub async fn request(&self, service: Service) -> Result<ServiceResult, RequestError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .try_send(Command::Request(service, tx))
-            .is_err()
-        {
-            self.counters.requests_busy.fetch_add(1, Ordering::Relaxed);
-            return Err(RequestError::Busy);
+        match self.commands.try_send(Command::Request(service, tx)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.requests_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(RequestError::Busy);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(RequestError::NotConnected("the CSTA link is closed".into()));
+            }
         }
         // The link answers every request (at the latest when its own
         // timeout fires); this bound only guards against the driver
@@ -201,14 +206,14 @@ impl Cti {
     /// `Lost connection` (with the reason when the PBX refused the login).
     pub fn status_word(&self) -> String {
         let v = self.view.lock().expect("cti view");
-        status_word(&v.servers)
+        status_word(&v)
     }
 
     /// The link as the admin API shows it.
     pub fn status_json(&self) -> Value {
         let v = self.view.lock().expect("cti view");
         let now = Instant::now();
-        let word = status_word(&v.servers);
+        let word = status_word(&v);
         json!({
             "status": word,
             "result": if word == "Connected" { "Connection successful" } else { "" },
@@ -281,7 +286,11 @@ impl Cti {
     }
 }
 
-fn status_word(servers: &[ServerStatus]) -> String {
+fn status_word(v: &View) -> String {
+    if v.stopped {
+        return "Stopped".into();
+    }
+    let servers = &v.servers;
     if servers.is_empty() || servers.iter().all(|s| s.state == ServerState::Connecting) {
         return "Connecting".into();
     }
@@ -441,6 +450,7 @@ async fn drive(
             // The StopApplicationSession frames are queued: give the
             // writers a moment, then report.
             tokio::time::sleep(Duration::from_millis(100)).await;
+            view.lock().expect("cti view").stopped = true;
             let _ = ack.send(());
             return;
         }

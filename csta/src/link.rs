@@ -430,35 +430,41 @@ impl CstaLink {
         d.mul_f64(0.5 + frac / 2.0)
     }
 
-    /// Puts every wanted device on its server: home when up, else the next
-    /// one up; nowhere new when none is (they stay where they are, waiting).
+    /// Puts every wanted device on its server: home when its session is
+    /// up; otherwise where it is served now, if it is; otherwise home
+    /// again while home is still connecting (so a start, when every server
+    /// connects at once, does not move half the users twice); otherwise
+    /// the next server up in order. With none up, devices wait where they
+    /// are (requests for them are answered "down", not "unknown").
     fn place(&mut self, now: Instant) {
         let n = self.servers.len();
         if n == 0 {
             return;
         }
         let up: Vec<bool> = self.servers.iter().map(|s| s.session.is_up()).collect();
-        if !up.iter().any(|u| *u) {
-            // Nothing to move to: keep the placement so requests are
-            // answered "down" rather than "unknown device".
-            for d in &self.wanted {
-                self.placement
-                    .entry(d.clone())
-                    .or_insert_with(|| home(d, n));
-            }
-            for d in self.wanted.clone() {
-                let i = self.placement[&d];
-                self.servers[i].session.monitor(now, &d);
-            }
-            return;
-        }
+        let connecting: Vec<bool> = self
+            .servers
+            .iter()
+            .map(|s| s.state == ServerState::Connecting)
+            .collect();
         let moves: Vec<(DeviceId, Option<usize>, usize)> = self
             .wanted
             .iter()
             .filter_map(|d| {
                 let h = home(d, n);
-                let target = (0..n).map(|k| (h + k) % n).find(|&i| up[i])?;
                 let current = self.placement.get(d).copied();
+                let target = if up[h] {
+                    h
+                } else if let Some(c) = current.filter(|&c| up[c]) {
+                    c
+                } else if connecting[h] {
+                    h
+                } else {
+                    (1..n)
+                        .map(|k| (h + k) % n)
+                        .find(|&i| up[i])
+                        .unwrap_or(current.unwrap_or(h))
+                };
                 (current != Some(target)).then(|| (d.clone(), current, target))
             })
             .collect();

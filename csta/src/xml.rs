@@ -135,22 +135,12 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
             }
             Event::Start(start) => {
                 count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(XmlError::TooManyElements);
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(XmlError::TooDeep);
-                }
+                within_limits(count, stack.len())?;
                 stack.push(open(&start, &stack)?);
             }
             Event::Empty(start) => {
                 count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(XmlError::TooManyElements);
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err(XmlError::TooDeep);
-                }
+                within_limits(count, stack.len())?;
                 let (element, _) = open(&start, &stack)?;
                 close(element, &mut stack, &mut root);
             }
@@ -198,6 +188,17 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
     let mut root = root.ok_or(XmlError::Empty)?;
     trim(&mut root);
     Ok(root)
+}
+
+/// Refuses an element past [`MAX_ELEMENTS`] or deeper than [`MAX_DEPTH`].
+fn within_limits(count: usize, depth: usize) -> Result<(), XmlError> {
+    if count > MAX_ELEMENTS {
+        return Err(XmlError::TooManyElements);
+    }
+    if depth >= MAX_DEPTH {
+        return Err(XmlError::TooDeep);
+    }
+    Ok(())
 }
 
 fn push_text(stack: &mut [(Element, Vec<(String, String)>)], text: &str) -> Result<(), XmlError> {

@@ -428,6 +428,8 @@ struct Pbx {
     held: Vec<(usize, Seen)>,
     refuse_login: bool,
     next_xref: u32,
+    /// MonitorStop requests seen.
+    stops: usize,
 }
 
 impl Pbx {
@@ -437,6 +439,7 @@ impl Pbx {
             held: Vec::new(),
             refuse_login: false,
             next_xref: 1,
+            stops: 0,
         }
     }
 
@@ -461,6 +464,7 @@ impl Pbx {
                             Some(monitor_started(&xref))
                         }
                         "MonitorStop" => {
+                            self.stops += 1;
                             self.monitors[i].remove(between(&r.text, "monitorCrossRefID"));
                             Some(format!("<MonitorStopResponse xmlns=\"{ED3}\"/>"))
                         }
@@ -518,6 +522,7 @@ fn users_spread_across_servers_move_when_one_drops_and_come_home_after() {
     let (a, b) = (pbx.devices_on(0), pbx.devices_on(1));
     assert_eq!(a + b, 200);
     assert!(a > 60 && b > 60, "spread: {a} and {b}");
+    assert_eq!(pbx.stops, 0, "at start each user waits for its own server");
 
     // A request in flight on server 1 when it drops.
     let on_1 = devices

@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = decode(&root);
     }
     let text = String::from_utf8_lossy(data);
-    let (calling, called) = text.split_at(text.len() / 2);
+    let mid = text
+        .char_indices()
+        .nth(text.chars().count() / 2)
+        .map_or(text.len(), |(i, _)| i);
+    let (calling, called) = text.split_at(mid);
     // Leading and trailing white space is not significant in XML text.
     let (calling, called) = (calling.trim(), called.trim());
     let keep = |s: &str| s.chars().all(|c| !c.is_control() || c == '\t');

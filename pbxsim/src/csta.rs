@@ -228,6 +228,8 @@ pub fn down(sim: &Shared, port: u16) -> bool {
         l.abort();
     }
     st.listening = false;
+    // What comes back after a crash is a fresh server.
+    st.stalled = false;
     let gone: Vec<u64> = s
         .conns
         .iter()

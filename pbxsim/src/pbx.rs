@@ -306,33 +306,51 @@ impl Pbx {
 
     /// `device` puts `call` on hold.
     pub fn hold(&mut self, call: &str, device: &str) -> Result<Vec<SimEvent>, Refusal> {
-        if self.party(call, device)?.state != PartyState::Connected {
-            return Err(WRONG_STATE);
-        }
-        self.set_state(call, device, PartyState::Held);
-        Ok(vec![SimEvent {
-            kind: "HeldEvent",
-            body: format!(
-                "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>normal</cause>",
-                conn("heldConnection", call, device),
-                dev("holdingDevice", device)
-            ),
-            devices: self.internal(call),
-        }])
+        self.change(
+            call,
+            device,
+            PartyState::Connected,
+            PartyState::Held,
+            ("HeldEvent", "heldConnection", "holdingDevice", "hold"),
+        )
     }
 
     /// `device` takes `call` back.
     pub fn retrieve(&mut self, call: &str, device: &str) -> Result<Vec<SimEvent>, Refusal> {
-        if self.party(call, device)?.state != PartyState::Held {
+        self.change(
+            call,
+            device,
+            PartyState::Held,
+            PartyState::Connected,
+            (
+                "RetrievedEvent",
+                "retrievedConnection",
+                "retrievingDevice",
+                "connected",
+            ),
+        )
+    }
+
+    /// Moves `device` in `call` from state `from` to `to`, reporting it as
+    /// `(event, connection element, device element, local state)`.
+    fn change(
+        &mut self,
+        call: &str,
+        device: &str,
+        from: PartyState,
+        to: PartyState,
+        (kind, conn_tag, dev_tag, local): (&'static str, &str, &str, &str),
+    ) -> Result<Vec<SimEvent>, Refusal> {
+        if self.party(call, device)?.state != from {
             return Err(WRONG_STATE);
         }
-        self.set_state(call, device, PartyState::Connected);
+        self.set_state(call, device, to);
         Ok(vec![SimEvent {
-            kind: "RetrievedEvent",
+            kind,
             body: format!(
-                "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>normal</cause>",
-                conn("retrievedConnection", call, device),
-                dev("retrievingDevice", device)
+                "{}{}<localConnectionInfo>{local}</localConnectionInfo><cause>normal</cause>",
+                conn(conn_tag, call, device),
+                dev(dev_tag, device)
             ),
             devices: self.internal(call),
         }])

@@ -273,6 +273,17 @@ impl SipAgent {
         p
     }
 
+    /// Keeps a new call under the next id; the id.
+    fn add_call(&self, mut call: SipCall) -> u64 {
+        let mut a = self.inner.lock().expect("sip");
+        let id = a.next;
+        a.next += 1;
+        call.id = id;
+        a.by_call_id.insert(call.call_id.clone(), id);
+        a.calls.insert(id, call);
+        id
+    }
+
     /// Places a call from user `from` to `to` through the gateway, hung
     /// up after `seconds`.
     pub fn place(&self, from: &str, to: &str, seconds: u64) -> Result<u64, String> {
@@ -302,34 +313,24 @@ impl SipAgent {
             "INVITE sip:{to}@{gw} SIP/2.0\r\n{head}CSeq: 1 INVITE\r\nContact: <sip:{from}@{local}>\r\nContent-Type: application/sdp\r\nUser-Agent: pbxsim\r\nContent-Length: {}\r\n\r\n{sdp}",
             sdp.len()
         );
-        let id = {
-            let mut a = self.inner.lock().expect("sip");
-            let id = a.next;
-            a.next += 1;
-            a.by_call_id.insert(call_id.clone(), id);
-            a.calls.insert(
-                id,
-                SipCall {
-                    id,
-                    direction: "outgoing",
-                    from: from.into(),
-                    to: to.into(),
-                    state: "calling".into(),
-                    pbx_call: Some(pbx_call),
-                    media: Arc::default(),
-                    stop: None,
-                    call_id,
-                    local_tag: tag,
-                    remote_tag: String::new(),
-                    remote_target: format!("sip:{to}@{gw}"),
-                    cseq: 1,
-                    invite_head: head,
-                    rtp_port,
-                    acked: false,
-                },
-            );
-            id
-        };
+        let id = self.add_call(SipCall {
+            id: 0,
+            direction: "outgoing",
+            from: from.into(),
+            to: to.into(),
+            state: "calling".into(),
+            pbx_call: Some(pbx_call),
+            media: Arc::default(),
+            stop: None,
+            call_id,
+            local_tag: tag,
+            remote_tag: String::new(),
+            remote_target: format!("sip:{to}@{gw}"),
+            cseq: 1,
+            invite_head: head,
+            rtp_port,
+            acked: false,
+        });
         let me = self.clone();
         tokio::spawn(async move {
             // RFC 3261 timer A: again at 0.5, 1, 2, … s until a response.
@@ -543,43 +544,33 @@ impl SipAgent {
         };
         let tag = random_token();
         let rtp_port = self.rtp_port();
-        let id = {
-            let mut a = self.inner.lock().expect("sip");
-            let id = a.next;
-            a.next += 1;
-            a.by_call_id.insert(call_id.clone(), id);
-            a.calls.insert(
-                id,
-                SipCall {
-                    id,
-                    direction: "incoming",
-                    from: caller.clone(),
-                    to: user.clone(),
-                    state: "ringing".into(),
-                    pbx_call: Some(pbx_call.clone()),
-                    media: Arc::default(),
-                    stop: None,
-                    call_id,
-                    local_tag: tag.clone(),
-                    remote_tag: tag_of(msg.get("From").unwrap_or_default()),
-                    remote_target: msg
-                        .get("Contact")
-                        .map(|c| {
-                            c.trim_start_matches('<')
-                                .split('>')
-                                .next()
-                                .unwrap_or(c)
-                                .to_owned()
-                        })
-                        .unwrap_or_default(),
-                    cseq: 0,
-                    invite_head: String::new(),
-                    rtp_port,
-                    acked: false,
-                },
-            );
-            id
-        };
+        let id = self.add_call(SipCall {
+            id: 0,
+            direction: "incoming",
+            from: caller.clone(),
+            to: user.clone(),
+            state: "ringing".into(),
+            pbx_call: Some(pbx_call.clone()),
+            media: Arc::default(),
+            stop: None,
+            call_id,
+            local_tag: tag.clone(),
+            remote_tag: tag_of(msg.get("From").unwrap_or_default()),
+            remote_target: msg
+                .get("Contact")
+                .map(|c| {
+                    c.trim_start_matches('<')
+                        .split('>')
+                        .next()
+                        .unwrap_or(c)
+                        .to_owned()
+                })
+                .unwrap_or_default(),
+            cseq: 0,
+            invite_head: String::new(),
+            rtp_port,
+            acked: false,
+        });
         self.respond(&msg, from, 100, "Trying", "", None).await;
         self.respond(&msg, from, 180, "Ringing", &tag, None).await;
         let me = self.clone();
@@ -737,8 +728,7 @@ impl SipAgent {
                 p.extend_from_slice(&seq.to_be_bytes());
                 p.extend_from_slice(&ts.to_be_bytes());
                 p.extend_from_slice(&ssrc.to_be_bytes());
-                // A-law of a 1 kHz tone.
-                p.extend((0..160).map(|i| if (i / 4) % 2 == 0 { 0xd5u8 } else { 0x55 }));
+                p.extend_from_slice(&TONE);
                 if tx_sock.send_to(&p, remote).await.is_ok() {
                     tx_media.sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -781,9 +771,54 @@ impl SipAgent {
     }
 }
 
+/// 20 ms of a 1 kHz tone at a quarter of full scale, A-law coded.
+static TONE: [u8; 160] = {
+    // sin(2πk/8) × 8192, k = 0..7: a 1 kHz period at 8 kHz.
+    const PERIOD: [i16; 8] = [0, 5793, 8192, 5793, 0, -5793, -8192, -5793];
+    let mut out = [0u8; 160];
+    let mut i = 0;
+    while i < 160 {
+        out[i] = alaw(PERIOD[i % 8]);
+        i += 1;
+    }
+    out
+};
+
+/// G.711 A-law of a 16-bit linear sample.
+const fn alaw(sample: i16) -> u8 {
+    const SEG_END: [i32; 8] = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
+    let mut v = (sample as i32) >> 3;
+    let mask: i32 = if v >= 0 {
+        0xd5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let mut seg = 0;
+    while seg < 8 && v > SEG_END[seg] {
+        seg += 1;
+    }
+    if seg >= 8 {
+        return (0x7f ^ mask) as u8;
+    }
+    let low = if seg < 2 {
+        (v >> 1) & 0xf
+    } else {
+        (v >> seg) & 0xf
+    };
+    (((seg as i32) << 4 | low) ^ mask) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_law_codes_silence_and_the_extremes_as_g711_does() {
+        assert_eq!((alaw(0), alaw(-1)), (0xd5, 0x55));
+        assert_eq!((alaw(i16::MAX), alaw(i16::MIN)), (0xaa, 0x2a));
+        assert_eq!(alaw(8192), 0xb5);
+    }
 
     #[test]
     fn messages_and_descriptions_are_read() {

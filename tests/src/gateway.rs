@@ -8,21 +8,29 @@ use std::time::{Duration, Instant};
 
 /// The `pbxlink` binary of this workspace, built on first use.
 pub fn binary() -> PathBuf {
+    workspace_binary("pbxlink")
+}
+
+/// A binary of this workspace's package of the same name (debug build),
+/// built once per test process on first use.
+pub fn workspace_binary(name: &'static str) -> PathBuf {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/pbxlink");
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
+    let mut built = BUILT.lock().unwrap();
+    if built.get_or_insert_with(HashSet::new).insert(name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "pbxlink", "--bin", "pbxlink"])
+            .args(["build", "--quiet", "-p", name, "--bin", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building pbxlink failed");
-    });
-    bin
+        assert!(status.success(), "building {name} failed");
+    }
+    target.join("debug").join(name)
 }
 
 /// A running `pbxlink` with its output captured line by line.

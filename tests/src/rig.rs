@@ -147,8 +147,15 @@ impl<'a> GatewayConfig<'a> {
         } else {
             "profile = \"max\"\n"
         };
+        // What the gateway keeps (users, certificates) stays in the test's
+        // directory, never in the machine's /var/lib.
+        let state = if self.gateway.contains("state_dir") {
+            String::new()
+        } else {
+            format!("state_dir = \"{}\"\n", dir.join("state").display())
+        };
         let text = format!(
-            "[gateway]\nlan_address = \"{}\"\n{profile}networks = [{networks}]\n{drain}{}\n\n\
+            "[gateway]\nlan_address = \"{}\"\n{profile}{state}networks = [{networks}]\n{drain}{}\n\n\
              [pbx]\ntype = \"mivoice-5000\"\naddress = \"{}\"\nport = {}\n{keepalive}{}\n\n\
              [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n{}\n\n\

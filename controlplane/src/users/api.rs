@@ -135,8 +135,17 @@ fn authorize(s: &ApiState, headers: &HeaderMap, peer: IpAddr) -> Result<(), Http
     .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"pbxlink users\""))
 }
 
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, HttpError> {
+/// The push's body; a body that is not one is counted and refused.
+fn body<T: serde::de::DeserializeOwned>(
+    s: &ApiState,
+    bytes: &[u8],
+    shape: &str,
+) -> Result<T, HttpError> {
     serde_json::from_slice(bytes).map_err(|e| {
+        s.users
+            .counters
+            .pushes_refused
+            .fetch_add(1, Ordering::Relaxed);
         HttpError::new(
             StatusCode::BAD_REQUEST,
             format!("the body is not {shape}: {e}; nothing was changed"),
@@ -183,15 +192,9 @@ fn take_users(
     if let Err(r) = authorize(&s, &headers, peer) {
         return r.into_response();
     }
-    let parsed: UsersBody = match body(&bytes, "{\"users\": [...]}") {
+    let parsed: UsersBody = match body(&s, &bytes, "{\"users\": [...]}") {
         Ok(b) => b,
-        Err(r) => {
-            s.users
-                .counters
-                .pushes_refused
-                .fetch_add(1, Ordering::Relaxed);
-            return r.into_response();
-        }
+        Err(r) => return r.into_response(),
     };
     let n = parsed.users.len();
     let r = s.users.push(parsed.users, replace);
@@ -216,15 +219,9 @@ async fn put_roles(
     if let Err(r) = authorize(&s, &headers, peer.ip()) {
         return r.into_response();
     }
-    let parsed: RolesBody = match body(&bytes, "{\"roles\": [...]}") {
+    let parsed: RolesBody = match body(&s, &bytes, "{\"roles\": [...]}") {
         Ok(b) => b,
-        Err(r) => {
-            s.users
-                .counters
-                .pushes_refused
-                .fetch_add(1, Ordering::Relaxed);
-            return r.into_response();
-        }
+        Err(r) => return r.into_response(),
     };
     let n = parsed.roles.len();
     let r = s.users.set_roles(parsed.roles);
