@@ -145,7 +145,6 @@ pub struct CstaLink {
     servers: Vec<Server>,
     wanted: BTreeSet<DeviceId>,
     placement: HashMap<DeviceId, usize>,
-    requests: HashMap<RequestId, usize>,
     next_request: RequestId,
     config: LinkConfig,
     rng: u64,
@@ -172,7 +171,6 @@ impl CstaLink {
             servers,
             wanted: BTreeSet::new(),
             placement: HashMap::new(),
-            requests: HashMap::new(),
             next_request: 1,
             rng: config.seed | 1,
             config,
@@ -237,7 +235,6 @@ impl CstaLink {
         let device = service.device().to_owned();
         match self.placement.get(&device) {
             Some(&i) if self.servers[i].session.is_up() => {
-                self.requests.insert(id, i);
                 self.servers[i].session.request(now, id, service);
                 self.drain(now);
             }
@@ -380,7 +377,6 @@ impl CstaLink {
                 self.down(now, i, reason.to_string(), refused);
             }
             SessionOutput::Answer { id, result } => {
-                self.requests.remove(&id);
                 self.out.push_back(LinkOutput::Answer { id, result });
             }
             SessionOutput::Monitoring { device, result } => {

@@ -444,6 +444,14 @@ impl CstaSession {
                 self.transmit(invoke, &Outgoing::SystemStatusResponse.to_xml(edition));
             }
             Incoming::SessionStopped if !self.pending.contains_key(&invoke) => {
+                // The PBX ends the session: acknowledged, then closed.
+                self.transmit(
+                    invoke,
+                    &format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><StopApplicationSessionPosResponse xmlns=\"{}\"/>",
+                        message::SESSION_NAMESPACE
+                    ),
+                );
                 self.close(now, CloseReason::StoppedByPbx);
             }
             Incoming::Unknown { .. }

@@ -328,6 +328,28 @@ fn the_pbx_asking_after_us_gets_an_answer_under_its_own_invoke_id() {
 }
 
 #[test]
+fn the_pbx_ending_the_session_is_acknowledged_and_closes_it() {
+    let t0 = Instant::now();
+    let mut s = up(t0);
+    drain(&mut s);
+    s.handle_input(
+        t0,
+        &frame(77, &format!("<StopApplicationSession xmlns=\"{ACS}\"><sessionID>S1</sessionID><sessionEndReason><definedEndReason>normal</definedEndReason></sessionEndReason></StopApplicationSession>")),
+    );
+    let out = drain(&mut s);
+    let ack = sent(&out);
+    assert_eq!(
+        (ack[0].invoke, ack[0].root.as_str()),
+        (77, "StopApplicationSessionPosResponse")
+    );
+    assert_eq!(
+        out.last(),
+        Some(&SessionOutput::Close(CloseReason::StoppedByPbx))
+    );
+    assert!(!s.is_up());
+}
+
+#[test]
 fn the_session_is_kept_alive_and_closed_when_the_pbx_stops_answering() {
     let t0 = Instant::now();
     let mut s = up(t0);

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pbxlink_csta::history::CallHistory;
 use pbxlink_csta::message::{ConnectionId, Service};
 use pbxlink_csta::session::{CstaSession, SessionConfig, SessionOutput};
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut asked = HashSet::new();
     let mut answered = HashSet::new();
     let mut next = 0u64;
+    let mut history = CallHistory::new(4);
     for chunk in data.split(|&b| b == 0xfe) {
         match chunk.first() {
             Some(0xf0) => {
@@ -29,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
             Some(0xf1) => {
                 next += 1;
                 asked.insert(next);
-                let c = ConnectionId { call: "c".into(), device: "1000".into() };
+                let c = ConnectionId {
+                    call: "c".into(),
+                    device: "1000".into(),
+                };
                 s.request(now, next, Service::HoldCall(c));
             }
             Some(0xf2) => s.monitor(now, &format!("{}", chunk.get(1).copied().unwrap_or(0))),
@@ -39,9 +44,21 @@ fuzz_target!(|data: &[u8]| {
             _ => s.handle_input(now, chunk),
         }
         while let Some(o) = s.poll_output() {
-            if let SessionOutput::Answer { id, .. } = o {
-                assert!(asked.contains(&id), "an answer to a request never made");
-                assert!(answered.insert(id), "request {id} answered twice");
+            match o {
+                SessionOutput::Answer { id, .. } => {
+                    assert!(asked.contains(&id), "an answer to a request never made");
+                    assert!(answered.insert(id), "request {id} answered twice");
+                }
+                SessionOutput::Event { device, event } => {
+                    // The history of whatever events arrive stays bounded.
+                    history.handle_event(
+                        now.duration_since(t0).as_millis() as u64,
+                        &device,
+                        &event,
+                    );
+                    assert!(history.calls(&device).len() <= 4 + 8);
+                }
+                _ => {}
             }
         }
         if let Some(t) = s.poll_timeout() {

@@ -18,7 +18,6 @@
 //! by one and the rest kept. A body that is not such JSON is answered 400
 //! naming where it breaks; nothing changes then.
 
-use super::directory::{Entry, PbxUser, Role, Status};
 use super::{ChangeError, Users};
 use crate::http_error::HttpError;
 use crate::https::Peer;
@@ -28,6 +27,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
+use pbxlink_users::{Entry, PbxUser, Role, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;

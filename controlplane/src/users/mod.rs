@@ -1,5 +1,5 @@
 //! The PBX's users on the gateway (SPEC §5): the directory and its rules
-//! ([`directory`]), kept on disk ([`store`]), fed by the PBX's pushes on
+//! (`pbxlink-users`, pure), kept on disk ([`store`]), fed by the PBX's pushes on
 //! the user-config API ([`api`], HTTPS, port 8086), read by the admin API,
 //! and watched by the CSTA link (every CTI and Softphone user is
 //! monitored).
@@ -8,10 +8,9 @@
 //! the gateway answers the PBX is what is on disk.
 
 pub mod api;
-pub mod directory;
 pub mod store;
 
-use directory::{Directory, PbxUser, PushError, PushReport, Role};
+use pbxlink_users::{Directory, PbxUser, PushError, PushReport, Role};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use store::Store;

@@ -4,7 +4,7 @@
 //! never half of one. The file holds personal data (names, emails): it is
 //! readable by the gateway's user only.
 
-use super::directory::{PbxUser, Role};
+use pbxlink_users::{PbxUser, Role};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -102,7 +102,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::users::directory::{RoleRef, default_roles};
+    use pbxlink_users::{RoleRef, default_roles};
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
