@@ -7,8 +7,9 @@ PBXLINK_BUILD_PACKAGES=(libsrtp2-dev pkg-config)
 # an independent SRTP implementation; sipp; dnsmasq as the DNS server the
 # RFC 3263 test resolves NAPTR/SRV/A records from; iproute2 and iptables
 # for the NAT test's network namespaces and MASQUERADE router, coturn as
-# the cloud's STUN server there.
-PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn)
+# the cloud's STUN server there; kamailio as the PBX's registrar for the
+# Softphone users' tests.
+PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn kamailio)
 
 pbxlink_apt_install() {
     local missing=() p

@@ -76,6 +76,10 @@ pub struct Plan {
     /// Credentials for a PBX that challenges the gateway's INVITE (401 or
     /// 407): answered once (RFC 3261 §22.2), the `cnonce` drawn from `id`.
     pub pbx_credentials: Option<pbxlink_sip::digest::Credentials>,
+    /// Who the gateway's INVITE toward the PBX asserts the caller is
+    /// (`P-Asserted-Identity`, RFC 3325): a Softphone user's address when
+    /// the gateway calls as that user; none on trunk calls.
+    pub asserted_identity: Option<String>,
 }
 
 /// The relay a call needs, once both ends of its media are known.
@@ -513,9 +517,7 @@ impl Call {
             .clone()
             .map(|o| call.describe(b_side, &o, audio_direction(&o)));
         call.b_branch = call.branch();
-        let req = call
-            .b
-            .request("INVITE", &call.b_branch, 1, b_sdp.as_deref());
+        let req = call.b_invite(&call.b_branch, 1, b_sdp.as_deref());
         call.b_invite_body = b_sdp;
         call.out.push_back(Output::Request {
             to: b_side,
@@ -1164,18 +1166,25 @@ impl Call {
         self.b_cseq += 1;
         self.b.local_cseq = self.b_cseq;
         self.b_branch = self.branch();
-        let invite = self.b.request(
-            "INVITE",
-            &self.b_branch,
-            self.b_cseq,
-            self.b_invite_body.as_deref(),
-        );
+        let invite = self.b_invite(&self.b_branch, self.b_cseq, self.b_invite_body.as_deref());
         self.out.push_back(Output::Request {
             to: self.b.side,
             method: "INVITE".into(),
             bytes: crate::leg::insert_headers(&invite, &format!("{give}: {value}\r\n")),
         });
         true
+    }
+
+    /// The gateway's INVITE on leg B, asserting the caller's identity
+    /// toward the PBX when the plan has one.
+    fn b_invite(&self, branch: &str, cseq: u32, body: Option<&str>) -> Vec<u8> {
+        let invite = self.b.request("INVITE", branch, cseq, body);
+        match (&self.plan.asserted_identity, self.b.side) {
+            (Some(id), Side::Pbx) => {
+                crate::leg::insert_headers(&invite, &format!("P-Asserted-Identity: <{id}>\r\n"))
+            }
+            _ => invite,
+        }
     }
 
     /// A provisional response to A's INVITE: reliable (RSeq, `Require:
@@ -1371,6 +1380,7 @@ mod tests {
             session_id: 77,
             dial: Default::default(),
             pbx_credentials: None,
+            asserted_identity: None,
         }
     }
 
@@ -2266,6 +2276,7 @@ mod tests {
         );
         let p = Plan {
             pbx_credentials: Some(creds.clone()),
+            asserted_identity: Some("sip:4420@pbx.example".into()),
             ..plan()
         };
         let mut call = Call::incoming(Side::Cloud, &invite, &body, p).unwrap();
@@ -2315,6 +2326,11 @@ mod tests {
             pbx.verify(101, "INVITE", uri, h.get("Authorization")),
             Verdict::Accepted
         );
+        // Both INVITEs assert who calls (a Softphone user's address).
+        for invite in [&first, &again] {
+            let h = parse(invite.as_bytes()).unwrap().head;
+            assert_eq!(h.get("P-Asserted-Identity"), Some("<sip:4420@pbx.example>"));
+        }
         // A second challenge is a rejection: the cloud hears it.
         let (c, b) = challenge(&again);
         call.on_response(Side::Pbx, &c, &b);

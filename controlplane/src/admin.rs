@@ -16,6 +16,9 @@
 //! - `GET /api/users`, `GET /api/users/{extension}`: the PBX's users, each
 //!   onboarded with its role or not with the reason; one user with its
 //!   call history.
+//! - `GET /api/softphones`: the Softphone users the gateway registers to
+//!   the PBX, each `registered (N s left)`, `failed: 403 (next try in N s)`,
+//!   `waiting`, …, and whether the registrar answers.
 //! - `GET /api/cti`: the CSTA link — `Connected` and `Connection
 //!   successful`, or `Lost connection` and why — per server.
 //! - `GET /api/cti/events?after=N&limit=M`: events from the users'
@@ -65,6 +68,8 @@ pub struct AdminState {
     pub users: Option<Arc<Users>>,
     /// The token that lets requests run commands (none: commands off).
     pub token: Option<String>,
+    /// The Softphone users registered to the PBX (none: subscriber side off).
+    pub softphones: Option<crate::signalling::Softphones>,
 }
 
 async fn status(State(s): State<AdminState>) -> Json<Value> {
@@ -89,6 +94,7 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         "cloud_trunk": cloud,
         "csta": s.cti.as_ref().map_or("off".to_owned(), Cti::status_word),
         "users_onboarded": s.users.as_ref().map(|u| u.read(|d| d.onboarded())),
+        "softphones_registered": s.softphones.as_ref().map(|p| p.registered().0),
         "calls_in_progress": c.calls_in_progress(),
         "relays": c.get("relays"),
         "profile": s.profile.0,
@@ -169,6 +175,16 @@ async fn user(State(s): State<AdminState>, Path(dn): Path<String>) -> Response {
             .collect()
     });
     Json(json!({ "user": one, "history": history })).into_response()
+}
+
+async fn softphones(State(s): State<AdminState>) -> Response {
+    match &s.softphones {
+        Some(p) => Json(p.json()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "the subscriber side is off ([subscriber] listen = \"off\")",
+        ),
+    }
 }
 
 async fn cti_status(State(s): State<AdminState>) -> Response {
@@ -387,6 +403,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) {
         .route("/api/users", get(users))
         .route("/api/users/{dn}", get(user))
         .route("/api/cti", get(cti_status))
+        .route("/api/softphones", get(softphones))
         .route("/api/cti/events", get(cti_events))
         .route("/api/cti/{command}", post(cti_command))
         .route("/api/pbx", axum::routing::delete(delete_pbx))

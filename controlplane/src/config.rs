@@ -64,6 +64,17 @@
 //! # api_token = "…"                   # lets requests with "Authorization: Bearer TOKEN" run
 //!                                     # commands (CTI services, deleting the PBX connection)
 //!
+//! [subscriber]                        # Softphone users: the gateway is their phone on the PBX
+//! # listen = "192.168.1.20:5070"      # the subscriber side (UDP); default: the LAN address, 5070; "off"
+//! # registrar = "192.168.1.10:5060"   # where they register; default: the PBX's SIP address
+//! # domain = "192.168.1.10"           # their addresses of record (sip:EXT@DOMAIN); default: the registrar's IP
+//! expires_seconds = 300               # registration life asked for (refreshed at about half)
+//! keepalive_seconds = 30              # OPTIONS to the registrar; lost, then back: all register again
+//! registrations_per_second = 20       # new registrations are spread out, never a burst
+//! # [[subscriber.user]]               # Softphone users besides those the PBX pushes (with their
+//! # extension = "1000"                # sip_password): extension and SIP password
+//! # password = "…"
+//!
 //! [users]                             # the PBX's user-config API (HTTPS)
 //! # listen = "192.168.1.20:8086"      # default: the LAN address, port 8086, once a password is set
 //! push_username = "pbx"               # HTTP Basic credentials the PBX pushes with
@@ -99,6 +110,53 @@ struct File {
     admin: AdminSection,
     #[serde(default)]
     users: UsersSection,
+    #[serde(default)]
+    subscriber: SubscriberSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriberSection {
+    listen: Option<String>,
+    registrar: Option<String>,
+    domain: Option<String>,
+    #[serde(default = "register_expires")]
+    expires_seconds: u32,
+    #[serde(default = "keepalive")]
+    keepalive_seconds: u64,
+    #[serde(default = "registrations_per_second")]
+    registrations_per_second: u32,
+    #[serde(default)]
+    user: Vec<SubscriberUser>,
+}
+
+impl Default for SubscriberSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            registrar: None,
+            domain: None,
+            expires_seconds: register_expires(),
+            keepalive_seconds: keepalive(),
+            registrations_per_second: registrations_per_second(),
+            user: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriberUser {
+    extension: String,
+    password: String,
+}
+
+fn register_expires() -> u32 {
+    300
+}
+
+fn registrations_per_second() -> u32 {
+    20
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -431,6 +489,46 @@ pub struct Config {
     pub users_api: Option<UsersApiConfig>,
     /// Calls kept per CTI user.
     pub history_calls: usize,
+    /// The subscriber side (none: off).
+    pub subscriber: Option<SubscriberConfig>,
+}
+
+/// The subscriber side's settings: where the gateway registers Softphone
+/// users and takes their calls.
+#[derive(Clone)]
+pub struct SubscriberConfig {
+    /// Its UDP listener.
+    pub listen: std::net::SocketAddr,
+    /// Where users register.
+    pub registrar: std::net::SocketAddr,
+    /// Their addresses' domain.
+    pub domain: String,
+    /// Registration life asked for.
+    pub expires: u32,
+    /// Between OPTIONS to the registrar (zero: none).
+    pub keepalive: Duration,
+    /// Between two new registrations.
+    pub spacing: Duration,
+    /// Users configured here: (extension, SIP password).
+    pub users: Vec<(String, String)>,
+}
+
+impl fmt::Debug for SubscriberConfig {
+    /// Never shows a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriberConfig")
+            .field("listen", &self.listen)
+            .field("registrar", &self.registrar)
+            .field("domain", &self.domain)
+            .field("expires", &self.expires)
+            .field("keepalive", &self.keepalive)
+            .field("spacing", &self.spacing)
+            .field(
+                "users",
+                &self.users.iter().map(|(e, _)| e).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// The CSTA link's settings.
@@ -768,6 +866,12 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     }
     let csta = csta_settings(&file.pbx, pbx_type, pbx_address, &mut problems);
     let users_api = users_api(&file.users, lan_address, &mut problems);
+    let subscriber = subscriber(
+        &file.subscriber,
+        lan_address,
+        pbx_address.map(|a| std::net::SocketAddr::new(a, file.pbx.port)),
+        &mut problems,
+    );
     if !(1..=1000).contains(&file.users.history_calls) {
         problems.push(format!(
             "[users] history_calls = {}: use 1 to 1000 (20 is usual)",
@@ -827,6 +931,92 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         state_dir: base.join(&file.gateway.state_dir),
         users_api,
         history_calls: file.users.history_calls,
+        subscriber,
+    })
+}
+
+/// The subscriber side's settings, or the problems with them.
+fn subscriber(
+    sub: &SubscriberSection,
+    lan: Option<IpAddr>,
+    pbx: Option<std::net::SocketAddr>,
+    problems: &mut Vec<String>,
+) -> Option<SubscriberConfig> {
+    let addr = |key: &str, v: &str, problems: &mut Vec<String>| {
+        v.parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                problems.push(format!(
+                    "[subscriber] {key} = {v:?}: an address and port (e.g. \"192.168.1.10:5060\")"
+                ))
+            })
+            .ok()
+    };
+    let listen = match sub.listen.as_deref() {
+        Some("off") => return None,
+        Some(v) => addr("listen", v, problems),
+        None => lan.map(|ip| std::net::SocketAddr::new(ip, 5070)),
+    };
+    let registrar = match sub.registrar.as_deref() {
+        Some(v) => addr("registrar", v, problems),
+        None => pbx,
+    };
+    if !(60..=86_400).contains(&sub.expires_seconds) {
+        problems.push(format!(
+            "[subscriber] expires_seconds = {}: use 60 to 86400 (300 is usual)",
+            sub.expires_seconds
+        ));
+    }
+    if sub.keepalive_seconds > 3600 {
+        problems.push(format!(
+            "[subscriber] keepalive_seconds = {}: use 1 to 3600, or 0 for none",
+            sub.keepalive_seconds
+        ));
+    }
+    if !(1..=1000).contains(&sub.registrations_per_second) {
+        problems.push(format!(
+            "[subscriber] registrations_per_second = {}: use 1 to 1000 (20 is usual)",
+            sub.registrations_per_second
+        ));
+    }
+    let mut users = Vec::new();
+    for u in &sub.user {
+        if u.extension.is_empty()
+            || u.extension.len() > 16
+            || !u
+                .extension
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+        {
+            problems.push(format!(
+                "[[subscriber.user]] extension = {:?}: up to 16 of 0-9 * #",
+                u.extension
+            ));
+        } else if u.password.is_empty() || u.password.contains(['"', '\\']) {
+            problems.push(format!(
+                "[[subscriber.user]] {}: a password without quotes or backslashes",
+                u.extension
+            ));
+        } else if users.iter().any(|(e, _)| e == &u.extension) {
+            problems.push(format!(
+                "[[subscriber.user]] extension {:?} is given twice",
+                u.extension
+            ));
+        } else {
+            users.push((u.extension.clone(), u.password.clone()));
+        }
+    }
+    let (listen, registrar) = (listen?, registrar?);
+    Some(SubscriberConfig {
+        listen,
+        registrar,
+        domain: sub
+            .domain
+            .clone()
+            .unwrap_or_else(|| registrar.ip().to_string()),
+        expires: sub.expires_seconds,
+        keepalive: Duration::from_secs(sub.keepalive_seconds),
+        spacing: Duration::from_secs(1) / sub.registrations_per_second.max(1),
+        users,
     })
 }
 
@@ -1060,6 +1250,19 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
+            "subscriber: {}",
+            self.subscriber
+                .as_ref()
+                .map_or("off".to_owned(), |s| format!(
+                    "on {}, users register to {} as sip:EXT@{}, {} configured here",
+                    s.listen,
+                    s.registrar,
+                    s.domain,
+                    s.users.len()
+                ))
+        )?;
+        writeln!(
+            f,
             "users: {}, kept in {}",
             self.users_api.as_ref().map_or(
                 "user-config API off (set [users] push_password)".to_owned(),
@@ -1233,6 +1436,41 @@ ca = "Cargo.toml"
             "[pbx] csta_edition = \"ed9\"",
             "[users] listen needs push_password",
             "[admin] api_token needs at least 16 characters",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn the_subscriber_side_defaults_to_the_pbx_and_checks_its_users() {
+        let c = parse(GOOD, base()).unwrap();
+        let sub = c.subscriber.as_ref().unwrap();
+        assert_eq!(sub.listen, "192.168.1.20:5070".parse().unwrap());
+        assert_eq!(sub.registrar, "192.168.1.10:5060".parse().unwrap());
+        assert_eq!((sub.domain.as_str(), sub.expires), ("192.168.1.10", 300));
+        assert_eq!(sub.spacing, Duration::from_millis(50));
+        let off = format!("{GOOD}\n[subscriber]\nlisten = \"off\"\n");
+        assert!(parse(&off, base()).unwrap().subscriber.is_none());
+        let users = format!(
+            "{GOOD}\n[subscriber]\nregistrar = \"192.168.1.11:5070\"\ndomain = \"pbx.example\"\n\
+             [[subscriber.user]]\nextension = \"1000\"\npassword = \"Sip-pw-1\"\n"
+        );
+        let c = parse(&users, base()).unwrap();
+        let sub = c.subscriber.as_ref().unwrap();
+        assert_eq!(sub.users, [("1000".to_owned(), "Sip-pw-1".to_owned())]);
+        assert!(
+            !format!("{sub:?} {c}").contains("Sip-pw-1"),
+            "no password shown"
+        );
+        let bad = format!(
+            "{GOOD}\n[subscriber]\nregistrar = \"pbx\"\nexpires_seconds = 5\n\
+             [[subscriber.user]]\nextension = \"10a\"\npassword = \"x\"\n"
+        );
+        let all = parse(&bad, base()).unwrap_err().join("\n");
+        for want in [
+            "[subscriber] registrar = \"pbx\": an address and port",
+            "[subscriber] expires_seconds = 5",
+            "[[subscriber.user]] extension = \"10a\"",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }

@@ -95,6 +95,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             .map_or(public.to_string(), |t| t.addr.ip().to_string()),
     };
     let tcp = cfg.pbx_transport == Transport::Tcp;
+    let softphones = signalling::Softphones::default();
     let calls = CallsConfig {
         pbx: Local {
             via: format!("SIP/2.0/{} {lan}", if tcp { "TCP" } else { "UDP" }),
@@ -127,6 +128,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         inbound_digits: cfg.inbound_digits.clone(),
         pbx_keepalive: std::time::Duration::from_secs(cfg.pbx_keepalive_seconds),
         pbx_credentials: cfg.pbx_auth.as_ref().map(|(_, c)| c.clone()),
+        subscriber: cfg
+            .subscriber
+            .as_ref()
+            .map(|s| signalling::SubscriberCalls {
+                listen: s.listen,
+                registrar: s.registrar,
+                domain: s.domain.clone(),
+                softphones: softphones.clone(),
+            }),
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
     signalling::serve(
@@ -141,7 +151,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             admin: cfg
                 .admin_listen
                 .map(|a| (a, profile.name().to_owned(), spec.call_limit as usize)),
-            pbx_side: pbx_side(&cfg)?,
+            pbx_side: pbx_side(&cfg, softphones)?,
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),
                 reject: cfg.reject_untrusted,
@@ -155,7 +165,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 /// The users kept in the state directory, the CSTA link to the PBX and
 /// the user-config API, from the configuration.
-fn pbx_side(cfg: &config::Config) -> anyhow::Result<signalling::PbxSide> {
+fn pbx_side(
+    cfg: &config::Config,
+    softphones: signalling::Softphones,
+) -> anyhow::Result<signalling::PbxSide> {
     let store = crate::users::store::Store::new(&cfg.state_dir)?;
     let users_file = store.path().to_owned();
     let users = crate::users::Users::load(store)
@@ -185,6 +198,14 @@ fn pbx_side(cfg: &config::Config) -> anyhow::Result<signalling::PbxSide> {
         history: cfg.history_calls,
         connect_timeout: std::time::Duration::from_secs(5),
     });
+    let subscriber = cfg
+        .subscriber
+        .clone()
+        .map(|config| signalling::SubscriberSetup {
+            config,
+            users: users.softphones(),
+            view: softphones,
+        });
     Ok(signalling::PbxSide {
         users,
         cti,
@@ -193,6 +214,7 @@ fn pbx_side(cfg: &config::Config) -> anyhow::Result<signalling::PbxSide> {
             .clone()
             .map(|a| (a, cfg.state_dir.clone(), Networks::new(cfg.trusted.clone()))),
         admin_token: cfg.admin_token.clone(),
+        subscriber,
     })
 }
 

@@ -50,6 +50,7 @@ fn plan(first: u8) -> Plan {
             username: "officelinkmv5000".into(),
             password: "fuzz-password".to_owned().into(),
         }),
+        asserted_identity: (first & 16 != 0).then(|| "sip:1000@pbx.example".into()),
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`stun`]: the STUN Binding that learns the public address (RFC 5389).
 //! - [`digest`]: digest authentication of the PBX trunk (RFC 3261 §22.4).
 //! - [`keepalive`]: OPTIONS keep-alives and whether the peer answers.
+//! - [`register`]: users registered to a registrar, with digest and refresh.
 
 pub mod digest;
 pub mod framing;
@@ -23,6 +24,7 @@ pub mod keepalive;
 pub mod limits;
 pub mod message;
 pub mod normalize;
+pub mod register;
 pub mod reject;
 pub mod resolve;
 pub mod sdp;

@@ -184,6 +184,23 @@ impl Baresip {
         Baresip::spawn(&Place::default(), dir, port, "", &account, play)
     }
 
+    /// Starts baresip in `dir` on 127.0.0.1:`port` over UDP with plain
+    /// RTP, registered to `registrar` as `user` with `password` (a phone
+    /// on the PBX), answering its calls.
+    pub fn registered(
+        dir: &Path,
+        port: u16,
+        user: &str,
+        registrar: std::net::SocketAddr,
+        password: &str,
+        play: &Path,
+    ) -> Baresip {
+        let account = format!(
+            "<sip:{user}@{registrar};transport=udp>;auth_pass={password};regint=600;answermode=auto;{CODECS}"
+        );
+        Baresip::spawn(&Place::default(), dir, port, "", &account, play)
+    }
+
     fn spawn(
         place: &Place,
         dir: &Path,

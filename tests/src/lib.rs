@@ -11,6 +11,7 @@ pub mod counting_alloc;
 pub mod dnsmasq;
 pub mod gateway;
 pub mod http;
+pub mod kamailio;
 pub mod lines;
 pub mod lossy;
 pub mod netns;

@@ -169,10 +169,17 @@ impl<'a> GatewayConfig<'a> {
             self.ca.display(),
             self.cloud_extra,
             self.sip_port,
-            if self.sections.contains("[admin]") {
-                self.sections.to_owned()
-            } else {
-                format!("{}\n[admin]\nlisten = \"off\"\n", self.sections)
+            {
+                // Tests run side by side: the admin API (port 80) and the
+                // subscriber side (5070) are off unless a test asks.
+                let mut sections = self.sections.to_owned();
+                if !sections.contains("[admin]") {
+                    sections.push_str("\n[admin]\nlisten = \"off\"\n");
+                }
+                if !sections.contains("[subscriber]") {
+                    sections.push_str("\n[subscriber]\nlisten = \"off\"\n");
+                }
+                sections
             }
         );
         let path = dir.join("pbxlink.toml");

@@ -91,6 +91,10 @@ pub struct PbxUser {
     /// Role (none: Basic).
     #[serde(default)]
     pub role: Option<RoleRef>,
+    /// The SIP password a Softphone user registers to the PBX with (the
+    /// gateway is that user's phone); never shown back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_password: Option<String>,
 }
 
 /// Whether a user is onboarded.
@@ -243,6 +247,16 @@ impl Directory {
             .iter()
             .filter(|(_, e)| matches!(&e.status, Status::Onboarded(r) if r.cti || r.softphone))
             .map(|(dn, _)| dn.clone())
+            .collect()
+    }
+
+    /// The Softphone users the gateway registers to the PBX, each with
+    /// the SIP password the PBX pushed (none: it did not).
+    pub fn softphones(&self) -> Vec<(String, Option<String>)> {
+        self.users
+            .iter()
+            .filter(|(_, e)| matches!(&e.status, Status::Onboarded(r) if r.softphone))
+            .map(|(dn, e)| (dn.clone(), e.user.sip_password.clone()))
             .collect()
     }
 
@@ -523,6 +537,7 @@ mod tests {
             last_name: String::new(),
             email: email.into(),
             role: role.map(RoleRef::Index),
+            sip_password: None,
         }
     }
 

@@ -7,6 +7,7 @@
 use super::Counters;
 use super::core::Peer;
 use super::reliability::{Due, Received, Reliability};
+use super::udp::{UdpDest, UdpOut};
 use crate::cdr::{Cdr, CdrLog, Flow, rfc3339};
 use pbxlink_b2bua::call::{Call, End, Local, Output, PayloadTypes, Plan};
 use pbxlink_b2bua::digits::{self, DigitRule};
@@ -90,6 +91,22 @@ pub struct CallsConfig {
     pub pbx_keepalive: Duration,
     /// Credentials for a PBX that challenges the gateway's INVITEs.
     pub pbx_credentials: Option<pbxlink_sip::digest::Credentials>,
+    /// The subscriber side, for Softphone users' calls (none: off).
+    pub subscriber: Option<SubscriberCalls>,
+}
+
+/// How Softphone users' calls reach the PBX: from the subscriber side's
+/// listener, as the user.
+#[derive(Debug, Clone)]
+pub struct SubscriberCalls {
+    /// The subscriber side's listener (its Via and the users' Contacts).
+    pub listen: SocketAddr,
+    /// Where the users' calls to the PBX go (the registrar).
+    pub registrar: SocketAddr,
+    /// The users' domain on the PBX.
+    pub domain: String,
+    /// The Softphone users.
+    pub softphones: super::Softphones,
 }
 
 /// A call-record file is rotated past this size…
@@ -134,7 +151,7 @@ pub struct Calls {
     plane: DataPlane,
     ports: PortPool,
     cfg: CallsConfig,
-    udp_out: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+    udp_out: UdpOut,
     cloud: CloudPath,
     counters: Arc<Counters>,
     /// Relays each worker last reported running (its stats, every second).
@@ -216,7 +233,7 @@ impl Calls {
         plane: DataPlane,
         ports: PortPool,
         cfg: CallsConfig,
-        udp_out: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+        udp_out: UdpOut,
         cloud: CloudPath,
         counters: Arc<Counters>,
         cdrs: Option<std::path::PathBuf>,
@@ -277,17 +294,17 @@ impl Calls {
             return;
         };
         let udp = match (to, &a.pbx_path) {
-            (Side::Pbx, Peer::Udp(addr)) => Some(*addr),
-            (Side::Pbx, Peer::Stream(None)) => Some(self.cfg.pbx_addr),
+            (Side::Pbx, Peer::Stream(None)) => Some(UdpDest::trunk(self.cfg.pbx_addr)),
+            (Side::Pbx, path) => path.udp_dest(),
             _ => None,
         };
-        if let Some(addr) = udp {
+        if let Some(dest) = udp {
             if request {
-                self.reliable.request_sent(now, id, addr, &bytes);
+                self.reliable.request_sent(now, id, dest, &bytes);
             } else {
-                self.reliable.response_sent(now, id, addr, &bytes);
+                self.reliable.response_sent(now, id, dest, &bytes);
             }
-            let _ = self.udp_out.send((addr, bytes));
+            self.udp_out.send(dest, bytes);
             return;
         }
         match (to, &a.pbx_path) {
@@ -319,14 +336,14 @@ impl Calls {
         from: Peer,
     ) -> Option<Vec<u8>> {
         let call_id = p.head.get("Call-ID")?.to_owned();
-        if let (Side::Pbx, Peer::Udp(_)) = (side, &from) {
+        if let (Side::Pbx, Peer::Udp(_) | Peer::Subscriber(_)) = (side, &from) {
             // A retransmitted INVITE over UDP (also after its call ended):
             // the latest response again.
             if let Some((to, bytes)) = self.reliable.invite_again(&call_id) {
                 self.counters
                     .retransmissions
                     .fetch_add(1, Ordering::Relaxed);
-                let _ = self.udp_out.send((to, bytes));
+                self.udp_out.send(to, bytes);
                 return None;
             }
         }
@@ -345,13 +362,28 @@ impl Calls {
                 pbxlink_b2bua::leg::insert_headers(&r, &format!("Unsupported: {tags}\r\n"))
             });
         }
-        let pbx_path = if side == Side::Pbx {
-            from
-        } else {
-            match &self.cfg.pbx_tcp {
+        // A Softphone user's call: the PBX calling the user on the
+        // subscriber side, or the cloud calling out as the user.
+        let softphone = match self.softphone_of(side, &p.head, &from) {
+            Ok(s) => s,
+            Err(()) => {
+                self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
+                return self.refuse(side, &p.head, 404, "Not Found");
+            }
+        };
+        let pbx_path = match (&softphone, side) {
+            (_, Side::Pbx) => from,
+            (Some(_), Side::Cloud) => Peer::Subscriber(
+                self.cfg
+                    .subscriber
+                    .as_ref()
+                    .expect("a softphone needs it")
+                    .registrar,
+            ),
+            (None, Side::Cloud) => match &self.cfg.pbx_tcp {
                 None => Peer::Udp(self.cfg.pbx_addr),
                 Some(path) => Peer::Stream(path.lock().expect("pbx path").clone()),
-            }
+            },
         };
         if matches!(pbx_path, Peer::Stream(None)) {
             // The PBX's trunk runs over TCP and the gateway's connection to
@@ -426,19 +458,46 @@ impl Calls {
             cloud.via = format!("SIP/2.0/TLS {}", conn.seen_as());
             cloud.contact = format!("sip:pbxlink@{};transport=tls", conn.seen_as());
         }
+        let asserted_identity = softphone.as_ref().map(|(user, _)| {
+            let sub = self.cfg.subscriber.as_ref().expect("a softphone needs it");
+            format!("sip:{user}@{}", sub.domain)
+        });
+        let (pbx, dial, pbx_credentials) = match &softphone {
+            // As the user's phone: its own address, its credentials, and
+            // the number exactly as the user dialled it (or was called).
+            Some((user, creds)) => {
+                let sub = self.cfg.subscriber.as_ref().expect("a softphone needs it");
+                (
+                    Local {
+                        via: format!("SIP/2.0/UDP {}", sub.listen),
+                        contact: format!("sip:{user}@{}", sub.listen),
+                        domain: sub.domain.clone(),
+                        scheme: "sip",
+                    },
+                    DigitRule::default(),
+                    creds.clone(),
+                )
+            }
+            None => (
+                self.cfg.pbx.clone(),
+                match side {
+                    Side::Pbx => self.cfg.outbound_digits.clone(),
+                    Side::Cloud => self.cfg.inbound_digits.clone(),
+                },
+                self.cfg.pbx_credentials.clone(),
+            ),
+        };
         let plan = Plan {
             id: format!("{token}{id}"),
-            pbx: self.cfg.pbx.clone(),
+            pbx,
             cloud,
             lan_media: SocketAddr::new(self.cfg.lan_ip, lan_port),
             cloud_media: SocketAddr::new(self.cfg.public_ip, cloud_port),
             keys,
             session_id: u64::from_be_bytes(random::<8>()) >> 1,
-            dial: match side {
-                Side::Pbx => self.cfg.outbound_digits.clone(),
-                Side::Cloud => self.cfg.inbound_digits.clone(),
-            },
-            pbx_credentials: self.cfg.pbx_credentials.clone(),
+            dial,
+            pbx_credentials,
+            asserted_identity,
         };
         let call = match Call::incoming(side, &p.head, body(msg), plan) {
             Ok(c) => c,
@@ -470,6 +529,43 @@ impl Calls {
         );
         self.flush(now, id);
         None
+    }
+
+    /// Whether a new INVITE is a Softphone user's call, and whose: the
+    /// PBX calling a user on the subscriber side (`Err` when no such user
+    /// is ours), or the cloud calling from a Softphone user's extension.
+    #[allow(clippy::result_unit_err)]
+    fn softphone_of(
+        &self,
+        side: Side,
+        head: &Head,
+        from: &Peer,
+    ) -> Result<Option<(String, Option<pbxlink_sip::digest::Credentials>)>, ()> {
+        let Some(sub) = &self.cfg.subscriber else {
+            return Ok(None);
+        };
+        match (side, from) {
+            (Side::Pbx, Peer::Subscriber(_)) => {
+                let uri = head.start_line.split(' ').nth(1).unwrap_or_default();
+                let user = pbxlink_b2bua::call::user_of(uri).to_owned();
+                if sub.softphones.contains(&user) {
+                    Ok(Some((user, None)))
+                } else {
+                    Err(())
+                }
+            }
+            (Side::Cloud, _) => {
+                let caller = head
+                    .get("From")
+                    .map(|f| pbxlink_b2bua::call::user_of(pbxlink_b2bua::leg::uri_of(f)).to_owned())
+                    .unwrap_or_default();
+                Ok(sub
+                    .softphones
+                    .credentials(&caller)
+                    .map(|c| (caller, Some(c))))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn find(&self, side: Side, head: &Head) -> Option<u64> {
@@ -507,8 +603,8 @@ impl Calls {
                 self.counters
                     .retransmissions
                     .fetch_add(1, Ordering::Relaxed);
-                if let Some(ack) = again {
-                    let _ = self.udp_out.send(ack);
+                if let Some((to, ack)) = again {
+                    self.udp_out.send(to, ack);
                 }
                 return true;
             }
@@ -542,7 +638,7 @@ impl Calls {
                     self.counters.pbx_pings_sent.fetch_add(1, Ordering::Relaxed);
                     match &self.cfg.pbx_tcp {
                         None => {
-                            let _ = self.udp_out.send((self.cfg.pbx_addr, bytes));
+                            self.udp_out.send(UdpDest::trunk(self.cfg.pbx_addr), bytes);
                         }
                         Some(path) => {
                             if let Some(out) = path.lock().expect("pbx path").as_ref() {
@@ -677,7 +773,7 @@ impl Calls {
         for due in self.reliable.poll(now) {
             let (id, why) = match due {
                 Due::Send(to, bytes) => {
-                    let _ = self.udp_out.send((to, bytes));
+                    self.udp_out.send(to, bytes);
                     continue;
                 }
                 Due::InviteTimeout(id) => (id, "the PBX did not answer the INVITE"),

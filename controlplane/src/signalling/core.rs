@@ -7,6 +7,7 @@
 
 use super::Counters;
 use super::calls::Calls;
+use super::udp::UdpDest;
 use pbxlink_b2bua::leg::{Side, param};
 use pbxlink_sip::digest::{Challenger, Verdict};
 use pbxlink_sip::message::{Parsed, request_method};
@@ -29,11 +30,25 @@ const TRANSACTIONS: usize = 65_536;
 /// Who sent a request: where its transaction's retransmissions go.
 #[derive(Debug, Clone)]
 pub enum Peer {
-    /// A UDP source.
+    /// A UDP source, on the PBX trunk's listener (or the cloud's).
     Udp(SocketAddr),
+    /// A UDP source on the subscriber side's listener (the PBX reaching a
+    /// Softphone user the gateway registered).
+    Subscriber(SocketAddr),
     /// A connection (TCP or TLS): reliable, never retransmitted to; with
     /// its write queue when calls may need to send on it later.
     Stream(Option<tokio::sync::mpsc::Sender<Vec<u8>>>),
+}
+
+impl Peer {
+    /// Where a reply over UDP goes (none for a connection).
+    pub fn udp_dest(&self) -> Option<UdpDest> {
+        match self {
+            Peer::Udp(a) => Some(UdpDest::trunk(*a)),
+            Peer::Subscriber(a) => Some(UdpDest::subscriber(*a)),
+            Peer::Stream(_) => None,
+        }
+    }
 }
 
 /// What a received message led to.
@@ -209,7 +224,7 @@ impl Core {
 
     /// Handles one framed message received from `peer` on `side`.
     pub fn receive(&mut self, now: Instant, msg: &[u8], peer: Peer, side: Side) -> Inbound {
-        if let (Side::Pbx, Peer::Udp(from)) = (side, &peer) {
+        if let (Side::Pbx, Peer::Udp(from) | Peer::Subscriber(from)) = (side, &peer) {
             if !self.trusts(from.ip()) {
                 // Cheaply: nothing kept, no transaction; 403 if asked for.
                 let reject = self.trust.as_ref().is_some_and(|t| t.reject);
@@ -246,7 +261,9 @@ impl Core {
         };
         self.count(|c| &c.requests);
         let dialog = p.head.get("To").and_then(|t| param(t, "tag")).is_some();
-        if method == "INVITE" && !dialog {
+        // The PBX calling a user the gateway registered is not challenged:
+        // a phone does not ask its own PBX who it is.
+        if method == "INVITE" && !dialog && !matches!(peer, Peer::Subscriber(_)) {
             if let Some(refusal) = self.authenticate(side, &p.head) {
                 return Inbound::Reply(refusal.into_iter().collect());
             }
@@ -322,7 +339,7 @@ impl Core {
             return Inbound::Reply(vec![reply]);
         };
         let transport = match peer {
-            Peer::Udp(_) => Transport::Unreliable,
+            Peer::Udp(_) | Peer::Subscriber(_) => Transport::Unreliable,
             Peer::Stream(_) => Transport::Reliable,
         };
         let mut tx = if method == "INVITE" {
@@ -340,7 +357,7 @@ impl Core {
     }
 
     /// Runs transaction timers: UDP retransmissions to send, by destination.
-    pub fn timeouts(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+    pub fn timeouts(&mut self, now: Instant) -> Vec<(UdpDest, Vec<u8>)> {
         let mut sends = Vec::new();
         for (tx, peer) in self.table.values_mut() {
             match tx {
@@ -349,8 +366,8 @@ impl Core {
             }
             let mut out = Vec::new();
             tx.drain(&mut out);
-            if let Peer::Udp(to) = peer {
-                sends.extend(out.into_iter().map(|b| (*to, b)));
+            if let Some(to) = peer.udp_dest() {
+                sends.extend(out.into_iter().map(|b| (to, b)));
             }
         }
         self.table

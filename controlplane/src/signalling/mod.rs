@@ -15,8 +15,10 @@ mod dns;
 pub mod pbx_link;
 mod reliability;
 mod stream;
+mod subscriber;
 pub mod tls;
 mod trunk;
+pub mod udp;
 
 use anyhow::{Context, bail};
 use core::{Core, Inbound, Peer};
@@ -311,6 +313,7 @@ async fn serve_udp(
     core: Arc<Mutex<Core>>,
     c: Arc<Counters>,
     mut outgoing: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+    out: udp::UdpOut,
 ) {
     let mut buf = vec![0u8; 65_536];
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -323,7 +326,11 @@ async fn serve_udp(
                     core.timeouts(Instant::now())
                 };
                 for (to, bytes) in sends {
-                    let _ = socket.send_to(&bytes, to).await;
+                    if to.from == udp::Listener::Trunk {
+                        let _ = socket.send_to(&bytes, to.to).await;
+                    } else {
+                        out.send(to, bytes);
+                    }
                 }
             }
             Some((to, bytes)) = outgoing.recv() => {
@@ -418,8 +425,9 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-pub use calls::{CallsConfig, CloudPath, random};
+pub use calls::{CallsConfig, CloudPath, SubscriberCalls, random};
 pub use core::Trust;
+pub use subscriber::{Softphones, SubscriberSetup};
 
 /// The (UDP/TCP, TLS) ports of a listener role named in a configuration.
 pub fn role_ports(role: &str) -> (u16, u16) {
@@ -503,10 +511,12 @@ pub struct PbxSide {
     )>,
     /// The admin API's command token.
     pub admin_token: Option<String>,
+    /// The subscriber side (none: off).
+    pub subscriber: Option<SubscriberSetup>,
 }
 
 /// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
-pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<()> {
+pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Result<()> {
     let trunk_tls =
         args.trunk_domain.is_some() || args.trunk_targets.iter().any(|t| t.transport == Wire::Tls);
     if trunk_tls && args.trunk_ca.is_none() {
@@ -533,6 +543,19 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
     rt.block_on(async {
         let c = Arc::new(Counters::default());
         let (udp_out, udp_outgoing) = mpsc::unbounded_channel();
+        let (sub_out, sub_outgoing) = mpsc::unbounded_channel();
+        let sub = b2bua.as_mut().and_then(|b| b.pbx_side.subscriber.take());
+        let softphones = sub.as_ref().map(|s| s.view.clone());
+        let sub_socket = match &sub {
+            Some(s) => Some(subscriber::bind(&s.config, args.dscp).await.with_context(|| {
+                format!(
+                    "binding the subscriber side on UDP {} ([subscriber] listen, or \"off\")",
+                    s.config.listen
+                )
+            })?),
+            None => None,
+        };
+        let udp_out = udp::UdpOut::new(udp_out, sub_socket.is_some().then_some(sub_out));
         let cloud_path: calls::CloudPath = Arc::new(Mutex::new(None));
         let drain = b2bua.as_ref().map_or(Duration::ZERO, |b| b.drain);
         let pbx_link = b2bua
@@ -564,6 +587,7 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
                             cti: cti.clone(),
                             users: Some(side.users.clone()),
                             token: side.admin_token.clone(),
+                            softphones: softphones.clone(),
                         },
                     ));
                 }
@@ -579,7 +603,7 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
                     b.plane,
                     b.ports,
                     b.config,
-                    udp_out,
+                    udp_out.clone(),
                     cloud_path.clone(),
                     c.clone(),
                     b.cdrs,
@@ -613,7 +637,27 @@ pub fn serve(args: &SipListenArgs, b2bua: Option<B2buaSetup>) -> anyhow::Result<
             tokio::spawn(accept(l, Some(acceptor), shared.clone(), slots.clone()));
         }
         println!("{line} dscp {}", args.dscp);
-        tokio::spawn(serve_udp(udp, core.clone(), c.clone(), udp_outgoing));
+        tokio::spawn(serve_udp(
+            udp,
+            core.clone(),
+            c.clone(),
+            udp_outgoing,
+            udp_out,
+        ));
+        if let (Some(setup), Some(socket)) = (sub, sub_socket) {
+            println!(
+                "subscriber: UDP {} (Softphone users registering to {})",
+                socket.local_addr()?,
+                setup.config.registrar
+            );
+            tokio::spawn(subscriber::run(
+                socket,
+                setup,
+                core.clone(),
+                c.clone(),
+                sub_outgoing,
+            ));
+        }
         tokio::spawn(accept(tcp, None, shared.clone(), slots));
         if let Some((pbx, path)) = pbx_link {
             tokio::spawn(pbx_link::run(

@@ -11,11 +11,11 @@
 //!
 //! Messages over TCP or TLS need none of this: only UDP sends come here.
 
+use super::udp::UdpDest;
 use pbxlink_sip::message::{request_method, status_code};
 use pbxlink_sip::normalize::Head;
 use pbxlink_sip::parse;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// RFC 3261 T1: the round-trip estimate.
@@ -32,7 +32,7 @@ const FORGET: Duration = Duration::from_secs(300);
 #[derive(Debug, PartialEq, Eq)]
 pub enum Due {
     /// Send these bytes again.
-    Send(SocketAddr, Vec<u8>),
+    Send(UdpDest, Vec<u8>),
     /// Call `call`'s INVITE got no response at all in 64·T1 (Timer B).
     InviteTimeout(u64),
     /// Call `call`'s 2xx was never acknowledged (§13.3.1.4).
@@ -47,13 +47,13 @@ pub enum Received {
     /// New: the call handles it.
     Pass,
     /// A retransmission already handled; send this (the ACK again), if anything.
-    Absorb(Option<(SocketAddr, Vec<u8>)>),
+    Absorb(Option<(UdpDest, Vec<u8>)>),
 }
 
 #[derive(Debug)]
 struct Request {
     call: u64,
-    to: SocketAddr,
+    to: UdpDest,
     bytes: Vec<u8>,
     invite: bool,
     /// Next retransmission; none once a response stopped them.
@@ -68,7 +68,7 @@ struct Request {
 #[derive(Debug)]
 struct Answer {
     call: u64,
-    to: SocketAddr,
+    to: UdpDest,
     bytes: Vec<u8>,
     next: Instant,
     interval: Duration,
@@ -86,7 +86,7 @@ pub struct Reliability {
     provisionals: HashMap<(String, u32), Answer>,
     /// The latest response to each INVITE received, by Call-ID, and until
     /// when it is kept once final.
-    latest: HashMap<String, (SocketAddr, Vec<u8>, Option<Instant>)>,
+    latest: HashMap<String, (UdpDest, Vec<u8>, Option<Instant>)>,
 }
 
 fn branch(head: &Head) -> Option<String> {
@@ -104,7 +104,7 @@ fn cseq(head: &Head) -> Option<(u32, String)> {
 
 impl Reliability {
     /// The call sent `bytes` (a request) to `to` over UDP.
-    pub fn request_sent(&mut self, now: Instant, call: u64, to: SocketAddr, bytes: &[u8]) {
+    pub fn request_sent(&mut self, now: Instant, call: u64, to: UdpDest, bytes: &[u8]) {
         let Ok(p) = parse(bytes) else { return };
         let (Some(branch), Some((_, method))) = (branch(&p.head), cseq(&p.head)) else {
             return;
@@ -165,7 +165,7 @@ impl Reliability {
     }
 
     /// The call sent `bytes` (a response) to `to` over UDP.
-    pub fn response_sent(&mut self, now: Instant, call: u64, to: SocketAddr, bytes: &[u8]) {
+    pub fn response_sent(&mut self, now: Instant, call: u64, to: UdpDest, bytes: &[u8]) {
         let Ok(p) = parse(bytes) else { return };
         let code = status_code(&p.head.start_line);
         let (Some((n, method)), Some(call_id)) = (cseq(&p.head), p.head.get("Call-ID")) else {
@@ -226,7 +226,7 @@ impl Reliability {
     }
 
     /// An INVITE with this Call-ID came again: the response to resend.
-    pub fn invite_again(&self, call_id: &str) -> Option<(SocketAddr, Vec<u8>)> {
+    pub fn invite_again(&self, call_id: &str) -> Option<(UdpDest, Vec<u8>)> {
         self.latest
             .get(call_id)
             .map(|(to, bytes, _)| (*to, bytes.clone()))
@@ -324,7 +324,7 @@ mod tests {
     fn an_invite_is_retransmitted_until_a_provisional_then_acked_again_on_a_repeated_final() {
         let t0 = Instant::now();
         let mut r = Reliability::default();
-        let to = PBX.parse().unwrap();
+        let to = UdpDest::trunk(PBX.parse().unwrap());
         r.request_sent(t0, 7, to, &invite("z9hG4bKi"));
         assert!(r.poll(t0 + Duration::from_millis(400)).is_empty());
         // Timer A: 0.5 s, then 1 s later, then 2 s later.
@@ -360,7 +360,7 @@ mod tests {
     fn an_unanswered_invite_times_out_and_a_bye_stops_at_its_final() {
         let t0 = Instant::now();
         let mut r = Reliability::default();
-        let to = PBX.parse().unwrap();
+        let to = UdpDest::trunk(PBX.parse().unwrap());
         r.request_sent(t0, 3, to, &invite("z9hG4bKx"));
         let all: Vec<Due> = (1..=64)
             .flat_map(|i| r.poll(t0 + Duration::from_millis(500 * i)))
@@ -390,7 +390,7 @@ mod tests {
     fn a_reliable_provisional_is_retransmitted_until_its_prack_or_the_final() {
         let t0 = Instant::now();
         let mut r = Reliability::default();
-        let to: SocketAddr = PBX.parse().unwrap();
+        let to = UdpDest::trunk(PBX.parse().unwrap());
         let p183 = "SIP/2.0 183 Session Progress\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKp\r\nFrom: <sip:201@10.0.0.2>;tag=p\r\n\
                     To: <sip:4420@10.0.0.5>;tag=gw\r\nCall-ID: pbx-2\r\nCSeq: 1 INVITE\r\nRequire: 100rel\r\nRSeq: 1\r\nContent-Length: 0\r\n\r\n";
         r.response_sent(t0, 4, to, p183.as_bytes());
@@ -424,7 +424,7 @@ mod tests {
     fn a_2xx_is_retransmitted_until_its_ack_and_the_latest_answer_outlives_the_call() {
         let t0 = Instant::now();
         let mut r = Reliability::default();
-        let to: SocketAddr = PBX.parse().unwrap();
+        let to = UdpDest::trunk(PBX.parse().unwrap());
         let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKp\r\nFrom: <sip:201@10.0.0.2>;tag=p\r\n\
                   To: <sip:4420@10.0.0.5>;tag=gw\r\nCall-ID: pbx-1\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n";
         r.response_sent(t0, 9, to, ok.as_bytes());

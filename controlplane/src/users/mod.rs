@@ -47,6 +47,7 @@ pub struct Users {
     directory: Mutex<Directory>,
     store: Store,
     devices: watch::Sender<Vec<String>>,
+    softphones: watch::Sender<Vec<(String, Option<String>)>>,
     syncing: AtomicBool,
     /// What the user-config API counted.
     pub counters: UserCounters,
@@ -58,10 +59,12 @@ impl Users {
         let (roles, users) = store.load()?;
         let directory = Directory::from_parts(roles, users);
         let (devices, _) = watch::channel(directory.cti_devices());
+        let (softphones, _) = watch::channel(directory.softphones());
         Ok(Arc::new(Self {
             directory: Mutex::new(directory),
             store,
             devices,
+            softphones,
             syncing: AtomicBool::new(false),
             counters: UserCounters::default(),
         }))
@@ -75,6 +78,11 @@ impl Users {
     /// The CTI and Softphone users' extensions, as they change.
     pub fn cti_devices(&self) -> watch::Receiver<Vec<String>> {
         self.devices.subscribe()
+    }
+
+    /// The Softphone users and their SIP passwords, as they change.
+    pub fn softphones(&self) -> watch::Receiver<Vec<(String, Option<String>)>> {
+        self.softphones.subscribe()
     }
 
     /// Whether a sync is being applied.
@@ -119,6 +127,12 @@ impl Users {
                 self.devices.send_if_modified(|d| {
                     let changed = *d != devices;
                     *d = devices;
+                    changed
+                });
+                let softphones = current.softphones();
+                self.softphones.send_if_modified(|s| {
+                    let changed = *s != softphones;
+                    *s = softphones;
                     changed
                 });
                 self.counters.pushes.fetch_add(1, Ordering::Relaxed);

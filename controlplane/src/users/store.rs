@@ -116,6 +116,7 @@ mod tests {
             first_name: "Zoë".into(),
             email: "zoe@example.com".into(),
             role: Some(RoleRef::Name("CTI".into())),
+            sip_password: Some("s1p-pw".into()),
             ..PbxUser::default()
         }];
         s.save(&default_roles(), &users).unwrap();

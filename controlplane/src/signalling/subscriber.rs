@@ -1,0 +1,380 @@
+//! The subscriber side (SPEC §3, 5070): the gateway as its Softphone
+//! users' phone on the PBX. A thin tokio loop around the sans-IO
+//! registrations (`pbxlink-sip::register`) and a keep-alive watch on the
+//! registrar, on a UDP listener of its own; requests and call responses
+//! arriving there go to the node's core as the PBX side (`Peer::Subscriber`),
+//! so a Softphone user's calls run through the same B2BUA, relays and
+//! records as trunk calls.
+//!
+//! Users come from the PBX's push (Softphone role, with the SIP password
+//! pushed with them) and from `[[subscriber.user]]`; a user who loses the
+//! role is unregistered. When the registrar is lost and then answers
+//! again (it may have restarted and forgotten everyone), every user
+//! registers again.
+
+use super::core::{Core, Inbound, Peer};
+use super::{Counters, set_dscp};
+use crate::config::SubscriberConfig;
+use pbxlink_b2bua::leg::Side;
+use pbxlink_sip::digest::Credentials;
+use pbxlink_sip::framing::{self, Frame};
+use pbxlink_sip::keepalive::{Liveness, PbxWatch, WatchOutput};
+use pbxlink_sip::register::{RegOutput, RegState, RegistrarTarget, Registrations};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use zeroize::Zeroizing;
+
+/// One Softphone user as calls and the admin API see them.
+#[derive(Debug, Clone)]
+struct Softphone {
+    creds: Option<Credentials>,
+    /// Its registration (none: not registering, see `note`).
+    state: Option<RegState>,
+    /// Why it is not registering.
+    note: Option<&'static str>,
+}
+
+impl Softphone {
+    fn registered(&self, now: Instant) -> bool {
+        matches!(self.state, Some(RegState::Registered { until }) if until > now)
+    }
+}
+
+/// What a user without a SIP password shows.
+const NO_PASSWORD: &str =
+    "failed: no SIP password (the PBX pushes it as sip_password, or set [[subscriber.user]])";
+
+#[derive(Debug, Default)]
+struct View {
+    users: BTreeMap<String, Softphone>,
+    registrar: String,
+}
+
+/// The Softphone users, shared by the subscriber loop (which writes),
+/// the calls (which route by them) and the admin API (which shows them).
+#[derive(Debug, Clone, Default)]
+pub struct Softphones(Arc<Mutex<View>>);
+
+impl Softphones {
+    /// `user`'s credentials when it is a Softphone user with a password.
+    pub fn credentials(&self, user: &str) -> Option<Credentials> {
+        self.0
+            .lock()
+            .expect("softphones")
+            .users
+            .get(user)
+            .and_then(|s| s.creds.clone())
+    }
+
+    /// Whether `user` is a Softphone user here.
+    pub fn contains(&self, user: &str) -> bool {
+        self.0.lock().expect("softphones").users.contains_key(user)
+    }
+
+    /// Users registered now, and users in all.
+    pub fn registered(&self) -> (usize, usize) {
+        let now = Instant::now();
+        let v = self.0.lock().expect("softphones");
+        (
+            v.users.values().filter(|s| s.registered(now)).count(),
+            v.users.len(),
+        )
+    }
+
+    /// Every user and its state, for the admin API.
+    pub fn json(&self) -> Value {
+        let now = Instant::now();
+        let v = self.0.lock().expect("softphones");
+        json!({
+            "registrar": v.registrar,
+            "users": v.users.len(),
+            "registered": v.users.values().filter(|s| s.registered(now)).count(),
+            "softphones": v.users.iter().map(|(u, s)| json!({
+                "extension": u,
+                "registered": s.registered(now),
+                "state": match (&s.state, s.note) {
+                    (_, Some(note)) => note.to_owned(),
+                    (Some(state), None) => describe(state, now),
+                    (None, None) => "waiting".to_owned(),
+                },
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What the subscriber side runs with.
+pub struct SubscriberSetup {
+    /// Its settings.
+    pub config: SubscriberConfig,
+    /// The PBX's Softphone users and their pushed SIP passwords.
+    pub users: watch::Receiver<Vec<(String, Option<String>)>>,
+    /// Where its state is shown.
+    pub view: Softphones,
+}
+
+/// The users to register: the PBX's Softphone users (with the password
+/// pushed, else one configured) and those configured.
+fn wanted(
+    pushed: &[(String, Option<String>)],
+    configured: &[(String, String)],
+) -> BTreeMap<String, Option<String>> {
+    let mut all: BTreeMap<String, Option<String>> = configured
+        .iter()
+        .map(|(e, p)| (e.clone(), Some(p.clone())))
+        .collect();
+    for (e, p) in pushed {
+        let entry = all.entry(e.clone()).or_insert(None);
+        if p.is_some() {
+            *entry = p.clone();
+        }
+    }
+    all
+}
+
+fn describe(state: &RegState, now: Instant) -> String {
+    match state {
+        RegState::Waiting => "waiting".into(),
+        RegState::Registering => "registering".into(),
+        RegState::Registered { until } => format!(
+            "registered ({} s left)",
+            until.saturating_duration_since(now).as_secs()
+        ),
+        RegState::Failed { reason, retry_at } => format!(
+            "failed: {reason} (next try in {} s)",
+            retry_at.saturating_duration_since(now).as_secs()
+        ),
+        RegState::Unregistering => "unregistering".into(),
+    }
+}
+
+/// Runs the subscriber side on `socket` until the node stops.
+pub async fn run(
+    socket: UdpSocket,
+    mut setup: SubscriberSetup,
+    core: Arc<Mutex<Core>>,
+    counters: Arc<Counters>,
+    mut outgoing: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+) {
+    let cfg = setup.config.clone();
+    let now = Instant::now();
+    let seed = u64::from_be_bytes(super::random());
+    let token: String = super::random::<4>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut regs = Registrations::new(
+        now,
+        RegistrarTarget {
+            registrar: cfg.registrar,
+            domain: cfg.domain.clone(),
+            via: format!("SIP/2.0/UDP {}", cfg.listen),
+            contact: cfg.listen.to_string(),
+            expires: cfg.expires,
+            reliable: false,
+        },
+        cfg.spacing,
+        &token,
+        seed,
+    );
+    let mut watch = (!cfg.keepalive.is_zero()).then(|| {
+        PbxWatch::new(
+            now,
+            cfg.keepalive,
+            cfg.registrar,
+            &format!("SIP/2.0/UDP {}", cfg.listen),
+            false,
+            &format!("sub{token}"),
+        )
+    });
+    let mut lost = false;
+    setup.view.0.lock().expect("softphones").registrar = "not known yet".into();
+    let apply_users =
+        |regs: &mut Registrations, view: &Softphones, pushed: &[(String, Option<String>)], now| {
+            let all = wanted(pushed, &cfg.users);
+            let with_password: Vec<(String, Credentials)> = all
+                .iter()
+                .filter_map(|(e, p)| {
+                    p.as_ref().map(|p| {
+                        (
+                            e.clone(),
+                            Credentials {
+                                username: e.clone(),
+                                password: Zeroizing::new(p.clone()),
+                            },
+                        )
+                    })
+                })
+                .collect();
+            {
+                let mut v = view.0.lock().expect("softphones");
+                v.users.retain(|e, _| all.contains_key(e));
+                for (e, p) in &all {
+                    let s = v.users.entry(e.clone()).or_insert(Softphone {
+                        creds: None,
+                        state: None,
+                        note: None,
+                    });
+                    s.creds = p.as_ref().map(|p| Credentials {
+                        username: e.clone(),
+                        password: Zeroizing::new(p.clone()),
+                    });
+                    s.note = p.is_none().then_some(NO_PASSWORD);
+                    if p.is_none() {
+                        s.state = None;
+                    }
+                }
+            }
+            println!(
+                "subscriber: {} Softphone user(s), {} with a SIP password, registering to {}",
+                all.len(),
+                with_password.len(),
+                cfg.registrar
+            );
+            regs.set_users(now, with_password);
+        };
+    let pushed = setup.users.borrow_and_update().clone();
+    apply_users(&mut regs, &setup.view, &pushed, now);
+    let mut buf = vec![0u8; 65_536];
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut last_count = usize::MAX;
+    let mut last_print = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = Instant::now();
+                regs.handle_timeout(now);
+                if let Some(w) = &mut watch {
+                    w.handle_timeout(now);
+                }
+            }
+            Some((to, bytes)) = outgoing.recv() => {
+                let _ = socket.send_to(&bytes, to).await;
+            }
+            Ok(()) = setup.users.changed() => {
+                let pushed = setup.users.borrow_and_update().clone();
+                apply_users(&mut regs, &setup.view, &pushed, Instant::now());
+            }
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let now = Instant::now();
+                let Ok(Frame::Message(msg)) = framing::datagram(&buf[..n]) else {
+                    continue;
+                };
+                // Responses to registrations and keep-alives stay here;
+                // everything else is the PBX side of a call.
+                if let Ok(p) = pbxlink_sip::parse(&msg)
+                    && pbxlink_sip::message::request_method(&p.head.start_line).is_none()
+                    && (regs.handle_response(now, &p.head)
+                        || watch.as_mut().is_some_and(|w| w.handle_response(now, &p.head)))
+                {
+                    // handled
+                } else {
+                    let inbound = core.lock().expect("core lock").receive(now, &msg, Peer::Subscriber(from), Side::Pbx);
+                    match inbound {
+                        Inbound::Reply(replies) => {
+                            for r in replies {
+                                let _ = socket.send_to(&r, from).await;
+                            }
+                        }
+                        Inbound::Response(_) => {
+                            counters.responses_ignored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        // What the registrations and the watch want done.
+        let now = Instant::now();
+        let mut sends = Vec::new();
+        while let Some(o) = regs.poll_output() {
+            match o {
+                RegOutput::Transmit(b) => sends.push(b),
+                RegOutput::Changed { user, state } => {
+                    if let RegState::Failed { reason, .. } = &state {
+                        println!("subscriber: {user}: registration failed: {reason}");
+                    }
+                    let mut v = setup.view.0.lock().expect("softphones");
+                    if let Some(s) = v.users.get_mut(&user) {
+                        s.state = Some(state);
+                    }
+                }
+                RegOutput::Removed { user } => {
+                    println!("subscriber: {user}: unregistered (no longer a Softphone user)");
+                }
+            }
+        }
+        while let Some(o) = watch.as_mut().and_then(PbxWatch::poll_output) {
+            match o {
+                WatchOutput::Transmit(b) => sends.push(b),
+                WatchOutput::Changed(Liveness::Lost) => {
+                    lost = true;
+                    println!(
+                        "subscriber: the registrar {} does not answer",
+                        cfg.registrar
+                    );
+                    setup.view.0.lock().expect("softphones").registrar = "lost".into();
+                }
+                WatchOutput::Changed(Liveness::Up) => {
+                    setup.view.0.lock().expect("softphones").registrar = "up".into();
+                    if lost {
+                        // It may have restarted and forgotten everyone.
+                        println!(
+                            "subscriber: the registrar {} answers again: every user registers again",
+                            cfg.registrar
+                        );
+                        regs.register_all_again(now);
+                        lost = false;
+                    }
+                }
+                WatchOutput::Changed(Liveness::Unknown) => {}
+            }
+        }
+        for b in sends {
+            let _ = socket.send_to(&b, cfg.registrar).await;
+        }
+        // Hundreds registering: a line a second at most, and the last.
+        let (count, total) = setup.view.registered();
+        if count != last_count && (count == total || last_print.elapsed() >= Duration::from_secs(1))
+        {
+            last_count = count;
+            last_print = Instant::now();
+            println!("subscriber: {count} of {total} Softphone user(s) registered");
+        }
+    }
+}
+
+/// Binds the subscriber side's listener.
+pub async fn bind(cfg: &SubscriberConfig, dscp: u8) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(cfg.listen).await?;
+    set_dscp(&socket, cfg.listen.is_ipv6(), dscp)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_passwords_win_and_configured_users_fill_in() {
+        let pushed = vec![
+            ("1000".to_owned(), Some("pushed".to_owned())),
+            ("1001".to_owned(), None),
+            ("1002".to_owned(), None),
+        ];
+        let configured = vec![
+            ("1000".to_owned(), "configured".to_owned()),
+            ("1001".to_owned(), "configured".to_owned()),
+            ("2000".to_owned(), "configured".to_owned()),
+        ];
+        let all = wanted(&pushed, &configured);
+        assert_eq!(all["1000"].as_deref(), Some("pushed"));
+        assert_eq!(all["1001"].as_deref(), Some("configured"));
+        assert_eq!(all["1002"], None, "listed, without a password");
+        assert_eq!(all["2000"].as_deref(), Some("configured"));
+    }
+}
