@@ -30,6 +30,8 @@
 //!   with JSON naming the user (`device`) and the call(s): the CSTA
 //!   service on that user's behalf (SPEC §6), answered with its result or
 //!   the PBX's refusal.
+//! - `POST /api/sync`: a user sync toward the cloud platform now; its
+//!   report (`GET /api/tunnel`: the tunnel's state, backlog, counters).
 //! - `DELETE /api/pbx`: deletes the PBX connection (closes the CSTA link,
 //!   forgets the PBX's users) — refused 409 while a user holds the CTI or
 //!   Softphone role or a user sync runs (SPEC §5).
@@ -70,9 +72,12 @@ pub struct AdminState {
     pub token: Option<String>,
     /// The Softphone users registered to the PBX (none: subscriber side off).
     pub softphones: Option<crate::signalling::Softphones>,
+    /// The tunnel to the cloud platform (none: off).
+    pub tunnel: Option<crate::tunnel::Tunnel>,
 }
 
-async fn status(State(s): State<AdminState>) -> Json<Value> {
+/// The gateway's status (`GET /api/status`; the tunnel's status events).
+pub(crate) fn status_json(s: &AdminState) -> Value {
     let c = &s.counters;
     let pbx = match c.pbx_trunk() {
         1 => "up",
@@ -88,11 +93,12 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         || json!({ "state": "down" }),
         |conn| json!({ "state": "connected", "local": conn.local.to_string(), "seen_as": conn.seen_as().to_string() }),
     );
-    Json(json!({
+    json!({
         "status": status,
         "pbx_trunk": pbx,
         "cloud_trunk": cloud,
         "csta": s.cti.as_ref().map_or("off".to_owned(), Cti::status_word),
+        "tunnel": s.tunnel.as_ref().map(|t| t.json()["state"].clone()),
         "users_onboarded": s.users.as_ref().map(|u| u.read(|d| d.onboarded())),
         "softphones_registered": s.softphones.as_ref().map(|p| p.registered().0),
         "calls_in_progress": c.calls_in_progress(),
@@ -100,7 +106,37 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         "profile": s.profile.0,
         "call_limit": s.profile.1,
         "uptime_seconds": s.started.elapsed().as_secs(),
-    }))
+    })
+}
+
+async fn status(State(s): State<AdminState>) -> Json<Value> {
+    Json(status_json(&s))
+}
+
+async fn tunnel(State(s): State<AdminState>) -> Response {
+    match &s.tunnel {
+        Some(t) => Json(t.json()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "the tunnel to the cloud platform is off (set [tunnel] endpoint)",
+        ),
+    }
+}
+
+async fn sync_now(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = allowed(&s, &headers) {
+        return r.into_response();
+    }
+    match &s.tunnel {
+        Some(t) => match t.sync_now().await {
+            Some(report) => Json(report).into_response(),
+            None => error(StatusCode::SERVICE_UNAVAILABLE, "the tunnel's driver stopped"),
+        },
+        None => error(
+            StatusCode::NOT_FOUND,
+            "user sync goes through the tunnel, which is off (set [tunnel] endpoint)",
+        ),
+    }
 }
 
 async fn counters(State(s): State<AdminState>) -> Json<Value> {
@@ -242,7 +278,7 @@ fn allowed(s: &AdminState, headers: &HeaderMap) -> Result<(), HttpError> {
 /// A CTI command's body: the user and whatever the service needs.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CtiCommand {
+pub(crate) struct CtiCommand {
     device: String,
     call: Option<String>,
     to: Option<String>,
@@ -251,7 +287,7 @@ struct CtiCommand {
     on: Option<bool>,
 }
 
-fn service(name: &str, c: CtiCommand) -> Result<Service, String> {
+pub(crate) fn service(name: &str, c: CtiCommand) -> Result<Service, String> {
     let need = |v: Option<String>, field: &str| {
         v.filter(|s| !s.trim().is_empty())
             .ok_or_else(|| format!("{name} needs \"{field}\""))
@@ -404,6 +440,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) {
         .route("/api/users/{dn}", get(user))
         .route("/api/cti", get(cti_status))
         .route("/api/softphones", get(softphones))
+        .route("/api/tunnel", get(tunnel))
+        .route("/api/sync", post(sync_now))
         .route("/api/cti/events", get(cti_events))
         .route("/api/cti/{command}", post(cti_command))
         .route("/api/pbx", axum::routing::delete(delete_pbx))

@@ -75,6 +75,16 @@
 //! # extension = "1000"                # sip_password): extension and SIP password
 //! # password = "…"
 //!
+//! [tunnel]                            # management tunnel to the cloud platform (docs/tunnel.md)
+//! # endpoint = "mgmt.cloud.example:443" # unset: no tunnel (events are not kept)
+//! # server_name = "mgmt.cloud.example" # the name its certificate carries; default: the endpoint's host
+//! # ca = "/etc/pbxlink/cloud-ca.pem"  # default: [cloud] ca
+//! # account = "ACME"                  # given at linking, with the token
+//! # token = "…"
+//! # gateway_id = "gw-…"               # default: made at first start, kept in state_dir
+//! outbox_events = 100000              # events kept for the platform until acknowledged
+//! sync_minutes = 60                   # user sync schedule (also on every PBX push); 0: none
+//!
 //! [users]                             # the PBX's user-config API (HTTPS)
 //! # listen = "192.168.1.20:8086"      # default: the LAN address, port 8086, once a password is set
 //! push_username = "pbx"               # HTTP Basic credentials the PBX pushes with
@@ -112,6 +122,46 @@ struct File {
     users: UsersSection,
     #[serde(default)]
     subscriber: SubscriberSection,
+    #[serde(default)]
+    tunnel: TunnelSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TunnelSection {
+    endpoint: Option<String>,
+    server_name: Option<String>,
+    ca: Option<PathBuf>,
+    account: Option<String>,
+    token: Option<String>,
+    gateway_id: Option<String>,
+    #[serde(default = "outbox_events")]
+    outbox_events: usize,
+    #[serde(default = "sync_minutes")]
+    sync_minutes: u64,
+}
+
+impl Default for TunnelSection {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            server_name: None,
+            ca: None,
+            account: None,
+            token: None,
+            gateway_id: None,
+            outbox_events: outbox_events(),
+            sync_minutes: sync_minutes(),
+        }
+    }
+}
+
+fn outbox_events() -> usize {
+    100_000
+}
+
+fn sync_minutes() -> u64 {
+    60
 }
 
 #[derive(Debug, Deserialize)]
@@ -491,6 +541,40 @@ pub struct Config {
     pub history_calls: usize,
     /// The subscriber side (none: off).
     pub subscriber: Option<SubscriberConfig>,
+    /// The tunnel to the cloud platform (none: off).
+    pub tunnel: Option<TunnelSettings>,
+}
+
+/// The tunnel's settings, checked.
+#[derive(Clone)]
+pub struct TunnelSettings {
+    /// `host:port`.
+    pub endpoint: String,
+    /// The name the platform's certificate carries.
+    pub server_name: String,
+    /// The CA it chains to.
+    pub ca: PathBuf,
+    /// The account.
+    pub account: String,
+    /// The token.
+    pub token: String,
+    /// The gateway's id, when configured.
+    pub gateway_id: Option<String>,
+    /// Most events kept unacknowledged.
+    pub outbox_events: usize,
+    /// Between scheduled syncs (none: none).
+    pub sync_every: Option<Duration>,
+}
+
+impl fmt::Debug for TunnelSettings {
+    /// Never shows the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelSettings")
+            .field("endpoint", &self.endpoint)
+            .field("server_name", &self.server_name)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The subscriber side's settings: where the gateway registers Softphone
@@ -865,6 +949,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         }
     }
     let csta = csta_settings(&file.pbx, pbx_type, pbx_address, &mut problems);
+    let tunnel = tunnel_settings(&file.tunnel, &ca, base, &mut problems);
     let users_api = users_api(&file.users, lan_address, &mut problems);
     let subscriber = subscriber(
         &file.subscriber,
@@ -932,6 +1017,61 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         users_api,
         history_calls: file.users.history_calls,
         subscriber,
+        tunnel,
+    })
+}
+
+/// The tunnel's settings, or the problems with them.
+fn tunnel_settings(
+    t: &TunnelSection,
+    cloud_ca: &Path,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Option<TunnelSettings> {
+    let endpoint = t.endpoint.clone()?;
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        problems.push(format!(
+            "[tunnel] endpoint = {endpoint:?}: host:port (e.g. \"mgmt.cloud.example:443\")"
+        ));
+        return None;
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        problems.push(format!(
+            "[tunnel] endpoint = {endpoint:?}: host:port (e.g. \"mgmt.cloud.example:443\")"
+        ));
+    }
+    let (Some(account), Some(token)) = (&t.account, &t.token) else {
+        problems.push("[tunnel] needs account and token (given when the gateway is linked)".into());
+        return None;
+    };
+    if token.len() < 16 {
+        problems.push("[tunnel] token: at least 16 characters".into());
+    }
+    if !(1..=10_000_000).contains(&t.outbox_events) {
+        problems.push(format!(
+            "[tunnel] outbox_events = {}: use 1 to 10000000 (100000 is usual)",
+            t.outbox_events
+        ));
+    }
+    let ca = t
+        .ca
+        .as_ref()
+        .map_or_else(|| cloud_ca.to_owned(), |c| base.join(c));
+    if let Err(e) = std::fs::metadata(&ca) {
+        problems.push(format!("[tunnel] ca = {:?}: {e}", ca.display().to_string()));
+    }
+    Some(TunnelSettings {
+        server_name: t
+            .server_name
+            .clone()
+            .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned()),
+        endpoint,
+        ca,
+        account: account.clone(),
+        token: token.clone(),
+        gateway_id: t.gateway_id.clone(),
+        outbox_events: t.outbox_events,
+        sync_every: (t.sync_minutes > 0).then(|| Duration::from_secs(60 * t.sync_minutes)),
     })
 }
 
@@ -1260,6 +1400,23 @@ impl fmt::Display for Config {
                     s.domain,
                     s.users.len()
                 ))
+        )?;
+        writeln!(
+            f,
+            "tunnel: {}",
+            self.tunnel.as_ref().map_or("off".to_owned(), |t| format!(
+                "to {} (certificate by {} naming {}) for account {:?}, outbox {} events, sync {}",
+                t.endpoint,
+                t.ca.display(),
+                t.server_name,
+                t.account,
+                t.outbox_events,
+                t.sync_every
+                    .map_or("on push and on demand".to_owned(), |d| format!(
+                        "every {} min and on push",
+                        d.as_secs() / 60
+                    ))
+            ))
         )?;
         writeln!(
             f,

@@ -132,7 +132,11 @@ pub struct Cti {
 impl Cti {
     /// Starts the driver (inside a tokio runtime); it monitors `devices`
     /// as they change.
-    pub fn start(config: CtiConfig, devices: watch::Receiver<Vec<String>>) -> Cti {
+    pub fn start(
+        config: CtiConfig,
+        devices: watch::Receiver<Vec<String>>,
+        sink: Option<crate::tunnel::EventSink>,
+    ) -> Cti {
         let names: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
         let view = Arc::new(Mutex::new(View {
             stopped: false,
@@ -152,7 +156,7 @@ impl Cti {
             names.join(", "),
             devices.borrow().len()
         );
-        tokio::spawn(drive(config, rx, devices, view.clone(), counters.clone()));
+        tokio::spawn(drive(config, rx, devices, view.clone(), counters.clone(), sink));
         Cti {
             commands,
             view,
@@ -336,6 +340,7 @@ async fn drive(
     mut devices: watch::Receiver<Vec<String>>,
     view: Arc<Mutex<View>>,
     counters: Arc<CtiCounters>,
+    sink: Option<crate::tunnel::EventSink>,
 ) {
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
@@ -398,7 +403,7 @@ async fn drive(
                 }
                 LinkOutput::Event { device, event } => {
                     counters.events.fetch_add(1, Ordering::Relaxed);
-                    log_event(&view, &device, &event);
+                    log_event(&view, &device, &event, sink.as_ref());
                 }
                 LinkOutput::ServerChanged(i, state) => {
                     let name = &config.servers[i];
@@ -508,16 +513,21 @@ fn close(c: &mut Conn) {
     c.stop = None;
 }
 
-fn log_event(view: &Mutex<View>, device: &str, event: &Event) {
+fn log_event(
+    view: &Mutex<View>,
+    device: &str,
+    event: &Event,
+    sink: Option<&crate::tunnel::EventSink>,
+) {
     let at_ms = unix_ms();
     let mut v = view.lock().expect("cti view");
-    v.history.handle_event(at_ms, device, event);
+    let ended = v.history.handle_event(at_ms, device, event);
     let seq = v.next_seq;
     v.next_seq += 1;
     if v.events.len() >= EVENT_LOG {
         v.events.pop_front();
     }
-    v.events.push_back(LoggedEvent {
+    let logged = LoggedEvent {
         seq,
         at_ms,
         device: device.to_owned(),
@@ -531,7 +541,26 @@ fn log_event(view: &Mutex<View>, device: &str, event: &Event) {
         transferred_to: event.transferred_to.clone(),
         secondary_call: event.secondary.as_ref().map(|c| c.call.clone()),
         message_waiting: event.message_waiting,
-    });
+    };
+    if let Some(sink) = sink {
+        // For the cloud platform: the event, and each call it ended.
+        sink.emit("cti_event", serde_json::to_value(&logged).unwrap_or_default());
+        for r in ended {
+            sink.emit(
+                "call_history",
+                json!({
+                    "user": device,
+                    "call_id": r.call_id,
+                    "direction": r.direction.name(),
+                    "peer": r.peer,
+                    "started_ms": r.started_ms,
+                    "duration_s": r.duration_s(),
+                    "outcome": r.outcome.name(),
+                }),
+            );
+        }
+    }
+    v.events.push_back(logged);
 }
 
 /// One connection to server `i`: connects, reports, reads until the PBX

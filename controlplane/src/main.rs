@@ -9,9 +9,12 @@ mod cti;
 mod demo;
 mod http_error;
 mod https;
+mod outbox;
 mod relay_cmd;
 mod run_cmd;
 mod signalling;
+mod sync;
+mod tunnel;
 mod users;
 
 use clap::{Parser, Subcommand};

@@ -151,7 +151,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             admin: cfg
                 .admin_listen
                 .map(|a| (a, profile.name().to_owned(), spec.call_limit as usize)),
-            pbx_side: pbx_side(&cfg, softphones)?,
+            pbx_side: pbx_side(&cfg, softphones, profile.name())?,
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),
                 reject: cfg.reject_untrusted,
@@ -168,6 +168,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 fn pbx_side(
     cfg: &config::Config,
     softphones: signalling::Softphones,
+    profile_name: &str,
 ) -> anyhow::Result<signalling::PbxSide> {
     let store = crate::users::store::Store::new(&cfg.state_dir)?;
     let users_file = store.path().to_owned();
@@ -206,8 +207,31 @@ fn pbx_side(
             users: users.softphones(),
             view: softphones,
         });
+    let tunnel = cfg
+        .tunnel
+        .as_ref()
+        .map(|t| -> anyhow::Result<crate::tunnel::TunnelConfig> {
+            Ok(crate::tunnel::TunnelConfig {
+                endpoint: t.endpoint.clone(),
+                server_name: t.server_name.clone(),
+                ca: t.ca.clone(),
+                account: t.account.clone(),
+                gateway: match &t.gateway_id {
+                    Some(id) => id.clone(),
+                    None => gateway_id(&cfg.state_dir)?,
+                },
+                token: t.token.clone(),
+                outbox_dir: cfg.state_dir.join("outbox"),
+                outbox_events: t.outbox_events,
+                state_dir: cfg.state_dir.clone(),
+                sync_every: t.sync_every,
+                profile: profile_name.to_owned(),
+            })
+        })
+        .transpose()?;
     Ok(signalling::PbxSide {
         users,
+        tunnel,
         cti,
         users_api: cfg
             .users_api
@@ -216,6 +240,26 @@ fn pbx_side(
         admin_token: cfg.admin_token.clone(),
         subscriber,
     })
+}
+
+/// The gateway's id: made at first start (random), kept in the state
+/// directory so the platform knows it again after a restart.
+fn gateway_id(state_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = state_dir.join("gateway-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    let id: String = signalling::random::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let id = format!("gw-{id}");
+    std::fs::create_dir_all(state_dir)?;
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// Asks each STUN server in turn (from the LAN address, as media leaves)

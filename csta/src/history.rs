@@ -95,6 +95,8 @@ struct DeviceHistory {
     open: Vec<CallRecord>,
     /// Ended calls, newest last.
     done: VecDeque<CallRecord>,
+    /// Calls the event being handled ended.
+    closed: Vec<CallRecord>,
 }
 
 /// Most calls in progress kept per user: more than any phone has lines;
@@ -138,8 +140,8 @@ impl CallHistory {
         self.devices.remove(device);
     }
 
-    /// `event` from `device`'s monitor, at `at_ms`.
-    pub fn handle_event(&mut self, at_ms: u64, device: &str, event: &Event) {
+    /// `event` from `device`'s monitor, at `at_ms`; the calls it ended.
+    pub fn handle_event(&mut self, at_ms: u64, device: &str, event: &Event) -> Vec<CallRecord> {
         let h = self.devices.entry(device.to_owned()).or_default();
         let call = event.connection.as_ref().map(|c| c.call.as_str());
         let is_me = |d: &Option<String>| d.as_deref().is_some_and(|d| same(d, device));
@@ -147,7 +149,7 @@ impl CallHistory {
             |h: &mut DeviceHistory, call: &str| h.open.iter().position(|r| r.call_id == call);
         match &event.kind {
             EventKind::ServiceInitiated | EventKind::Originated => {
-                let Some(call) = call else { return };
+                let Some(call) = call else { return Vec::new() };
                 if find(h, call).is_none() {
                     open(h, at_ms, call, Direction::Outgoing, None);
                 }
@@ -156,7 +158,7 @@ impl CallHistory {
                 }
             }
             EventKind::Delivered => {
-                let Some(call) = call else { return };
+                let Some(call) = call else { return Vec::new() };
                 if is_me(&event.subject) {
                     if find(h, call).is_none() {
                         let peer = event.calling.as_deref().map(|c| number(c).to_owned());
@@ -170,7 +172,7 @@ impl CallHistory {
                 }
             }
             EventKind::Established => {
-                let Some(call) = call else { return };
+                let Some(call) = call else { return Vec::new() };
                 let i = match find(h, call) {
                     Some(i) => i,
                     None => {
@@ -248,6 +250,10 @@ impl CallHistory {
             }
             _ => {}
         }
+        self.devices
+            .get_mut(device)
+            .map(|h| std::mem::take(&mut h.closed))
+            .unwrap_or_default()
     }
 }
 
@@ -256,6 +262,7 @@ fn open(h: &mut DeviceHistory, at_ms: u64, call: &str, direction: Direction, pee
         let mut oldest = h.open.remove(0);
         oldest.ended_ms = Some(at_ms);
         oldest.outcome = Outcome::Failed("its end was never reported".into());
+        h.closed.push(oldest.clone());
         h.done.push_back(oldest);
     }
     h.open.push(CallRecord {
@@ -281,6 +288,7 @@ fn close(h: &mut DeviceHistory, i: usize, at_ms: u64, keep: usize, outcome: Opti
         },
         (None, o) => o.clone(),
     };
+    h.closed.push(r.clone());
     h.done.push_back(r);
     while h.done.len() > keep {
         h.done.pop_front();

@@ -158,6 +158,8 @@ pub struct Calls {
     workers: Vec<WorkerStats>,
     /// Where call records go (none: not kept).
     cdrs: Option<CdrLog>,
+    /// Where call records also go, for the cloud platform (none: no tunnel).
+    events: Option<crate::tunnel::EventSink>,
     /// Records of ended calls waiting for their relay's final counters.
     cdrs_pending: HashMap<u64, Cdr>,
     /// Retransmissions toward a PBX over UDP.
@@ -237,8 +239,10 @@ impl Calls {
         cloud: CloudPath,
         counters: Arc<Counters>,
         cdrs: Option<std::path::PathBuf>,
+        events: Option<crate::tunnel::EventSink>,
     ) -> Self {
         Self {
+            events,
             workers: vec![WorkerStats::default(); plane.workers()],
             cdrs: cdrs.and_then(
                 |path| match CdrLog::open(&path, CDR_FILE_BYTES, CDR_FILES_KEPT) {
@@ -1087,6 +1091,9 @@ impl Calls {
             if log.write(cdr).is_err() {
                 self.counters.cdrs_failed.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if let Some(events) = &self.events {
+            events.emit("cdr", serde_json::to_value(cdr).unwrap_or_default());
         }
     }
 

@@ -318,7 +318,15 @@ impl Core {
                 self.count(|c| &c.cancels);
                 // §9.2: a CANCEL for a transaction that already sent its
                 // final response is answered 200 and changes nothing.
-                match cancel_target(&p.head).filter(|k| self.table.contains_key(k)) {
+                // A transaction that ended matches nothing, whether or not
+                // the timer has swept it away yet: the answer must not
+                // depend on when the sweep ran.
+                let live = |k: &ServerKey| {
+                    self.table
+                        .get(k)
+                        .is_some_and(|(tx, _)| tx.state() != State::Terminated)
+                };
+                match cancel_target(&p.head).filter(|k| live(k)) {
                     Some(_) => (200, "OK"),
                     None => (481, "Call/Transaction Does Not Exist"),
                 }

@@ -513,6 +513,8 @@ pub struct PbxSide {
     pub admin_token: Option<String>,
     /// The subscriber side (none: off).
     pub subscriber: Option<SubscriberSetup>,
+    /// The tunnel to the cloud platform (none: off).
+    pub tunnel: Option<crate::tunnel::TunnelConfig>,
 }
 
 /// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
@@ -561,35 +563,56 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         let pbx_link = b2bua
             .as_ref()
             .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
+        // Events for the cloud platform, when a tunnel carries them.
+        let (sink, sink_rx) = match b2bua.as_ref().and_then(|b| b.pbx_side.tunnel.as_ref()) {
+            Some(_) => {
+                let (s, r) = crate::tunnel::EventSink::new();
+                (Some(s), Some(r))
+            }
+            None => (None, None),
+        };
         let cti = b2bua.as_ref().and_then(|b| {
-            b.pbx_side
-                .cti
-                .clone()
-                .map(|cfg| crate::cti::Cti::start(cfg, b.pbx_side.users.cti_devices()))
+            b.pbx_side.cti.clone().map(|cfg| {
+                crate::cti::Cti::start(cfg, b.pbx_side.users.cti_devices(), sink.clone())
+            })
         });
         if let Some(b) = &b2bua
             && let Some((api, state_dir, trusted)) = &b.pbx_side.users_api
         {
             start_users_api(api, state_dir, trusted.clone(), b.pbx_side.users.clone()).await?;
         }
-        if let Some((addr, profile, limit)) = b2bua.as_ref().and_then(|b| b.admin.clone()) {
+        let mut admin_state = b2bua.as_ref().map(|b| crate::admin::AdminState {
+            counters: c.clone(),
+            cloud: cloud_path.clone(),
+            started: Instant::now(),
+            profile: b
+                .admin
+                .as_ref()
+                .map_or((String::new(), 0), |(_, p, l)| (p.clone(), *l)),
+            cti: cti.clone(),
+            users: Some(b.pbx_side.users.clone()),
+            token: b.pbx_side.admin_token.clone(),
+            softphones: softphones.clone(),
+            tunnel: None,
+        });
+        let tunnel = match (
+            b2bua.as_mut().and_then(|b| b.pbx_side.tunnel.take()),
+            sink_rx,
+            &admin_state,
+        ) {
+            (Some(cfg), Some(rx), Some(state)) => Some(crate::tunnel::start(cfg, rx, state.clone())?),
+            _ => None,
+        };
+        if let Some(state) = &mut admin_state {
+            state.tunnel = tunnel.clone();
+        }
+        if let (Some((addr, _, _)), Some(state)) =
+            (b2bua.as_ref().and_then(|b| b.admin.clone()), admin_state)
+        {
             match TcpListener::bind(addr).await {
                 Ok(l) => {
                     println!("admin: API on http://{addr}/api/status and /api/counters");
-                    let side = &b2bua.as_ref().expect("admin comes with calls").pbx_side;
-                    tokio::spawn(crate::admin::serve(
-                        l,
-                        crate::admin::AdminState {
-                            counters: c.clone(),
-                            cloud: cloud_path.clone(),
-                            started: Instant::now(),
-                            profile: (profile, limit),
-                            cti: cti.clone(),
-                            users: Some(side.users.clone()),
-                            token: side.admin_token.clone(),
-                            softphones: softphones.clone(),
-                        },
-                    ));
+                    tokio::spawn(crate::admin::serve(l, state));
                 }
                 Err(e) => println!(
                     "warning: the admin API cannot listen on {addr}: {e} (set [admin] listen)"
@@ -607,6 +630,7 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
                     cloud_path.clone(),
                     c.clone(),
                     b.cdrs,
+                    sink,
                 ),
                 b.trust,
             ),
@@ -714,6 +738,10 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         shut_down(&core, drain, &mut term).await;
         if let Some(cti) = &cti {
             cti.stop().await;
+        }
+        // The calls' records and the link's events are in the outbox.
+        if let Some(t) = &tunnel {
+            t.stop().await;
         }
         println!("final: {}", c.line());
         anyhow::Ok(())

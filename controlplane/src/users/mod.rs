@@ -48,6 +48,8 @@ pub struct Users {
     store: Store,
     devices: watch::Sender<Vec<String>>,
     softphones: watch::Sender<Vec<(String, Option<String>)>>,
+    /// Bumped on every change that took.
+    changes: watch::Sender<u64>,
     syncing: AtomicBool,
     /// What the user-config API counted.
     pub counters: UserCounters,
@@ -60,11 +62,13 @@ impl Users {
         let directory = Directory::from_parts(roles, users);
         let (devices, _) = watch::channel(directory.cti_devices());
         let (softphones, _) = watch::channel(directory.softphones());
+        let (changes, _) = watch::channel(0);
         Ok(Arc::new(Self {
             directory: Mutex::new(directory),
             store,
             devices,
             softphones,
+            changes,
             syncing: AtomicBool::new(false),
             counters: UserCounters::default(),
         }))
@@ -83,6 +87,17 @@ impl Users {
     /// The Softphone users and their SIP passwords, as they change.
     pub fn softphones(&self) -> watch::Receiver<Vec<(String, Option<String>)>> {
         self.softphones.subscribe()
+    }
+
+    /// Fires on every change of users or roles that took.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Marks a sync toward the cloud as running (or done): the PBX
+    /// connection cannot be deleted meanwhile.
+    pub fn set_sync_running(&self, running: bool) {
+        self.syncing.store(running, Ordering::Relaxed);
     }
 
     /// Whether a sync is being applied.
@@ -136,6 +151,7 @@ impl Users {
                     changed
                 });
                 self.counters.pushes.fetch_add(1, Ordering::Relaxed);
+                self.changes.send_modify(|n| *n += 1);
             }
             Err(_) => {
                 self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);

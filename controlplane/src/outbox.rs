@@ -1,0 +1,292 @@
+//! The events the gateway owes the cloud platform, on disk until the
+//! platform acknowledges them (docs/tunnel.md): call records, CTI events,
+//! call histories, user syncs, status and alarms. Each event gets the next
+//! id and is appended to `STATE_DIR/outbox/events.log` (one JSON line) and
+//! synced before it may be sent; the highest acknowledged id is kept in
+//! `acked` (written whole, then renamed). A restart reads both and sends
+//! again what is not acknowledged.
+//!
+//! Bounded: past `limit` unacknowledged events the oldest are dropped,
+//! counted, and the caller raises an alarm. A disk that refuses a write is
+//! counted too; the event is still kept in memory and sent (it is lost
+//! only if the gateway stops before the platform has it).
+
+use pbxlink_tunnel::client::OutEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Acknowledged lines kept in the log before it is rewritten without them.
+const COMPACT_AFTER: usize = 10_000;
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    id: u64,
+    kind: String,
+    at_ms: u64,
+    #[serde(default)]
+    body: Value,
+}
+
+/// What the outbox counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounters {
+    /// Events appended.
+    pub appended: u64,
+    /// Events dropped, oldest first, because the outbox was full.
+    pub dropped: u64,
+    /// Appends or syncs the disk refused.
+    pub write_failures: u64,
+}
+
+/// The outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    log: Option<File>,
+    next_id: u64,
+    acked: u64,
+    pending: VecDeque<OutEvent>,
+    limit: usize,
+    /// Lines in the log that are acknowledged (rewritten away past
+    /// [`COMPACT_AFTER`]).
+    stale_lines: usize,
+    counters: OutboxCounters,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox in `dir`, holding at most `limit`
+    /// unacknowledged events.
+    pub fn open(dir: &Path, limit: usize) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let acked = match std::fs::read_to_string(dir.join("acked")) {
+            Ok(t) => t.trim().parse::<u64>().with_context(|| {
+                format!("{}: not an event id", dir.join("acked").display())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).context("reading the outbox's acknowledgement"),
+        };
+        let mut pending = VecDeque::new();
+        let mut next_id = acked + 1;
+        let mut stale_lines = 0;
+        let path = dir.join("events.log");
+        if let Ok(f) = File::open(&path) {
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                // A line cut short by a crash is the last one: skipped.
+                let Ok(l) = serde_json::from_str::<Line>(&line) else {
+                    continue;
+                };
+                next_id = next_id.max(l.id + 1);
+                if l.id > acked {
+                    pending.push_back(OutEvent {
+                        id: l.id,
+                        kind: l.kind,
+                        at_ms: l.at_ms,
+                        body: l.body,
+                    });
+                } else {
+                    stale_lines += 1;
+                }
+            }
+        }
+        let mut outbox = Self {
+            dir: dir.to_owned(),
+            log: None,
+            next_id,
+            acked,
+            pending,
+            limit: limit.max(1),
+            stale_lines,
+            counters: OutboxCounters::default(),
+        };
+        outbox.rewrite()?;
+        Ok(outbox)
+    }
+
+    /// The highest id the platform acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Every event not acknowledged, in id order.
+    pub fn pending(&self) -> Vec<OutEvent> {
+        self.pending.iter().cloned().collect()
+    }
+
+    /// Events not acknowledged.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// What it counted.
+    pub fn counters(&self) -> OutboxCounters {
+        self.counters
+    }
+
+    /// Adds events, synced to disk as one batch; the events with their
+    /// ids, and how many old ones were dropped to make room.
+    pub fn append(&mut self, batch: Vec<(String, u64, Value)>) -> (Vec<OutEvent>, usize) {
+        let mut text = String::new();
+        let mut added = Vec::with_capacity(batch.len());
+        for (kind, at_ms, body) in batch {
+            let e = OutEvent {
+                id: self.next_id,
+                kind,
+                at_ms,
+                body,
+            };
+            self.next_id += 1;
+            if let Ok(l) = serde_json::to_string(&Line {
+                id: e.id,
+                kind: e.kind.clone(),
+                at_ms: e.at_ms,
+                body: e.body.clone(),
+            }) {
+                text.push_str(&l);
+                text.push('\n');
+            }
+            added.push(e);
+        }
+        let written = self.log.as_mut().map(|f| {
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_data())
+        });
+        if !matches!(written, Some(Ok(()))) {
+            self.counters.write_failures += 1;
+        }
+        self.counters.appended += added.len() as u64;
+        self.pending.extend(added.iter().cloned());
+        let mut dropped = 0;
+        while self.pending.len() > self.limit {
+            self.pending.pop_front();
+            dropped += 1;
+        }
+        self.counters.dropped += dropped as u64;
+        (added, dropped)
+    }
+
+    /// The platform stored every event up to `upto`.
+    pub fn ack(&mut self, upto: u64) {
+        if upto <= self.acked {
+            return;
+        }
+        let before = self.pending.len();
+        self.pending.retain(|e| e.id > upto);
+        self.stale_lines += before - self.pending.len();
+        self.acked = upto;
+        if write_atomically(&self.dir.join("acked"), upto.to_string().as_bytes()).is_err() {
+            self.counters.write_failures += 1;
+        }
+        if self.stale_lines >= COMPACT_AFTER && self.rewrite().is_err() {
+            self.counters.write_failures += 1;
+        }
+    }
+
+    /// Writes the log anew with the unacknowledged events only.
+    fn rewrite(&mut self) -> std::io::Result<()> {
+        let mut text = String::new();
+        for e in &self.pending {
+            if let Ok(l) = serde_json::to_string(&Line {
+                id: e.id,
+                kind: e.kind.clone(),
+                at_ms: e.at_ms,
+                body: e.body.clone(),
+            }) {
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        let path = self.dir.join("events.log");
+        self.log = None;
+        write_atomically(&path, text.as_bytes())?;
+        self.log = Some(OpenOptions::new().append(true).open(&path)?);
+        self.stale_lines = 0;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` whole or not at all (temporary file, synced,
+/// renamed, directory synced); readable by the gateway's user only.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pbxlink-outbox-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn ev(n: u64) -> (String, u64, Value) {
+        ("cdr".into(), n, json!({"call": n}))
+    }
+
+    #[test]
+    fn what_is_not_acknowledged_survives_a_restart() {
+        let d = dir("restart");
+        let mut o = Outbox::open(&d, 100).unwrap();
+        let (added, _) = o.append((1..=5).map(ev).collect());
+        assert_eq!(added.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        o.ack(3);
+        drop(o);
+        let mut o = Outbox::open(&d, 100).unwrap();
+        assert_eq!(o.acked(), 3);
+        assert_eq!(o.pending().iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(o.pending()[0].body["call"], 4);
+        // Ids go on after the highest ever given, acknowledged or not.
+        assert_eq!(o.append(vec![ev(6)]).0[0].id, 6);
+        // A line cut short by a crash is skipped, the rest kept.
+        drop(o);
+        let mut f = OpenOptions::new().append(true).open(d.join("events.log")).unwrap();
+        f.write_all(b"{\"id\":7,\"kind\":\"cd").unwrap();
+        let o = Outbox::open(&d, 100).unwrap();
+        assert_eq!(o.pending().iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5, 6]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_and_counts_them() {
+        let d = dir("full");
+        let mut o = Outbox::open(&d, 3).unwrap();
+        let (_, dropped) = o.append((1..=5).map(ev).collect());
+        assert_eq!(dropped, 2);
+        assert_eq!(o.pending().iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(o.counters().dropped, 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_log_is_rewritten_without_what_was_acknowledged() {
+        let d = dir("compact");
+        let mut o = Outbox::open(&d, 100_000).unwrap();
+        o.append((1..=(COMPACT_AFTER as u64 + 5)).map(ev).collect());
+        o.ack(COMPACT_AFTER as u64);
+        let lines = std::fs::read_to_string(d.join("events.log")).unwrap().lines().count();
+        assert_eq!(lines, 5);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,560 @@
+//! The management tunnel's tokio driver (docs/tunnel.md): one task owns
+//! the sans-IO session (`pbxlink-tunnel`), the outbox on disk and the
+//! user sync, and carries bytes over one TLS connection to the platform,
+//! dialled again after a jittered back-off whenever it goes.
+//!
+//! Producers (calls, the CSTA link) hand events to an [`EventSink`]; the
+//! driver writes each batch to the outbox (synced) before offering it to
+//! the session, so an event is on disk before it is on the wire. The
+//! platform's commands are carried out here (sync) or by the CSTA link
+//! (CTI), each answered once.
+
+use crate::admin::{AdminState, CtiCommand, service, status_json};
+use crate::outbox::Outbox;
+use crate::sync::UserSync;
+use pbxlink_tunnel::client::{ClientConfig, ClientOutput, TunnelClient};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsConnector;
+
+/// Events waiting to be written per batch, at most.
+const BATCH: usize = 1024;
+
+/// How the tunnel runs.
+#[derive(Clone)]
+pub struct TunnelConfig {
+    /// The platform's management endpoint (`host:port`).
+    pub endpoint: String,
+    /// The name its certificate must carry.
+    pub server_name: String,
+    /// The CA it must chain to.
+    pub ca: PathBuf,
+    /// The account.
+    pub account: String,
+    /// The gateway's id.
+    pub gateway: String,
+    /// The gateway's secret.
+    pub token: String,
+    /// Where the outbox lives.
+    pub outbox_dir: PathBuf,
+    /// Most unacknowledged events kept.
+    pub outbox_events: usize,
+    /// The state directory (sync state).
+    pub state_dir: PathBuf,
+    /// Between scheduled user syncs (none: on push and on demand only).
+    pub sync_every: Option<Duration>,
+    /// The profile, for `hello`.
+    pub profile: String,
+}
+
+impl std::fmt::Debug for TunnelConfig {
+    /// Never shows the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelConfig")
+            .field("endpoint", &self.endpoint)
+            .field("account", &self.account)
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where producers put events for the platform. Never blocks, never
+/// drops: the outbox's bound applies once they are written.
+#[derive(Debug, Clone)]
+pub struct EventSink(mpsc::UnboundedSender<(String, u64, Value)>);
+
+impl EventSink {
+    /// A sink and the driver's end of it.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<(String, u64, Value)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// An event of `kind` with `body`, now.
+    pub fn emit(&self, kind: &str, body: Value) {
+        let _ = self.0.send((kind.to_owned(), unix_ms(), body));
+    }
+}
+
+enum Ask {
+    Sync(oneshot::Sender<Value>),
+    Stop(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Default)]
+struct View {
+    state: String,
+    session: Option<String>,
+    backlog: usize,
+    acked: u64,
+    dropped: u64,
+    write_failures: u64,
+    events_sent: u64,
+    commands: u64,
+    syncs: u64,
+    connects: u64,
+}
+
+/// The running tunnel, as the admin API holds it.
+#[derive(Clone)]
+pub struct Tunnel {
+    asks: mpsc::Sender<Ask>,
+    view: Arc<Mutex<View>>,
+}
+
+impl Tunnel {
+    /// Runs a user sync now; its report.
+    pub async fn sync_now(&self) -> Option<Value> {
+        let (tx, rx) = oneshot::channel();
+        self.asks.send(Ask::Sync(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Writes what is queued to the outbox and stops (at shutdown).
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.asks.send(Ask::Stop(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
+        }
+    }
+
+    /// Its state, for `/api/status` and `/api/tunnel`.
+    pub fn json(&self) -> Value {
+        let v = self.view.lock().expect("tunnel view");
+        json!({
+            "state": v.state,
+            "session": v.session,
+            "backlog": v.backlog,
+            "acked": v.acked,
+            "outbox_dropped": v.dropped,
+            "outbox_write_failures": v.write_failures,
+            "events_sent": v.events_sent,
+            "commands": v.commands,
+            "syncs": v.syncs,
+            "connects": v.connects,
+        })
+    }
+}
+
+enum Conn {
+    Up(mpsc::Sender<Vec<u8>>),
+    Bytes(Vec<u8>),
+    Closed(String),
+}
+
+/// Starts the driver; `admin` is what status and CTI commands read.
+pub fn start(
+    cfg: TunnelConfig,
+    events: mpsc::UnboundedReceiver<(String, u64, Value)>,
+    admin: AdminState,
+) -> anyhow::Result<Tunnel> {
+    let outbox = Outbox::open(&cfg.outbox_dir, cfg.outbox_events)?;
+    let tls = crate::signalling::tls::client(&cfg.ca)?;
+    println!(
+        "tunnel: to {} as {} of account {}; {} event(s) waiting in the outbox",
+        cfg.endpoint,
+        cfg.gateway,
+        cfg.account,
+        outbox.len()
+    );
+    let (asks, asks_rx) = mpsc::channel(16);
+    let view = Arc::new(Mutex::new(View {
+        state: "connecting".into(),
+        ..View::default()
+    }));
+    tokio::spawn(drive(cfg, tls, outbox, events, asks_rx, admin, view.clone()));
+    Ok(Tunnel { asks, view })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    cfg: TunnelConfig,
+    tls: Arc<rustls::ClientConfig>,
+    mut outbox: Outbox,
+    mut events: mpsc::UnboundedReceiver<(String, u64, Value)>,
+    mut asks: mpsc::Receiver<Ask>,
+    admin: AdminState,
+    view: Arc<Mutex<View>>,
+) {
+    let now = Instant::now();
+    let mut client = TunnelClient::new(
+        now,
+        ClientConfig {
+            account: cfg.account.clone(),
+            gateway: cfg.gateway.clone(),
+            token: cfg.token.clone(),
+            versions: json!({ "pbxlink": env!("CARGO_PKG_VERSION"), "protocol": pbxlink_tunnel::message::VERSION }),
+            profile: cfg.profile.clone(),
+            window: 256,
+            hello_timeout: Duration::from_secs(10),
+        },
+        outbox.acked(),
+    );
+    let mut sync = UserSync::open(&cfg.state_dir);
+    let (conn_tx, mut conn_rx) = mpsc::channel::<(u64, Conn)>(256);
+    let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<(String, Result<Value, String>)>();
+    let mut generation = 0u64;
+    let mut writer: Option<mpsc::Sender<Vec<u8>>> = None;
+    let mut stop_conn: Option<oneshot::Sender<()>> = None;
+    let mut reconnect_at = Some(now);
+    let mut failures = 0u32;
+    let mut rng = u64::from_be_bytes(crate::signalling::random()) | 1;
+    let mut next_sync = cfg.sync_every.map(|d| now + d);
+    let mut users_changed = admin.users.as_ref().map(|u| u.changes());
+    let mut last_status = Value::Null;
+    let mut status_tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        // Carry out what the session asks.
+        while let Some(o) = client.poll_output() {
+            match o {
+                ClientOutput::Transmit(b) => {
+                    if let Some(w) = &writer
+                        && w.try_send(b).is_err()
+                    {
+                        // The platform does not read: start over.
+                        client.handle_closed();
+                        writer = None;
+                        stop_conn = None;
+                        generation += 1;
+                        failures += 1;
+                        reconnect_at = Some(Instant::now() + backoff(failures, &mut rng));
+                        println!("tunnel: the platform does not read what is sent; reconnecting");
+                    }
+                }
+                ClientOutput::Up { session } => {
+                    failures = 0;
+                    let mut v = view.lock().expect("tunnel view");
+                    v.state = "connected".into();
+                    v.session = Some(session.clone());
+                    v.connects += 1;
+                    println!(
+                        "tunnel: connected to {} (session {session}); {} event(s) to deliver",
+                        cfg.endpoint,
+                        outbox.len()
+                    );
+                }
+                ClientOutput::Acked(upto) => outbox.ack(upto),
+                ClientOutput::Command { id, name, args } => {
+                    view.lock().expect("tunnel view").commands += 1;
+                    match name.as_str() {
+                        "sync_now" => {
+                            let report = run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
+                            client.answer(Instant::now(), &id, report.ok_or_else(|| "users are not kept on this gateway".to_owned()));
+                        }
+                        "status" => client.answer(Instant::now(), &id, Ok(status_json(&admin))),
+                        "cti" => {
+                            let answers = answers_tx.clone();
+                            let admin = admin.clone();
+                            tokio::spawn(async move {
+                                let result = cti(&admin, args).await;
+                                let _ = answers.send((id, result));
+                            });
+                        }
+                        _ => client.answer(
+                            Instant::now(),
+                            &id,
+                            Err(format!("{name:?} is not supported by this gateway yet")),
+                        ),
+                    }
+                }
+                ClientOutput::PeerError(e) => println!("tunnel: the platform says: {e}"),
+                ClientOutput::Close(why) | ClientOutput::Refused(why) => {
+                    let refused = why.starts_with("unauthorized") || why.starts_with("version");
+                    writer = None;
+                    stop_conn = None;
+                    generation += 1;
+                    failures += 1;
+                    let wait = if refused {
+                        Duration::from_secs(60)
+                    } else {
+                        backoff(failures, &mut rng)
+                    };
+                    reconnect_at = Some(Instant::now() + wait);
+                    view.lock().expect("tunnel view").state = format!("down: {why}");
+                    println!("tunnel: lost: {why}; next try in {:.1} s", wait.as_secs_f32());
+                }
+            }
+        }
+        {
+            let mut v = view.lock().expect("tunnel view");
+            v.backlog = outbox.len();
+            v.acked = outbox.acked();
+            v.dropped = outbox.counters().dropped;
+            v.write_failures = outbox.counters().write_failures;
+            v.events_sent = client.counters().events_sent;
+        }
+        let timer = [client.poll_timeout(), reconnect_at, next_sync]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            Some(first) = events.recv() => {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match events.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                store(&mut outbox, &mut client, &view, batch);
+            }
+            Some((g, ev)) = conn_rx.recv() => {
+                if g != generation {
+                    continue;
+                }
+                let now = Instant::now();
+                match ev {
+                    Conn::Up(w) => {
+                        writer = Some(w);
+                        client.handle_connected(now, outbox.pending());
+                    }
+                    Conn::Bytes(b) => client.handle_input(now, &b),
+                    Conn::Closed(why) => {
+                        client.handle_closed();
+                        writer = None;
+                        stop_conn = None;
+                        generation += 1;
+                        failures += 1;
+                        let wait = backoff(failures, &mut rng);
+                        reconnect_at = Some(now + wait);
+                        view.lock().expect("tunnel view").state = format!("down: {why}");
+                        println!("tunnel: lost: {why}; next try in {:.1} s", wait.as_secs_f32());
+                    }
+                }
+            }
+            Some((id, result)) = answers_rx.recv() => client.answer(Instant::now(), &id, result),
+            Some(ask) = asks.recv() => match ask {
+                Ask::Sync(reply) => {
+                    let report = run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
+                    let _ = reply.send(report.unwrap_or(Value::Null));
+                }
+                Ask::Stop(reply) => {
+                    let mut batch = Vec::new();
+                    while let Ok(e) = events.try_recv() {
+                        batch.push(e);
+                    }
+                    if !batch.is_empty() {
+                        store(&mut outbox, &mut client, &view, batch);
+                    }
+                    // Let the last frames leave.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = reply.send(());
+                    return;
+                }
+            },
+            Some(()) = async {
+                match &mut users_changed {
+                    Some(rx) => rx.changed().await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                // The PBX pushed its users: sync them on.
+                run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
+            }
+            _ = status_tick.tick() => {
+                let s = status_json(&admin);
+                let brief = json!({
+                    "status": s["status"],
+                    "csta": s["csta"],
+                    "pbx_trunk": s["pbx_trunk"],
+                    "cloud_trunk": s["cloud_trunk"]["state"],
+                });
+                if brief != last_status {
+                    if last_status["csta"] != brief["csta"] && !last_status.is_null() {
+                        let lost = brief["csta"].as_str().is_some_and(|c| c.starts_with("Lost"));
+                        store(&mut outbox, &mut client, &view, vec![(
+                            "alarm".into(),
+                            unix_ms(),
+                            json!({ "alarm": "csta_lost", "raised": lost, "detail": brief["csta"] }),
+                        )]);
+                    }
+                    store(&mut outbox, &mut client, &view, vec![("status".into(), unix_ms(), brief.clone())]);
+                    last_status = brief;
+                }
+            }
+            _ = tokio::time::sleep_until(timer) => {
+                let now = Instant::now();
+                client.handle_timeout(now);
+                if next_sync.is_some_and(|t| t <= now) {
+                    next_sync = cfg.sync_every.map(|d| now + d);
+                    run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
+                }
+                if reconnect_at.is_some_and(|t| t <= now) {
+                    reconnect_at = None;
+                    generation += 1;
+                    let (tx, rx) = oneshot::channel();
+                    stop_conn = Some(tx);
+                    view.lock().expect("tunnel view").state = "connecting".into();
+                    tokio::spawn(connection(
+                        generation,
+                        cfg.endpoint.clone(),
+                        cfg.server_name.clone(),
+                        tls.clone(),
+                        conn_tx.clone(),
+                        rx,
+                    ));
+                }
+            }
+        }
+        let _ = &stop_conn;
+    }
+}
+
+/// Writes `batch` to the outbox, then offers it to the session; an
+/// overflow is raised as an alarm (itself an event).
+fn store(
+    outbox: &mut Outbox,
+    client: &mut TunnelClient,
+    view: &Mutex<View>,
+    batch: Vec<(String, u64, Value)>,
+) {
+    let now = Instant::now();
+    let (added, dropped) = outbox.append(batch);
+    for e in added {
+        client.offer(now, e);
+    }
+    if dropped > 0 {
+        println!("tunnel: the outbox is full: the {dropped} oldest event(s) dropped (alarm outbox_overflow)");
+        let (alarm, _) = outbox.append(vec![(
+            "alarm".into(),
+            unix_ms(),
+            json!({ "alarm": "outbox_overflow", "raised": true, "detail": format!("{dropped} event(s) dropped") }),
+        )]);
+        for e in alarm {
+            client.offer(now, e);
+        }
+    }
+    view.lock().expect("tunnel view").backlog = outbox.len();
+}
+
+/// Runs a user sync: its events into the outbox, then the sync state.
+fn run_sync(
+    sync: &mut UserSync,
+    admin: &AdminState,
+    outbox: &mut Outbox,
+    client: &mut TunnelClient,
+    view: &Mutex<View>,
+) -> Option<Value> {
+    let users = admin.users.as_ref()?;
+    users.set_sync_running(true);
+    let run = users.read(|d| sync.run(d));
+    let report = run.report();
+    let now = unix_ms();
+    store(
+        outbox,
+        client,
+        view,
+        run.events.iter().map(|(k, b)| (k.clone(), now, b.clone())).collect(),
+    );
+    if let Err(e) = sync.commit(run) {
+        println!("tunnel: the sync state cannot be saved ({e}); the next sync sends everything again");
+    }
+    users.set_sync_running(false);
+    view.lock().expect("tunnel view").syncs += 1;
+    println!(
+        "tunnel: user sync {}: {} added or changed, {} removed, {} not onboarded",
+        report["sync"], report["upserted"], report["removed"], report["errors"]
+    );
+    Some(report)
+}
+
+/// A CTI command from the platform.
+async fn cti(admin: &AdminState, args: Value) -> Result<Value, String> {
+    let cti = admin.cti.as_ref().ok_or("the CSTA link is off")?;
+    let mut args = args;
+    let name = args
+        .as_object_mut()
+        .and_then(|m| m.remove("service"))
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or("a cti command needs \"service\"")?;
+    let command: CtiCommand =
+        serde_json::from_value(args).map_err(|e| format!("bad cti arguments: {e}"))?;
+    let service = service(&name, command)?;
+    match cti.request(service).await {
+        Ok(pbxlink_csta::session::ServiceResult::Done) => Ok(json!({})),
+        Ok(pbxlink_csta::session::ServiceResult::Call(c)) => {
+            Ok(json!({ "call": c.call, "device": c.device }))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// 1 s doubling to 60 s, drawn between half and all of it.
+fn backoff(failures: u32, rng: &mut u64) -> Duration {
+    let d = Duration::from_secs(1)
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(Duration::from_secs(60));
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    d.mul_f64(0.5 + (*rng >> 11) as f64 / (1u64 << 53) as f64 / 2.0)
+}
+
+async fn connection(
+    generation: u64,
+    endpoint: String,
+    server_name: String,
+    tls: Arc<rustls::ClientConfig>,
+    up: mpsc::Sender<(u64, Conn)>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let report = |c| {
+        let up = up.clone();
+        async move {
+            let _ = up.send((generation, c)).await;
+        }
+    };
+    let tcp = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&endpoint)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return report(Conn::Closed(format!("cannot connect to {endpoint}: {e}"))).await,
+        Err(_) => return report(Conn::Closed(format!("no answer from {endpoint} within 10 s"))).await,
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(server_name.clone()) else {
+        return report(Conn::Closed(format!("{server_name:?} is not a server name"))).await;
+    };
+    let stream = match tokio::time::timeout(Duration::from_secs(10), TlsConnector::from(tls).connect(name, tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return report(Conn::Closed(format!("TLS with {endpoint}: {e}"))).await,
+        Err(_) => return report(Conn::Closed(format!("TLS with {endpoint} did not finish within 10 s"))).await,
+    };
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(1024);
+    report(Conn::Up(wtx)).await;
+    let writer = tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let why = loop {
+        tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) => break "the platform closed the connection".to_owned(),
+                Ok(n) => report(Conn::Bytes(buf[..n].to_vec())).await,
+                Err(e) => break format!("connection error: {e}"),
+            },
+            _ = &mut stop => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+                return;
+            }
+        }
+    };
+    writer.abort();
+    report(Conn::Closed(why)).await;
+}
