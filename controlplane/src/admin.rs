@@ -130,7 +130,10 @@ async fn sync_now(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     match &s.tunnel {
         Some(t) => match t.sync_now().await {
             Some(report) => Json(report).into_response(),
-            None => error(StatusCode::SERVICE_UNAVAILABLE, "the tunnel's driver stopped"),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the tunnel's driver stopped",
+            ),
         },
         None => error(
             StatusCode::NOT_FOUND,

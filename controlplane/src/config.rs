@@ -1053,10 +1053,9 @@ fn tunnel_settings(
             t.outbox_events
         ));
     }
-    let ca = t
-        .ca
-        .as_ref()
-        .map_or_else(|| cloud_ca.to_owned(), |c| base.join(c));
+    let ca =
+        t.ca.as_ref()
+            .map_or_else(|| cloud_ca.to_owned(), |c| base.join(c));
     if let Err(e) = std::fs::metadata(&ca) {
         problems.push(format!("[tunnel] ca = {:?}: {e}", ca.display().to_string()));
     }

@@ -156,7 +156,14 @@ impl Cti {
             names.join(", "),
             devices.borrow().len()
         );
-        tokio::spawn(drive(config, rx, devices, view.clone(), counters.clone(), sink));
+        tokio::spawn(drive(
+            config,
+            rx,
+            devices,
+            view.clone(),
+            counters.clone(),
+            sink,
+        ));
         Cti {
             commands,
             view,
@@ -544,7 +551,10 @@ fn log_event(
     };
     if let Some(sink) = sink {
         // For the cloud platform: the event, and each call it ended.
-        sink.emit("cti_event", serde_json::to_value(&logged).unwrap_or_default());
+        sink.emit(
+            "cti_event",
+            serde_json::to_value(&logged).unwrap_or_default(),
+        );
         for r in ended {
             sink.emit(
                 "call_history",

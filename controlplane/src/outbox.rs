@@ -65,9 +65,10 @@ impl Outbox {
         use anyhow::Context;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let acked = match std::fs::read_to_string(dir.join("acked")) {
-            Ok(t) => t.trim().parse::<u64>().with_context(|| {
-                format!("{}: not an event id", dir.join("acked").display())
-            })?,
+            Ok(t) => t
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("{}: not an event id", dir.join("acked").display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e).context("reading the outbox's acknowledgement"),
         };
@@ -114,6 +115,11 @@ impl Outbox {
         self.acked
     }
 
+    /// The highest id ever given (0: none yet), across restarts.
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
+
     /// Every event not acknowledged, in id order.
     pub fn pending(&self) -> Vec<OutEvent> {
         self.pending.iter().cloned().collect()
@@ -153,10 +159,10 @@ impl Outbox {
             }
             added.push(e);
         }
-        let written = self.log.as_mut().map(|f| {
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_data())
-        });
+        let written = self
+            .log
+            .as_mut()
+            .map(|f| f.write_all(text.as_bytes()).and_then(|()| f.sync_data()));
         if !matches!(written, Some(Ok(()))) {
             self.counters.write_failures += 1;
         }
@@ -250,7 +256,10 @@ mod tests {
         let d = dir("restart");
         let mut o = Outbox::open(&d, 100).unwrap();
         let (added, _) = o.append((1..=5).map(ev).collect());
-        assert_eq!(added.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            added.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
         o.ack(3);
         drop(o);
         let mut o = Outbox::open(&d, 100).unwrap();
@@ -261,10 +270,16 @@ mod tests {
         assert_eq!(o.append(vec![ev(6)]).0[0].id, 6);
         // A line cut short by a crash is skipped, the rest kept.
         drop(o);
-        let mut f = OpenOptions::new().append(true).open(d.join("events.log")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.join("events.log"))
+            .unwrap();
         f.write_all(b"{\"id\":7,\"kind\":\"cd").unwrap();
         let o = Outbox::open(&d, 100).unwrap();
-        assert_eq!(o.pending().iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5, 6]);
+        assert_eq!(
+            o.pending().iter().map(|e| e.id).collect::<Vec<_>>(),
+            [4, 5, 6]
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -274,7 +289,10 @@ mod tests {
         let mut o = Outbox::open(&d, 3).unwrap();
         let (_, dropped) = o.append((1..=5).map(ev).collect());
         assert_eq!(dropped, 2);
-        assert_eq!(o.pending().iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(
+            o.pending().iter().map(|e| e.id).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
         assert_eq!(o.counters().dropped, 2);
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -285,7 +303,10 @@ mod tests {
         let mut o = Outbox::open(&d, 100_000).unwrap();
         o.append((1..=(COMPACT_AFTER as u64 + 5)).map(ev).collect());
         o.ack(COMPACT_AFTER as u64);
-        let lines = std::fs::read_to_string(d.join("events.log")).unwrap().lines().count();
+        let lines = std::fs::read_to_string(d.join("events.log"))
+            .unwrap()
+            .lines()
+            .count();
         assert_eq!(lines, 5);
         let _ = std::fs::remove_dir_all(&d);
     }

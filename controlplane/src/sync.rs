@@ -193,16 +193,30 @@ mod tests {
         .unwrap();
         let mut s = UserSync::open(&dir);
         let first = s.run(&d);
-        assert_eq!((first.sync, first.upserted, first.removed, first.errors), (1, 2, 0, 1));
-        assert_eq!(first.events[1].1["errors"][0]["reason"].as_str().unwrap().split(' ').next(), Some("role-based"));
+        assert_eq!(
+            (first.sync, first.upserted, first.removed, first.errors),
+            (1, 2, 0, 1)
+        );
+        assert_eq!(
+            first.events[1].1["errors"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .next(),
+            Some("role-based")
+        );
         s.commit(first).unwrap();
         // A name changed on the PBX, a user removed.
-        d.push(vec![user("1000", "Ada", "ada.lovelace@example.com")], true).unwrap();
+        d.push(vec![user("1000", "Ada", "ada.lovelace@example.com")], true)
+            .unwrap();
         let s = UserSync::open(&dir);
         let second = s.run(&d);
         assert_eq!(second.sync, 2, "the count kept across a restart");
         assert_eq!((second.upserted, second.removed), (1, 1));
-        assert_eq!(second.events[0].1["upserted"][0]["email"], "ada.lovelace@example.com");
+        assert_eq!(
+            second.events[0].1["upserted"][0]["email"],
+            "ada.lovelace@example.com"
+        );
         assert_eq!(second.events[0].1["removed"][0], "1001");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -98,6 +98,7 @@ struct View {
     session: Option<String>,
     backlog: usize,
     acked: u64,
+    last_id: u64,
     dropped: u64,
     write_failures: u64,
     events_sent: u64,
@@ -137,6 +138,7 @@ impl Tunnel {
             "session": v.session,
             "backlog": v.backlog,
             "acked": v.acked,
+            "last_id": v.last_id,
             "outbox_dropped": v.dropped,
             "outbox_write_failures": v.write_failures,
             "events_sent": v.events_sent,
@@ -173,7 +175,15 @@ pub fn start(
         state: "connecting".into(),
         ..View::default()
     }));
-    tokio::spawn(drive(cfg, tls, outbox, events, asks_rx, admin, view.clone()));
+    tokio::spawn(drive(
+        cfg,
+        tls,
+        outbox,
+        events,
+        asks_rx,
+        admin,
+        view.clone(),
+    ));
     Ok(Tunnel { asks, view })
 }
 
@@ -249,8 +259,14 @@ async fn drive(
                     view.lock().expect("tunnel view").commands += 1;
                     match name.as_str() {
                         "sync_now" => {
-                            let report = run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
-                            client.answer(Instant::now(), &id, report.ok_or_else(|| "users are not kept on this gateway".to_owned()));
+                            let report =
+                                run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
+                            client.answer(
+                                Instant::now(),
+                                &id,
+                                report
+                                    .ok_or_else(|| "users are not kept on this gateway".to_owned()),
+                            );
                         }
                         "status" => client.answer(Instant::now(), &id, Ok(status_json(&admin))),
                         "cti" => {
@@ -282,7 +298,10 @@ async fn drive(
                     };
                     reconnect_at = Some(Instant::now() + wait);
                     view.lock().expect("tunnel view").state = format!("down: {why}");
-                    println!("tunnel: lost: {why}; next try in {:.1} s", wait.as_secs_f32());
+                    println!(
+                        "tunnel: lost: {why}; next try in {:.1} s",
+                        wait.as_secs_f32()
+                    );
                 }
             }
         }
@@ -290,6 +309,7 @@ async fn drive(
             let mut v = view.lock().expect("tunnel view");
             v.backlog = outbox.len();
             v.acked = outbox.acked();
+            v.last_id = outbox.last_id();
             v.dropped = outbox.counters().dropped;
             v.write_failures = outbox.counters().write_failures;
             v.events_sent = client.counters().events_sent;
@@ -427,7 +447,9 @@ fn store(
         client.offer(now, e);
     }
     if dropped > 0 {
-        println!("tunnel: the outbox is full: the {dropped} oldest event(s) dropped (alarm outbox_overflow)");
+        println!(
+            "tunnel: the outbox is full: the {dropped} oldest event(s) dropped (alarm outbox_overflow)"
+        );
         let (alarm, _) = outbox.append(vec![(
             "alarm".into(),
             unix_ms(),
@@ -457,10 +479,15 @@ fn run_sync(
         outbox,
         client,
         view,
-        run.events.iter().map(|(k, b)| (k.clone(), now, b.clone())).collect(),
+        run.events
+            .iter()
+            .map(|(k, b)| (k.clone(), now, b.clone()))
+            .collect(),
     );
     if let Err(e) = sync.commit(run) {
-        println!("tunnel: the sync state cannot be saved ({e}); the next sync sends everything again");
+        println!(
+            "tunnel: the sync state cannot be saved ({e}); the next sync sends everything again"
+        );
     }
     users.set_sync_running(false);
     view.lock().expect("tunnel view").syncs += 1;
@@ -517,18 +544,39 @@ async fn connection(
             let _ = up.send((generation, c)).await;
         }
     };
-    let tcp = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&endpoint)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return report(Conn::Closed(format!("cannot connect to {endpoint}: {e}"))).await,
-        Err(_) => return report(Conn::Closed(format!("no answer from {endpoint} within 10 s"))).await,
-    };
+    let tcp =
+        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&endpoint)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                return report(Conn::Closed(format!("cannot connect to {endpoint}: {e}"))).await;
+            }
+            Err(_) => {
+                return report(Conn::Closed(format!(
+                    "no answer from {endpoint} within 10 s"
+                )))
+                .await;
+            }
+        };
     let Ok(name) = rustls::pki_types::ServerName::try_from(server_name.clone()) else {
-        return report(Conn::Closed(format!("{server_name:?} is not a server name"))).await;
+        return report(Conn::Closed(format!(
+            "{server_name:?} is not a server name"
+        )))
+        .await;
     };
-    let stream = match tokio::time::timeout(Duration::from_secs(10), TlsConnector::from(tls).connect(name, tcp)).await {
+    let stream = match tokio::time::timeout(
+        Duration::from_secs(10),
+        TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return report(Conn::Closed(format!("TLS with {endpoint}: {e}"))).await,
-        Err(_) => return report(Conn::Closed(format!("TLS with {endpoint} did not finish within 10 s"))).await,
+        Err(_) => {
+            return report(Conn::Closed(format!(
+                "TLS with {endpoint} did not finish within 10 s"
+            )))
+            .await;
+        }
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(1024);

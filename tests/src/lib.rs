@@ -6,6 +6,7 @@
 pub mod baresip;
 pub mod bencode;
 pub mod capture;
+pub mod cloudsim;
 pub mod corpus;
 pub mod counting_alloc;
 pub mod dnsmasq;
@@ -17,6 +18,7 @@ pub mod lossy;
 pub mod netns;
 pub mod pbxsim;
 pub mod pki;
+pub mod proxy;
 pub mod pylibsrtp;
 pub mod rig;
 pub mod rtpengine;

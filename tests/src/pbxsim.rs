@@ -21,7 +21,7 @@ impl PbxSim {
     /// waits for its control API.
     pub fn start(control: SocketAddr, args: &[&str]) -> PbxSim {
         let mut child = Command::new(crate::gateway::workspace_binary("pbxsim"))
-            .args(["run", "--control", &control.to_string(), "--seconds", "120"])
+            .args(["run", "--control", &control.to_string(), "--seconds", "240"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -270,17 +270,29 @@ impl TunnelClient {
             Received::OtherVersion(v) => {
                 self.send(
                     now,
-                    &Message::error("version", Some(format!("this gateway speaks version 1, not {v}")), None),
+                    &Message::error(
+                        "version",
+                        Some(format!("this gateway speaks version 1, not {v}")),
+                        None,
+                    ),
                 );
                 self.close(format!("the platform speaks protocol version {v}"));
             }
-            Received::NotJson(why) => self.close(format!("the platform sent what is not a message: {why}")),
+            Received::NotJson(why) => {
+                self.close(format!("the platform sent what is not a message: {why}"))
+            }
         }
     }
 
     fn handle(&mut self, now: Instant, m: Message) {
         match (m, &self.state) {
-            (Message::Welcome { session, heartbeat_s }, State::Hello { .. }) => {
+            (
+                Message::Welcome {
+                    session,
+                    heartbeat_s,
+                },
+                State::Hello { .. },
+            ) => {
                 self.state = State::Up {
                     heartbeat: Duration::from_secs(heartbeat_s.clamp(1, 300)),
                 };
@@ -292,11 +304,21 @@ impl TunnelClient {
             (Message::Error { code, message, .. }, State::Hello { .. })
                 if code == "unauthorized" || code == "version" =>
             {
-                let why = format!("{code}{}", message.map_or(String::new(), |m| format!(": {m}")));
+                let why = format!(
+                    "{code}{}",
+                    message.map_or(String::new(), |m| format!(": {m}"))
+                );
                 self.out.push_back(ClientOutput::Refused(why.clone()));
                 self.close(why);
             }
-            (Message::Error { code, message, ref_type }, _) => {
+            (
+                Message::Error {
+                    code,
+                    message,
+                    ref_type,
+                },
+                _,
+            ) => {
                 self.counters.peer_errors += 1;
                 self.out.push_back(ClientOutput::PeerError(format!(
                     "{code}{}{}",
@@ -314,7 +336,8 @@ impl TunnelClient {
                 }
                 self.pump(now);
             }
-            (Message::Command { id, name, args }, State::Up { .. }) => match self.commands.get(&id) {
+            (Message::Command { id, name, args }, State::Up { .. }) => match self.commands.get(&id)
+            {
                 Some(Some(result)) => {
                     self.counters.commands_repeated += 1;
                     if let Ok(framed) = frame::encode(result) {
@@ -411,7 +434,9 @@ impl TunnelClient {
         match self.state {
             State::Idle => None,
             State::Hello { since } => Some(since + self.cfg.hello_timeout),
-            State::Up { heartbeat } => Some((self.last_tx + heartbeat).min(self.last_rx + 3 * heartbeat)),
+            State::Up { heartbeat } => {
+                Some((self.last_tx + heartbeat).min(self.last_rx + 3 * heartbeat))
+            }
         }
     }
 
@@ -484,8 +509,14 @@ mod tests {
         c.handle_connected(t0, pending);
         let (sent, _) = heard(&mut c);
         assert_eq!(sent[0]["type"], "hello");
-        assert_eq!((sent[0]["v"].as_u64(), sent[0]["resume_after"].as_u64()), (Some(1), Some(acked)));
-        c.handle_input(t0, &say(json!({"v":1,"type":"welcome","session":"s1","heartbeat_s":15})));
+        assert_eq!(
+            (sent[0]["v"].as_u64(), sent[0]["resume_after"].as_u64()),
+            (Some(1), Some(acked))
+        );
+        c.handle_input(
+            t0,
+            &say(json!({"v":1,"type":"welcome","session":"s1","heartbeat_s":15})),
+        );
         c
     }
 
@@ -494,7 +525,9 @@ mod tests {
         let t0 = Instant::now();
         let mut c = welcomed(t0, 3, (1..=6).map(ev).collect());
         let (sent, other) = heard(&mut c);
-        assert!(other.contains(&ClientOutput::Up { session: "s1".into() }));
+        assert!(other.contains(&ClientOutput::Up {
+            session: "s1".into()
+        }));
         let ids: Vec<u64> = sent.iter().map(|m| m["id"].as_u64().unwrap()).collect();
         assert_eq!(ids, [4, 5], "acknowledged ones skipped, two in flight");
         c.handle_input(t0, &say(json!({"v":1,"type":"ack","upto":4})));
@@ -514,7 +547,11 @@ mod tests {
         c.handle_connected(t0, vec![ev(6), ev(7), ev(8)]);
         c.handle_input(t0, &say(json!({"v":1,"type":"welcome","session":"s2"})));
         let (sent, _) = heard(&mut c);
-        let ids: Vec<u64> = sent.iter().filter(|m| m["type"] == "event").map(|m| m["id"].as_u64().unwrap()).collect();
+        let ids: Vec<u64> = sent
+            .iter()
+            .filter(|m| m["type"] == "event")
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect();
         assert_eq!(ids, [7, 8], "7 was never acknowledged: sent again");
     }
 
@@ -530,7 +567,14 @@ mod tests {
         assert_eq!(other.len(), 1, "in progress: not twice");
         c.answer(t0, "c-1", Ok(json!({"sync": 1})));
         let (sent, _) = heard(&mut c);
-        assert_eq!((sent[0]["type"].as_str(), sent[0]["ref"].as_str(), sent[0]["ok"].as_bool()), (Some("result"), Some("c-1"), Some(true)));
+        assert_eq!(
+            (
+                sent[0]["type"].as_str(),
+                sent[0]["ref"].as_str(),
+                sent[0]["ok"].as_bool()
+            ),
+            (Some("result"), Some("c-1"), Some(true))
+        );
         // Asked again after the answer (it was lost in a cut): the same
         // answer, nothing carried out.
         c.handle_input(t0, &say(cmd));
@@ -548,7 +592,10 @@ mod tests {
         heard(&mut c);
         c.handle_input(t0, &say(json!({"v":1,"type":"teleport"})));
         c.handle_input(t0, &say(json!({"v":1,"type":"command","name":"x"})));
-        c.handle_input(t0, &say(json!({"v":1,"type":"event","id":1,"kind":"x","at_ms":1})));
+        c.handle_input(
+            t0,
+            &say(json!({"v":1,"type":"event","id":1,"kind":"x","at_ms":1})),
+        );
         let (sent, _) = heard(&mut c);
         let codes: Vec<&str> = sent.iter().map(|m| m["code"].as_str().unwrap()).collect();
         assert_eq!(codes, ["unknown_type", "bad_message", "bad_message"]);
@@ -561,9 +608,14 @@ mod tests {
         let mut c = TunnelClient::new(t0, cfg(), 0);
         c.handle_connected(t0, Vec::new());
         heard(&mut c);
-        c.handle_input(t0, &say(json!({"v":1,"type":"error","code":"unauthorized","message":"bad token"})));
+        c.handle_input(
+            t0,
+            &say(json!({"v":1,"type":"error","code":"unauthorized","message":"bad token"})),
+        );
         let (_, other) = heard(&mut c);
-        assert!(matches!(&other[0], ClientOutput::Refused(why) if why == "unauthorized: bad token"));
+        assert!(
+            matches!(&other[0], ClientOutput::Refused(why) if why == "unauthorized: bad token")
+        );
         // Broken framing.
         let mut c = welcomed(t0, 0, Vec::new());
         heard(&mut c);
@@ -583,10 +635,16 @@ mod tests {
         assert_eq!(sent[0]["type"], "ping");
         c.handle_input(t0 + 16 * s, &say(json!({"v":1,"type":"ping","t":5})));
         let (sent, _) = heard(&mut c);
-        assert_eq!((sent[0]["type"].as_str(), sent[0]["t"].as_u64()), (Some("pong"), Some(5)));
+        assert_eq!(
+            (sent[0]["type"].as_str(), sent[0]["t"].as_u64()),
+            (Some("pong"), Some(5))
+        );
         c.handle_timeout(t0 + 61 * s);
         let (_, other) = heard(&mut c);
-        assert!(matches!(&other.last(), Some(ClientOutput::Close(why)) if why.contains("45 s")), "{other:?}");
+        assert!(
+            matches!(&other.last(), Some(ClientOutput::Close(why)) if why.contains("45 s")),
+            "{other:?}"
+        );
         // No welcome at all.
         let mut c = TunnelClient::new(t0, cfg(), 0);
         c.handle_connected(t0, Vec::new());

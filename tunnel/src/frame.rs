@@ -98,7 +98,11 @@ mod tests {
                     got.push(m);
                 }
             }
-            assert_eq!(got, [b"{\"a\":1}".to_vec(), b"{}".to_vec()], "chunks of {chunk}");
+            assert_eq!(
+                got,
+                [b"{\"a\":1}".to_vec(), b"{}".to_vec()],
+                "chunks of {chunk}"
+            );
         }
     }
 

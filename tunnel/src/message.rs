@@ -194,7 +194,10 @@ mod tests {
         };
         let bytes = m.to_json();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.contains("\"v\":1") && text.contains("\"ref\":\"c-1\""), "{text}");
+        assert!(
+            text.contains("\"v\":1") && text.contains("\"ref\":\"c-1\""),
+            "{text}"
+        );
         assert_eq!(read(&bytes), Received::Message(m));
     }
 
@@ -204,7 +207,10 @@ mod tests {
             read(br#"{"v":1,"type":"teleport","to":"mars"}"#),
             Received::UnknownType("teleport".into())
         );
-        assert_eq!(read(br#"{"v":2,"type":"hello"}"#), Received::OtherVersion(2));
+        assert_eq!(
+            read(br#"{"v":2,"type":"hello"}"#),
+            Received::OtherVersion(2)
+        );
         assert!(matches!(
             read(br#"{"v":1,"type":"ack"}"#),
             Received::Bad { kind, why } if kind == "ack" && why.contains("upto")

@@ -229,6 +229,15 @@ fn body(msg: &[u8]) -> &[u8] {
         .map_or(&[][..], |i| &msg[i + 4..])
 }
 
+/// Where ended calls' records go.
+#[derive(Default)]
+pub struct RecordSinks {
+    /// The rotating CDR file (none: not kept on disk).
+    pub cdrs: Option<std::path::PathBuf>,
+    /// The cloud platform's event stream (none: no tunnel).
+    pub events: Option<crate::tunnel::EventSink>,
+}
+
 impl Calls {
     /// Calls over `plane` with relay ports from `ports`.
     pub fn new(
@@ -238,14 +247,13 @@ impl Calls {
         udp_out: UdpOut,
         cloud: CloudPath,
         counters: Arc<Counters>,
-        cdrs: Option<std::path::PathBuf>,
-        events: Option<crate::tunnel::EventSink>,
+        records: RecordSinks,
     ) -> Self {
         Self {
-            events,
+            events: records.events,
             workers: vec![WorkerStats::default(); plane.workers()],
-            cdrs: cdrs.and_then(
-                |path| match CdrLog::open(&path, CDR_FILE_BYTES, CDR_FILES_KEPT) {
+            cdrs: records.cdrs.and_then(|path| {
+                match CdrLog::open(&path, CDR_FILE_BYTES, CDR_FILES_KEPT) {
                     Ok(log) => {
                         println!("call records: {}", path.display());
                         Some(log)
@@ -257,8 +265,8 @@ impl Calls {
                         );
                         None
                     }
-                },
-            ),
+                }
+            }),
             cdrs_pending: HashMap::new(),
             draining: None,
             ended: HashMap::new(),

@@ -600,7 +600,9 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
             sink_rx,
             &admin_state,
         ) {
-            (Some(cfg), Some(rx), Some(state)) => Some(crate::tunnel::start(cfg, rx, state.clone())?),
+            (Some(cfg), Some(rx), Some(state)) => {
+                Some(crate::tunnel::start(cfg, rx, state.clone())?)
+            }
             _ => None,
         };
         if let Some(state) = &mut admin_state {
@@ -629,8 +631,10 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
                     udp_out.clone(),
                     cloud_path.clone(),
                     c.clone(),
-                    b.cdrs,
-                    sink,
+                    calls::RecordSinks {
+                        cdrs: b.cdrs,
+                        events: sink,
+                    },
                 ),
                 b.trust,
             ),

@@ -1,0 +1,107 @@
+//! `cloudsim`: the cloud platform, on loopback, for pbxlink's tests and
+//! demo — the management tunnel's server with an account store
+//! (docs/tunnel.md), a SIP-TLS endpoint answering and placing calls with
+//! SDES-SRTP, and a control API. Its certificates are made at start; the
+//! CA is written where the gateway is told to trust it.
+
+mod control;
+mod pki;
+mod sip;
+mod store;
+mod tunnel;
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cloudsim",
+    version,
+    about = "A simulated cloud platform: tunnel server, SIP-TLS endpoint, control API"
+)]
+struct Args {
+    /// The management tunnel's TLS listener.
+    #[arg(long)]
+    tunnel: SocketAddr,
+    /// The SIP-TLS endpoint (the gateway's cloud trunk target).
+    #[arg(long)]
+    sip: SocketAddr,
+    /// The control API.
+    #[arg(long)]
+    control: SocketAddr,
+    /// An account and its token, `NAME:TOKEN`; repeatable.
+    #[arg(long = "account", required = true)]
+    accounts: Vec<String>,
+    /// Where the CA certificate the gateway must trust is written.
+    #[arg(long)]
+    ca_out: PathBuf,
+    /// First RTP port of its calls.
+    #[arg(long, default_value_t = 48000)]
+    rtp_base: u16,
+    /// Exit after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let accounts = args
+        .accounts
+        .iter()
+        .map(|a| {
+            a.split_once(':')
+                .map(|(n, t)| (n.to_owned(), t.to_owned()))
+                .context("--account takes NAME:TOKEN")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tls = pki::make(&args.ca_out)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let platform = tunnel::Platform::new(store::Store::new(accounts));
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let tunnel = tokio::net::TcpListener::bind(args.tunnel)
+            .await
+            .with_context(|| format!("binding the tunnel on {}", args.tunnel))?;
+        tokio::spawn(tunnel::serve(tunnel, acceptor.clone(), platform.clone()));
+        let sip = sip::SipEndpoint::new(args.sip, args.sip.ip(), args.rtp_base);
+        let sip_listener = tokio::net::TcpListener::bind(args.sip)
+            .await
+            .with_context(|| format!("binding SIP-TLS on {}", args.sip))?;
+        tokio::spawn(sip.clone().serve(sip_listener, acceptor));
+        let control = tokio::net::TcpListener::bind(args.control)
+            .await
+            .with_context(|| format!("binding the control API on {}", args.control))?;
+        let app = control::router(platform.clone(), sip);
+        tokio::spawn(async move {
+            let _ = axum::serve(control, app).await;
+        });
+        println!(
+            "cloudsim: tunnel on {}, SIP-TLS on {}, control API on http://{}/status, CA in {}",
+            args.tunnel,
+            args.sip,
+            args.control,
+            args.ca_out.display()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = async {
+                match args.seconds {
+                    Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        println!(
+            "cloudsim: final: {}",
+            platform.lock().expect("platform").store.summary()
+        );
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,765 @@
+//! cloudsim's SIP-TLS endpoint: what the cloud platform's SBC is to the
+//! gateway. The gateway dials it (its cloud trunk) and keeps the
+//! connection; cloudsim answers its OPTIONS and its calls (200 with an
+//! RTP/SAVP answer and a fresh SDES key, then echoes the media it
+//! decrypts, re-encrypted with its own key), and places calls toward the
+//! PBX over the same connection (an RTP/SAVP offer, then a 1 kHz tone).
+//! Every SRTP packet is checked with libsrtp2 and counted: decrypted, or
+//! refused.
+
+use pbxlink_dataplane::srtp::{LibsrtpContext, MasterKey, Role, Suite};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+/// The SDES suite cloudsim speaks.
+const SUITE: Suite = Suite::AesCm128HmacSha1_80;
+
+#[derive(Debug, Default)]
+struct Media {
+    decrypted: AtomicU64,
+    refused: AtomicU64,
+    sent: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Call {
+    direction: &'static str,
+    from: String,
+    to: String,
+    state: String,
+    media: Arc<Media>,
+    stop: Option<watch::Sender<bool>>,
+    call_id: String,
+    local_tag: String,
+    remote_tag: String,
+    remote_target: String,
+    cseq: u32,
+    /// Our offer's key and port (calls cloudsim places).
+    offer: Option<(MasterKey, u16)>,
+    /// The last description cloudsim sent (answers re-INVITEs).
+    sdp: String,
+    invite: String,
+}
+
+#[derive(Default)]
+struct Sbc {
+    calls: BTreeMap<u64, Call>,
+    by_call_id: HashMap<String, u64>,
+    next: u64,
+    link: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    link_peer: Option<SocketAddr>,
+    next_rtp: u16,
+}
+
+/// The endpoint, shared by its tasks and the control API.
+#[derive(Clone)]
+pub struct SipEndpoint {
+    sbc: Arc<Mutex<Sbc>>,
+    listen: SocketAddr,
+    media_ip: IpAddr,
+}
+
+/// A SIP message: first line, headers, body.
+struct Msg {
+    first: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Msg {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| {
+                n.eq_ignore_ascii_case(name)
+                    || short(n).is_some_and(|s| s.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| {
+                n.eq_ignore_ascii_case(name)
+                    || short(n).is_some_and(|s| s.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn short(n: &str) -> Option<&'static str> {
+    Some(match n {
+        "v" => "Via",
+        "f" => "From",
+        "t" => "To",
+        "i" => "Call-ID",
+        "m" => "Contact",
+        "l" => "Content-Length",
+        _ => return None,
+    })
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    b
+}
+
+fn token() -> String {
+    random_bytes::<6>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn user_of(v: &str) -> String {
+    let after = v
+        .split_once("sips:")
+        .or_else(|| v.split_once("sip:"))
+        .map_or(v, |(_, r)| r);
+    after
+        .split(['@', ';', '>'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn tag_of(v: &str) -> String {
+    v.split(';')
+        .find_map(|p| p.trim().strip_prefix("tag="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn uri_in(v: &str) -> String {
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => v[a + 1..b].to_owned(),
+        _ => v.split(';').next().unwrap_or(v).trim().to_owned(),
+    }
+}
+
+/// The audio address and the AES-CM-80 key of an SDP body.
+fn offer_of(sdp: &str) -> Option<(SocketAddr, u32, MasterKey)> {
+    let ip: IpAddr = sdp
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("c=IN IP4 ")
+                .or_else(|| l.trim().strip_prefix("c=IN IP6 "))
+        })?
+        .trim()
+        .parse()
+        .ok()?;
+    let port: u16 = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    let (tag, key) = sdp.lines().find_map(|l| {
+        let c = l.trim().strip_prefix("a=crypto:")?;
+        let mut f = c.split_whitespace();
+        let tag: u32 = f.next()?.parse().ok()?;
+        (f.next()? == SUITE.sdp_name()).then_some(())?;
+        let key = MasterKey::from_sdes(SUITE, f.next()?).ok()?;
+        Some((tag, key))
+    })?;
+    Some((SocketAddr::new(ip, port), tag, key))
+}
+
+/// 20 ms of a 1 kHz sine, G.711 A-law.
+fn tone() -> Vec<u8> {
+    (0..160)
+        .map(|i| {
+            let x = (2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / 8000.0).sin();
+            alaw((x * 8000.0) as i16)
+        })
+        .collect()
+}
+
+/// ITU-T G.711 A-law, by segment search.
+fn alaw(pcm: i16) -> u8 {
+    let (sign, mag) = if pcm >= 0 {
+        (0x80u8, i32::from(pcm) >> 3)
+    } else {
+        (0u8, (-i32::from(pcm) - 1) >> 3)
+    };
+    let seg = (0..8)
+        .find(|s| mag <= (0x1f << s) | ((1 << s) - 1))
+        .unwrap_or(8);
+    let code = if seg >= 8 {
+        0x7f
+    } else if seg < 2 {
+        ((seg as u8) << 4) | ((mag >> 1) & 0xf) as u8
+    } else {
+        ((seg as u8) << 4) | ((mag >> seg) & 0xf) as u8
+    };
+    (sign | code) ^ 0x55
+}
+
+impl SipEndpoint {
+    /// The endpoint on `listen`, media on `media_ip` from `rtp_base` up.
+    pub fn new(listen: SocketAddr, media_ip: IpAddr, rtp_base: u16) -> Self {
+        Self {
+            sbc: Arc::new(Mutex::new(Sbc {
+                next: 1,
+                next_rtp: rtp_base,
+                ..Sbc::default()
+            })),
+            listen,
+            media_ip,
+        }
+    }
+
+    /// Every call with its media counts.
+    pub fn calls(&self) -> Value {
+        let s = self.sbc.lock().expect("sbc");
+        json!(
+            s.calls
+                .iter()
+                .map(|(id, c)| json!({
+                    "id": id,
+                    "direction": c.direction,
+                    "from": c.from,
+                    "to": c.to,
+                    "state": c.state,
+                    "srtp_decrypted": c.media.decrypted.load(Ordering::Relaxed),
+                    "srtp_refused": c.media.refused.load(Ordering::Relaxed),
+                    "srtp_sent": c.media.sent.load(Ordering::Relaxed),
+                }))
+                .collect::<Vec<_>>()
+        )
+    }
+
+    /// Whether the gateway's trunk is connected.
+    pub fn linked(&self) -> bool {
+        self.sbc.lock().expect("sbc").link.is_some()
+    }
+
+    /// Serves TLS on `listener`.
+    pub async fn serve(self, listener: TcpListener, acceptor: TlsAcceptor) {
+        loop {
+            let Ok((tcp, peer)) = listener.accept().await else {
+                continue;
+            };
+            let (me, acceptor) = (self.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                else {
+                    return;
+                };
+                me.connection(tls, peer).await;
+            });
+        }
+    }
+
+    async fn connection(
+        &self,
+        tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        peer: SocketAddr,
+    ) {
+        let (mut rd, mut wr) = tokio::io::split(tls);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        {
+            let mut s = self.sbc.lock().expect("sbc");
+            s.link = Some(tx.clone());
+            s.link_peer = Some(peer);
+        }
+        println!("cloudsim: sip: the gateway's trunk connected from {peer}");
+        let writer = tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                // Keep-alive pings (RFC 5626): a pong each.
+                while buf.starts_with(b"\r\n\r\n") {
+                    buf.drain(..4);
+                    let _ = tx.send(b"\r\n".to_vec());
+                }
+                while buf.starts_with(b"\r\n") && !buf.starts_with(b"\r\n\r\n") && buf.len() >= 2 {
+                    buf.drain(..2);
+                }
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    break;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        (n.trim().eq_ignore_ascii_case("Content-Length") || n.trim() == "l")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if buf.len() < end + 4 + len {
+                    break;
+                }
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                buf.drain(..end + 4 + len);
+                let mut lines = head.split("\r\n");
+                let first = lines.next().unwrap_or_default().to_owned();
+                let headers = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                    .collect();
+                self.handle(
+                    Msg {
+                        first,
+                        headers,
+                        body,
+                    },
+                    &tx,
+                )
+                .await;
+            }
+        }
+        writer.abort();
+        let mut s = self.sbc.lock().expect("sbc");
+        if s.link_peer == Some(peer) {
+            s.link = None;
+            s.link_peer = None;
+        }
+        println!("cloudsim: sip: the gateway's trunk from {peer} closed");
+    }
+
+    fn response(
+        &self,
+        req: &Msg,
+        code: u16,
+        reason: &str,
+        tag: &str,
+        body: Option<&str>,
+    ) -> Vec<u8> {
+        let mut t = format!("SIP/2.0 {code} {reason}\r\n");
+        for v in req.all("Via") {
+            t.push_str(&format!("Via: {v}\r\n"));
+        }
+        let to = req.get("To").unwrap_or_default();
+        let to = if tag.is_empty() || to.contains("tag=") {
+            to.to_owned()
+        } else {
+            format!("{to};tag={tag}")
+        };
+        t.push_str(&format!(
+            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:cloud@{};transport=tls>\r\n",
+            req.get("From").unwrap_or_default(),
+            req.get("Call-ID").unwrap_or_default(),
+            req.get("CSeq").unwrap_or_default(),
+            self.listen
+        ));
+        match body {
+            Some(b) => t.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )),
+            None => t.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        t.into_bytes()
+    }
+
+    fn sdp(&self, port: u16, tag: u32, key: &MasterKey) -> String {
+        let ip = self.media_ip;
+        format!(
+            "v=0\r\no=cloudsim 1 1 IN IP4 {ip}\r\ns=cloudsim\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/SAVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=crypto:{tag} {} {}\r\na=sendrecv\r\n",
+            SUITE.sdp_name(),
+            key.to_sdes_inline()
+        )
+    }
+
+    fn port(&self) -> u16 {
+        let mut s = self.sbc.lock().expect("sbc");
+        let p = s.next_rtp;
+        s.next_rtp = s.next_rtp.wrapping_add(2);
+        p
+    }
+
+    async fn handle(&self, m: Msg, tx: &mpsc::UnboundedSender<Vec<u8>>) {
+        let method = (!m.first.starts_with("SIP/"))
+            .then(|| m.first.split(' ').next().unwrap_or("").to_owned());
+        let call_id = m.get("Call-ID").unwrap_or_default().to_owned();
+        let known = self
+            .sbc
+            .lock()
+            .expect("sbc")
+            .by_call_id
+            .get(&call_id)
+            .copied();
+        match method.as_deref() {
+            Some("OPTIONS") => {
+                let _ = tx.send(self.response(&m, 200, "OK", "", None));
+            }
+            Some("INVITE") if known.is_some() => {
+                // A re-INVITE (hold, refresh): the same description back.
+                let id = known.expect("checked");
+                let (tag, sdp) = {
+                    let s = self.sbc.lock().expect("sbc");
+                    let c = &s.calls[&id];
+                    (c.local_tag.clone(), c.sdp.clone())
+                };
+                let _ = tx.send(self.response(&m, 200, "OK", &tag, Some(&sdp)));
+            }
+            Some("INVITE") => {
+                let _ = tx.send(self.response(&m, 100, "Trying", "", None));
+                let Some((remote, tag, their_key)) = offer_of(&m.body) else {
+                    let _ = tx.send(self.response(&m, 488, "Not Acceptable Here", &token(), None));
+                    return;
+                };
+                let port = self.port();
+                let our_key =
+                    MasterKey::from_bytes(SUITE, &random_bytes::<30>()).expect("30 bytes");
+                let sdp = self.sdp(port, tag, &our_key);
+                let local_tag = token();
+                let media = Arc::new(Media::default());
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let to = user_of(m.first.split(' ').nth(1).unwrap_or_default());
+                let from = user_of(m.get("From").unwrap_or_default());
+                {
+                    let mut s = self.sbc.lock().expect("sbc");
+                    let id = s.next;
+                    s.next += 1;
+                    s.by_call_id.insert(call_id.clone(), id);
+                    s.calls.insert(
+                        id,
+                        Call {
+                            direction: "from gateway",
+                            from: from.clone(),
+                            to: to.clone(),
+                            state: "connected".into(),
+                            media: media.clone(),
+                            stop: Some(stop_tx),
+                            call_id: call_id.clone(),
+                            local_tag: local_tag.clone(),
+                            remote_tag: tag_of(m.get("From").unwrap_or_default()),
+                            remote_target: uri_in(m.get("Contact").unwrap_or_default()),
+                            cseq: 0,
+                            offer: None,
+                            sdp: sdp.clone(),
+                            invite: String::new(),
+                        },
+                    );
+                    println!(
+                        "cloudsim: sip: call {id} from {from} to {to}: answered, echoing its media"
+                    );
+                }
+                match UdpSocket::bind(SocketAddr::new(self.media_ip, port)).await {
+                    Ok(socket) => {
+                        tokio::spawn(media_loop(
+                            socket, remote, their_key, our_key, media, stop_rx, false,
+                        ));
+                    }
+                    Err(e) => println!("cloudsim: sip: media port {port}: {e}"),
+                }
+                let _ = tx.send(self.response(&m, 180, "Ringing", &local_tag, None));
+                let _ = tx.send(self.response(&m, 200, "OK", &local_tag, Some(&sdp)));
+            }
+            Some("ACK") => {}
+            Some("BYE") | Some("CANCEL") => {
+                let _ = tx.send(self.response(&m, 200, "OK", "", None));
+                if let Some(id) = known {
+                    let mut s = self.sbc.lock().expect("sbc");
+                    if let Some(c) = s.calls.get_mut(&id) {
+                        c.state = "ended by the gateway".into();
+                        c.stop = None;
+                    }
+                }
+            }
+            Some(_) => {
+                let _ = tx.send(self.response(&m, 200, "OK", "", None));
+            }
+            None => self.on_response(m, known, tx).await,
+        }
+    }
+
+    async fn on_response(&self, m: Msg, id: Option<u64>, tx: &mpsc::UnboundedSender<Vec<u8>>) {
+        let Some(id) = id else { return };
+        let code: u16 = m
+            .first
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let is_invite = m.get("CSeq").is_some_and(|c| c.ends_with("INVITE"));
+        if !is_invite || code < 200 {
+            return;
+        }
+        let start = {
+            let mut s = self.sbc.lock().expect("sbc");
+            let listen = self.listen;
+            let Some(c) = s.calls.get_mut(&id) else {
+                return;
+            };
+            if c.state != "calling" {
+                // A retransmitted 2xx: ACK it again.
+                if code < 300 {
+                    let ack = format!(
+                        "ACK {} SIP/2.0\r\nVia: SIP/2.0/TLS {listen};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\nFrom: <sip:{}@cloud.test>;tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                        c.remote_target,
+                        token(),
+                        c.from,
+                        c.local_tag,
+                        m.get("To").unwrap_or_default(),
+                        c.call_id
+                    );
+                    let _ = tx.send(ack.into_bytes());
+                }
+                return;
+            }
+            c.remote_tag = tag_of(m.get("To").unwrap_or_default());
+            if let Some(contact) = m.get("Contact") {
+                c.remote_target = uri_in(contact);
+            }
+            let ack = if code < 300 {
+                format!(
+                    "ACK {} SIP/2.0\r\nVia: SIP/2.0/TLS {listen};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\nFrom: <sip:{}@cloud.test>;tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    c.remote_target,
+                    token(),
+                    c.from,
+                    c.local_tag,
+                    m.get("To").unwrap_or_default(),
+                    c.call_id
+                )
+            } else {
+                // A non-2xx is acknowledged in the INVITE's transaction.
+                let via = m.get("Via").unwrap_or_default();
+                format!(
+                    "ACK {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:{}@cloud.test>;tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    c.invite,
+                    c.from,
+                    c.local_tag,
+                    m.get("To").unwrap_or_default(),
+                    c.call_id
+                )
+            };
+            let _ = tx.send(ack.into_bytes());
+            if code >= 300 {
+                c.state = format!("refused: {code}");
+                None
+            } else {
+                c.state = "connected".into();
+                Some((c.offer.clone(), c.media.clone()))
+            }
+        };
+        let Some((Some((our_key, port)), media)) = start else {
+            return;
+        };
+        let Some((remote, _, their_key)) = offer_of(&m.body) else {
+            println!("cloudsim: sip: call {id}: the answer has no usable SRTP key");
+            return;
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(c) = self.sbc.lock().expect("sbc").calls.get_mut(&id) {
+            c.stop = Some(stop_tx);
+        }
+        match UdpSocket::bind(SocketAddr::new(self.media_ip, port)).await {
+            Ok(socket) => {
+                tokio::spawn(media_loop(
+                    socket, remote, their_key, our_key, media, stop_rx, true,
+                ));
+            }
+            Err(e) => println!("cloudsim: sip: media port {port}: {e}"),
+        }
+    }
+
+    /// Calls `to` (through the gateway, toward the PBX) as `from`, hung up
+    /// after `seconds`.
+    pub fn place(&self, from: &str, to: &str, seconds: u64) -> Result<u64, String> {
+        let (link, peer) = {
+            let s = self.sbc.lock().expect("sbc");
+            (s.link.clone(), s.link_peer)
+        };
+        let (Some(link), Some(peer)) = (link, peer) else {
+            return Err("the gateway's trunk is not connected".into());
+        };
+        let port = self.port();
+        let key = MasterKey::from_bytes(SUITE, &random_bytes::<30>()).expect("30 bytes");
+        let sdp = self.sdp(port, 1, &key);
+        let (call_id, tag) = (format!("{}@cloudsim", token()), token());
+        let listen = self.listen;
+        let uri = format!("sip:{to}@{peer};transport=tls");
+        let invite = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/TLS {listen};branch=z9hG4bK{};alias\r\nMax-Forwards: 70\r\nFrom: <sip:{from}@cloud.test>;tag={tag}\r\nTo: <sip:{to}@{peer}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{from}@{listen};transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            token(),
+            sdp.len()
+        );
+        let id = {
+            let mut s = self.sbc.lock().expect("sbc");
+            let id = s.next;
+            s.next += 1;
+            s.by_call_id.insert(call_id.clone(), id);
+            s.calls.insert(
+                id,
+                Call {
+                    direction: "to gateway",
+                    from: from.into(),
+                    to: to.into(),
+                    state: "calling".into(),
+                    media: Arc::default(),
+                    stop: None,
+                    call_id,
+                    local_tag: tag,
+                    remote_tag: String::new(),
+                    remote_target: uri.clone(),
+                    cseq: 1,
+                    offer: Some((key, port)),
+                    sdp,
+                    invite: uri,
+                },
+            );
+            id
+        };
+        let _ = link.send(invite.into_bytes());
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            me.hang_up(id);
+        });
+        Ok(id)
+    }
+
+    fn hang_up(&self, id: u64) {
+        let mut s = self.sbc.lock().expect("sbc");
+        let link = s.link.clone();
+        let listen = self.listen;
+        let Some(c) = s.calls.get_mut(&id) else {
+            return;
+        };
+        if c.state != "connected" {
+            return;
+        }
+        c.cseq += 1;
+        let bye = format!(
+            "BYE {} SIP/2.0\r\nVia: SIP/2.0/TLS {listen};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\nFrom: <sip:{}@cloud.test>;tag={}\r\nTo: <sip:{}@gateway>;tag={}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
+            c.remote_target,
+            token(),
+            c.from,
+            c.local_tag,
+            c.to,
+            c.remote_tag,
+            c.call_id,
+            c.cseq
+        );
+        c.state = "ended by cloudsim".into();
+        c.stop = None;
+        if let Some(link) = link {
+            let _ = link.send(bye.into_bytes());
+        }
+    }
+}
+
+/// One call's media: what arrives is decrypted (counted) and, when
+/// answering, echoed back re-encrypted; when calling, a tone is sent.
+async fn media_loop(
+    socket: UdpSocket,
+    remote: SocketAddr,
+    their_key: MasterKey,
+    our_key: MasterKey,
+    media: Arc<Media>,
+    mut stop: watch::Receiver<bool>,
+    send_tone: bool,
+) {
+    let (Ok(mut rx), Ok(mut tx)) = (
+        LibsrtpContext::new(SUITE, &their_key, Role::Unprotect),
+        LibsrtpContext::new(SUITE, &our_key, Role::Protect),
+    ) else {
+        println!("cloudsim: libsrtp2 refused the keys");
+        return;
+    };
+    let tone = tone();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let (mut seq, mut ts, ssrc) = (1u16, 0u32, u32::from_be_bytes(random_bytes::<4>()));
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if send_tone => {
+                let mut p = vec![0u8; 2048];
+                p[0] = 0x80;
+                p[1] = 8;
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                p[4..8].copy_from_slice(&ts.to_be_bytes());
+                p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                p[12..172].copy_from_slice(&tone);
+                if let Ok(n) = tx.protect_rtp(&mut p, 172)
+                    && socket.send_to(&p[..n], remote).await.is_ok()
+                {
+                    media.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(160);
+            }
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, _)) = r else { continue };
+                // RTCP (SRTCP) has payload types 200–204: counted as media
+                // only when it decrypts as such; here only RTP is echoed.
+                if n < 12 || (200..=204).contains(&buf[1]) {
+                    continue;
+                }
+                match rx.unprotect_rtp(&mut buf, n) {
+                    Ok(len) => {
+                        media.decrypted.fetch_add(1, Ordering::Relaxed);
+                        if !send_tone {
+                            let mut out = buf[..len].to_vec();
+                            out.resize(2048, 0);
+                            if let Ok(m) = tx.protect_rtp(&mut out, len)
+                                && socket.send_to(&out[..m], remote).await.is_ok()
+                            {
+                                media.sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        media.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_law_is_g711s() {
+        assert_eq!((alaw(0), alaw(-1)), (0xd5, 0x55));
+        assert_eq!((alaw(i16::MAX), alaw(i16::MIN)), (0xaa, 0x2a));
+        assert_eq!(alaw(8192), 0xb5);
+    }
+
+    #[test]
+    fn an_offer_gives_its_address_and_key() {
+        let key = MasterKey::from_bytes(SUITE, &[7; 30]).unwrap();
+        let sdp = format!(
+            "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 30000 RTP/SAVP 8\r\na=crypto:1 AEAD_AES_128_GCM inline:x\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+            key.to_sdes_inline()
+        );
+        let (addr, tag, k) = offer_of(&sdp).unwrap();
+        assert_eq!((addr, tag), ("127.0.0.1:30000".parse().unwrap(), 2));
+        assert_eq!(k.as_bytes(), key.as_bytes());
+    }
+}
