@@ -1,15 +1,17 @@
 //! cloudsim's control API (HTTP, JSON), for tests and the demo:
 //!
 //! - `GET /status`: each gateway (connected, sessions, events stored by
-//!   kind, duplicates dropped, gaps, users, sync errors) and the SIP calls.
+//!   kind, duplicates dropped, gaps, users, sync errors) and the SIP
+//!   totals.
 //! - `GET /gateways/{id}/events?kind=K&after=N`: the events stored.
 //! - `GET /gateways/{id}/users`: the users its syncs carried, and its
 //!   sync errors.
 //! - `POST /commands` `{"gateway"?, "name", "args"}`: a command through
 //!   the tunnel (`cti`, `sync_now`, `status`, …); its result.
 //! - `POST /sip/calls` `{"from", "to", "seconds"}`: a call toward the PBX
-//!   through the gateway; `GET /sip/calls`: every call with its SRTP
-//!   counts.
+//!   through the gateway; `GET /sip/calls`: every call kept with its SRTP
+//!   counts; `GET /sip/calls/{id}`: one; `GET /sip/stats`: totals over
+//!   every call and the calls by state.
 
 use crate::sip::SipEndpoint;
 use crate::tunnel::{Shared, command};
@@ -33,7 +35,7 @@ fn error(status: StatusCode, m: impl Into<String>) -> Response {
 
 async fn status(State(c): State<Ctl>) -> Json<Value> {
     let gateways = c.platform.lock().expect("platform").store.summary();
-    Json(json!({ "gateways": gateways, "sip_linked": c.sip.linked(), "calls": c.sip.calls() }))
+    Json(json!({ "gateways": gateways, "sip_linked": c.sip.linked(), "sip": c.sip.stats() }))
 }
 
 #[derive(Deserialize)]
@@ -108,6 +110,20 @@ async fn calls(State(c): State<Ctl>) -> Json<Value> {
     Json(c.sip.calls())
 }
 
+async fn call(State(c): State<Ctl>, Path(id): Path<u64>) -> Response {
+    match c.sip.call(id) {
+        Some(call) => Json(call).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no SIP call {id} (kept: the last 1,000 ended)"),
+        ),
+    }
+}
+
+async fn stats(State(c): State<Ctl>) -> Json<Value> {
+    Json(c.sip.stats())
+}
+
 /// The routes.
 pub fn router(platform: Shared, sip: SipEndpoint) -> Router {
     Router::new()
@@ -116,5 +132,7 @@ pub fn router(platform: Shared, sip: SipEndpoint) -> Router {
         .route("/gateways/{id}/users", get(users))
         .route("/commands", post(send_command))
         .route("/sip/calls", get(calls).post(place))
+        .route("/sip/calls/{id}", get(call))
+        .route("/sip/stats", get(stats))
         .with_state(Ctl { platform, sip })
 }

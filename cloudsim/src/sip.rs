@@ -5,11 +5,13 @@
 //! decrypts, re-encrypted with its own key), and places calls toward the
 //! PBX over the same connection (an RTP/SAVP offer, then a 1 kHz tone).
 //! Every SRTP packet is checked with libsrtp2 and counted: decrypted, or
-//! refused.
+//! refused; sequence gaps in what decrypts are counted as lost. The last
+//! 1,000 ended calls are kept for the control API; outcomes and media
+//! totals count every call.
 
 use pbxlink_dataplane::srtp::{LibsrtpContext, MasterKey, Role, Suite};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,11 +24,26 @@ use tokio_rustls::TlsAcceptor;
 /// The SDES suite cloudsim speaks.
 const SUITE: Suite = Suite::AesCm128HmacSha1_80;
 
+/// Ended calls kept for the control API.
+const ENDED_KEPT: usize = 1000;
+
 #[derive(Debug, Default)]
 struct Media {
     decrypted: AtomicU64,
     refused: AtomicU64,
     sent: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl Media {
+    fn counts(&self) -> [u64; 4] {
+        [
+            self.decrypted.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+            self.sent.load(Ordering::Relaxed),
+            self.lost.load(Ordering::Relaxed),
+        ]
+    }
 }
 
 #[derive(Debug)]
@@ -47,6 +64,8 @@ struct Call {
     /// The last description cloudsim sent (answers re-INVITEs).
     sdp: String,
     invite: String,
+    /// Ended (its outcome counted).
+    over: bool,
 }
 
 #[derive(Default)]
@@ -57,6 +76,58 @@ struct Sbc {
     link: Option<mpsc::UnboundedSender<Vec<u8>>>,
     link_peer: Option<SocketAddr>,
     next_rtp: u16,
+    /// Every ended call by how it ended.
+    outcomes: BTreeMap<String, u64>,
+    /// Ended calls, oldest first (pruned beyond ENDED_KEPT).
+    ended: VecDeque<u64>,
+    /// Media counts of the calls pruned.
+    pruned: [u64; 4],
+}
+
+impl Call {
+    fn json(&self, id: u64) -> Value {
+        json!({
+            "id": id,
+            "direction": self.direction,
+            "from": self.from,
+            "to": self.to,
+            "state": self.state,
+            "over": self.over,
+            "srtp_decrypted": self.media.decrypted.load(Ordering::Relaxed),
+            "srtp_refused": self.media.refused.load(Ordering::Relaxed),
+            "srtp_sent": self.media.sent.load(Ordering::Relaxed),
+            "rtp_lost": self.media.lost.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Sbc {
+    /// Call `id` is over (`how`): its media stops, its outcome is
+    /// counted once, and the oldest ended calls beyond the kept number go.
+    fn finish(&mut self, id: u64, how: String) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.stop = None;
+        if c.over {
+            return;
+        }
+        c.over = true;
+        *self.outcomes.entry(how.clone()).or_default() += 1;
+        c.state = how;
+        self.ended.push_back(id);
+        while self.ended.len() > ENDED_KEPT {
+            let Some(old) = self.ended.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.calls.remove(&old) {
+                self.by_call_id.remove(&c.call_id);
+                for (sum, n) in self.pruned.iter_mut().zip(c.media.counts()) {
+                    *sum += n;
+                }
+            }
+        }
+    }
 }
 
 /// The endpoint, shared by its tasks and the control API.
@@ -223,24 +294,47 @@ impl SipEndpoint {
         }
     }
 
-    /// Every call with its media counts.
+    /// Every call kept with its media counts.
     pub fn calls(&self) -> Value {
         let s = self.sbc.lock().expect("sbc");
         json!(
             s.calls
                 .iter()
-                .map(|(id, c)| json!({
-                    "id": id,
-                    "direction": c.direction,
-                    "from": c.from,
-                    "to": c.to,
-                    "state": c.state,
-                    "srtp_decrypted": c.media.decrypted.load(Ordering::Relaxed),
-                    "srtp_refused": c.media.refused.load(Ordering::Relaxed),
-                    "srtp_sent": c.media.sent.load(Ordering::Relaxed),
-                }))
+                .map(|(id, c)| c.json(*id))
                 .collect::<Vec<_>>()
         )
+    }
+
+    /// Call `id` with its media counts (none: never placed, or pruned).
+    pub fn call(&self, id: u64) -> Option<Value> {
+        self.sbc
+            .lock()
+            .expect("sbc")
+            .calls
+            .get(&id)
+            .map(|c| c.json(id))
+    }
+
+    /// Media over every call and the calls by state (ended ones by how).
+    pub fn stats(&self) -> Value {
+        let s = self.sbc.lock().expect("sbc");
+        let mut media = s.pruned;
+        let mut calls: BTreeMap<String, u64> = s.outcomes.clone();
+        for c in s.calls.values() {
+            for (sum, n) in media.iter_mut().zip(c.media.counts()) {
+                *sum += n;
+            }
+            if !c.over {
+                *calls.entry(c.state.clone()).or_default() += 1;
+            }
+        }
+        json!({
+            "srtp_decrypted": media[0],
+            "srtp_refused": media[1],
+            "srtp_sent": media[2],
+            "rtp_lost": media[3],
+            "calls": calls,
+        })
     }
 
     /// Whether the gateway's trunk is connected.
@@ -459,6 +553,7 @@ impl SipEndpoint {
                             offer: None,
                             sdp: sdp.clone(),
                             invite: String::new(),
+                            over: false,
                         },
                     );
                     println!(
@@ -480,11 +575,10 @@ impl SipEndpoint {
             Some("BYE") | Some("CANCEL") => {
                 let _ = tx.send(self.response(&m, 200, "OK", "", None));
                 if let Some(id) = known {
-                    let mut s = self.sbc.lock().expect("sbc");
-                    if let Some(c) = s.calls.get_mut(&id) {
-                        c.state = "ended by the gateway".into();
-                        c.stop = None;
-                    }
+                    self.sbc
+                        .lock()
+                        .expect("sbc")
+                        .finish(id, "ended by the gateway".into());
                 }
             }
             Some(_) => {
@@ -556,7 +650,7 @@ impl SipEndpoint {
             };
             let _ = tx.send(ack.into_bytes());
             if code >= 300 {
-                c.state = format!("refused: {code}");
+                s.finish(id, format!("refused: {code}"));
                 None
             } else {
                 c.state = "connected".into();
@@ -627,6 +721,7 @@ impl SipEndpoint {
                     offer: Some((key, port)),
                     sdp,
                     invite: uri,
+                    over: false,
                 },
             );
             id
@@ -662,8 +757,7 @@ impl SipEndpoint {
             c.call_id,
             c.cseq
         );
-        c.state = "ended by cloudsim".into();
-        c.stop = None;
+        s.finish(id, "ended by cloudsim".into());
         if let Some(link) = link {
             let _ = link.send(bye.into_bytes());
         }
@@ -692,6 +786,7 @@ async fn media_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let (mut seq, mut ts, ssrc) = (1u16, 0u32, u32::from_be_bytes(random_bytes::<4>()));
     let mut buf = vec![0u8; 2048];
+    let mut last_seq: Option<u16> = None;
     loop {
         tokio::select! {
             _ = tick.tick(), if send_tone => {
@@ -720,6 +815,16 @@ async fn media_loop(
                 match rx.unprotect_rtp(&mut buf, n) {
                     Ok(len) => {
                         media.decrypted.fetch_add(1, Ordering::Relaxed);
+                        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                        if let Some(l) = last_seq {
+                            let gap = seq.wrapping_sub(l);
+                            if (2..1000).contains(&gap) {
+                                media.lost.fetch_add(u64::from(gap - 1), Ordering::Relaxed);
+                            }
+                        }
+                        if last_seq.is_none_or(|l| seq.wrapping_sub(l) < 1000) {
+                            last_seq = Some(seq);
+                        }
                         if !send_tone {
                             let mut out = buf[..len].to_vec();
                             out.resize(2048, 0);

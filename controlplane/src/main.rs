@@ -1,6 +1,6 @@
-//! `pbxlink`: the gateway binary. Today it carries the media core's demo;
-//! the relay, SIP B2BUA and CSTA client arrive as their issues land (see
-//! ARCHITECTURE.md).
+//! `pbxlink`: the gateway binary: `run` (the gateway from a configuration
+//! file), `demo` (the whole product on loopback with pbxsim and cloudsim),
+//! and the tools around them (see ARCHITECTURE.md).
 
 mod admin;
 mod cdr;
@@ -9,6 +9,7 @@ mod cti;
 mod demo;
 mod http_error;
 mod https;
+mod media_demo;
 mod outbox;
 mod relay_cmd;
 mod run_cmd;
@@ -28,10 +29,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run generated calls through the media core on an embedded default:
-    /// a simulated PBX and cloud exchanging G.711 and DTMF both ways, every
-    /// packet verified, with a transfer mid-call.
+    /// Run the whole product on loopback from an embedded default: the
+    /// gateway between pbxsim (the PBX) and cloudsim (the cloud platform);
+    /// users pushed and synced, CTI from the cloud, calls both ways with a
+    /// line of stats a second, until Ctrl-C or --seconds.
     Demo(demo::DemoArgs),
+    /// Run generated calls through the media core alone: a simulated PBX
+    /// and cloud exchanging G.711 and DTMF both ways through relays (no
+    /// SIP), every packet verified, with a transfer mid-call.
+    MediaDemo(media_demo::MediaDemoArgs),
     /// Run static relays (no SIP): plain RTP on LAN ports, SRTP on cloud ports.
     Relay(relay_cmd::RelayArgs),
     /// Run the gateway from a configuration file: the PBX trunk, the cloud
@@ -48,6 +54,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(&args),
+        Command::MediaDemo(args) => media_demo::run(&args),
         Command::Relay(args) => relay_cmd::run(&args),
         Command::SipListen(args) => signalling::run(&args),
         Command::CheckConfig(args) => config::check(&args),

@@ -102,6 +102,7 @@ struct View {
     dropped: u64,
     write_failures: u64,
     events_sent: u64,
+    acks_beyond_sent: u64,
     commands: u64,
     syncs: u64,
     connects: u64,
@@ -142,6 +143,7 @@ impl Tunnel {
             "outbox_dropped": v.dropped,
             "outbox_write_failures": v.write_failures,
             "events_sent": v.events_sent,
+            "acks_beyond_sent": v.acks_beyond_sent,
             "commands": v.commands,
             "syncs": v.syncs,
             "connects": v.connects,
@@ -313,6 +315,7 @@ async fn drive(
             v.dropped = outbox.counters().dropped;
             v.write_failures = outbox.counters().write_failures;
             v.events_sent = client.counters().events_sent;
+            v.acks_beyond_sent = client.counters().acks_beyond_sent;
         }
         let timer = [client.poll_timeout(), reconnect_at, next_sync]
             .into_iter()

@@ -14,7 +14,10 @@
 //! - `POST /calls/{call}/answer` | `/clear` `{"device": "1000"}`: a user
 //!   picks up or hangs up at the phone (no CSTA involved).
 //! - `POST /sip/calls` `{"from", "to", "seconds"}`: the SIP agent places a
-//!   call to the gateway (when it runs); `GET /sip/calls`: its calls.
+//!   call to the gateway (when it runs); `GET /sip/calls`: its calls (the
+//!   last 1,000 ended kept); `GET /sip/calls/{id}`: one; `GET /sip/stats`:
+//!   RTP over every call, round trips of echoed packets (last second,
+//!   whole run), calls by state.
 
 use crate::csta::{self, Shared};
 use crate::sip::SipAgent;
@@ -162,6 +165,30 @@ async fn sip_calls(State(c): State<Ctl>) -> Response {
     }
 }
 
+async fn sip_call_one(State(c): State<Ctl>, Path(id): Path<u64>) -> Response {
+    match c.sip.as_ref().map(|sip| sip.call(id)) {
+        Some(Some(call)) => Json(call).into_response(),
+        Some(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no SIP call {id} (kept: the last 1,000 ended)"),
+        ),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "the SIP agent is off (start pbxsim with --sip)",
+        ),
+    }
+}
+
+async fn sip_stats(State(c): State<Ctl>) -> Response {
+    match &c.sip {
+        Some(sip) => Json(sip.stats()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "the SIP agent is off (start pbxsim with --sip)",
+        ),
+    }
+}
+
 /// The control API's routes.
 pub fn router(sim: Shared, sip: Option<SipAgent>) -> Router {
     Router::new()
@@ -170,5 +197,7 @@ pub fn router(sim: Shared, sip: Option<SipAgent>) -> Router {
         .route("/calls/{call}/{what}", post(at_phone))
         .route("/servers/{port}/{what}", post(server))
         .route("/sip/calls", get(sip_calls).post(sip_call))
+        .route("/sip/calls/{id}", get(sip_call_one))
+        .route("/sip/stats", get(sip_stats))
         .with_state(Ctl { sim, sip })
 }

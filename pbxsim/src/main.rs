@@ -11,6 +11,7 @@
 
 mod control;
 mod csta;
+mod media_stats;
 mod pbx;
 mod push;
 mod sip;

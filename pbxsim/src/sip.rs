@@ -6,15 +6,17 @@
 //! clears it.
 //!
 //! Per call it counts RTP sent, received and lost (sequence gaps), so a
-//! test or the demo can see media crossed the gateway both ways.
+//! test or the demo can see media crossed the gateway both ways; the last
+//! 1,000 ended calls are kept, outcomes and media totals count them all.
 
 use crate::csta::Shared;
+use crate::media_stats::{MediaTotals, SentTimes};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -59,6 +61,28 @@ struct SipCall {
     invite_head: String,
     rtp_port: u16,
     acked: bool,
+    /// Ended (its outcome counted).
+    over: bool,
+}
+
+/// Ended calls kept for the control API.
+const ENDED_KEPT: usize = 1000;
+
+impl SipCall {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "direction": self.direction,
+            "from": self.from,
+            "to": self.to,
+            "state": self.state,
+            "over": self.over,
+            "pbx_call": self.pbx_call,
+            "rtp_sent": self.media.sent.load(Ordering::Relaxed),
+            "rtp_received": self.media.received.load(Ordering::Relaxed),
+            "rtp_lost": self.media.lost.load(Ordering::Relaxed),
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +91,10 @@ struct Agent {
     by_call_id: HashMap<String, u64>,
     next: u64,
     next_rtp: u16,
+    /// Every ended call by how it ended.
+    outcomes: BTreeMap<String, u64>,
+    /// Ended calls, oldest first (pruned beyond ENDED_KEPT).
+    ended: VecDeque<u64>,
 }
 
 /// The running agent.
@@ -76,6 +104,7 @@ pub struct SipAgent {
     socket: Arc<UdpSocket>,
     options: SipOptions,
     sim: Shared,
+    totals: Arc<MediaTotals>,
 }
 
 /// A SIP message as read: first line, headers in order, body.
@@ -216,6 +245,7 @@ impl SipAgent {
             socket,
             options,
             sim,
+            totals: Arc::default(),
         };
         let a = agent.clone();
         tokio::spawn(async move { a.receive().await });
@@ -228,26 +258,35 @@ impl SipAgent {
         json!({ "calls": a.calls.len() })
     }
 
-    /// Every call with its media counts.
+    /// Media over every call (with round trips of echoed packets) and
+    /// the calls in each state.
+    pub fn stats(&self) -> Value {
+        let mut v = self.totals.json();
+        let a = self.inner.lock().expect("sip");
+        let mut states = a.outcomes.clone();
+        for c in a.calls.values().filter(|c| !c.over) {
+            *states.entry(c.state.clone()).or_default() += 1;
+        }
+        v["calls"] = json!(states);
+        v
+    }
+
+    /// Every call kept with its media counts.
     pub fn calls(&self) -> Value {
         let a = self.inner.lock().expect("sip");
         let mut list: Vec<&SipCall> = a.calls.values().collect();
         list.sort_by_key(|c| c.id);
-        json!(
-            list.iter()
-                .map(|c| json!({
-                    "id": c.id,
-                    "direction": c.direction,
-                    "from": c.from,
-                    "to": c.to,
-                    "state": c.state,
-                    "pbx_call": c.pbx_call,
-                    "rtp_sent": c.media.sent.load(Ordering::Relaxed),
-                    "rtp_received": c.media.received.load(Ordering::Relaxed),
-                    "rtp_lost": c.media.lost.load(Ordering::Relaxed),
-                }))
-                .collect::<Vec<_>>()
-        )
+        json!(list.into_iter().map(SipCall::json).collect::<Vec<_>>())
+    }
+
+    /// Call `id` with its media counts (none: never placed, or pruned).
+    pub fn call(&self, id: u64) -> Option<Value> {
+        self.inner
+            .lock()
+            .expect("sip")
+            .calls
+            .get(&id)
+            .map(SipCall::json)
     }
 
     fn local(&self) -> SocketAddr {
@@ -330,6 +369,7 @@ impl SipAgent {
             invite_head: head,
             rtp_port,
             acked: false,
+            over: false,
         });
         let me = self.clone();
         tokio::spawn(async move {
@@ -408,7 +448,22 @@ impl SipAgent {
             } else {
                 c.to.clone()
             };
-            (c.pbx_call.take(), device)
+            let first = !c.over;
+            c.over = true;
+            let out = (c.pbx_call.take(), device);
+            if first {
+                *a.outcomes.entry(how.to_owned()).or_default() += 1;
+                a.ended.push_back(id);
+                while a.ended.len() > ENDED_KEPT {
+                    let Some(old) = a.ended.pop_front() else {
+                        break;
+                    };
+                    if let Some(c) = a.calls.remove(&old) {
+                        a.by_call_id.remove(&c.call_id);
+                    }
+                }
+            }
+            out
         };
         if let Some(call) = pbx_call {
             let mut s = self.sim.lock().expect("sim");
@@ -570,6 +625,7 @@ impl SipAgent {
             invite_head: String::new(),
             rtp_port,
             acked: false,
+            over: false,
         });
         self.respond(&msg, from, 100, "Trying", "", None).await;
         self.respond(&msg, from, 180, "Ringing", &tag, None).await;
@@ -712,10 +768,13 @@ impl SipAgent {
         }
         let (tx_sock, rx_sock) = (socket.clone(), socket);
         let (tx_media, rx_media) = (media.clone(), media);
+        let (tx_totals, rx_totals) = (self.totals.clone(), self.totals.clone());
+        let ssrc: u32 = 0x5bc5_0000 | (id as u32 & 0xffff);
+        let times = Arc::new(SentTimes::new(ssrc));
+        let tx_times = times.clone();
         let mut stop_tx_side = stop_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
-            let ssrc: u32 = 0x5bc5_0000 | (id as u32 & 0xffff);
             let mut seq: u16 = 1;
             let mut ts: u32 = 0;
             loop {
@@ -729,8 +788,10 @@ impl SipAgent {
                 p.extend_from_slice(&ts.to_be_bytes());
                 p.extend_from_slice(&ssrc.to_be_bytes());
                 p.extend_from_slice(&TONE);
+                tx_times.sent(&tx_totals, seq, Instant::now());
                 if tx_sock.send_to(&p, remote).await.is_ok() {
                     tx_media.sent.fetch_add(1, Ordering::Relaxed);
+                    tx_totals.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 seq = seq.wrapping_add(1);
                 ts = ts.wrapping_add(160);
@@ -747,12 +808,16 @@ impl SipAgent {
                             continue;
                         }
                         let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+                        times.arrived(&rx_totals, ssrc, seq, Instant::now());
                         rx_media.received.fetch_add(1, Ordering::Relaxed);
+                        rx_totals.received.fetch_add(1, Ordering::Relaxed);
                         match last {
                             Some(l) => {
                                 let gap = seq.wrapping_sub(l);
                                 if (2..1000).contains(&gap) {
                                     rx_media.lost.fetch_add(u64::from(gap - 1), Ordering::Relaxed);
+                                    rx_totals.lost.fetch_add(u64::from(gap - 1), Ordering::Relaxed);
                                 }
                                 if gap < 1000 {
                                     last = Some(seq);

@@ -102,6 +102,10 @@ pub struct ClientCounters {
     pub refused_messages: u64,
     /// Errors the platform sent.
     pub peer_errors: u64,
+    /// Acks for ids never sent on the connection (taken only up to the
+    /// highest sent: a confused platform cannot make the outbox forget
+    /// events it never received).
+    pub acks_beyond_sent: u64,
 }
 
 /// The gateway's tunnel session.
@@ -113,6 +117,8 @@ pub struct TunnelClient {
     queue: VecDeque<OutEvent>,
     in_flight: VecDeque<u64>,
     acked: u64,
+    /// The highest event id sent on this connection (or acknowledged).
+    highest_sent: u64,
     last_rx: Instant,
     last_tx: Instant,
     start: Instant,
@@ -132,6 +138,7 @@ impl TunnelClient {
             queue: VecDeque::new(),
             in_flight: VecDeque::new(),
             acked,
+            highest_sent: acked,
             last_rx: now,
             last_tx: now,
             start: now,
@@ -190,6 +197,7 @@ impl TunnelClient {
         self.decoder = Decoder::new();
         self.queue.clear();
         self.in_flight.clear();
+        self.highest_sent = self.acked;
         // Commands in progress keep their place: their results are sent
         // when they come, or again if the platform asks again.
     }
@@ -327,6 +335,10 @@ impl TunnelClient {
                 )));
             }
             (Message::Ack { upto }, State::Up { .. }) => {
+                if upto > self.highest_sent {
+                    self.counters.acks_beyond_sent += 1;
+                }
+                let upto = upto.min(self.highest_sent);
                 while self.in_flight.front().is_some_and(|&id| id <= upto) {
                     self.in_flight.pop_front();
                 }
@@ -391,6 +403,7 @@ impl TunnelClient {
             }
             self.counters.events_sent += 1;
             self.in_flight.push_back(e.id);
+            self.highest_sent = self.highest_sent.max(e.id);
             self.send(
                 now,
                 &Message::Event {
@@ -553,6 +566,23 @@ mod tests {
             .map(|m| m["id"].as_u64().unwrap())
             .collect();
         assert_eq!(ids, [7, 8], "7 was never acknowledged: sent again");
+    }
+
+    #[test]
+    fn an_ack_beyond_what_was_sent_frees_only_what_was_sent() {
+        let t0 = Instant::now();
+        let mut c = welcomed(t0, 0, (1..=2).map(ev).collect());
+        heard(&mut c);
+        c.offer(t0, ev(3));
+        heard(&mut c);
+        // The window (2) holds 1 and 2; 3 waits. A platform acking 1,000
+        // must not make the outbox forget 3.
+        c.handle_input(t0, &say(json!({"v":1,"type":"ack","upto":1000})));
+        let (sent, other) = heard(&mut c);
+        assert_eq!(other, [ClientOutput::Acked(2)]);
+        assert_eq!(sent[0]["id"], 3, "3 is still delivered");
+        assert_eq!(c.acked(), 2);
+        assert_eq!(c.counters().acks_beyond_sent, 1);
     }
 
     #[test]

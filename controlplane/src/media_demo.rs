@@ -1,5 +1,5 @@
-//! `pbxlink demo`: the gateway's main job on an embedded default, until the
-//! simulated PBX and cloud of the SIP issues exist. The data plane starts as
+//! `pbxlink media-demo`: the media core alone on an embedded default (the
+//! whole product's demo is `pbxlink demo`). The data plane starts as
 //! in production (profile, pinned workers, io_uring where usable) with one
 //! relay per call on loopback; a simulated PBX sends G.711 and RFC 4733 DTMF
 //! as plain RTP to the LAN ports; a simulated cloud sends SRTP made by
@@ -28,9 +28,9 @@ const TELEPHONE_EVENT_PT: u8 = 101;
 const LAN_BASE: u16 = 28_000;
 const CLOUD_BASE: u16 = 30_000;
 
-/// Options of `pbxlink demo`.
+/// Options of `pbxlink media-demo`.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub struct MediaDemoArgs {
     /// Simultaneous calls (25 = the Small profile's limit).
     #[arg(long, default_value_t = 25)]
     calls: u16,
@@ -110,7 +110,7 @@ struct Outcome {
     drops: DropCounters,
 }
 
-fn run_suite(plane: &mut DataPlane, suite: Suite, args: &DemoArgs) -> anyhow::Result<Outcome> {
+fn run_suite(plane: &mut DataPlane, suite: Suite, args: &MediaDemoArgs) -> anyhow::Result<Outcome> {
     let pbx = Arc::new(Side {
         socket: UdpSocket::bind("127.0.0.1:0")?,
         verified: AtomicU64::new(0),
@@ -267,7 +267,7 @@ fn run_suite(plane: &mut DataPlane, suite: Suite, args: &DemoArgs) -> anyhow::Re
 }
 
 /// Runs the demo and prints what it saw.
-pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+pub fn run(args: &MediaDemoArgs) -> anyhow::Result<()> {
     ensure!(
         args.calls > 0 && args.seconds > 0,
         "--calls and --seconds must be at least 1"
