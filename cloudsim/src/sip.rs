@@ -11,6 +11,7 @@
 
 use pbxlink_dataplane::srtp::{LibsrtpContext, MasterKey, Role, Suite};
 use serde_json::{Value, json};
+use simsip::{Message, TONE, random_bytes, sdp_audio, tag_of, token, uri_in, user_of};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,6 +103,15 @@ impl Call {
 }
 
 impl Sbc {
+    /// Keeps `call`; its id.
+    fn add(&mut self, call: Call) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.by_call_id.insert(call.call_id.clone(), id);
+        self.calls.insert(id, call);
+        id
+    }
+
     /// Call `id` is over (`how`): its media stops, its outcome is
     /// counted once, and the oldest ended calls beyond the kept number go.
     fn finish(&mut self, id: u64, how: String) {
@@ -138,107 +148,9 @@ pub struct SipEndpoint {
     media_ip: IpAddr,
 }
 
-/// A SIP message: first line, headers, body.
-struct Msg {
-    first: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Msg {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| {
-                n.eq_ignore_ascii_case(name)
-                    || short(n).is_some_and(|s| s.eq_ignore_ascii_case(name))
-            })
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| {
-                n.eq_ignore_ascii_case(name)
-                    || short(n).is_some_and(|s| s.eq_ignore_ascii_case(name))
-            })
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-fn short(n: &str) -> Option<&'static str> {
-    Some(match n {
-        "v" => "Via",
-        "f" => "From",
-        "t" => "To",
-        "i" => "Call-ID",
-        "m" => "Contact",
-        "l" => "Content-Length",
-        _ => return None,
-    })
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read;
-    let mut b = [0u8; N];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    b
-}
-
-fn token() -> String {
-    random_bytes::<6>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn user_of(v: &str) -> String {
-    let after = v
-        .split_once("sips:")
-        .or_else(|| v.split_once("sip:"))
-        .map_or(v, |(_, r)| r);
-    after
-        .split(['@', ';', '>'])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn tag_of(v: &str) -> String {
-    v.split(';')
-        .find_map(|p| p.trim().strip_prefix("tag="))
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn uri_in(v: &str) -> String {
-    match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if a < b => v[a + 1..b].to_owned(),
-        _ => v.split(';').next().unwrap_or(v).trim().to_owned(),
-    }
-}
-
 /// The audio address and the AES-CM-80 key of an SDP body.
 fn offer_of(sdp: &str) -> Option<(SocketAddr, u32, MasterKey)> {
-    let ip: IpAddr = sdp
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("c=IN IP4 ")
-                .or_else(|| l.trim().strip_prefix("c=IN IP6 "))
-        })?
-        .trim()
-        .parse()
-        .ok()?;
-    let port: u16 = sdp
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("m=audio "))?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()?;
+    let audio = sdp_audio(sdp)?;
     let (tag, key) = sdp.lines().find_map(|l| {
         let c = l.trim().strip_prefix("a=crypto:")?;
         let mut f = c.split_whitespace();
@@ -247,37 +159,7 @@ fn offer_of(sdp: &str) -> Option<(SocketAddr, u32, MasterKey)> {
         let key = MasterKey::from_sdes(SUITE, f.next()?).ok()?;
         Some((tag, key))
     })?;
-    Some((SocketAddr::new(ip, port), tag, key))
-}
-
-/// 20 ms of a 1 kHz sine, G.711 A-law.
-fn tone() -> Vec<u8> {
-    (0..160)
-        .map(|i| {
-            let x = (2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / 8000.0).sin();
-            alaw((x * 8000.0) as i16)
-        })
-        .collect()
-}
-
-/// ITU-T G.711 A-law, by segment search.
-fn alaw(pcm: i16) -> u8 {
-    let (sign, mag) = if pcm >= 0 {
-        (0x80u8, i32::from(pcm) >> 3)
-    } else {
-        (0u8, (-i32::from(pcm) - 1) >> 3)
-    };
-    let seg = (0..8)
-        .find(|s| mag <= (0x1f << s) | ((1 << s) - 1))
-        .unwrap_or(8);
-    let code = if seg >= 8 {
-        0x7f
-    } else if seg < 2 {
-        ((seg as u8) << 4) | ((mag >> 1) & 0xf) as u8
-    } else {
-        ((seg as u8) << 4) | ((mag >> seg) & 0xf) as u8
-    };
-    (sign | code) ^ 0x55
+    Some((audio, tag, key))
 }
 
 impl SipEndpoint {
@@ -394,41 +276,11 @@ impl SipEndpoint {
                     buf.drain(..4);
                     let _ = tx.send(b"\r\n".to_vec());
                 }
-                while buf.starts_with(b"\r\n") && !buf.starts_with(b"\r\n\r\n") && buf.len() >= 2 {
-                    buf.drain(..2);
-                }
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                let Some((m, used)) = Message::from_stream(&buf) else {
                     break;
                 };
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (n, v) = l.split_once(':')?;
-                        (n.trim().eq_ignore_ascii_case("Content-Length") || n.trim() == "l")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0);
-                if buf.len() < end + 4 + len {
-                    break;
-                }
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
-                buf.drain(..end + 4 + len);
-                let mut lines = head.split("\r\n");
-                let first = lines.next().unwrap_or_default().to_owned();
-                let headers = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-                    .collect();
-                self.handle(
-                    Msg {
-                        first,
-                        headers,
-                        body,
-                    },
-                    &tx,
-                )
-                .await;
+                buf.drain(..used);
+                self.handle(m, &tx).await;
             }
         }
         writer.abort();
@@ -442,37 +294,14 @@ impl SipEndpoint {
 
     fn response(
         &self,
-        req: &Msg,
+        req: &Message,
         code: u16,
         reason: &str,
         tag: &str,
         body: Option<&str>,
     ) -> Vec<u8> {
-        let mut t = format!("SIP/2.0 {code} {reason}\r\n");
-        for v in req.all("Via") {
-            t.push_str(&format!("Via: {v}\r\n"));
-        }
-        let to = req.get("To").unwrap_or_default();
-        let to = if tag.is_empty() || to.contains("tag=") {
-            to.to_owned()
-        } else {
-            format!("{to};tag={tag}")
-        };
-        t.push_str(&format!(
-            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:cloud@{};transport=tls>\r\n",
-            req.get("From").unwrap_or_default(),
-            req.get("Call-ID").unwrap_or_default(),
-            req.get("CSeq").unwrap_or_default(),
-            self.listen
-        ));
-        match body {
-            Some(b) => t.push_str(&format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )),
-            None => t.push_str("Content-Length: 0\r\n\r\n"),
-        }
-        t.into_bytes()
+        let contact = format!("sip:cloud@{};transport=tls", self.listen);
+        simsip::response(req, code, reason, tag, Some(&contact), body).into_bytes()
     }
 
     fn sdp(&self, port: u16, tag: u32, key: &MasterKey) -> String {
@@ -491,7 +320,7 @@ impl SipEndpoint {
         p
     }
 
-    async fn handle(&self, m: Msg, tx: &mpsc::UnboundedSender<Vec<u8>>) {
+    async fn handle(&self, m: Message, tx: &mpsc::UnboundedSender<Vec<u8>>) {
         let method = (!m.first.starts_with("SIP/"))
             .then(|| m.first.split(' ').next().unwrap_or("").to_owned());
         let call_id = m.get("Call-ID").unwrap_or_default().to_owned();
@@ -532,30 +361,23 @@ impl SipEndpoint {
                 let to = user_of(m.first.split(' ').nth(1).unwrap_or_default());
                 let from = user_of(m.get("From").unwrap_or_default());
                 {
-                    let mut s = self.sbc.lock().expect("sbc");
-                    let id = s.next;
-                    s.next += 1;
-                    s.by_call_id.insert(call_id.clone(), id);
-                    s.calls.insert(
-                        id,
-                        Call {
-                            direction: "from gateway",
-                            from: from.clone(),
-                            to: to.clone(),
-                            state: "connected".into(),
-                            media: media.clone(),
-                            stop: Some(stop_tx),
-                            call_id: call_id.clone(),
-                            local_tag: local_tag.clone(),
-                            remote_tag: tag_of(m.get("From").unwrap_or_default()),
-                            remote_target: uri_in(m.get("Contact").unwrap_or_default()),
-                            cseq: 0,
-                            offer: None,
-                            sdp: sdp.clone(),
-                            invite: String::new(),
-                            over: false,
-                        },
-                    );
+                    let id = self.sbc.lock().expect("sbc").add(Call {
+                        direction: "from gateway",
+                        from: from.clone(),
+                        to: to.clone(),
+                        state: "connected".into(),
+                        media: media.clone(),
+                        stop: Some(stop_tx),
+                        call_id: call_id.clone(),
+                        local_tag: local_tag.clone(),
+                        remote_tag: tag_of(m.get("From").unwrap_or_default()),
+                        remote_target: uri_in(m.get("Contact").unwrap_or_default()),
+                        cseq: 0,
+                        offer: None,
+                        sdp: sdp.clone(),
+                        invite: String::new(),
+                        over: false,
+                    });
                     println!(
                         "cloudsim: sip: call {id} from {from} to {to}: answered, echoing its media"
                     );
@@ -588,7 +410,7 @@ impl SipEndpoint {
         }
     }
 
-    async fn on_response(&self, m: Msg, id: Option<u64>, tx: &mpsc::UnboundedSender<Vec<u8>>) {
+    async fn on_response(&self, m: Message, id: Option<u64>, tx: &mpsc::UnboundedSender<Vec<u8>>) {
         let Some(id) = id else { return };
         let code: u16 = m
             .first
@@ -699,33 +521,23 @@ impl SipEndpoint {
             token(),
             sdp.len()
         );
-        let id = {
-            let mut s = self.sbc.lock().expect("sbc");
-            let id = s.next;
-            s.next += 1;
-            s.by_call_id.insert(call_id.clone(), id);
-            s.calls.insert(
-                id,
-                Call {
-                    direction: "to gateway",
-                    from: from.into(),
-                    to: to.into(),
-                    state: "calling".into(),
-                    media: Arc::default(),
-                    stop: None,
-                    call_id,
-                    local_tag: tag,
-                    remote_tag: String::new(),
-                    remote_target: uri.clone(),
-                    cseq: 1,
-                    offer: Some((key, port)),
-                    sdp,
-                    invite: uri,
-                    over: false,
-                },
-            );
-            id
-        };
+        let id = self.sbc.lock().expect("sbc").add(Call {
+            direction: "to gateway",
+            from: from.into(),
+            to: to.into(),
+            state: "calling".into(),
+            media: Arc::default(),
+            stop: None,
+            call_id,
+            local_tag: tag,
+            remote_tag: String::new(),
+            remote_target: uri.clone(),
+            cseq: 1,
+            offer: Some((key, port)),
+            sdp,
+            invite: uri,
+            over: false,
+        });
         let _ = link.send(invite.into_bytes());
         let me = self.clone();
         tokio::spawn(async move {
@@ -782,7 +594,6 @@ async fn media_loop(
         println!("cloudsim: libsrtp2 refused the keys");
         return;
     };
-    let tone = tone();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let (mut seq, mut ts, ssrc) = (1u16, 0u32, u32::from_be_bytes(random_bytes::<4>()));
     let mut buf = vec![0u8; 2048];
@@ -796,7 +607,7 @@ async fn media_loop(
                 p[2..4].copy_from_slice(&seq.to_be_bytes());
                 p[4..8].copy_from_slice(&ts.to_be_bytes());
                 p[8..12].copy_from_slice(&ssrc.to_be_bytes());
-                p[12..172].copy_from_slice(&tone);
+                p[12..172].copy_from_slice(&TONE);
                 if let Ok(n) = tx.protect_rtp(&mut p, 172)
                     && socket.send_to(&p[..n], remote).await.is_ok()
                 {
@@ -848,13 +659,6 @@ async fn media_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_law_is_g711s() {
-        assert_eq!((alaw(0), alaw(-1)), (0xd5, 0x55));
-        assert_eq!((alaw(i16::MAX), alaw(i16::MIN)), (0xaa, 0x2a));
-        assert_eq!(alaw(8192), 0xb5);
-    }
 
     #[test]
     fn an_offer_gives_its_address_and_key() {

@@ -12,8 +12,9 @@
 use crate::csta::Shared;
 use crate::media_stats::{MediaTotals, SentTimes};
 use serde_json::{Value, json};
+use simsip::{Message, TONE, sdp_audio, tag_of, token, user_of};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,127 +106,6 @@ pub struct SipAgent {
     options: SipOptions,
     sim: Shared,
     totals: Arc<MediaTotals>,
-}
-
-/// A SIP message as read: first line, headers in order, body.
-#[derive(Debug)]
-struct Msg {
-    first: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Msg {
-    fn parse(bytes: &[u8]) -> Option<Msg> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let mut lines = head.split("\r\n");
-        let first = lines.next()?.to_owned();
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (full_name(n.trim()), v.trim().to_owned()))
-            .collect();
-        Some(Msg {
-            first,
-            headers,
-            body: body.to_owned(),
-        })
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn method(&self) -> Option<&str> {
-        (!self.first.starts_with("SIP/")).then(|| self.first.split(' ').next().unwrap_or(""))
-    }
-
-    fn status(&self) -> Option<u16> {
-        self.first
-            .strip_prefix("SIP/2.0 ")
-            .and_then(|r| r.get(..3))
-            .and_then(|c| c.parse().ok())
-    }
-}
-
-fn full_name(n: &str) -> String {
-    match n {
-        "v" => "Via",
-        "f" => "From",
-        "t" => "To",
-        "i" => "Call-ID",
-        "m" => "Contact",
-        "l" => "Content-Length",
-        "c" => "Content-Type",
-        other => other,
-    }
-    .to_owned()
-}
-
-/// The user part of a SIP URI in a header or request line.
-fn user_of(v: &str) -> String {
-    let after = v
-        .split_once("sip:")
-        .or_else(|| v.split_once("sips:"))
-        .or_else(|| v.split_once("tel:"))
-        .map_or(v, |(_, r)| r);
-    after
-        .split(['@', ';', '>'])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn tag_of(v: &str) -> String {
-    v.split(';')
-        .find_map(|p| p.trim().strip_prefix("tag="))
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The audio address in an SDP body.
-fn sdp_audio(body: &str) -> Option<SocketAddr> {
-    let ip: IpAddr = body
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("c=IN IP4 ")
-                .or_else(|| l.trim().strip_prefix("c=IN IP6 "))
-        })?
-        .trim()
-        .parse()
-        .ok()?;
-    let port: u16 = body
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("m=audio "))?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()?;
-    Some(SocketAddr::new(ip, port))
-}
-
-fn random_token() -> String {
-    let mut b = [0u8; 8];
-    let _ = getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// OS randomness without another crate: /dev/urandom.
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
 impl SipAgent {
@@ -338,9 +218,9 @@ impl SipAgent {
         let _ = events;
         let rtp_port = self.rtp_port();
         let (call_id, tag, branch) = (
-            format!("{}@pbxsim", random_token()),
-            random_token(),
-            format!("z9hG4bK{}", random_token()),
+            format!("{}@pbxsim", token()),
+            token(),
+            format!("z9hG4bK{}", token()),
         );
         let gw = self.options.gateway;
         let local = self.local();
@@ -423,7 +303,7 @@ impl SipAgent {
             format!(
                 "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: <{from_uri}>;tag={}\r\nTo: <{to_uri}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
                 c.remote_target,
-                random_token(),
+                token(),
                 c.local_tag,
                 c.remote_tag,
                 c.call_id,
@@ -479,7 +359,7 @@ impl SipAgent {
             let Ok((n, from)) = self.socket.recv_from(&mut buf).await else {
                 continue;
             };
-            let Some(msg) = Msg::parse(&buf[..n]) else {
+            let Some(msg) = Message::parse(&buf[..n]) else {
                 continue;
             };
             match msg.method() {
@@ -515,47 +395,25 @@ impl SipAgent {
 
     async fn respond(
         &self,
-        req: &Msg,
+        req: &Message,
         to: SocketAddr,
         code: u16,
         reason: &str,
         tag: &str,
         body: Option<&str>,
     ) {
-        let mut text = format!("SIP/2.0 {code} {reason}\r\n");
-        for v in req.all("Via") {
-            text.push_str(&format!("Via: {v}\r\n"));
-        }
-        let to_h = req.get("To").unwrap_or_default();
-        let to_h = if tag.is_empty() || to_h.contains("tag=") {
-            to_h.to_owned()
-        } else {
-            format!("{to_h};tag={tag}")
-        };
-        text.push_str(&format!(
-            "From: {}\r\nTo: {to_h}\r\nCall-ID: {}\r\nCSeq: {}\r\n",
-            req.get("From").unwrap_or_default(),
-            req.get("Call-ID").unwrap_or_default(),
-            req.get("CSeq").unwrap_or_default()
-        ));
-        if code == 200 && req.method() == Some("INVITE") {
-            text.push_str(&format!(
-                "Contact: <sip:{}@{}>\r\n",
+        let contact = (code == 200 && req.method() == Some("INVITE")).then(|| {
+            format!(
+                "sip:{}@{}",
                 user_of(req.first.split(' ').nth(1).unwrap_or_default()),
                 self.local()
-            ));
-        }
-        match body {
-            Some(b) => text.push_str(&format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            )),
-            None => text.push_str("Content-Length: 0\r\n\r\n"),
-        }
+            )
+        });
+        let text = simsip::response(req, code, reason, tag, contact.as_deref(), body);
         self.send(text, to).await;
     }
 
-    async fn on_invite(&self, msg: Msg, from: SocketAddr) {
+    async fn on_invite(&self, msg: Message, from: SocketAddr) {
         let call_id = msg.get("Call-ID").unwrap_or_default().to_owned();
         if self
             .inner
@@ -581,23 +439,16 @@ impl SipAgent {
             }
         };
         let Some(pbx_call) = ringing else {
-            self.respond(&msg, from, 404, "Not Found", &random_token(), None)
+            self.respond(&msg, from, 404, "Not Found", &token(), None)
                 .await;
             return;
         };
         let Some(remote_media) = sdp_audio(&msg.body) else {
-            self.respond(
-                &msg,
-                from,
-                488,
-                "Not Acceptable Here",
-                &random_token(),
-                None,
-            )
-            .await;
+            self.respond(&msg, from, 488, "Not Acceptable Here", &token(), None)
+                .await;
             return;
         };
-        let tag = random_token();
+        let tag = token();
         let rtp_port = self.rtp_port();
         let id = self.add_call(SipCall {
             id: 0,
@@ -663,7 +514,7 @@ impl SipAgent {
         });
     }
 
-    fn on_ack(&self, msg: &Msg) {
+    fn on_ack(&self, msg: &Message) {
         let mut a = self.inner.lock().expect("sip");
         if let Some(id) = msg
             .get("Call-ID")
@@ -674,7 +525,7 @@ impl SipAgent {
         }
     }
 
-    async fn on_response(&self, msg: Msg, from: SocketAddr) {
+    async fn on_response(&self, msg: Message, from: SocketAddr) {
         let Some(code) = msg.status() else { return };
         let is_invite = msg.get("CSeq").is_some_and(|c| c.ends_with("INVITE"));
         let id = msg
@@ -704,7 +555,7 @@ impl SipAgent {
                 format!(
                     "ACK {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{}@{local}>;tag={}\r\nTo: {to_h}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
                     c.remote_target,
-                    random_token(),
+                    token(),
                     c.from,
                     c.local_tag,
                     c.call_id
@@ -833,67 +684,5 @@ impl SipAgent {
                 }
             }
         });
-    }
-}
-
-/// 20 ms of a 1 kHz tone at a quarter of full scale, A-law coded.
-static TONE: [u8; 160] = {
-    // sin(2πk/8) × 8192, k = 0..7: a 1 kHz period at 8 kHz.
-    const PERIOD: [i16; 8] = [0, 5793, 8192, 5793, 0, -5793, -8192, -5793];
-    let mut out = [0u8; 160];
-    let mut i = 0;
-    while i < 160 {
-        out[i] = alaw(PERIOD[i % 8]);
-        i += 1;
-    }
-    out
-};
-
-/// G.711 A-law of a 16-bit linear sample.
-const fn alaw(sample: i16) -> u8 {
-    const SEG_END: [i32; 8] = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
-    let mut v = (sample as i32) >> 3;
-    let mask: i32 = if v >= 0 {
-        0xd5
-    } else {
-        v = -v - 1;
-        0x55
-    };
-    let mut seg = 0;
-    while seg < 8 && v > SEG_END[seg] {
-        seg += 1;
-    }
-    if seg >= 8 {
-        return (0x7f ^ mask) as u8;
-    }
-    let low = if seg < 2 {
-        (v >> 1) & 0xf
-    } else {
-        (v >> seg) & 0xf
-    };
-    (((seg as i32) << 4 | low) ^ mask) as u8
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_law_codes_silence_and_the_extremes_as_g711_does() {
-        assert_eq!((alaw(0), alaw(-1)), (0xd5, 0x55));
-        assert_eq!((alaw(i16::MAX), alaw(i16::MIN)), (0xaa, 0x2a));
-        assert_eq!(alaw(8192), 0xb5);
-    }
-
-    #[test]
-    fn messages_and_descriptions_are_read() {
-        let m = Msg::parse(b"INVITE sip:1000@127.0.0.1:5080 SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nf: <sip:0612@gw>;tag=ab\r\nt: <sip:1000@pbx>\r\ni: c1\r\nCSeq: 1 INVITE\r\nl: 48\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 40000 RTP/AVP 8\r\n").unwrap();
-        assert_eq!(m.method(), Some("INVITE"));
-        assert_eq!(user_of(m.first.split(' ').nth(1).unwrap()), "1000");
-        assert_eq!(user_of(m.get("From").unwrap()), "0612");
-        assert_eq!(tag_of(m.get("From").unwrap()), "ab");
-        assert_eq!(sdp_audio(&m.body), Some("127.0.0.1:40000".parse().unwrap()));
-        let r = Msg::parse(b"SIP/2.0 486 Busy Here\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
-        assert_eq!((r.method(), r.status()), (None, Some(486)));
     }
 }
