@@ -8,8 +8,9 @@ PBXLINK_BUILD_PACKAGES=(libsrtp2-dev pkg-config)
 # RFC 3263 test resolves NAPTR/SRV/A records from; iproute2 and iptables
 # for the NAT test's network namespaces and MASQUERADE router, coturn as
 # the cloud's STUN server there; kamailio as the PBX's registrar for the
-# Softphone users' tests.
-PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn kamailio)
+# Softphone users' tests; chromium for the admin page's browser test
+# (playwright-core from npm drives it).
+PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn kamailio chromium)
 
 pbxlink_apt_install() {
     local missing=() p
@@ -25,4 +26,17 @@ pbxlink_apt_install() {
         PBXLINK_APT_UPDATED=1
     fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# npm's playwright-core (pinned in tests/browser/package-lock.json) next
+# to the browser test, only when missing.
+pbxlink_browser_install() {
+    # Node from Debian unless the machine has one (e.g. NodeSource's,
+    # which carries its own npm and conflicts with Debian's npm).
+    if ! command -v npm >/dev/null; then
+        pbxlink_apt_install nodejs npm || return 1
+    fi
+    [ -d tests/browser/node_modules/playwright-core ] && return 0
+    echo "==> installing playwright-core (npm ci in tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 }

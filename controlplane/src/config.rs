@@ -209,11 +209,42 @@ fn registrations_per_second() -> u32 {
     20
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AdminSection {
     listen: Option<String>,
+    https_listen: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
     api_token: Option<String>,
+    network_interface: Option<String>,
+    #[serde(default = "resolv_conf")]
+    resolv_conf: PathBuf,
+    #[serde(default = "log_link_seconds")]
+    log_link_seconds: u64,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            https_listen: None,
+            cert: None,
+            key: None,
+            api_token: None,
+            network_interface: None,
+            resolv_conf: resolv_conf(),
+            log_link_seconds: log_link_seconds(),
+        }
+    }
+}
+
+fn log_link_seconds() -> u64 {
+    300
+}
+
+fn resolv_conf() -> PathBuf {
+    PathBuf::from("/etc/resolv.conf")
 }
 
 #[derive(Debug, Deserialize)]
@@ -434,7 +465,8 @@ pub enum PbxType {
 }
 
 impl PbxType {
-    const ALL: [(&'static str, PbxType); 4] = [
+    /// Each type by its configuration name.
+    pub const ALL: [(&'static str, PbxType); 4] = [
         ("mivoice-5000", PbxType::MiVoice5000),
         ("mivoice-office-400", PbxType::MiVoiceOffice400),
         ("mx-one", PbxType::MxOne),
@@ -451,11 +483,36 @@ impl PbxType {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The CSTA port the wizard pre-fills (SPEC §3: 3201 for MiVoice 5000,
+    /// which accepts both).
+    pub fn wizard_port(self) -> u16 {
+        match self {
+            PbxType::MiVoice5000 => 3201,
+            other => other.csta_port(),
+        }
+    }
+
+    /// Its configuration name (`mivoice-5000`, …).
+    pub fn name(self) -> &'static str {
         Self::ALL
             .iter()
             .find(|(_, t)| *t == self)
             .map_or("?", |(n, _)| n)
+    }
+
+    /// The type with this configuration name.
+    pub fn from_name(name: &str) -> Option<PbxType> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+
+    /// What the page shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            PbxType::MiVoice5000 => "MiVoice 5000",
+            PbxType::MiVoiceOffice400 => "MiVoice Office 400",
+            PbxType::MxOne => "MX-ONE",
+            PbxType::MiVoiceBusiness => "MiVoice Business",
+        }
     }
 }
 
@@ -529,10 +586,8 @@ pub struct Config {
     pub outbound_digits: DigitRule,
     /// What numbers dialled on cloud → PBX calls go through.
     pub inbound_digits: DigitRule,
-    /// Where the admin API listens (none: off).
-    pub admin_listen: Option<std::net::SocketAddr>,
-    /// The bearer token that lets admin API requests run commands.
-    pub admin_token: Option<String>,
+    /// The admin page and API.
+    pub admin: AdminSettings,
     /// Where the gateway keeps what it must not forget.
     pub state_dir: PathBuf,
     /// The PBX's user-config API (none: off).
@@ -922,19 +977,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             file.pbx.keepalive_seconds
         ));
     }
-    let admin_listen = match file.admin.listen.as_deref() {
-        Some("off") => None,
-        Some(a) => match a.parse() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                problems.push(format!(
-                    "[admin] listen = {a:?}: an address and port (e.g. \"192.168.1.20:80\") or \"off\""
-                ));
-                None
-            }
-        },
-        None => lan_address.map(|ip| std::net::SocketAddr::new(ip, 80)),
-    };
+    let admin = admin_settings(&file.admin, lan_address, base, &mut problems);
     let d = &file.digits;
     for (key, v) in [
         ("outbound_strip", &d.outbound_strip),
@@ -1011,14 +1054,235 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             strip: file.digits.inbound_strip,
             prepend: file.digits.inbound_prepend,
         },
-        admin_listen,
-        admin_token: file.admin.api_token,
+        admin,
         state_dir: base.join(&file.gateway.state_dir),
         users_api,
         history_calls: file.users.history_calls,
         subscriber,
         tunnel,
     })
+}
+
+/// The admin page and API's settings (also read before the gateway is
+/// onboarded, when only the admin runs).
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Plain HTTP: health, readiness, metrics and the REST API (commands
+    /// with the token); browsers are sent on to HTTPS. None: off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The admin page and its API over HTTPS. None: off.
+    pub https_listen: Option<std::net::SocketAddr>,
+    /// The page's certificate and key (none: made at first start).
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// The bearer token that lets API requests run commands.
+    pub token: Option<String>,
+    /// The interface the wizard's static LAN settings are applied to
+    /// (none: they are recorded, the system owns the network).
+    pub network_interface: Option<String>,
+    /// Where DNS servers are written when the interface is managed.
+    pub resolv_conf: PathBuf,
+    /// How long a log bundle's download link works.
+    pub log_link: std::time::Duration,
+}
+
+fn listen_key(
+    key: &str,
+    v: Option<&str>,
+    default: Option<std::net::SocketAddr>,
+    problems: &mut Vec<String>,
+) -> Option<std::net::SocketAddr> {
+    match v {
+        Some("off") => None,
+        Some(a) => a
+            .parse()
+            .map_err(|_| {
+                problems.push(format!(
+                    "[admin] {key} = {a:?}: an address and port (e.g. \"192.168.1.20:80\") or \"off\""
+                ))
+            })
+            .ok(),
+        None => default,
+    }
+}
+
+fn admin_settings(
+    a: &AdminSection,
+    lan: Option<IpAddr>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> AdminSettings {
+    let at = |port| lan.map(|ip| std::net::SocketAddr::new(ip, port));
+    let listen = listen_key("listen", a.listen.as_deref(), at(80), problems);
+    let https_listen = listen_key("https_listen", a.https_listen.as_deref(), at(443), problems);
+    let cert = match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+        (None, None) => None,
+        _ => {
+            problems.push("[admin] cert and key go together (or neither: one is made)".into());
+            None
+        }
+    };
+    if a.api_token.as_ref().is_some_and(|t| t.len() < 16) {
+        problems.push("[admin] api_token: at least 16 characters".into());
+    }
+    if let Some(i) = &a.network_interface
+        && (i.is_empty() || i.len() > 15 || i.contains(['/', ' ']))
+    {
+        problems.push(format!(
+            "[admin] network_interface = {i:?}: an interface name (e.g. \"eth0\")"
+        ));
+    }
+    if !(1..=86_400).contains(&a.log_link_seconds) {
+        problems.push(format!(
+            "[admin] log_link_seconds = {}: from 1 to 86400 (a log bundle's link expires after that)",
+            a.log_link_seconds
+        ));
+    }
+    AdminSettings {
+        listen,
+        https_listen,
+        cert,
+        token: a.api_token.clone(),
+        network_interface: a.network_interface.clone(),
+        resolv_conf: base.join(&a.resolv_conf),
+        log_link: std::time::Duration::from_secs(a.log_link_seconds),
+    }
+}
+
+/// What runs before the gateway is onboarded (no `[pbx]` or no `[cloud]`
+/// yet): the admin page with its wizard.
+#[derive(Debug, Clone)]
+pub struct SetupConfig {
+    /// Where the gateway keeps what it must not forget.
+    pub state_dir: PathBuf,
+    /// The admin page and API.
+    pub admin: AdminSettings,
+    /// The account's name (its admin password must not contain it).
+    pub account: Option<String>,
+    /// What is not configured yet.
+    pub missing: Vec<String>,
+}
+
+/// The file as a table, with the wizard's `overlay` laid over it.
+pub fn read_table(path: &Path, overlay: &toml::Table) -> Result<toml::Table, ConfigError> {
+    let fail = |p: String| ConfigError {
+        file: path.to_owned(),
+        problems: vec![p],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| fail(e.to_string().trim().replace('\n', " ")))?;
+    crate::onboarding::merge(&mut table, overlay);
+    Ok(table)
+}
+
+/// The state directory a file names (before the rest is checked: the
+/// wizard's settings are kept there).
+pub fn state_dir_of(path: &Path) -> PathBuf {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let named = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("gateway")?
+                .get("state_dir")?
+                .as_str()
+                .map(PathBuf::from)
+        });
+    base.join(named.unwrap_or_else(state_dir))
+}
+
+/// Reads and checks `path` with the wizard's `overlay` laid over it. An
+/// empty overlay reads the file as [`load`] does.
+pub fn load_with(path: &Path, overlay: &toml::Table) -> Result<Config, ConfigError> {
+    if overlay.is_empty() {
+        return load(path);
+    }
+    let table = read_table(path, overlay)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_table(table, base).map_err(|problems| ConfigError {
+        file: path.to_owned(),
+        problems,
+    })
+}
+
+/// Checks a configuration given as a table.
+pub fn parse_table(table: toml::Table, base: &Path) -> Result<Config, Vec<String>> {
+    let text = toml::to_string(&table).map_err(|e| vec![e.to_string()])?;
+    parse(&text, base)
+}
+
+/// Whether the file configures the PBX (its address) or the cloud (a
+/// `[cloud]` section): site details such as `[pbx] port` may be given
+/// before the wizard names the PBX.
+pub fn configured(table: &toml::Table, what: &str) -> bool {
+    match what {
+        "pbx" => table.get("pbx").and_then(|p| p.get("address")).is_some(),
+        other => table.contains_key(other),
+    }
+}
+
+/// When the merged file lacks what calls need (`[pbx]`, `[cloud]`): what
+/// runs meanwhile, or the problems with the little it needs.
+pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConfig>, ConfigError> {
+    let missing: Vec<String> = [
+        (
+            "pbx",
+            "the PBX (the wizard's PBX step, or [pbx] in the file)",
+        ),
+        (
+            "cloud",
+            "the cloud platform ([cloud], given when the gateway is linked)",
+        ),
+    ]
+    .iter()
+    .filter(|(k, _)| !configured(table, k))
+    .map(|(_, what)| (*what).to_owned())
+    .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    struct SetupFile {
+        gateway: GatewaySection,
+        #[serde(default)]
+        admin: AdminSection,
+    }
+    let fail = |problems: Vec<String>| ConfigError {
+        file: path.to_owned(),
+        problems,
+    };
+    let mut only = toml::Table::new();
+    for k in ["gateway", "admin"] {
+        if let Some(v) = table.get(k) {
+            only.insert(k.into(), v.clone());
+        }
+    }
+    let file: SetupFile = toml::Value::Table(only)
+        .try_into()
+        .map_err(|e: toml::de::Error| fail(vec![e.to_string().trim().replace('\n', " ")]))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut problems = Vec::new();
+    let lan_address = file.gateway.lan_address.parse::<IpAddr>().map_err(|_| {
+        fail(vec![format!(
+            "[gateway] lan_address = {:?} is not an IP address (e.g. \"192.168.1.20\")",
+            file.gateway.lan_address
+        )])
+    })?;
+    let admin = admin_settings(&file.admin, Some(lan_address), base, &mut problems);
+    if !problems.is_empty() {
+        return Err(fail(problems));
+    }
+    Ok(Some(SetupConfig {
+        state_dir: base.join(&file.gateway.state_dir),
+        admin,
+        account: table
+            .get("tunnel")
+            .and_then(|t| t.get("account"))
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned),
+        missing,
+    }))
 }
 
 /// The tunnel's settings, or the problems with them.
@@ -1378,10 +1642,13 @@ impl fmt::Display for Config {
         writeln!(
             f,
             "admin: {}{}",
-            self.admin_listen.map_or("off".to_owned(), |a| format!(
+            self.admin.listen.map_or("off".to_owned(), |a| format!(
                 "API on http://{a}/api/status"
-            )),
-            if self.admin_token.is_some() {
+            )) + &self
+                .admin
+                .https_listen
+                .map_or(String::new(), |a| format!(", page on https://{a}/")),
+            if self.admin.token.is_some() {
                 ", commands with the API token"
             } else {
                 ", read-only"
@@ -1505,7 +1772,11 @@ ca = "Cargo.toml"
             ("pbx-trunk", 24, 30)
         );
         assert!(c.profile.is_none());
-        assert_eq!(c.admin_listen, Some("192.168.1.20:80".parse().unwrap()));
+        assert_eq!(c.admin.listen, Some("192.168.1.20:80".parse().unwrap()));
+        assert_eq!(
+            c.admin.https_listen,
+            Some("192.168.1.20:443".parse().unwrap())
+        );
         assert_eq!(c.media_timeout, Duration::from_secs(60));
         assert_eq!(c.trusted, ["192.168.1.10".parse().unwrap()], "the PBX only");
         assert!(!c.reject_untrusted && c.refuse_with == 503 && c.call_limit.is_none());

@@ -96,6 +96,8 @@ pub struct CtiCounters {
     pub events: AtomicU64,
     /// Connections closed because the PBX stopped reading.
     pub write_queue_full: AtomicU64,
+    /// How long service requests took (sent to answered).
+    pub request_time: crate::latency::Latency,
 }
 
 #[derive(Debug)]
@@ -176,6 +178,7 @@ impl Cti {
     pub async fn request(&self, service: Service) -> Result<ServiceResult, RequestError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
+        let sent = Instant::now();
         match self.commands.try_send(Command::Request(service, tx)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -196,6 +199,7 @@ impl Cti {
                 "the CSTA driver stopped".into(),
             )),
         };
+        self.counters.request_time.observe(sent.elapsed());
         let c = if answer.is_ok() {
             &self.counters.requests_ok
         } else {

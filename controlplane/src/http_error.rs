@@ -13,6 +13,7 @@ pub struct HttpError {
     status: StatusCode,
     message: String,
     header: Option<(HeaderName, &'static str)>,
+    body: Option<serde_json::Value>,
 }
 
 impl HttpError {
@@ -22,6 +23,17 @@ impl HttpError {
             status,
             message: message.into(),
             header: None,
+            body: None,
+        }
+    }
+
+    /// `status` with a body of its own (it should hold `"error"`).
+    pub fn with_body(status: StatusCode, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            message: String::new(),
+            header: None,
+            body: Some(body),
         }
     }
 
@@ -34,7 +46,10 @@ impl HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let body = self
+            .body
+            .unwrap_or_else(|| json!({ "error": self.message }));
+        let mut r = (self.status, Json(body)).into_response();
         if let Some((name, value)) = self.header {
             r.headers_mut()
                 .insert(name, HeaderValue::from_static(value));

@@ -9,12 +9,18 @@ mod cti;
 mod demo;
 mod http_error;
 mod https;
+mod latency;
 mod media_demo;
+mod node_control;
+mod onboarding;
+mod operations;
 mod outbox;
 mod relay_cmd;
 mod run_cmd;
 mod signalling;
+mod state_file;
 mod sync;
+mod throttle;
 mod tunnel;
 mod users;
 

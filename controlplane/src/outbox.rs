@@ -17,7 +17,6 @@ use serde_json::Value;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Acknowledged lines kept in the log before it is rewritten without them.
@@ -186,7 +185,7 @@ impl Outbox {
         self.pending.retain(|e| e.id > upto);
         self.stale_lines += before - self.pending.len();
         self.acked = upto;
-        if write_atomically(&self.dir.join("acked"), upto.to_string().as_bytes()).is_err() {
+        if crate::state_file::write(&self.dir.join("acked"), upto.to_string().as_bytes()).is_err() {
             self.counters.write_failures += 1;
         }
         if self.stale_lines >= COMPACT_AFTER && self.rewrite().is_err() {
@@ -210,30 +209,11 @@ impl Outbox {
         }
         let path = self.dir.join("events.log");
         self.log = None;
-        write_atomically(&path, text.as_bytes())?;
+        crate::state_file::write(&path, text.as_bytes())?;
         self.log = Some(OpenOptions::new().append(true).open(&path)?);
         self.stale_lines = 0;
         Ok(())
     }
-}
-
-/// Writes `bytes` to `path` whole or not at all (temporary file, synced,
-/// renamed, directory synced); readable by the gateway's user only.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! between them — from a checked configuration file.
 
 use crate::config::{self, CloudTargets};
+use crate::node_control::{Exit, NodeControl};
+use crate::operations::log_file::{LogFile, Rotation};
 use crate::signalling::{self, B2buaSetup, CallsConfig, SipListenArgs, Trust};
 use anyhow::Context;
 use pbxlink_b2bua::call::Local;
@@ -35,9 +37,42 @@ pub struct RunArgs {
     xdp_interface: Option<String>,
 }
 
-/// Runs `pbxlink run`.
+/// Runs `pbxlink run`: the gateway, or its wizard while it is not
+/// configured; when the admin page asks, it drains, stops and starts
+/// again (the same process, the configuration read anew).
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let cfg = config::load(&args.config)?;
+    let state_dir = config::state_dir_of(&args.config);
+    let log = match LogFile::start(&state_dir.join("logs"), Rotation::default()) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            println!("warning: the log is not written to disk: {e:#}");
+            None
+        }
+    };
+    let ended = run_once(args);
+    if let Ok(Exit::Restart(why)) = &ended {
+        println!("starting again: {why}");
+    }
+    if let Some(l) = log {
+        l.stop();
+    }
+    match ended? {
+        Exit::Stop => Ok(()),
+        Exit::Restart(_) => Err(crate::node_control::exec_self()),
+    }
+}
+
+fn run_once(args: &RunArgs) -> anyhow::Result<Exit> {
+    let state_dir = config::state_dir_of(&args.config);
+    let overlay = crate::onboarding::store::Store::new(&state_dir)
+        .load()?
+        .overlay();
+    let table = config::read_table(&args.config, &overlay)?;
+    let control = NodeControl::default();
+    if let Some(setup) = config::setup_config(&args.config, &table)? {
+        return crate::admin::run_setup(setup, &args.config, control, args.seconds);
+    }
+    let cfg = config::load_with(&args.config, &overlay)?;
     let resources = Resources::detect();
     let profile = cfg
         .profile
@@ -148,9 +183,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             config: calls,
             cdrs: cfg.cdr_file.clone(),
             drain: cfg.drain,
-            admin: cfg
-                .admin_listen
-                .map(|a| (a, profile.name().to_owned(), spec.call_limit as usize)),
+            admin: Some(crate::admin::AdminSetup::open(
+                cfg.admin.clone(),
+                &cfg.state_dir,
+                &args.config,
+                control,
+                cfg.tunnel.as_ref().map(|t| t.account.clone()),
+                Vec::new(),
+                trace_ports(&cfg, sip_port, &spec.port_ranges),
+            )?),
+            profile: (profile.name().to_owned(), spec.call_limit as usize),
             pbx_side: pbx_side(&cfg, softphones, profile.name())?,
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),
@@ -237,9 +279,33 @@ fn pbx_side(
             .users_api
             .clone()
             .map(|a| (a, cfg.state_dir.clone(), Networks::new(cfg.trusted.clone()))),
-        admin_token: cfg.admin_token.clone(),
+        admin_token: cfg.admin.token.clone(),
         subscriber,
     })
+}
+
+/// What a call trace copies: the SIP ports (the PBX trunk's, the
+/// subscriber side's, the cloud's) and the relays' port ranges.
+fn trace_ports(
+    cfg: &config::Config,
+    sip_port: u16,
+    media: &[std::ops::RangeInclusive<u16>],
+) -> crate::operations::trace::TracePorts {
+    let mut sip = vec![sip_port, cfg.pbx_port];
+    if let Some(s) = &cfg.subscriber {
+        sip.push(s.listen.port());
+        sip.push(s.registrar.port());
+    }
+    match &cfg.cloud {
+        CloudTargets::Static(t) => sip.extend(t.iter().map(|t| t.addr.port())),
+        CloudTargets::Domain(_) => sip.push(5061),
+    }
+    sip.sort_unstable();
+    sip.dedup();
+    crate::operations::trace::TracePorts {
+        sip,
+        media: media.to_vec(),
+    }
 }
 
 /// The gateway's id: made at first start (random), kept in the state

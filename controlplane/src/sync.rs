@@ -155,9 +155,7 @@ impl UserSync {
             "users": self.synced,
         }))
         .map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)
+        crate::state_file::write(&self.path, &text)
     }
 }
 

@@ -38,6 +38,7 @@ const GATEWAY_SIP: u16 = 25_850; // UDP
 const PBX_SIP: u16 = 25_860; // UDP
 const CSTA: [u16; 2] = [25_870, 25_871];
 const ADMIN: u16 = 25_880;
+const ADMIN_HTTPS: u16 = 25_881;
 const USERS_API: u16 = 25_886;
 const PBX_CONTROL: u16 = 25_890;
 const CLOUD_CONTROL: u16 = 25_891;
@@ -380,6 +381,7 @@ impl Demo {
             .replace("{cloud_sip}", &CLOUD_SIP.to_string())
             .replace("{gateway_sip}", &GATEWAY_SIP.to_string())
             .replace("{admin}", &ADMIN.to_string())
+            .replace("{admin_https}", &ADMIN_HTTPS.to_string())
             .replace("{admin_token}", admin_token)
             .replace("{tunnel}", &TUNNEL.to_string())
             .replace("{tunnel_token}", &tunnel_token)
@@ -415,7 +417,7 @@ impl Demo {
             status["call_limit"]
         );
         println!(
-            "    PBX trunk udp:{} up; cloud trunk tls:{} connected; tunnel connected; admin API on http://{}/api/status",
+            "    PBX trunk udp:{} up; cloud trunk tls:{} connected; tunnel connected; admin API on http://{}/api/status, admin page on https://127.0.0.1:{ADMIN_HTTPS}/",
             at(PBX_SIP),
             at(CLOUD_SIP),
             at(ADMIN)

@@ -717,6 +717,11 @@ impl Calls {
                     cdr.to_pbx = flow(&stats.cloud_to_lan, stats.cloud_lost);
                     finished.push(cdr);
                 }
+                if let Ok(mut d) = self.counters.media_drops.lock() {
+                    d.from_pbx.add(&stats.lan_to_cloud.drops);
+                    d.from_cloud.add(&stats.cloud_to_lan.drops);
+                    d.relay.add(&stats.relay_drops);
+                }
                 let drops: Vec<String> = [
                     ("from PBX", &stats.lan_to_cloud.drops),
                     ("from cloud", &stats.cloud_to_lan.drops),
@@ -759,6 +764,13 @@ impl Calls {
             .store(sum(|w| w.xdp_received), Ordering::Relaxed);
         c.media_kernel_drops
             .store(sum(|w| w.kernel_drops), Ordering::Relaxed);
+        if let Ok(mut d) = c.media_drops.lock() {
+            let mut all = pbxlink_dataplane::drops::DropCounters::default();
+            for w in &self.workers {
+                all.add(&w.drops);
+            }
+            d.by_reason = all;
+        }
         let due = |at: fn(&Active) -> Option<Instant>| -> Vec<u64> {
             self.active
                 .iter()
@@ -1129,6 +1141,11 @@ impl Calls {
         self.counters
             .ports_unbindable
             .store(self.ports.unbindable_count(), Ordering::Relaxed);
+    }
+
+    /// The node's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Calls in progress.

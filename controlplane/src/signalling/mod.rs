@@ -28,7 +28,7 @@ use pbxlink_sip::reject;
 use pbxlink_sip::resolve::{Target, Transport as Wire};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -203,6 +203,25 @@ pub struct Counters {
     media_received_xdp: AtomicU64,
     /// Media datagrams the kernel dropped before the data plane saw them.
     media_kernel_drops: AtomicU64,
+    /// Whether the gateway drains (a gauge: new calls get 503).
+    draining: AtomicU64,
+    /// Media drops by reason and by direction.
+    media_drops: std::sync::Mutex<MediaDrops>,
+}
+
+/// The data plane's drops as the admin API and `/metrics` show them.
+#[derive(Debug, Default, Clone)]
+pub struct MediaDrops {
+    /// Every relay's drops by reason, as the workers last reported
+    /// (running relays and ended ones).
+    pub by_reason: pbxlink_dataplane::drops::DropCounters,
+    /// Ended relays' drops by direction: from the PBX, from the cloud, and
+    /// the relay's own (neither direction).
+    pub from_pbx: pbxlink_dataplane::drops::DropCounters,
+    /// See `from_pbx`.
+    pub from_cloud: pbxlink_dataplane::drops::DropCounters,
+    /// See `from_pbx`.
+    pub relay: pbxlink_dataplane::drops::DropCounters,
 }
 
 impl Counters {
@@ -258,6 +277,7 @@ impl Counters {
             ("media_sent_xdp", &self.media_sent_xdp),
             ("media_received_xdp", &self.media_received_xdp),
             ("media_kernel_drops", &self.media_kernel_drops),
+            ("draining", &self.draining),
         ]
         .iter()
         .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))
@@ -275,6 +295,16 @@ impl Counters {
     /// Whether the PBX answers: 0 not known (or not asked), 1 yes, 2 lost.
     pub fn pbx_trunk(&self) -> u64 {
         self.pbx_trunk.load(Ordering::Relaxed)
+    }
+
+    /// The media drops so far.
+    pub fn media_drops(&self) -> MediaDrops {
+        self.media_drops.lock().expect("media drops").clone()
+    }
+
+    /// Whether the gateway drains.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed) != 0
     }
 
     /// Calls admitted and not yet ended.
@@ -471,7 +501,12 @@ impl SipListenArgs {
 
 /// Runs `pbxlink sip-listen`.
 pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
-    serve(args, None)
+    serve(args, None).map(|_| ())
+}
+
+/// The TLS server configuration of a certificate and key (PEM files).
+pub fn tls_server(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    tls::server(cert, key)
 }
 
 /// What the node needs to carry calls (`pbxlink run`).
@@ -486,9 +521,10 @@ pub struct B2buaSetup {
     pub trust: Option<core::Trust>,
     /// Where call records go.
     pub cdrs: Option<std::path::PathBuf>,
-    /// Where the admin API listens (none: off), and the profile it reports
-    /// (name, call limit).
-    pub admin: Option<(SocketAddr, String, usize)>,
+    /// The admin page and API (none: off).
+    pub admin: Option<Arc<crate::admin::AdminSetup>>,
+    /// The profile the admin API reports (name, call limit).
+    pub profile: (String, usize),
     /// How long calls up may go on after SIGTERM.
     pub drain: Duration,
     /// The PBX's users, its CSTA link and the APIs around them.
@@ -517,8 +553,12 @@ pub struct PbxSide {
     pub tunnel: Option<crate::tunnel::TunnelConfig>,
 }
 
-/// Runs the node: listeners, the trunk, and calls when `b2bua` is given.
-pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Result<()> {
+/// Runs the node: listeners, the trunk, and calls when `b2bua` is given;
+/// how it ended (a restart the admin page asked for, or a stop).
+pub fn serve(
+    args: &SipListenArgs,
+    mut b2bua: Option<B2buaSetup>,
+) -> anyhow::Result<crate::node_control::Exit> {
     let trunk_tls =
         args.trunk_domain.is_some() || args.trunk_targets.iter().any(|t| t.transport == Wire::Tls);
     if trunk_tls && args.trunk_ca.is_none() {
@@ -581,19 +621,23 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         {
             start_users_api(api, state_dir, trusted.clone(), b.pbx_side.users.clone()).await?;
         }
-        let mut admin_state = b2bua.as_ref().map(|b| crate::admin::AdminState {
-            counters: c.clone(),
-            cloud: cloud_path.clone(),
-            started: Instant::now(),
-            profile: b
-                .admin
-                .as_ref()
-                .map_or((String::new(), 0), |(_, p, l)| (p.clone(), *l)),
-            cti: cti.clone(),
-            users: Some(b.pbx_side.users.clone()),
-            token: b.pbx_side.admin_token.clone(),
-            softphones: softphones.clone(),
-            tunnel: None,
+        let control = b2bua
+            .as_ref()
+            .and_then(|b| b.admin.as_ref().map(|a| a.control.clone()));
+        let mut admin_state = b2bua.as_ref().and_then(|b| {
+            Some(crate::admin::AdminState {
+                admin: b.admin.clone()?,
+                events: sink.clone(),
+                counters: c.clone(),
+                cloud: cloud_path.clone(),
+                started: Instant::now(),
+                profile: b.profile.clone(),
+                cti: cti.clone(),
+                users: Some(b.pbx_side.users.clone()),
+                token: b.pbx_side.admin_token.clone(),
+                softphones: softphones.clone(),
+                tunnel: None,
+            })
         });
         let tunnel = match (
             b2bua.as_mut().and_then(|b| b.pbx_side.tunnel.take()),
@@ -608,18 +652,8 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         if let Some(state) = &mut admin_state {
             state.tunnel = tunnel.clone();
         }
-        if let (Some((addr, _, _)), Some(state)) =
-            (b2bua.as_ref().and_then(|b| b.admin.clone()), admin_state)
-        {
-            match TcpListener::bind(addr).await {
-                Ok(l) => {
-                    println!("admin: API on http://{addr}/api/status and /api/counters");
-                    tokio::spawn(crate::admin::serve(l, state));
-                }
-                Err(e) => println!(
-                    "warning: the admin API cannot listen on {addr}: {e} (set [admin] listen)"
-                ),
-            }
+        if let Some(state) = admin_state {
+            crate::admin::start(state).await?;
         }
         let core = Arc::new(Mutex::new(match b2bua {
             Some(b) => Core::with_calls(
@@ -729,16 +763,25 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
             tokio::spawn(trunk::run(cfg, cloud_side));
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let exit = tokio::select! {
+            _ = tokio::signal::ctrl_c() => crate::node_control::Exit::Stop,
+            _ = term.recv() => crate::node_control::Exit::Stop,
+            why = async {
+                match &control {
+                    Some(c) => c.requested().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                println!("restart: {why}");
+                crate::node_control::Exit::Restart(why)
+            }
             _ = async {
                 match args.seconds {
                     Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
                     None => std::future::pending().await,
                 }
-            } => {}
-        }
+            } => crate::node_control::Exit::Stop,
+        };
         shut_down(&core, drain, &mut term).await;
         if let Some(cti) = &cti {
             cti.stop().await;
@@ -748,7 +791,7 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
             t.stop().await;
         }
         println!("final: {}", c.line());
-        anyhow::Ok(())
+        anyhow::Ok(exit)
     })
 }
 
@@ -804,6 +847,9 @@ async fn shut_down(core: &Mutex<Core>, drain: Duration, term: &mut tokio::signal
             .map_or((0, false), |calls| (calls.len(), calls.records_pending()))
     };
     let (up, _) = in_progress(core);
+    if let Some(calls) = core.lock().expect("core lock").calls() {
+        calls.counters().draining.store(1, Ordering::Relaxed);
+    }
     if up > 0 && !drain.is_zero() {
         let until = Instant::now() + drain;
         if let Some(calls) = core.lock().expect("core lock").calls() {

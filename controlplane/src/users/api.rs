@@ -21,6 +21,7 @@
 use super::{ChangeError, Users};
 use crate::http_error::HttpError;
 use crate::https::Peer;
+use crate::throttle::Throttle;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -30,7 +31,6 @@ use axum::{Extension, Json, Router};
 use pbxlink_users::{Entry, PbxUser, Role, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -51,7 +51,7 @@ pub struct ApiState {
     users: Arc<Users>,
     username: String,
     password: String,
-    failures: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
+    failures: Arc<Mutex<Throttle>>,
 }
 
 impl ApiState {
@@ -61,7 +61,7 @@ impl ApiState {
             users,
             username,
             password,
-            failures: Arc::default(),
+            failures: Arc::new(Mutex::new(Throttle::new(MAX_FAILURES, FAILURE_WINDOW))),
         }
     }
 }
@@ -85,16 +85,17 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// Checks the request's credentials; the refusal to send otherwise.
 fn authorize(s: &ApiState, headers: &HeaderMap, peer: IpAddr) -> Result<(), HttpError> {
     let now = Instant::now();
+    if s.failures
+        .lock()
+        .expect("failures lock")
+        .wait(peer, now)
+        .is_some()
     {
-        let mut f = s.failures.lock().expect("failures lock");
-        f.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
-        if f.get(&peer).is_some_and(|(n, _)| *n >= MAX_FAILURES) {
-            return Err(HttpError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many wrong credentials from this address: wait a minute",
-            )
-            .with_header(header::RETRY_AFTER, "60"));
-        }
+        return Err(HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many wrong credentials from this address: wait a minute",
+        )
+        .with_header(header::RETRY_AFTER, "60"));
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -124,9 +125,7 @@ fn authorize(s: &ApiState, headers: &HeaderMap, peer: IpAddr) -> Result<(), Http
         .auth_failures
         .fetch_add(1, Ordering::Relaxed);
     if given.is_some() {
-        let mut f = s.failures.lock().expect("failures lock");
-        let e = f.entry(peer).or_insert((0, now));
-        e.0 += 1;
+        s.failures.lock().expect("failures lock").failed(peer, now);
     }
     Err(HttpError::new(
         StatusCode::UNAUTHORIZED,

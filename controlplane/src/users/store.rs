@@ -1,13 +1,9 @@
 //! The users and roles on disk (`STATE_DIR/users.json`), so a restart
-//! keeps them. Written whole to a temporary file, synced, then renamed
-//! over the old one: a crash or a full disk leaves the previous version,
-//! never half of one. The file holds personal data (names, emails): it is
-//! readable by the gateway's user only.
+//! keeps them; written whole (`state_file`), readable by the gateway's
+//! user only (names, emails).
 
 use pbxlink_users::{PbxUser, Role};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The file's format version; a file of a newer one is refused rather
@@ -78,24 +74,7 @@ impl Store {
             users: users.to_vec(),
         })
         .map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let written = f.write_all(&text).and_then(|()| f.sync_all());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            // The rename itself must survive a power cut.
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        crate::state_file::write(&self.path, &text)
     }
 }
 

@@ -1,9 +1,11 @@
-//! The local admin REST API (SPEC §1 "Local admin", port 80 on the LAN by
-//! default): what an operator's browser or a monitoring system reads from
-//! the gateway, as JSON, and the commands an operator (or, later, the
-//! cloud tunnel) may give. It owns no state: it reads the node's counters,
-//! the trunk's connection, the users and the CSTA link, and passes
-//! commands to them.
+//! The local admin (SPEC §1 "Local admin", §4, §7): the REST API an
+//! operator's browser, automation or monitoring reads, the page over it
+//! (login, the onboarding wizard, operations), and `/metrics`. It owns no
+//! calls: it reads the node's counters, the trunks, the users and the CSTA
+//! link, passes commands to them, and keeps only its own parts
+//! ([`AdminSetup`]: the account, the wizard's settings, downloads). Where
+//! it listens: `listeners`; who may do what: `auth`; the page's endpoints:
+//! `wizard`, `console`, `metrics`; the operator's guide: docs/admin.md.
 //!
 //! Reading:
 //! - `GET /api/status`: the status word (SPEC §7: `Connected`, or
@@ -24,8 +26,9 @@
 //! - `GET /api/cti/events?after=N&limit=M`: events from the users'
 //!   monitors, in order, with sequence numbers.
 //!
-//! Commands (only with `Authorization: Bearer <[admin] api_token>`;
-//! without a token configured they are refused 403):
+//! Commands (the page's session with its CSRF token, or `Authorization:
+//! Bearer <[admin] api_token>`; over plain HTTP without a token configured
+//! they are refused 403):
 //! - `POST /api/cti/{make-call|answer|clear|hold|retrieve|consult|transfer|message-waiting}`
 //!   with JSON naming the user (`device`) and the call(s): the CSTA
 //!   service on that user's behalf (SPEC §6), answered with its result or
@@ -36,26 +39,122 @@
 //!   forgets the PBX's users) — refused 409 while a user holds the CTI or
 //!   Softphone role or a user sync runs (SPEC §5).
 
+mod access;
+mod auth;
+mod console;
+mod listeners;
+mod metrics;
+mod page;
+mod password;
+mod wizard;
+
+pub use listeners::{run_setup, start};
+
+use crate::config::AdminSettings;
 use crate::cti::Cti;
 use crate::http_error::HttpError;
+use crate::node_control::NodeControl;
+use crate::operations::bundle::Downloads;
+use crate::operations::host::Host;
 use crate::signalling::{CloudPath, Counters};
 use crate::users::Users;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use pbxlink_csta::message::{ConnectionId, Service};
 use pbxlink_csta::session::{RequestError, ServiceResult};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// The admin page's own parts: its settings, the account, the wizard,
+/// and the doors it opens (restart, the machine, downloads).
+#[derive(Debug)]
+pub struct AdminSetup {
+    /// `[admin]`.
+    pub settings: AdminSettings,
+    /// The gateway's state directory.
+    pub state_dir: PathBuf,
+    /// The account admin.
+    pub access: access::Access,
+    /// The wizard's settings.
+    pub wizard: wizard::Wizard,
+    /// Asks the node to restart.
+    pub control: NodeControl,
+    /// The machine (LAN settings, restart, resets).
+    pub host: Arc<dyn Host>,
+    /// The account's name (when linked).
+    pub account: Option<String>,
+    /// What is not configured yet (empty: the gateway carries calls).
+    pub missing: Vec<String>,
+    /// Log bundles and call traces behind temporary links.
+    pub downloads: Downloads,
+    /// Where the gateway's log files are (none: not written to disk).
+    pub log_dir: Option<PathBuf>,
+    /// The ports a call trace copies.
+    pub trace_ports: crate::operations::trace::TracePorts,
+    /// The call trace running or last made.
+    pub trace: std::sync::Mutex<console::TraceState>,
+}
+
+impl AdminSetup {
+    /// The admin page for the configuration at `config`, its state in
+    /// `state_dir`.
+    pub fn open(
+        settings: AdminSettings,
+        state_dir: &FsPath,
+        config: &FsPath,
+        control: NodeControl,
+        account: Option<String>,
+        missing: Vec<String>,
+        trace_ports: crate::operations::trace::TracePorts,
+    ) -> anyhow::Result<Arc<AdminSetup>> {
+        let host = Arc::new(crate::operations::host::SystemHost {
+            interface: settings.network_interface.clone(),
+            resolv_conf: settings.resolv_conf.clone(),
+            state_dir: state_dir.to_owned(),
+            control: control.clone(),
+        });
+        Ok(Arc::new(AdminSetup {
+            access: access::Access::open(state_dir)?,
+            wizard: wizard::Wizard::open(state_dir, config)?,
+            downloads: Downloads::new(settings.log_link),
+            log_dir: Some(state_dir.join("logs")),
+            trace_ports,
+            trace: std::sync::Mutex::new(console::TraceState::Idle),
+            settings,
+            state_dir: state_dir.to_owned(),
+            control,
+            host,
+            account,
+            missing,
+        }))
+    }
+
+    /// Names the admin password must not contain: the account's and the
+    /// site's.
+    pub fn company(&self) -> Vec<String> {
+        let site = self.wizard.get().gateway.map(|g| g.site);
+        self.account
+            .iter()
+            .cloned()
+            .chain(site)
+            .filter(|n| n.trim().len() >= 3)
+            .collect()
+    }
+}
+
 /// What the API reads.
 #[derive(Clone)]
 pub struct AdminState {
+    /// The admin page's own parts.
+    pub admin: Arc<AdminSetup>,
+    /// Events for the cloud platform (none: no tunnel).
+    pub events: Option<crate::tunnel::EventSink>,
     /// The node's counters.
     pub counters: Arc<Counters>,
     /// The cloud trunk's connection (none while down).
@@ -84,10 +183,13 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
         2 => "lost",
         _ => "not known yet",
     };
-    let status = if pbx == "lost" {
-        "Lost trunk connection to PBX"
+    let onboarding = wizard::status_word(&s.admin.wizard.get());
+    let status = if !s.admin.missing.is_empty() {
+        onboarding.clone()
+    } else if pbx == "lost" {
+        "Lost trunk connection to PBX".into()
     } else {
-        "Connected"
+        "Connected".into()
     };
     let cloud = s.cloud.lock().expect("cloud path").as_ref().map_or_else(
         || json!({ "state": "down" }),
@@ -95,6 +197,7 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
     );
     json!({
         "status": status,
+        "onboarding": onboarding,
         "pbx_trunk": pbx,
         "cloud_trunk": cloud,
         "csta": s.cti.as_ref().map_or("off".to_owned(), Cti::status_word),
@@ -123,10 +226,7 @@ async fn tunnel(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn sync_now(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = allowed(&s, &headers) {
-        return r.into_response();
-    }
+async fn sync_now(State(s): State<AdminState>, _: auth::Commander) -> Response {
     match &s.tunnel {
         Some(t) => match t.sync_now().await {
             Some(report) => Json(report).into_response(),
@@ -254,30 +354,6 @@ async fn cti_events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -
     Json(json!({ "events": events, "next": next })).into_response()
 }
 
-/// Whether the request may run a command; the refusal otherwise.
-fn allowed(s: &AdminState, headers: &HeaderMap) -> Result<(), HttpError> {
-    let Some(token) = &s.token else {
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "commands are off on this gateway: set [admin] api_token and send it as 'Authorization: Bearer TOKEN'",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    use subtle::ConstantTimeEq;
-    if bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            "a command needs 'Authorization: Bearer TOKEN' with the gateway's [admin] api_token",
-        ))
-    }
-}
-
 /// A CTI command's body: the user and whatever the service needs.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,12 +428,9 @@ fn dial(n: String) -> Result<String, String> {
 async fn cti_command(
     State(s): State<AdminState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    _: auth::Commander,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = allowed(&s, &headers) {
-        return r.into_response();
-    }
     let Some(cti) = &s.cti else {
         return error(
             StatusCode::NOT_FOUND,
@@ -399,10 +472,7 @@ async fn cti_command(
     }
 }
 
-async fn delete_pbx(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = allowed(&s, &headers) {
-        return r.into_response();
-    }
+async fn delete_pbx(State(s): State<AdminState>, _: auth::Commander) -> Response {
     let Some(users) = &s.users else {
         return error(
             StatusCode::NOT_FOUND,
@@ -425,18 +495,11 @@ async fn delete_pbx(State(s): State<AdminState>, headers: HeaderMap) -> Response
     .into_response()
 }
 
-async fn not_found() -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::NOT_FOUND,
-        Json(
-            json!({ "error": "no such resource; try /api/status, /api/counters, /api/users or /api/cti" }),
-        ),
-    )
-}
-
-/// Serves the API on `listener` for as long as the node runs.
-pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) {
-    let app = axum::Router::new()
+/// The REST API's reads and commands (the page's and the wizard's are
+/// added by [`listeners`]).
+fn api_routes() -> axum::Router<AdminState> {
+    use axum::routing::{delete, get, post};
+    axum::Router::new()
         .route("/api/status", get(status))
         .route("/api/counters", get(counters))
         .route("/api/users", get(users))
@@ -447,12 +510,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) {
         .route("/api/sync", post(sync_now))
         .route("/api/cti/events", get(cti_events))
         .route("/api/cti/{command}", post(cti_command))
-        .route("/api/pbx", axum::routing::delete(delete_pbx))
-        .fallback(not_found)
-        .with_state(state);
-    if let Err(e) = axum::serve(listener, app).await {
-        println!("admin: the API stopped: {e}");
-    }
+        .route("/api/pbx", delete(delete_pbx))
 }
 
 #[cfg(test)]

@@ -1,0 +1,338 @@
+//! The console functions on the admin page (SPEC §4 "Advanced", §7):
+//!
+//! - `GET /api/versions`: each software part's version.
+//! - `POST /api/operations/logs`: a tar.gz of the gateway's log files and
+//!   its status, behind a temporary link (`{"url", "expires_in_s"}`).
+//! - `GET /downloads/{token}`: the download while its link lives; 410
+//!   once expired, 404 for a link never made. No login: the link is the
+//!   secret (128 random bits) and it is short-lived.
+//! - `POST /api/operations/trace {"seconds": N}`: a call trace for N
+//!   seconds (1–300; one at a time, 409 while one runs); `GET` tells it
+//!   running, or done with its download link and what it holds.
+//! - `POST /api/operations/reboot {"confirm": "reboot"}`: the gateway
+//!   drains and starts again.
+//! - `POST /api/operations/reset {"kind": "data"|"factory", "confirm":
+//!   "reset"|"factory"}`: forgets what the reset forgets (listed in
+//!   `operations::host`), then restarts.
+//!
+//! Destructive actions need their word typed, so no stray click (or
+//! script without the word) can do them.
+
+use super::AdminState;
+use super::auth::{Commander, SignedIn};
+use crate::http_error::HttpError;
+use crate::operations::bundle::{Download, Fetch, log_bundle};
+use crate::operations::host::Reset;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// Each part's version (all built from one tree, so one number, but the
+/// parts are named as the platform lists them).
+pub fn part_versions() -> Value {
+    let v = env!("CARGO_PKG_VERSION");
+    json!({
+        "gateway": v,
+        "control_plane": v,
+        "data_plane": v,
+        "sip": v,
+        "csta": v,
+        "tunnel_protocol": pbxlink_tunnel::message::VERSION,
+        "build": option_env!("PBXLINK_BUILD").unwrap_or("local"),
+    })
+}
+
+/// `GET /api/versions`.
+pub async fn versions(_: SignedIn) -> Json<Value> {
+    Json(part_versions())
+}
+
+fn stamp() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string()
+}
+
+/// Makes a log bundle and its link (the admin page and the tunnel's
+/// `collect_logs`).
+pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
+    let Some(dir) = &s.admin.log_dir else {
+        return Err("this gateway does not write its log to disk".into());
+    };
+    let status = serde_json::to_string_pretty(&super::status_json(s)).unwrap_or_default();
+    let versions = serde_json::to_string_pretty(&part_versions()).unwrap_or_default();
+    let bytes = log_bundle(dir, &[("status.json", status), ("versions.json", versions)])
+        .map_err(|e| format!("the log bundle could not be made: {e}"))?;
+    let size = bytes.len();
+    let token = s.admin.downloads.add(
+        Download {
+            file_name: format!("pbxlink-logs-{}.tar.gz", stamp()),
+            content_type: "application/gzip",
+            bytes,
+        },
+        Instant::now(),
+    );
+    println!(
+        "admin: log bundle made ({size} bytes), its link expires in {} s",
+        s.admin.downloads.ttl().as_secs()
+    );
+    Ok(json!({
+        "url": format!("/downloads/{token}"),
+        "bytes": size,
+        "expires_in_s": s.admin.downloads.ttl().as_secs(),
+    }))
+}
+
+/// `POST /api/operations/logs`.
+pub async fn logs(State(s): State<AdminState>, _: Commander) -> Response {
+    match collect_logs(&s) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => HttpError::new(StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    }
+}
+
+/// `GET /downloads/{token}`.
+pub async fn download(State(s): State<AdminState>, Path(token): Path<String>) -> Response {
+    match s.admin.downloads.get(&token, Instant::now()) {
+        Fetch::Ready(d) => {
+            let mut r = (StatusCode::OK, d.bytes).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(d.content_type),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("attachment; filename=\"{}\"", d.file_name))
+            {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Fetch::Expired => HttpError::new(
+            StatusCode::GONE,
+            "this download link expired: make a new one on the admin page",
+        )
+        .into_response(),
+        Fetch::Unknown => HttpError::new(StatusCode::NOT_FOUND, "no such download").into_response(),
+    }
+}
+
+/// The call trace running or last made.
+#[derive(Debug, Clone)]
+pub enum TraceState {
+    /// None made yet.
+    Idle,
+    /// Capturing until then.
+    Running {
+        /// When it ends.
+        until: Instant,
+    },
+    /// Made: its link and what it holds.
+    Done(Value),
+    /// It could not run.
+    Failed(String),
+}
+
+fn trace_json(t: &TraceState) -> Value {
+    match t {
+        TraceState::Idle => json!({ "state": "idle" }),
+        TraceState::Running { until } => json!({
+            "state": "running",
+            "ends_in_s": until.saturating_duration_since(Instant::now()).as_secs_f64().ceil(),
+        }),
+        TraceState::Done(v) => {
+            let mut v = v.clone();
+            v["state"] = json!("done");
+            v
+        }
+        TraceState::Failed(why) => json!({ "state": "failed", "error": why }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceBody {
+    #[serde(default)]
+    seconds: Value,
+}
+
+/// Starts a call trace (the admin page and the tunnel's `trace`).
+pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, String)> {
+    use crate::operations::trace::{MAX_SECONDS, capture};
+    if !(1..=MAX_SECONDS).contains(&seconds) {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("seconds: from 1 to {MAX_SECONDS}"),
+        ));
+    }
+    {
+        let mut t = s.admin.trace.lock().expect("trace");
+        if let TraceState::Running { .. } = *t {
+            return Err((
+                StatusCode::CONFLICT,
+                "a call trace is running already".into(),
+            ));
+        }
+        *t = TraceState::Running {
+            until: Instant::now() + std::time::Duration::from_secs(seconds),
+        };
+    }
+    println!("trace: capturing SIP and media headers for {seconds} s");
+    let admin = s.admin.clone();
+    tokio::task::spawn_blocking(move || {
+        let next = match capture(&admin.trace_ports, seconds) {
+            Ok(c) => {
+                let bytes = c.pcap.len();
+                let token = admin.downloads.add(
+                    Download {
+                        file_name: format!("pbxlink-trace-{}.pcap", stamp()),
+                        content_type: "application/vnd.tcpdump.pcap",
+                        bytes: c.pcap,
+                    },
+                    Instant::now(),
+                );
+                println!(
+                    "trace: done: {} SIP and {} media packet(s), {bytes} bytes{}",
+                    c.sip,
+                    c.media,
+                    c.cut
+                        .map_or(String::new(), |why| format!(" (stopped at {why})"))
+                );
+                TraceState::Done(json!({
+                    "url": format!("/downloads/{token}"),
+                    "bytes": bytes,
+                    "sip_packets": c.sip,
+                    "media_packets": c.media,
+                    "stopped_at": c.cut,
+                    "expires_in_s": admin.downloads.ttl().as_secs(),
+                }))
+            }
+            Err(e) => {
+                println!("trace: failed: {e}");
+                TraceState::Failed(e.to_string())
+            }
+        };
+        *admin.trace.lock().expect("trace") = next;
+    });
+    Ok(trace_json(&s.admin.trace.lock().expect("trace")))
+}
+
+/// `POST /api/operations/trace`.
+pub async fn trace(
+    State(s): State<AdminState>,
+    _: Commander,
+    Json(b): Json<TraceBody>,
+) -> Response {
+    let seconds = b
+        .seconds
+        .as_u64()
+        .or_else(|| b.seconds.as_str().and_then(|t| t.trim().parse().ok()));
+    let Some(seconds) = seconds else {
+        return HttpError::with_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": "how long to trace", "errors": { "seconds": "seconds: from 1 to 300" } }),
+        )
+        .into_response();
+    };
+    match start_trace(&s, seconds) {
+        Ok(v) => Json(v).into_response(),
+        Err((StatusCode::UNPROCESSABLE_ENTITY, why)) => HttpError::with_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": why.clone(), "errors": { "seconds": why } }),
+        )
+        .into_response(),
+        Err((status, why)) => HttpError::new(status, why).into_response(),
+    }
+}
+
+/// `GET /api/operations/trace`.
+pub async fn trace_state(State(s): State<AdminState>, _: SignedIn) -> Json<Value> {
+    Json(trace_json(&s.admin.trace.lock().expect("trace")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    #[serde(default)]
+    confirm: String,
+}
+
+fn typed(confirm: &str, word: &str) -> Result<(), HttpError> {
+    if confirm.trim() == word {
+        Ok(())
+    } else {
+        Err(HttpError::with_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "error": format!("type {word:?} to confirm"),
+                "errors": { "confirm": format!("type {word} to confirm") },
+            }),
+        ))
+    }
+}
+
+/// `POST /api/operations/reboot`.
+pub async fn reboot(State(s): State<AdminState>, _: Commander, Json(b): Json<Confirm>) -> Response {
+    if let Err(e) = typed(&b.confirm, "reboot") {
+        return e.into_response();
+    }
+    println!("admin: reboot asked from the admin page");
+    s.admin.host.restart("reboot from the admin page");
+    Json(json!({ "result": "the gateway drains its calls and starts again" })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    kind: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /api/operations/reset`.
+pub async fn reset(
+    State(s): State<AdminState>,
+    _: Commander,
+    Json(b): Json<ResetBody>,
+) -> Response {
+    let (kind, word) = match b.kind.as_str() {
+        "data" => (Reset::Data, "reset"),
+        "factory" => (Reset::Factory, "factory"),
+        other => {
+            return HttpError::with_body(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "error": format!("no reset {other:?}"),
+                    "errors": { "kind": "data or factory" },
+                }),
+            )
+            .into_response();
+        }
+    };
+    if let Err(e) = typed(&b.confirm, word) {
+        return e.into_response();
+    }
+    if kind == Reset::Factory
+        && let Err(e) = s.admin.access.forget()
+    {
+        return HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:?}")).into_response();
+    }
+    if let Err(e) = s.admin.wizard.forget() {
+        return HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response();
+    }
+    match s.admin.host.reset(kind) {
+        Ok(removed) => {
+            println!("admin: {} reset: removed {}", b.kind, removed.join(", "));
+            s.admin.host.restart(&format!("{} reset", b.kind));
+            Json(json!({ "removed": removed, "result": "the gateway starts again" }))
+                .into_response()
+        }
+        Err(e) => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}

@@ -1,0 +1,365 @@
+//! The admin page in a real browser (issue 19): a gateway that starts
+//! unconfigured (no PBX yet) serves its wizard over HTTPS; headless
+//! Chromium (Debian's `chromium`, driven by playwright-core from
+//! `tests/browser/wizard.mjs`) sets the first password, walks every step
+//! against pbxsim (CSTA, the users it pushes) and cloudsim (the tunnel
+//! that carries welcome messages) to `Onboarding complete`, and downloads
+//! the log bundle through its temporary link. Screenshots of each step
+//! and the downloads are kept in `target/test-artifacts/admin-page/`.
+//!
+//! The gateway restarts itself three times on the way (the PBX step, the
+//! sync schedule, the digits): each time it drains, execs itself and
+//! reads its configuration with the wizard's settings laid over it.
+
+use pbxlink_tests::cloudsim::CloudSim;
+use pbxlink_tests::gateway::{Gateway, workspace_binary};
+use pbxlink_tests::http;
+use pbxlink_tests::lines::Lines;
+use pbxlink_tests::pbxsim::PbxSim;
+use pbxlink_tests::rig::Workdir;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GW_SIP: u16 = 23_900;
+const PBX_SIP: u16 = 23_901;
+const CLOUD_SIP: u16 = 23_902;
+const TUNNEL: u16 = 23_903;
+const ADMIN: u16 = 23_904;
+const ADMIN_HTTPS: u16 = 23_905;
+const USERS_API: u16 = 23_906;
+const PBX_CONTROL: u16 = 23_907;
+const CLOUD_CONTROL: u16 = 23_908;
+const CSTA: u16 = 23_910;
+const TOKEN: &str = "acme-token-0123456789";
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+fn at(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn artifacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("test-artifacts/admin-page");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The configuration an installer's gateway ships with: where it is, its
+/// cloud account; no PBX yet (the wizard names it).
+fn config(work: &Workdir, ca: &Path) -> PathBuf {
+    let text = format!(
+        "[gateway]\nlan_address = \"127.0.0.1\"\nprofile = \"max\"\nstate_dir = \"state\"\n\
+         networks = [\"127.0.0.0/8\"]\ndrain_seconds = 2\n\n\
+         [pbx]\nport = {PBX_SIP}\n\n\
+         [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\nserver_name = \"cloud.test\"\n\
+         srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
+         [sip]\nport = {GW_SIP}\n\n\
+         [admin]\nlisten = \"{}\"\nhttps_listen = \"{}\"\napi_token = \"{ADMIN_TOKEN}\"\n\n\
+         [users]\nlisten = \"{}\"\npush_password = \"Push-secret-4242\"\n\n\
+         [subscriber]\nlisten = \"off\"\n\n\
+         [tunnel]\nendpoint = \"{}\"\nserver_name = \"cloud.test\"\nca = \"{}\"\naccount = \"ACME\"\ntoken = \"{TOKEN}\"\n",
+        at(CLOUD_SIP),
+        ca.display(),
+        at(ADMIN),
+        at(ADMIN_HTTPS),
+        at(USERS_API),
+        at(TUNNEL),
+        ca.display()
+    );
+    let path = work.dir.join("pbxlink.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The PBX's users: six with their own email, two sharing one.
+fn users_file(work: &Workdir) -> PathBuf {
+    let mut users: Vec<Value> = (1000..1006)
+        .map(|dn| json!({"directory_number": dn.to_string(), "first_name": "User", "last_name": dn.to_string(), "email": format!("u{dn}@example.com"), "role": 1}))
+        .collect();
+    for dn in [1006, 1007] {
+        users.push(json!({"directory_number": dn.to_string(), "first_name": "Shared", "last_name": dn.to_string(), "email": "desk@example.com", "role": 1}));
+    }
+    let path = work.dir.join("users.json");
+    std::fs::write(&path, json!({ "users": users }).to_string()).unwrap();
+    path
+}
+
+/// The status of `GET path` on the plain admin listener (the body may
+/// be binary).
+fn status_of(path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(at(ADMIN)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+/// A pcap's packets (link type RAW): the UDP payloads of SIP (text) and
+/// how many RTP headers (version 2, payload type 0 or 8).
+fn pcap_packets(pcap: &[u8]) -> (Vec<String>, usize) {
+    let mut sip = Vec::new();
+    let mut rtp = 0;
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let kept = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let p = &pcap[at + 16..at + 16 + kept];
+        at += 16 + kept;
+        if p.len() < 28 || p[0] >> 4 != 4 || p[9] != 17 {
+            continue;
+        }
+        let body = &p[usize::from(p[0] & 15) * 4 + 8..];
+        if body.len() >= 12 && body[0] >> 6 == 2 && matches!(body[1] & 0x7f, 0 | 8) {
+            rtp += 1;
+        } else {
+            sip.push(String::from_utf8_lossy(body).into_owned());
+        }
+    }
+    (sip, rtp)
+}
+
+/// npm's playwright-core, installed by tests/run into tests/browser.
+fn browser_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run ./tests/run (it installs chromium and npm's playwright-core)"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: run ./tests/run (it installs Debian's chromium)"
+    );
+    dir
+}
+
+#[test]
+fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
+    let browser = browser_dir();
+    let out = artifacts();
+    let work = Workdir::new("admin-page");
+    let cloud = CloudSim::start(
+        &work.dir,
+        at(TUNNEL),
+        at(CLOUD_SIP),
+        at(CLOUD_CONTROL),
+        TOKEN,
+    );
+    let sim = PbxSim::start(
+        at(PBX_CONTROL),
+        &[
+            "--csta",
+            &at(CSTA).to_string(),
+            "--users",
+            "8",
+            "--sip",
+            &at(PBX_SIP).to_string(),
+            "--gateway-sip",
+            &at(GW_SIP).to_string(),
+            "--rtp-base",
+            "47300",
+        ],
+    );
+    let config = config(&work, &cloud.ca);
+    let gw = Gateway::start(&[
+        "run".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--seconds".into(),
+        "300".into(),
+    ]);
+    gw.wait_for(
+        "setup: the gateway does not carry calls yet",
+        Duration::from_secs(20),
+    );
+    gw.wait_for("admin: page on https://", Duration::from_secs(10));
+
+    let mut node = Command::new("node")
+        .arg(browser.join("wizard.mjs"))
+        .current_dir(&browser)
+        .env("PBXLINK_PAGE", format!("https://{}/", at(ADMIN_HTTPS)))
+        .env("PBXLINK_CSTA_PORT", CSTA.to_string())
+        .env("PBXLINK_ARTIFACTS", &out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let said = Lines::default();
+    said.capture(node.stdout.take().unwrap());
+    said.capture(node.stderr.take().unwrap());
+
+    // The PBX step's settings: the gateway starts again as a gateway, and
+    // the PBX (as configured by its installer) pushes its users.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !gw
+        .output()
+        .iter()
+        .any(|l| l.contains("users: user-config API on"))
+    {
+        let ended = node.try_wait().unwrap();
+        assert!(
+            ended.is_none() && Instant::now() < deadline,
+            "the gateway never ran with the PBX step's settings ({ended:?}):\n{}\n--- gateway ---\n{}",
+            said.all().join("\n"),
+            gw.output().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pushed = Command::new(workspace_binary("pbxsim"))
+        .args(["push", "--gateway", &at(USERS_API).to_string(), "--ca"])
+        .arg(work.dir.join("state/users-api.crt"))
+        .args(["--auth", "pbx:Push-secret-4242", "--users-file"])
+        .arg(users_file(&work))
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    // A call while the browser's trace runs.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !gw.output().iter().any(|l| l.contains("trace: capturing")) {
+        if node.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let placed = sim.post(
+        "/sip/calls",
+        &json!({"from": "1000", "to": "0612345678", "seconds": 2}).to_string(),
+    );
+    assert!(placed["call"].is_u64(), "{placed}");
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = node.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            panic!(
+                "the browser test did not finish:\n{}",
+                said.all().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let browser_said = said.all().join("\n");
+    println!("{browser_said}");
+    assert!(
+        status.success(),
+        "the browser walk failed:\n{browser_said}\n--- gateway ---\n{}",
+        gw.output().join("\n")
+    );
+    assert!(browser_said.contains("browser: passed"));
+
+    // Each step's screenshot is an artefact.
+    let shots: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    for step in [
+        "first-password",
+        "gateway-errors",
+        "pbx",
+        "connect",
+        "deployment",
+        "advanced-errors",
+        "onboarding-complete",
+        "operations",
+    ] {
+        assert!(
+            shots.iter().any(|s| s.ends_with(&format!("-{step}.png"))),
+            "no screenshot of {step}: {shots:?}"
+        );
+    }
+
+    // The log bundle is a tar.gz of the gateway's log, whose lines tell
+    // the onboarding.
+    let listing = Command::new("tar")
+        .arg("tzf")
+        .arg(out.join("logs.tar.gz"))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success(), "logs.tar.gz is not a tar.gz");
+    assert!(names.contains("logs/gateway.log"), "{names}");
+    assert!(names.contains("status.json"), "{names}");
+    let log = Command::new("tar")
+        .arg("xzOf")
+        .arg(out.join("logs.tar.gz"))
+        .arg("logs/gateway.log")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("admin: Onboarding complete"), "{log}");
+    assert!(
+        log.contains("starting again: the wizard's PBX step changed"),
+        "{log}"
+    );
+
+    // The trace holds the call: its SIP (an INVITE, whole) and its RTP
+    // (headers only).
+    let pcap = std::fs::read(out.join("trace.pcap")).unwrap();
+    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "a pcap file");
+    let (sip, rtp) = pcap_packets(&pcap);
+    assert!(
+        sip.iter().any(|p| p.contains("INVITE sip:")),
+        "no INVITE in the trace"
+    );
+    assert!(rtp >= 50, "only {rtp} RTP headers in the trace");
+
+    // The welcome messages went to the cloud platform; the duplicates did
+    // not get one.
+    let g = cloud.wait_gateway("the gateway linked", Duration::from_secs(10), |g| {
+        g["users"].as_u64().unwrap_or(0) > 0
+    });
+    let id = g["gateway"].as_str().unwrap();
+    let welcome = cloud.get(&format!("/gateways/{id}/events?kind=welcome"));
+    let sent: Vec<&str> = welcome
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["body"]["users"].as_array().unwrap().iter())
+        .filter_map(|u| u["extension"].as_str())
+        .collect();
+    assert!(sent.contains(&"1000"), "{welcome}");
+    assert!(
+        !sent.contains(&"1006") && !sent.contains(&"1007"),
+        "{welcome}"
+    );
+
+    // What the wizard set is what the gateway runs with, and it is kept.
+    let status = http::request(at(ADMIN), "GET", "/api/status", &[], "").json;
+    assert_eq!(status["onboarding"], "Onboarding complete", "{status}");
+    assert_eq!(status["csta"], "Connected", "{status}");
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(work.dir.join("state/onboarding.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept["complete"], true);
+    assert_eq!(kept["pbx"]["csta_ports"], CSTA.to_string());
+
+    // The download link was one-off secret and is still served until it
+    // expires; a made-up one is not.
+    let url = std::fs::read_to_string(out.join("logs-url.txt")).unwrap();
+    assert_eq!(status_of(url.trim()), 200);
+    assert_eq!(
+        status_of("/downloads/00112233445566778899aabbccddeeff"),
+        404
+    );
+    drop(sim);
+    gw.stop();
+}
