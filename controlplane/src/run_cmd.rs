@@ -49,7 +49,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let ended = run_once(args);
+    let ended = run_once(args, &state_dir);
     if let Ok(Exit::Restart(why)) = &ended {
         println!("starting again: {why}");
     }
@@ -62,9 +62,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
 }
 
-fn run_once(args: &RunArgs) -> anyhow::Result<Exit> {
-    let state_dir = config::state_dir_of(&args.config);
-    let overlay = crate::onboarding::store::Store::new(&state_dir)
+fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit> {
+    let overlay = crate::onboarding::store::Store::new(state_dir)
         .load()?
         .overlay();
     let table = config::read_table(&args.config, &overlay)?;

@@ -34,7 +34,8 @@ pub struct Via {
     pub tls: bool,
 }
 
-fn unix_now() -> u64 {
+/// Now, in Unix seconds (what cookies and file names carry).
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

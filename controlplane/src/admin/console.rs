@@ -51,13 +51,6 @@ pub async fn versions(_: SignedIn) -> Json<Value> {
     Json(part_versions())
 }
 
-fn stamp() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .to_string()
-}
-
 /// Makes a log bundle and its link (the admin page and the tunnel's
 /// `collect_logs`).
 pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
@@ -71,7 +64,7 @@ pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
     let size = bytes.len();
     let token = s.admin.downloads.add(
         Download {
-            file_name: format!("pbxlink-logs-{}.tar.gz", stamp()),
+            file_name: format!("pbxlink-logs-{}.tar.gz", super::auth::unix_now()),
             content_type: "application/gzip",
             bytes,
         },
@@ -191,7 +184,7 @@ pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, S
                 let bytes = c.pcap.len();
                 let token = admin.downloads.add(
                     Download {
-                        file_name: format!("pbxlink-trace-{}.pcap", stamp()),
+                        file_name: format!("pbxlink-trace-{}.pcap", super::auth::unix_now()),
                         content_type: "application/vnd.tcpdump.pcap",
                         bytes: c.pcap,
                     },

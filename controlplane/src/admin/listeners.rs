@@ -153,7 +153,8 @@ pub async fn start(state: AdminState) -> anyhow::Result<()> {
             "admin",
             &names,
         )?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(crate::signalling::tls_server(&cert, &key)?);
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(crate::signalling::tls::server(&cert, &key)?);
         match TcpListener::bind(addr).await {
             Ok(l) => {
                 println!(

@@ -28,7 +28,7 @@ use pbxlink_sip::reject;
 use pbxlink_sip::resolve::{Target, Transport as Wire};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -502,11 +502,6 @@ impl SipListenArgs {
 /// Runs `pbxlink sip-listen`.
 pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
     serve(args, None).map(|_| ())
-}
-
-/// The TLS server configuration of a certificate and key (PEM files).
-pub fn tls_server(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    tls::server(cert, key)
 }
 
 /// What the node needs to carry calls (`pbxlink run`).
