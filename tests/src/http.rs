@@ -108,6 +108,25 @@ pub fn request(
     answer(&raw)
 }
 
+/// `GET path` whose body may be binary (a download): the status and the
+/// head (status line and headers).
+pub fn get_head(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request_text(addr, "GET", path, &[], "").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head)
+}
+
 /// An HTTPS request to a server whose certificate is (or chains to)
 /// `ca`; `Err` when TLS or the connection fails.
 pub fn request_tls(

@@ -393,19 +393,7 @@ fn the_admin_api_checks_every_field_guards_its_sessions_and_expires_its_links() 
     assert_eq!(logs.status, 200, "{}", logs.text);
     let url = logs.json["url"].as_str().unwrap().to_owned();
     assert_eq!(url.len(), "/downloads/".len() + 32);
-    let status = |path: &str| {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(at(ADMIN)).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let head = String::from_utf8_lossy(&raw[..raw.len().min(400)]).into_owned();
-        (head[9..12].parse::<u16>().unwrap(), head)
-    };
+    let status = |path: &str| http::get_head(at(ADMIN), path);
     let (code, head) = status(&url);
     assert_eq!(code, 200);
     assert!(

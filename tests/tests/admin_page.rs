@@ -90,21 +90,6 @@ fn users_file(work: &Workdir) -> PathBuf {
     path
 }
 
-/// The status of `GET path` on the plain admin listener (the body may
-/// be binary).
-fn status_of(path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(at(ADMIN)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
-}
-
 /// A pcap's packets (link type RAW): the UDP payloads of SIP (text) and
 /// how many RTP headers (version 2, payload type 0 or 8).
 fn pcap_packets(pcap: &[u8]) -> (Vec<String>, usize) {
@@ -355,9 +340,9 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
     // The download link was one-off secret and is still served until it
     // expires; a made-up one is not.
     let url = std::fs::read_to_string(out.join("logs-url.txt")).unwrap();
-    assert_eq!(status_of(url.trim()), 200);
+    assert_eq!(http::get_head(at(ADMIN), url.trim()).0, 200);
     assert_eq!(
-        status_of("/downloads/00112233445566778899aabbccddeeff"),
+        http::get_head(at(ADMIN), "/downloads/00112233445566778899aabbccddeeff").0,
         404
     );
     drop(sim);
