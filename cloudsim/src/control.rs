@@ -6,8 +6,10 @@
 //! - `GET /gateways/{id}/events?kind=K&after=N`: the events stored.
 //! - `GET /gateways/{id}/users`: the users its syncs carried, and its
 //!   sync errors.
-//! - `POST /commands` `{"gateway"?, "name", "args"}`: a command through
-//!   the tunnel (`cti`, `sync_now`, `status`, …); its result.
+//! - `POST /commands` `{"gateway"?, "id"?, "name", "args"}`: a command
+//!   through the tunnel (`cti`, `sync_now`, `status`, …); its result.
+//!   An `id` sends a command again as a platform does when its answer
+//!   was lost.
 //! - `POST /sip/calls` `{"from", "to", "seconds"}`: a call toward the PBX
 //!   through the gateway; `GET /sip/calls`: every call kept with its SRTP
 //!   counts; `GET /sip/calls/{id}`: one; `GET /sip/stats`: totals over
@@ -75,13 +77,14 @@ async fn users(State(c): State<Ctl>, Path(id): Path<String>) -> Response {
 #[derive(Deserialize)]
 struct Command {
     gateway: Option<String>,
+    id: Option<String>,
     name: String,
     #[serde(default)]
     args: Value,
 }
 
 async fn send_command(State(c): State<Ctl>, Json(b): Json<Command>) -> Response {
-    match command(&c.platform, b.gateway.as_deref(), &b.name, b.args).await {
+    match command(&c.platform, b.gateway.as_deref(), b.id, &b.name, b.args).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => error(StatusCode::GATEWAY_TIMEOUT, e),
     }

@@ -1,13 +1,15 @@
 //! `cloudsim`: the cloud platform, on loopback, for pbxlink's tests and
 //! demo — the management tunnel's server with an account store
 //! (docs/tunnel.md), a SIP-TLS endpoint answering and placing calls with
-//! SDES-SRTP, and a control API. Its certificates are made at start; the
+//! SDES-SRTP, NTP and STUN services, and a control API. Its certificates are made at start; the
 //! CA is written where the gateway is told to trust it.
 
 mod control;
+mod ntp;
 mod pki;
 mod sip;
 mod store;
+mod stun;
 mod tunnel;
 
 use anyhow::Context;
@@ -38,12 +40,35 @@ struct Args {
     /// Where the CA certificate the gateway must trust is written.
     #[arg(long)]
     ca_out: PathBuf,
+    /// The time service (SNTP over UDP), if wanted.
+    #[arg(long)]
+    ntp: Option<SocketAddr>,
+    /// A STUN service (Binding only) on UDP; repeatable.
+    #[arg(long)]
+    stun: Vec<SocketAddr>,
     /// First RTP port of its calls.
     #[arg(long, default_value_t = 48000)]
     rtp_base: u16,
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
+}
+
+/// Answers each datagram on `socket` with what `answer` makes of it
+/// (nothing: left unanswered), for as long as cloudsim runs.
+async fn udp_service(
+    socket: tokio::net::UdpSocket,
+    answer: fn(&[u8], SocketAddr) -> Option<Vec<u8>>,
+) {
+    let mut buf = [0u8; 1500];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        if let Some(a) = answer(&buf[..n], from) {
+            let _ = socket.send_to(&a, from).await;
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +101,20 @@ fn main() -> anyhow::Result<()> {
         let control = tokio::net::TcpListener::bind(args.control)
             .await
             .with_context(|| format!("binding the control API on {}", args.control))?;
+        if let Some(at) = args.ntp {
+            let socket = tokio::net::UdpSocket::bind(at)
+                .await
+                .with_context(|| format!("binding NTP on {at}"))?;
+            println!("cloudsim: NTP on {at}");
+            tokio::spawn(udp_service(socket, ntp::reply));
+        }
+        for at in args.stun {
+            let socket = tokio::net::UdpSocket::bind(at)
+                .await
+                .with_context(|| format!("binding STUN on {at}"))?;
+            println!("cloudsim: STUN on {at}");
+            tokio::spawn(udp_service(socket, stun::answer));
+        }
         let app = control::router(platform.clone(), sip);
         tokio::spawn(async move {
             let _ = axum::serve(control, app).await;

@@ -249,12 +249,10 @@ impl SipEndpoint {
     ) {
         let (mut rd, mut wr) = tokio::io::split(tls);
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        {
-            let mut s = self.sbc.lock().expect("sbc");
-            s.link = Some(tx.clone());
-            s.link_peer = Some(peer);
-        }
-        println!("cloudsim: sip: the gateway's trunk connected from {peer}");
+        // The connection becomes the trunk once the gateway speaks on it
+        // (a ping or a request), not at the handshake: a probe that only
+        // shakes hands (the gateway's diagnostics) takes nothing over.
+        let mut adopted = false;
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
@@ -270,6 +268,13 @@ impl SipEndpoint {
                 Ok(n) => n,
             };
             buf.extend_from_slice(&chunk[..n]);
+            if !adopted {
+                adopted = true;
+                let mut s = self.sbc.lock().expect("sbc");
+                s.link = Some(tx.clone());
+                s.link_peer = Some(peer);
+                println!("cloudsim: sip: the gateway's trunk connected from {peer}");
+            }
             loop {
                 // Keep-alive pings (RFC 5626): a pong each.
                 while buf.starts_with(b"\r\n\r\n") {
@@ -284,6 +289,9 @@ impl SipEndpoint {
             }
         }
         writer.abort();
+        if !adopted {
+            return;
+        }
         let mut s = self.sbc.lock().expect("sbc");
         if s.link_peer == Some(peer) {
             s.link = None;

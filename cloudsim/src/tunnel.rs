@@ -65,10 +65,13 @@ fn msg(kind: &str, mut fields: Value) -> Vec<u8> {
 }
 
 /// Sends `name` with `args` to `gateway` (the only one connected when
-/// none is named); its result, or why there is none.
+/// none is named) under `id` (a new one when none is given: an id given
+/// again is a platform sending a command whose answer it lost); its
+/// result, or why there is none.
 pub async fn command(
     shared: &Shared,
     gateway: Option<&str>,
+    id: Option<String>,
     name: &str,
     args: Value,
 ) -> Result<Value, String> {
@@ -85,8 +88,10 @@ pub async fn command(
                 .map(|(id, _)| id.clone())
                 .ok_or("no gateway is connected")?,
         };
-        let id = format!("c-{}", p.next_command);
-        p.next_command += 1;
+        let id = id.unwrap_or_else(|| {
+            p.next_command += 1;
+            format!("c-{}", p.next_command - 1)
+        });
         let bytes = msg("command", json!({ "id": id, "name": name, "args": args }));
         if let Some(link) = p.links.get(&gw) {
             let _ = link.send(bytes.clone());

@@ -44,7 +44,9 @@
 //! # server_name = "sip.cloud.example" # default: the domain (or the target's IP)
 //! keepalive_seconds = 30
 //! # srtp_suites = ["AES_CM_128_HMAC_SHA1_80"]  # offered in this order; default all, strongest first
-//! # stun = ["198.51.100.10:3478"]     # STUN servers that tell the public address when it is not set
+//! # stun = ["198.51.100.10:3478"]     # STUN servers that tell the public address when it is not set;
+//!                                     # also the start-up diagnostics' (default: the cloud's host, 3478 and 3479)
+//! # ntp = "ntp.cloud.example:123"     # the diagnostics' NTP server; default: the cloud's host, port 123
 //!
 //! [sip]
 //! role = "pbx-trunk"                  # pbx-trunk (5060/5061) | subscriber | embedded
@@ -410,6 +412,7 @@ struct CloudSection {
     srtp_suites: Option<Vec<String>>,
     #[serde(default)]
     stun: Vec<String>,
+    ntp: Option<String>,
 }
 
 fn keepalive() -> u64 {
@@ -576,6 +579,9 @@ pub struct Config {
     pub srtp_suites: Vec<Suite>,
     /// STUN servers asked for the public address when it is not set.
     pub stun: Vec<std::net::SocketAddr>,
+    /// The NTP server the start-up diagnostics ask (`host:port`; none:
+    /// the cloud's host, port 123).
+    pub ntp: Option<String>,
     /// Listener role (SPEC §3 ports).
     pub sip_role: String,
     /// The PBX-side listeners' port, when not the role's.
@@ -929,6 +935,15 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             )),
         }
     }
+    if let Some(ntp) = &file.cloud.ntp
+        && !ntp
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    {
+        problems.push(format!(
+            "[cloud] ntp: {ntp:?} is not a host and port (e.g. \"ntp.cloud.example:123\")"
+        ));
+    }
     if !(1..=3600).contains(&file.gateway.media_timeout_seconds) {
         problems.push(format!(
             "[gateway] media_timeout_seconds = {}: use 1 to 3600 (60 is usual)",
@@ -1043,6 +1058,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         keepalive_seconds: file.cloud.keepalive_seconds,
         srtp_suites,
         stun,
+        ntp: file.cloud.ntp,
         sip_role: file.sip.role,
         sip_port: file.sip.port,
         dscp: file.sip.dscp,

@@ -3,10 +3,12 @@
 //! and the tools around them (see ARCHITECTURE.md).
 
 mod admin;
+mod alarms;
 mod cdr;
 mod config;
 mod cti;
 mod demo;
+mod diagnostics;
 mod http_error;
 mod https;
 mod latency;

@@ -189,7 +189,10 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
                 control,
                 cfg.tunnel.as_ref().map(|t| t.account.clone()),
                 Vec::new(),
-                trace_ports(&cfg, sip_port, &spec.port_ranges),
+                crate::admin::Watch {
+                    trace_ports: trace_ports(&cfg, sip_port, &spec.port_ranges),
+                    diagnostics: crate::diagnostics::Plan::for_config(&cfg),
+                },
             )?),
             profile: (profile.name().to_owned(), spec.call_limit as usize),
             pbx_side: pbx_side(&cfg, softphones, profile.name())?,

@@ -10,6 +10,7 @@
 //! (CTI), each answered once.
 
 use crate::admin::{AdminState, CtiCommand, service, status_json};
+use crate::alarms::{CSTA_LOST, OUTBOX_OVERFLOW};
 use crate::outbox::Outbox;
 use crate::sync::UserSync;
 use pbxlink_tunnel::client::{ClientConfig, ClientOutput, TunnelClient};
@@ -225,6 +226,7 @@ async fn drive(
     let mut next_sync = cfg.sync_every.map(|d| now + d);
     let mut users_changed = admin.users.as_ref().map(|u| u.changes());
     let mut last_status = Value::Null;
+    let mut dropped_seen = 0;
     let mut status_tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         // Carry out what the session asks.
@@ -279,11 +281,13 @@ async fn drive(
                                 let _ = answers.send((id, result));
                             });
                         }
-                        _ => client.answer(
-                            Instant::now(),
-                            &id,
-                            Err(format!("{name:?} is not supported by this gateway yet")),
-                        ),
+                        _ => {
+                            let result = crate::admin::remote::carry_out(&admin, &id, &name, &args)
+                                .unwrap_or_else(|| {
+                                    Err(format!("{name:?} is not a command this gateway knows"))
+                                });
+                            client.answer(Instant::now(), &id, result);
+                        }
                     }
                 }
                 ClientOutput::PeerError(e) => println!("tunnel: the platform says: {e}"),
@@ -388,6 +392,16 @@ async fn drive(
                 run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
             }
             _ = status_tick.tick() => {
+                // The page's alarm for dropped events: up from a drop
+                // until the platform has taken all that is left.
+                let dropped = outbox.counters().dropped;
+                if dropped > dropped_seen {
+                    dropped_seen = dropped;
+                    let detail = format!("{dropped} event(s) for the platform dropped since start");
+                    admin.admin.alarms.raise(OUTBOX_OVERFLOW, "outbox", &detail, crate::cdr::rfc3339(SystemTime::now()));
+                } else if outbox.len() == 0 {
+                    admin.admin.alarms.clear(OUTBOX_OVERFLOW, "outbox");
+                }
                 let s = status_json(&admin);
                 let brief = json!({
                     "status": s["status"],
@@ -398,6 +412,13 @@ async fn drive(
                 if brief != last_status {
                     if last_status["csta"] != brief["csta"] && !last_status.is_null() {
                         let lost = brief["csta"].as_str().is_some_and(|c| c.starts_with("Lost"));
+                        let alarms = &admin.admin.alarms;
+                        if lost {
+                            let detail = brief["csta"].as_str().unwrap_or_default();
+                            alarms.raise(CSTA_LOST, "csta", detail, crate::cdr::rfc3339(SystemTime::now()));
+                        } else {
+                            alarms.clear(CSTA_LOST, "csta");
+                        }
                         store(&mut outbox, &mut client, &view, vec![(
                             "alarm".into(),
                             unix_ms(),

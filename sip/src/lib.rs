@@ -13,6 +13,8 @@
 //! - [`resolve`]: RFC 3263 target ordering and failover.
 //! - [`sdp`]: session descriptions, rewritten per leg; keys redacted.
 //! - [`stun`]: the STUN Binding that learns the public address (RFC 5389).
+//! - [`ntp`]: the SNTP exchange the start-up diagnostics use (RFC 4330);
+//!   like STUN, a question the gateway asks of the cloud's servers.
 //! - [`digest`]: digest authentication of the PBX trunk (RFC 3261 §22.4).
 //! - [`keepalive`]: OPTIONS keep-alives and whether the peer answers.
 //! - [`register`]: users registered to a registrar, with digest and refresh.
@@ -24,6 +26,7 @@ pub mod keepalive;
 pub mod limits;
 pub mod message;
 pub mod normalize;
+pub mod ntp;
 pub mod register;
 pub mod reject;
 pub mod resolve;

@@ -5,11 +5,13 @@
 // restarts the settings cause, Connect's `Connection successful` with the
 // users the PBX pushed, welcome messages, a duplicate email flagged, the
 // overview to `Onboarding complete`, then the operations page: the log
-// bundle and a call trace downloaded through their temporary links.
+// diagnostics with the alarm a dead STUN server raises, the log bundle
+// and a call trace downloaded through their temporary links.
 //
 // Run by tests/tests/admin_page.rs, which starts the peers and reads the
 // artefacts. Environment: PBXLINK_PAGE (https://…/), PBXLINK_CSTA_PORT,
-// PBXLINK_ARTIFACTS (screenshots and downloads go there).
+// PBXLINK_ARTIFACTS (screenshots and downloads go there),
+// PBXLINK_DEAD_STUN (the STUN server left unanswered).
 import { chromium } from "playwright-core";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -165,6 +167,16 @@ try {
   // Operations: the log bundle through its temporary link.
   await page.click('#nav [data-view="operations"]');
   await page.locator("#versions dd").first().waitFor();
+  // The start-up diagnostics ran against the cloud: one STUN server the
+  // test left dead fails its check and raises an alarm; the rest pass.
+  const dead = process.env.PBXLINK_DEAD_STUN;
+  await page.locator("#diagnostics tbody tr.failed", { hasText: dead }).waitFor({ timeout: 20000 });
+  await page.locator("li.alarm", { hasText: dead }).waitFor();
+  const passed = await page.locator("#diagnostics tbody tr.passed").count();
+  expect(passed >= 4, `ntp, https, a STUN server and sip-tls pass (${passed} passed)`);
+  await page.click("#diagnostics-run");
+  await page.locator("#diagnostics-state", { hasText: "1 check(s) failed" }).waitFor({ timeout: 20000 });
+  await snap("diagnostics");
   await page.click("#collect-logs");
   await page.locator("#logs-download").waitFor();
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#logs-download")]);

@@ -31,10 +31,23 @@ impl CloudSim {
         control: SocketAddr,
         token: &str,
     ) -> CloudSim {
+        Self::start_with(dir, tunnel, sip, control, token, &[])
+    }
+
+    /// [`CloudSim::start`] with more arguments (`--ntp ADDR`).
+    pub fn start_with(
+        dir: &Path,
+        tunnel: SocketAddr,
+        sip: SocketAddr,
+        control: SocketAddr,
+        token: &str,
+        extra: &[&str],
+    ) -> CloudSim {
         let ca = dir.join("cloudsim-ca.pem");
         let mut child = Command::new(crate::gateway::workspace_binary("cloudsim"))
             .args(["--tunnel", &tunnel.to_string(), "--sip", &sip.to_string()])
             .args(["--control", &control.to_string(), "--seconds", "240"])
+            .args(extra)
             .args(["--account", &format!("ACME:{token}")])
             .arg("--ca-out")
             .arg(&ca)

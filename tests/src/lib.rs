@@ -8,6 +8,7 @@ pub mod bencode;
 pub mod capture;
 pub mod cloudsim;
 pub mod corpus;
+pub mod coturn;
 pub mod counting_alloc;
 pub mod dnsmasq;
 pub mod gateway;

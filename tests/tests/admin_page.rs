@@ -11,7 +11,10 @@
 //! sync schedule, the digits): each time it drains, execs itself and
 //! reads its configuration with the wizard's settings laid over it.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use pbxlink_tests::cloudsim::CloudSim;
+use pbxlink_tests::coturn::Stun;
 use pbxlink_tests::gateway::{Gateway, workspace_binary};
 use pbxlink_tests::http;
 use pbxlink_tests::lines::Lines;
@@ -33,6 +36,10 @@ const USERS_API: u16 = 23_906;
 const PBX_CONTROL: u16 = 23_907;
 const CLOUD_CONTROL: u16 = 23_908;
 const CSTA: u16 = 23_910;
+const NTP: u16 = 23_911;
+const STUN: u16 = 23_912;
+/// A STUN server the diagnostics ask and nobody answers.
+const DEAD_STUN: u16 = 23_913;
 const TOKEN: &str = "acme-token-0123456789";
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
 
@@ -58,7 +65,7 @@ fn config(work: &Workdir, ca: &Path) -> PathBuf {
          networks = [\"127.0.0.0/8\"]\ndrain_seconds = 2\n\n\
          [pbx]\nport = {PBX_SIP}\n\n\
          [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\nserver_name = \"cloud.test\"\n\
-         srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n\n\
+         srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\nntp = \"{}\"\nstun = [\"{}\", \"{}\"]\n\n\
          [sip]\nport = {GW_SIP}\n\n\
          [admin]\nlisten = \"{}\"\nhttps_listen = \"{}\"\napi_token = \"{ADMIN_TOKEN}\"\n\n\
          [users]\nlisten = \"{}\"\npush_password = \"Push-secret-4242\"\n\n\
@@ -66,6 +73,9 @@ fn config(work: &Workdir, ca: &Path) -> PathBuf {
          [tunnel]\nendpoint = \"{}\"\nserver_name = \"cloud.test\"\nca = \"{}\"\naccount = \"ACME\"\ntoken = \"{TOKEN}\"\n",
         at(CLOUD_SIP),
         ca.display(),
+        at(NTP),
+        at(STUN),
+        at(DEAD_STUN),
         at(ADMIN),
         at(ADMIN_HTTPS),
         at(USERS_API),
@@ -132,13 +142,15 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
     let browser = browser_dir();
     let out = artifacts();
     let work = Workdir::new("admin-page");
-    let cloud = CloudSim::start(
+    let cloud = CloudSim::start_with(
         &work.dir,
         at(TUNNEL),
         at(CLOUD_SIP),
         at(CLOUD_CONTROL),
         TOKEN,
+        &["--ntp", &at(NTP).to_string()],
     );
+    let _stun = Stun::start(Command::new("turnserver"), at(STUN), &work.dir);
     let sim = PbxSim::start(
         at(PBX_CONTROL),
         &[
@@ -174,6 +186,7 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
         .env("PBXLINK_PAGE", format!("https://{}/", at(ADMIN_HTTPS)))
         .env("PBXLINK_CSTA_PORT", CSTA.to_string())
         .env("PBXLINK_ARTIFACTS", &out)
+        .env("PBXLINK_DEAD_STUN", at(DEAD_STUN).to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -327,6 +340,52 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
         "{welcome}"
     );
 
+    // The start-up diagnostics against the cloud: the names are
+    // addresses (nothing to resolve); cloudsim's NTP, its tunnel's HTTPS
+    // and its SIP-TLS, coturn's STUN pass; the dead STUN server fails,
+    // is logged, and raises an alarm the platform hears of.
+    let d = http::request(at(ADMIN), "GET", "/api/diagnostics", &[], "").json;
+    let results: Vec<String> = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["check"].as_str().unwrap(),
+                c["target"].as_str().unwrap(),
+                c["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "dns  skipped".to_owned(),
+        format!("ntp {} passed", at(NTP)),
+        format!("https {} passed", at(TUNNEL)),
+        format!("stun {} passed", at(STUN)),
+        format!("stun {} failed", at(DEAD_STUN)),
+        format!("sip-tls {} passed", at(CLOUD_SIP)),
+    ] {
+        assert!(results.contains(&want), "{want:?} not in {results:?}");
+    }
+    let dead = format!("stun {}", at(DEAD_STUN));
+    let alarms = http::request(at(ADMIN), "GET", "/api/alarms", &[], "").json;
+    assert_eq!(alarms["alarms"][0]["source"], dead.as_str(), "{alarms}");
+    assert_eq!(alarms["alarms"].as_array().unwrap().len(), 1, "{alarms}");
+    let heard = cloud.get(&format!("/gateways/{id}/events?kind=alarm"));
+    assert!(
+        heard
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["body"]["source"] == dead.as_str() && e["body"]["raised"] == true),
+        "{heard}"
+    );
+    assert!(
+        log.contains(&format!("diagnostics: {dead}: FAILED")),
+        "the failed check is not in the log"
+    );
+
     // What the wizard set is what the gateway runs with, and it is kept.
     let status = http::request(at(ADMIN), "GET", "/api/status", &[], "").json;
     assert_eq!(status["onboarding"], "Onboarding complete", "{status}");
@@ -345,6 +404,125 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
         http::get_head(at(ADMIN), "/downloads/00112233445566778899aabbccddeeff").0,
         404
     );
+
+    // The platform runs the console through the tunnel: a log bundle
+    // and a call trace read piece by piece (the cloud cannot reach the
+    // LAN's links), then a reboot.
+    let ask = |name: &str, args: Value| -> Value {
+        let a = cloud.post(
+            "/commands",
+            &json!({"name": name, "args": args}).to_string(),
+        );
+        assert_eq!(a.status, 200, "{name}: {}", a.text);
+        assert_eq!(a.json["ok"], true, "{name}: {}", a.text);
+        a.json["body"].clone()
+    };
+    let read_through_tunnel = |url: &Value| -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut offset = json!(0);
+        while !offset.is_null() {
+            let piece = ask("download", json!({"url": url, "offset": offset}));
+            bytes.extend(
+                BASE64
+                    .decode(piece["data_base64"].as_str().unwrap())
+                    .unwrap(),
+            );
+            offset = piece["next"].clone();
+        }
+        bytes
+    };
+    let logs = ask("collect_logs", json!({}));
+    let bundle = read_through_tunnel(&logs["url"]);
+    assert_eq!(bundle.len() as u64, logs["bytes"].as_u64().unwrap());
+    std::fs::write(out.join("cloud-logs.tar.gz"), &bundle).unwrap();
+    let listing = Command::new("tar")
+        .arg("tzf")
+        .arg(out.join("cloud-logs.tar.gz"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("logs/gateway.log"),
+        "the platform's bundle: {listing:?}"
+    );
+    assert_eq!(ask("trace", json!({"seconds": 1}))["state"], "running");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let traced = loop {
+        let t = ask("trace", json!({}));
+        if t["state"] == "done" {
+            break t;
+        }
+        assert_eq!(t["state"], "running", "{t}");
+        assert!(Instant::now() < deadline, "the trace never ended: {t}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let pcap = read_through_tunnel(&traced["url"]);
+    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "a pcap file");
+    let refused = cloud.post("/commands", &json!({"name": "teleport"}).to_string());
+    assert_eq!(refused.json["ok"], false, "{}", refused.text);
+    let sessions = cloud.gateway()["sessions"].as_u64().unwrap();
+    let reboot = json!({"name": "reboot", "id": "reboot-1"}).to_string();
+    let rebooted = cloud.post("/commands", &reboot).json;
+    assert!(
+        rebooted["body"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("starts again"),
+        "{rebooted}"
+    );
+    gw.wait_for(
+        "starting again: reboot from the cloud platform",
+        Duration::from_secs(20),
+    );
+    cloud.wait_gateway("the gateway back", Duration::from_secs(30), |g| {
+        g["connected"] == true && g["sessions"].as_u64().unwrap() > sessions
+    });
+    // The same command again (its answer lost in the cut): answered, not
+    // carried out twice.
+    let again = cloud.post("/commands", &reboot).json;
+    assert_eq!(again["ok"], true, "{again}");
+    assert!(
+        again["body"]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("done"),
+        "{again}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let restarts = gw
+        .output()
+        .iter()
+        .filter(|l| l.contains("starting again: reboot from the cloud platform"))
+        .count();
+    assert_eq!(restarts, 1, "rebooted twice");
+
+    // A data reset from the platform forgets the onboarding; the gateway
+    // starts again waiting for its wizard.
+    let reset = ask("data_reset", json!({}));
+    assert!(
+        reset["removed"].to_string().contains("onboarding.json"),
+        "{reset}"
+    );
+    gw.wait_for(
+        "starting again: data reset from the cloud platform",
+        Duration::from_secs(20),
+    );
+    // Waiting for its wizard a second time (the first was at the start).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw
+        .output()
+        .iter()
+        .filter(|l| l.contains("setup: the gateway does not carry calls yet"))
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never started again unconfigured"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw.wait_for("admin: page on https://", Duration::from_secs(10));
+    assert!(!work.dir.join("state/onboarding.json").exists());
     drop(sim);
     gw.stop();
 }

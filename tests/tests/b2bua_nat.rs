@@ -49,31 +49,10 @@ fn call_through_nat(backend: &str) {
     let (ca_file, cloud_pem) = work.cloud_pki(IpAddr::V4(netns::CLOUD));
     let tone = work.tone("tone.wav", 1000.0);
     // The cloud's STUN server.
-    let mut stun = nat
-        .at_cloud()
-        .command("turnserver")
-        .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls"])
-        .args([
-            "--listening-ip",
-            &netns::CLOUD.to_string(),
-            "--listening-port",
-            "3478",
-        ])
-        .args(["--log-file", "stdout", "--simple-log"])
-        .arg("--pidfile")
-        .arg(dir.join("turnserver.pid"))
-        .arg("--db")
-        .arg(dir.join("turndb"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("turnserver runs (tests/run installs coturn)");
-    let stun_log = pbxlink_tests::lines::Lines::default();
-    stun_log.capture(stun.stdout.take().unwrap());
-    stun_log.wait_for(
-        "turnserver",
-        "Total General servers",
-        Duration::from_secs(10),
+    let stun = pbxlink_tests::coturn::Stun::start(
+        nat.at_cloud().command("turnserver"),
+        SocketAddr::new(IpAddr::V4(netns::CLOUD), 3478),
+        dir,
     );
     let mut cloud = Baresip::cloud_at(
         &nat.at_cloud(),
@@ -196,7 +175,6 @@ fn call_through_nat(backend: &str) {
         println!("{fin}");
     }
     drop(cloud);
-    let _ = stun.kill();
-    let _ = stun.wait();
+    drop(stun);
     drop(nat);
 }

@@ -82,6 +82,11 @@ pub enum ClientOutput {
 /// Commands remembered with their results.
 const REMEMBERED_COMMANDS: usize = 1000;
 
+/// The largest result remembered. A bigger one (a piece of a download)
+/// is forgotten once sent: the command, sent again, is carried out
+/// again, which only reads may do.
+pub const REMEMBERED_RESULT_BYTES: usize = 16 << 10;
+
 #[derive(Debug, PartialEq)]
 enum State {
     Idle,
@@ -229,7 +234,10 @@ impl TunnelClient {
             },
         };
         let bytes = msg.to_json();
-        if let Some(slot) = self.commands.get_mut(id) {
+        if bytes.len() > REMEMBERED_RESULT_BYTES {
+            self.commands.remove(id);
+            self.command_order.retain(|c| c != id);
+        } else if let Some(slot) = self.commands.get_mut(id) {
             *slot = Some(bytes.clone());
         }
         if self.is_up()
@@ -613,6 +621,24 @@ mod tests {
         assert_eq!(sent[0]["body"]["sync"], 1);
         assert_eq!(c.counters().commands, 1);
         assert_eq!(c.counters().commands_repeated, 2);
+    }
+
+    #[test]
+    fn a_big_result_is_sent_then_forgotten_so_the_read_runs_again() {
+        let t0 = Instant::now();
+        let mut c = welcomed(t0, 0, Vec::new());
+        heard(&mut c);
+        let cmd = json!({"v":1,"type":"command","id":"c-9","name":"download"});
+        c.handle_input(t0, &say(cmd.clone()));
+        let piece = "x".repeat(REMEMBERED_RESULT_BYTES);
+        c.answer(t0, "c-9", Ok(json!({ "piece": piece })));
+        let (sent, _) = heard(&mut c);
+        assert_eq!(sent[0]["ref"], "c-9");
+        c.handle_input(t0, &say(cmd));
+        let (sent, other) = heard(&mut c);
+        assert!(sent.is_empty(), "nothing answered from memory");
+        assert_eq!(other.len(), 1, "carried out again");
+        assert_eq!(c.counters().commands, 2);
     }
 
     #[test]

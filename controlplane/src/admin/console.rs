@@ -132,7 +132,8 @@ pub enum TraceState {
     Failed(String),
 }
 
-fn trace_json(t: &TraceState) -> Value {
+/// The trace's state as the page and the platform read it.
+pub fn trace_json(t: &TraceState) -> Value {
     match t {
         TraceState::Idle => json!({ "state": "idle" }),
         TraceState::Running { until } => json!({
@@ -311,21 +312,33 @@ pub async fn reset(
     if let Err(e) = typed(&b.confirm, word) {
         return e.into_response();
     }
-    if kind == Reset::Factory
-        && let Err(e) = s.admin.access.forget()
-    {
-        return HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:?}")).into_response();
-    }
-    if let Err(e) = s.admin.wizard.forget() {
-        return HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response();
-    }
-    match s.admin.host.reset(kind) {
+    match reset_gateway(&s, kind, "the admin page") {
         Ok(removed) => {
-            println!("admin: {} reset: removed {}", b.kind, removed.join(", "));
-            s.admin.host.restart(&format!("{} reset", b.kind));
+            s.admin
+                .host
+                .restart(&format!("{} reset from the admin page", b.kind));
             Json(json!({ "removed": removed, "result": "the gateway starts again" }))
                 .into_response()
         }
         Err(e) => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
+}
+
+/// Forgets what `kind` forgets (the admin page and the tunnel's
+/// `data_reset`); the files removed. The caller restarts the gateway.
+pub fn reset_gateway(s: &AdminState, kind: Reset, from: &str) -> Result<Vec<String>, String> {
+    let name = match kind {
+        Reset::Data => "data",
+        Reset::Factory => "factory",
+    };
+    if kind == Reset::Factory {
+        s.admin.access.forget().map_err(|e| format!("{e:?}"))?;
+    }
+    let removed = s.admin.host.reset(kind)?;
+    s.admin.wizard.forget().map_err(|e| format!("{e:#}"))?;
+    println!(
+        "admin: {name} reset from {from}: removed {}",
+        removed.join(", ")
+    );
+    Ok(removed)
 }

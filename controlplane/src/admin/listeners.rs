@@ -116,6 +116,7 @@ async fn peer_of(
 /// Starts the admin listeners `state.admin.settings` names (inside a tokio
 /// runtime). A port that cannot be bound is told and left off.
 pub async fn start(state: AdminState) -> anyhow::Result<()> {
+    super::diagnostics::start(state.clone());
     let settings = state.admin.settings.clone();
     let app = router(state.clone());
     if let Some(addr) = settings.listen {
@@ -198,7 +199,7 @@ pub fn run_setup(
             control.clone(),
             setup.account.clone(),
             setup.missing.clone(),
-            crate::operations::trace::TracePorts::default(),
+            super::Watch::default(),
         )?;
         println!(
             "setup: the gateway does not carry calls yet ({}); finish the wizard on the admin page",

@@ -259,6 +259,31 @@ pub fn render(s: &AdminState) -> String {
             "How long CSTA service requests took, sent to answered.",
         ));
     }
+    t.one(
+        "pbxlink_alarms_active",
+        "gauge",
+        "Alarms up (GET /api/alarms lists them).",
+        s.admin.alarms.active().len(),
+    );
+    if let Some(r) = s.admin.diagnostics.last() {
+        t.family(
+            "pbxlink_diagnostic_passed",
+            "gauge",
+            "The last start-up diagnostics: 1 passed, 0 failed, per check and target (skipped ones left out).",
+        );
+        for c in &r.checks {
+            let passed = match c.outcome {
+                crate::diagnostics::Outcome::Passed(_) => 1,
+                crate::diagnostics::Outcome::Failed(_) => 0,
+                crate::diagnostics::Outcome::Skipped(_) => continue,
+            };
+            t.sample(
+                "pbxlink_diagnostic_passed",
+                &[("check", c.check), ("target", &c.target)],
+                passed,
+            );
+        }
+    }
     if let Some(tunnel) = &s.tunnel {
         let v = tunnel.json();
         let n = |k: &str| v[k].as_u64().unwrap_or(0);

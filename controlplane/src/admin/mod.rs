@@ -42,10 +42,12 @@
 mod access;
 mod auth;
 mod console;
+pub mod diagnostics;
 mod listeners;
 mod metrics;
 mod page;
 mod password;
+pub mod remote;
 mod wizard;
 
 pub use listeners::{run_setup, start};
@@ -97,8 +99,23 @@ pub struct AdminSetup {
     pub log_dir: Option<PathBuf>,
     /// The ports a call trace copies.
     pub trace_ports: crate::operations::trace::TracePorts,
+    /// The start-up diagnostics.
+    pub diagnostics: diagnostics::Diagnostics,
+    /// The alarms up.
+    pub alarms: crate::alarms::Alarms,
     /// The call trace running or last made.
     pub trace: std::sync::Mutex<console::TraceState>,
+}
+
+/// What the admin side looks at for the operator: the ports a call
+/// trace copies and the checks the diagnostics run (both empty before
+/// the gateway is configured).
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// The ports a call trace copies.
+    pub trace_ports: crate::operations::trace::TracePorts,
+    /// The diagnostics' checks.
+    pub diagnostics: crate::diagnostics::Plan,
 }
 
 impl AdminSetup {
@@ -111,7 +128,7 @@ impl AdminSetup {
         control: NodeControl,
         account: Option<String>,
         missing: Vec<String>,
-        trace_ports: crate::operations::trace::TracePorts,
+        watch: Watch,
     ) -> anyhow::Result<Arc<AdminSetup>> {
         let host = Arc::new(crate::operations::host::SystemHost {
             interface: settings.network_interface.clone(),
@@ -124,7 +141,9 @@ impl AdminSetup {
             wizard: wizard::Wizard::open(state_dir, config)?,
             downloads: Downloads::new(settings.log_link),
             log_dir: Some(state_dir.join("logs")),
-            trace_ports,
+            trace_ports: watch.trace_ports,
+            diagnostics: diagnostics::Diagnostics::new(watch.diagnostics),
+            alarms: crate::alarms::Alarms::default(),
             trace: std::sync::Mutex::new(console::TraceState::Idle),
             settings,
             state_dir: state_dir.to_owned(),
@@ -204,6 +223,7 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
         "tunnel": s.tunnel.as_ref().map(|t| t.json()["state"].clone()),
         "users_onboarded": s.users.as_ref().map(|u| u.read(|d| d.onboarded())),
         "softphones_registered": s.softphones.as_ref().map(|p| p.registered().0),
+        "alarms": s.admin.alarms.active().len(),
         "calls_in_progress": c.calls_in_progress(),
         "relays": c.get("relays"),
         "profile": s.profile.0,
@@ -501,6 +521,11 @@ fn api_routes() -> axum::Router<AdminState> {
     use axum::routing::{delete, get, post};
     axum::Router::new()
         .route("/api/status", get(status))
+        .route(
+            "/api/diagnostics",
+            get(diagnostics::get).post(diagnostics::rerun),
+        )
+        .route("/api/alarms", get(diagnostics::alarms))
         .route("/api/counters", get(counters))
         .route("/api/users", get(users))
         .route("/api/users/{dn}", get(user))

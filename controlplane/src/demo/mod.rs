@@ -42,6 +42,8 @@ const ADMIN_HTTPS: u16 = 25_881;
 const USERS_API: u16 = 25_886;
 const PBX_CONTROL: u16 = 25_890;
 const CLOUD_CONTROL: u16 = 25_891;
+const CLOUD_NTP: u16 = 25_892; // UDP
+const CLOUD_STUN: [u16; 2] = [25_893, 25_894]; // UDP
 /// First RTP ports of pbxsim's and cloudsim's calls (UDP).
 const PBX_RTP: u16 = 47_000;
 const CLOUD_RTP: u16 = 48_000;
@@ -176,7 +178,13 @@ fn ports_free() -> anyhow::Result<()> {
             format!("TCP port {port} on 127.0.0.1 is taken (the demo uses 25800-25899)")
         })?;
     }
-    for port in [GATEWAY_SIP, PBX_SIP] {
+    for port in [
+        GATEWAY_SIP,
+        PBX_SIP,
+        CLOUD_NTP,
+        CLOUD_STUN[0],
+        CLOUD_STUN[1],
+    ] {
         std::net::UdpSocket::bind(at(port)).with_context(|| {
             format!("UDP port {port} on 127.0.0.1 is taken (the demo uses 25800-25899)")
         })?;
@@ -313,6 +321,12 @@ impl Demo {
             &ca.display().to_string(),
             "--rtp-base",
             &CLOUD_RTP.to_string(),
+            "--ntp",
+            &at(CLOUD_NTP).to_string(),
+            "--stun",
+            &at(CLOUD_STUN[0]).to_string(),
+            "--stun",
+            &at(CLOUD_STUN[1]).to_string(),
         ]
         .map(str::to_owned)
         .to_vec();
@@ -379,6 +393,9 @@ impl Demo {
             .replace("{pbx_sip}", &PBX_SIP.to_string())
             .replace("{csta}", &format!("{};{}", CSTA[0], CSTA[1]))
             .replace("{cloud_sip}", &CLOUD_SIP.to_string())
+            .replace("{cloud_ntp}", &CLOUD_NTP.to_string())
+            .replace("{cloud_stun_1}", &CLOUD_STUN[0].to_string())
+            .replace("{cloud_stun_2}", &CLOUD_STUN[1].to_string())
             .replace("{gateway_sip}", &GATEWAY_SIP.to_string())
             .replace("{admin}", &ADMIN.to_string())
             .replace("{admin_https}", &ADMIN_HTTPS.to_string())

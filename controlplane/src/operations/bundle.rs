@@ -101,10 +101,21 @@ impl Downloads {
 
     /// What the link `token` gives now.
     pub fn get(&self, token: &str, now: Instant) -> Fetch<Download> {
+        self.read(token, now, Download::clone)
+    }
+
+    /// `look` at what the link `token` gives now (a piece of it, its
+    /// size) without copying all of it.
+    pub fn read<T>(
+        &self,
+        token: &str,
+        now: Instant,
+        look: impl FnOnce(&Download) -> T,
+    ) -> Fetch<T> {
         let mut held = self.held.lock().expect("downloads");
         Self::expire(&mut held, now);
         if let Some((_, _, d)) = held.live.iter().find(|(t, _, _)| t == token) {
-            return Fetch::Ready(d.clone());
+            return Fetch::Ready(look(d));
         }
         if held.expired.iter().any(|t| t == token) {
             Fetch::Expired

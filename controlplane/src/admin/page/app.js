@@ -342,6 +342,7 @@ async function loadOperations() {
     }
   }
   pollTrace();
+  loadDiagnostics();
   const v = await api("GET", "/api/versions");
   const dl = $("#versions");
   dl.replaceChildren();
@@ -351,6 +352,45 @@ async function loadOperations() {
     dl.append(dt, dd);
   }
 }
+
+async function loadDiagnostics() {
+  const a = await api("GET", "/api/alarms");
+  const list = $("#alarms");
+  list.replaceChildren();
+  for (const al of (a.body && a.body.alarms) || []) {
+    const li = document.createElement("li");
+    li.className = "alarm";
+    li.textContent = `${al.source}: ${al.text} (since ${al.since})`;
+    list.append(li);
+  }
+  if (!list.children.length) list.textContent = "None";
+  const d = await api("GET", "/api/diagnostics");
+  if (d.status !== 200) return;
+  const r = d.body;
+  $("#diagnostics-state").textContent = r.state === "done"
+    ? `Last run ${r.at}: ${r.failed ? `${r.failed} check(s) failed` : "all passed"}`
+    : (r.why || "Running…");
+  const body = $("#diagnostics tbody");
+  body.replaceChildren();
+  for (const c of r.checks) {
+    const tr = document.createElement("tr");
+    tr.className = c.result;
+    for (const text of [c.check, c.target, c.result, c.detail]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  if (r.state === "running") setTimeout(loadDiagnostics, 1000);
+}
+
+$("#diagnostics-run").addEventListener("click", async () => {
+  const r = await api("POST", "/api/diagnostics");
+  if (r.status !== 202) { $("#diagnostics-state").textContent = r.body.error; return; }
+  $("#diagnostics-state").textContent = "Running…";
+  setTimeout(loadDiagnostics, 1500);
+});
 
 $("#collect-logs").addEventListener("click", async () => {
   const slot = $("#logs-link");
