@@ -65,6 +65,8 @@
 //!                                     # default: the LAN address, port 80; "off": none
 //! # api_token = "…"                   # lets requests with "Authorization: Bearer TOKEN" run
 //!                                     # commands (CTI services, deleting the PBX connection)
+//! mdns_name = "pbxlink"               # advertised on the LAN as pbxlink.local (mDNS, the admin
+//!                                     # page's address; never on loopback); "off": not advertised
 //!
 //! [subscriber]                        # Softphone users: the gateway is their phone on the PBX
 //! # listen = "192.168.1.20:5070"      # the subscriber side (UDP); default: the LAN address, 5070; "off"
@@ -224,6 +226,12 @@ struct AdminSection {
     resolv_conf: PathBuf,
     #[serde(default = "log_link_seconds")]
     log_link_seconds: u64,
+    #[serde(default = "mdns_name")]
+    mdns_name: String,
+}
+
+fn mdns_name() -> String {
+    "pbxlink".into()
 }
 
 impl Default for AdminSection {
@@ -237,6 +245,7 @@ impl Default for AdminSection {
             network_interface: None,
             resolv_conf: resolv_conf(),
             log_link_seconds: log_link_seconds(),
+            mdns_name: mdns_name(),
         }
     }
 }
@@ -1099,6 +1108,9 @@ pub struct AdminSettings {
     pub resolv_conf: PathBuf,
     /// How long a log bundle's download link works.
     pub log_link: std::time::Duration,
+    /// The name advertised by mDNS (`NAME.local`) and the address it
+    /// stands for (none: not advertised).
+    pub mdns: Option<(String, IpAddr)>,
 }
 
 fn listen_key(
@@ -1154,7 +1166,30 @@ fn admin_settings(
             a.log_link_seconds
         ));
     }
+    let name = a.mdns_name.trim();
+    let mdns = if name == "off" {
+        None
+    } else if name.is_empty()
+        || name.len() > 63
+        || name.starts_with('-')
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        problems.push(format!(
+            "[admin] mdns_name = {name:?}: letters, digits and '-', at most 63 (\"pbxlink\" for pbxlink.local), or \"off\""
+        ));
+        None
+    } else {
+        // Where the page is: its own address when it has one, else the LAN's.
+        [https_listen, listen]
+            .into_iter()
+            .flatten()
+            .map(|a| a.ip())
+            .find(|ip| !ip.is_unspecified())
+            .or(lan)
+            .map(|ip| (name.to_ascii_lowercase(), ip))
+    };
     AdminSettings {
+        mdns,
         listen,
         https_listen,
         cert,

@@ -118,6 +118,12 @@ async fn peer_of(
 pub async fn start(state: AdminState) -> anyhow::Result<()> {
     super::diagnostics::start(state.clone());
     let settings = state.admin.settings.clone();
+    let page_port = settings.listen.or(settings.https_listen).map(|a| a.port());
+    if let (Some((name, addr)), Some(port)) = (&settings.mdns, page_port)
+        && let Some(a) = super::mdns::advertise(name, *addr, port)
+    {
+        let _ = state.admin.mdns.set(a);
+    }
     let app = router(state.clone());
     if let Some(addr) = settings.listen {
         match TcpListener::bind(addr).await {

@@ -44,6 +44,7 @@ mod auth;
 mod console;
 pub mod diagnostics;
 mod listeners;
+mod mdns;
 mod metrics;
 mod page;
 mod password;
@@ -103,6 +104,8 @@ pub struct AdminSetup {
     pub diagnostics: diagnostics::Diagnostics,
     /// The alarms up.
     pub alarms: crate::alarms::Alarms,
+    /// The mDNS responder advertising the page, once started.
+    pub mdns: std::sync::OnceLock<mdns::Advertised>,
     /// The call trace running or last made.
     pub trace: std::sync::Mutex<console::TraceState>,
 }
@@ -144,6 +147,7 @@ impl AdminSetup {
             trace_ports: watch.trace_ports,
             diagnostics: diagnostics::Diagnostics::new(watch.diagnostics),
             alarms: crate::alarms::Alarms::default(),
+            mdns: std::sync::OnceLock::new(),
             trace: std::sync::Mutex::new(console::TraceState::Idle),
             settings,
             state_dir: state_dir.to_owned(),
