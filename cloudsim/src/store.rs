@@ -42,6 +42,9 @@ pub struct Gateway {
     pub sync_errors: Vec<Value>,
     /// Its profile and versions, from its hello.
     pub hello: Value,
+    /// Its onboarding settings, as it last sent them (what a replacement
+    /// relinks to).
+    pub onboarding: Value,
 }
 
 /// Every account and gateway.
@@ -101,10 +104,26 @@ impl Store {
             "sync_errors" => {
                 g.sync_errors = e.body["errors"].as_array().cloned().unwrap_or_default();
             }
+            "onboarding" => g.onboarding = e.body.clone(),
             _ => {}
         }
         g.events.push(e);
         true
+    }
+
+    /// What `gateway` asking to replace `replaces` gets: the `relink`
+    /// command's arguments (the stored settings, or why there are none).
+    pub fn relink(&self, gateway: &str, replaces: &str, network: &Value) -> Value {
+        let account = self.gateways.get(gateway).map(|g| g.account.as_str());
+        match self.gateways.get(replaces) {
+            Some(old) if Some(old.account.as_str()) == account && !old.onboarding.is_null() => {
+                json!({ "replaces": replaces, "network": network, "onboarding": old.onboarding })
+            }
+            _ => json!({
+                "replaces": replaces,
+                "error": format!("the account has no gateway {replaces:?} with stored settings"),
+            }),
+        }
     }
 
     /// A gateway's tunnel went down.

@@ -3,7 +3,9 @@
 //! listener; per connection a `hello` checked against the accounts, then
 //! events stored once and acknowledged, pings answered, commands sent and
 //! their results awaited. A command not answered before the connection
-//! goes is sent again, with the same id, when the gateway is back.
+//! goes is sent again, with the same id, when the gateway is back. A
+//! replacement's `relink_request` is answered with the `relink` command
+//! carrying the replaced gateway's stored settings (same account only).
 
 use crate::store::{Store, Stored};
 use serde_json::{Value, json};
@@ -277,7 +279,7 @@ fn handle(
                 return Step::Go;
             };
             let gw = gw.clone();
-            p.store.event(
+            let new = p.store.event(
                 &gw,
                 Stored {
                     id,
@@ -286,6 +288,17 @@ fn handle(
                     body: v["body"].clone(),
                 },
             );
+            // A replacement asks for a gateway's settings: they go back
+            // as the relink command.
+            if new && k == "relink_request" {
+                let replaces = v["body"]["replaces"].as_str().unwrap_or_default();
+                let args = p.store.relink(&gw, replaces, &v["body"]["network"]);
+                println!("cloudsim: tunnel: {gw} relinks in place of {replaces:?}");
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _ = command(&shared, Some(&gw), None, "relink", args).await;
+                });
+            }
             Step::Ack
         }
         ("result", Some(_)) => {

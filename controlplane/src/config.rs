@@ -1212,6 +1212,11 @@ pub struct SetupConfig {
     pub account: Option<String>,
     /// What is not configured yet.
     pub missing: Vec<String>,
+    /// The tunnel to the cloud platform, when the file links the gateway
+    /// already (a replacement relinks through it; none: off).
+    pub tunnel: Option<TunnelSettings>,
+    /// Why the tunnel is off although `[tunnel]` is there.
+    pub tunnel_problems: Vec<String>,
 }
 
 /// The file as a table, with the wizard's `overlay` laid over it.
@@ -1298,13 +1303,15 @@ pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConf
         gateway: GatewaySection,
         #[serde(default)]
         admin: AdminSection,
+        #[serde(default)]
+        tunnel: TunnelSection,
     }
     let fail = |problems: Vec<String>| ConfigError {
         file: path.to_owned(),
         problems,
     };
     let mut only = toml::Table::new();
-    for k in ["gateway", "admin"] {
+    for k in ["gateway", "admin", "tunnel"] {
         if let Some(v) = table.get(k) {
             only.insert(k.into(), v.clone());
         }
@@ -1321,6 +1328,17 @@ pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConf
         )])
     })?;
     let admin = admin_settings(&file.admin, Some(lan_address), base, &mut problems);
+    // The tunnel's CA defaults to the cloud trunk's, when [cloud] names one.
+    let cloud_ca = table
+        .get("cloud")
+        .and_then(|c| c.get("ca"))
+        .and_then(toml::Value::as_str)
+        .map_or_else(PathBuf::new, |c| base.join(c));
+    // In setup the tunnel's problems leave it off rather than stopping
+    // the page the installer needs.
+    let mut tunnel_problems = Vec::new();
+    let tunnel = tunnel_settings(&file.tunnel, &cloud_ca, base, &mut tunnel_problems)
+        .filter(|_| tunnel_problems.is_empty());
     if !problems.is_empty() {
         return Err(fail(problems));
     }
@@ -1333,6 +1351,8 @@ pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConf
             .and_then(toml::Value::as_str)
             .map(str::to_owned),
         missing,
+        tunnel,
+        tunnel_problems,
     }))
 }
 
@@ -1805,6 +1825,39 @@ ca = "Cargo.toml"
 
     fn base() -> &'static Path {
         Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn setup_keeps_a_linked_tunnel_and_advertises_the_page() {
+        let setup = |extra: &str| {
+            let text = format!(
+                "[gateway]\nlan_address = \"192.168.1.20\"\n{extra}\n[tunnel]\n\
+                 endpoint = \"mgmt.cloud.example:443\"\naccount = \"ACME\"\ntoken = \"0123456789abcdef\"\n"
+            );
+            let table: toml::Table = toml::from_str(&text).unwrap();
+            setup_config(&base().join("pbxlink.toml"), &table)
+                .unwrap()
+                .expect("setup: no [pbx]")
+        };
+        let linked = setup("[cloud]\nca = \"Cargo.toml\"\n");
+        let t = linked.tunnel.expect("the tunnel runs in setup");
+        assert_eq!(t.ca, base().join("Cargo.toml"), "the cloud's CA");
+        assert_eq!(
+            linked.admin.mdns,
+            Some(("pbxlink".to_owned(), "192.168.1.20".parse().unwrap()))
+        );
+        // No CA anywhere: the page still runs, the tunnel stays off, why said.
+        let unlinked = setup("");
+        assert!(unlinked.tunnel.is_none());
+        assert!(unlinked.tunnel_problems[0].starts_with("[tunnel] ca"));
+        let off = setup("[admin]\nmdns_name = \"off\"\n");
+        assert_eq!(off.admin.mdns, None);
+        let table: toml::Table = toml::from_str(
+            "[gateway]\nlan_address = \"192.168.1.20\"\n[admin]\nmdns_name = \"pbx link\"\n",
+        )
+        .unwrap();
+        let e = setup_config(&base().join("pbxlink.toml"), &table).unwrap_err();
+        assert!(e.problems[0].contains("mdns_name"), "{e:?}");
     }
 
     #[test]

@@ -254,24 +254,7 @@ fn pbx_side(
     let tunnel = cfg
         .tunnel
         .as_ref()
-        .map(|t| -> anyhow::Result<crate::tunnel::TunnelConfig> {
-            Ok(crate::tunnel::TunnelConfig {
-                endpoint: t.endpoint.clone(),
-                server_name: t.server_name.clone(),
-                ca: t.ca.clone(),
-                account: t.account.clone(),
-                gateway: match &t.gateway_id {
-                    Some(id) => id.clone(),
-                    None => gateway_id(&cfg.state_dir)?,
-                },
-                token: t.token.clone(),
-                outbox_dir: cfg.state_dir.join("outbox"),
-                outbox_events: t.outbox_events,
-                state_dir: cfg.state_dir.clone(),
-                sync_every: t.sync_every,
-                profile: profile_name.to_owned(),
-            })
-        })
+        .map(|t| crate::tunnel::TunnelConfig::from_settings(t, &cfg.state_dir, profile_name))
         .transpose()?;
     Ok(signalling::PbxSide {
         users,
@@ -308,26 +291,6 @@ fn trace_ports(
         sip,
         media: media.to_vec(),
     }
-}
-
-/// The gateway's id: made at first start (random), kept in the state
-/// directory so the platform knows it again after a restart.
-fn gateway_id(state_dir: &std::path::Path) -> anyhow::Result<String> {
-    let path = state_dir.join("gateway-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        let id = id.trim();
-        if !id.is_empty() {
-            return Ok(id.to_owned());
-        }
-    }
-    let id: String = signalling::random::<8>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let id = format!("gw-{id}");
-    std::fs::create_dir_all(state_dir)?;
-    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
-    Ok(id)
 }
 
 /// Asks each STUN server in turn (from the LAN address, as media leaves)

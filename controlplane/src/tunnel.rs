@@ -53,6 +53,55 @@ pub struct TunnelConfig {
     pub profile: String,
 }
 
+impl TunnelConfig {
+    /// The tunnel `[tunnel]` asks for, its state in `state_dir`, saying
+    /// `profile` in its hello.
+    pub fn from_settings(
+        t: &crate::config::TunnelSettings,
+        state_dir: &std::path::Path,
+        profile: &str,
+    ) -> anyhow::Result<TunnelConfig> {
+        Ok(TunnelConfig {
+            endpoint: t.endpoint.clone(),
+            server_name: t.server_name.clone(),
+            ca: t.ca.clone(),
+            account: t.account.clone(),
+            gateway: match &t.gateway_id {
+                Some(id) => id.clone(),
+                None => gateway_id(state_dir)?,
+            },
+            token: t.token.clone(),
+            outbox_dir: state_dir.join("outbox"),
+            outbox_events: t.outbox_events,
+            state_dir: state_dir.to_owned(),
+            sync_every: t.sync_every,
+            profile: profile.to_owned(),
+        })
+    }
+}
+
+/// The gateway's id: made at first start (random), kept in the state
+/// directory so the platform knows it again after a restart.
+pub fn gateway_id(state_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = state_dir.join("gateway-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    let id: String = crate::signalling::random::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let id = format!("gw-{id}");
+    std::fs::create_dir_all(state_dir)?;
+    anyhow::Context::with_context(std::fs::write(&path, &id), || {
+        format!("writing {}", path.display())
+    })?;
+    Ok(id)
+}
+
 impl std::fmt::Debug for TunnelConfig {
     /// Never shows the token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,6 +163,7 @@ struct View {
 pub struct Tunnel {
     asks: mpsc::Sender<Ask>,
     view: Arc<Mutex<View>>,
+    gateway: String,
 }
 
 impl Tunnel {
@@ -137,6 +187,7 @@ impl Tunnel {
         let v = self.view.lock().expect("tunnel view");
         json!({
             "state": v.state,
+            "gateway": self.gateway,
             "session": v.session,
             "backlog": v.backlog,
             "acked": v.acked,
@@ -173,6 +224,7 @@ pub fn start(
         cfg.account,
         outbox.len()
     );
+    let gateway = cfg.gateway.clone();
     let (asks, asks_rx) = mpsc::channel(16);
     let view = Arc::new(Mutex::new(View {
         state: "connecting".into(),
@@ -187,7 +239,11 @@ pub fn start(
         admin,
         view.clone(),
     ));
-    Ok(Tunnel { asks, view })
+    Ok(Tunnel {
+        asks,
+        view,
+        gateway,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -523,6 +523,95 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
     }
     gw.wait_for("admin: page on https://", Duration::from_secs(10));
     assert!(!work.dir.join("state/onboarding.json").exists());
-    drop(sim);
     gw.stop();
+
+    // A replacement gateway (its own state, so its own id) linked to the
+    // same account relinks in place of the first: two confirmations on
+    // the page, the typed word here; the platform sends the first one's
+    // settings and the new gateway runs with them, its own LAN kept.
+    let config_b = work.dir.join("pbxlink-b.toml");
+    std::fs::write(
+        &config_b,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("state_dir = \"state\"", "state_dir = \"state-b\""),
+    )
+    .unwrap();
+    let gw_b = Gateway::start(&[
+        "run".into(),
+        "--config".into(),
+        config_b.display().to_string(),
+        "--seconds".into(),
+        "120".into(),
+    ]);
+    gw_b.wait_for("tunnel: connected to", Duration::from_secs(20));
+    let admin = |method: &str, path: &str, body: Value| {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        http::request(
+            at(ADMIN),
+            method,
+            path,
+            &[("Authorization", auth.as_str())],
+            &body,
+        )
+    };
+    let me = admin("GET", "/api/tunnel", Value::Null).json["gateway"].clone();
+    assert_ne!(me, json!(id), "the replacement has its own id");
+    let word = admin(
+        "POST",
+        "/api/operations/relink",
+        json!({"replaces": id, "network": "own", "confirm": "yes"}),
+    );
+    assert_eq!(word.status, 422, "{}", word.text);
+    assert!(
+        word.json["errors"]["confirm"]
+            .as_str()
+            .unwrap()
+            .contains("link")
+    );
+    // A gateway the account does not have: the platform says so.
+    let nope = admin(
+        "POST",
+        "/api/operations/relink",
+        json!({"replaces": "gw-0000000000000000", "network": "own", "confirm": "link"}),
+    );
+    assert_eq!(nope.status, 202, "{}", nope.text);
+    gw_b.wait_for(
+        "admin: relink failed: the platform says",
+        Duration::from_secs(20),
+    );
+    let failed = admin("GET", "/api/operations/relink", Value::Null).json;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let asked = admin(
+        "POST",
+        "/api/operations/relink",
+        json!({"replaces": id, "network": "own", "confirm": "link"}),
+    );
+    assert_eq!(asked.status, 202, "{}", asked.text);
+    gw_b.wait_for(
+        "starting again: relink from the cloud platform",
+        Duration::from_secs(20),
+    );
+    gw_b.wait_for("csta: 127.0.0.1", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let st = admin("GET", "/api/status", Value::Null).json;
+        if st["csta"] == "Connected" || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["onboarding"], "Onboarding complete", "{status}");
+    assert_eq!(status["csta"], "Connected", "{status}");
+    let taken: Value =
+        serde_json::from_slice(&std::fs::read(work.dir.join("state-b/onboarding.json")).unwrap())
+            .unwrap();
+    assert_eq!(taken["pbx"]["csta_ports"], CSTA.to_string(), "{taken}");
+    drop(sim);
+    gw_b.stop();
 }

@@ -60,6 +60,10 @@ fn router(state: AdminState) -> axum::Router<()> {
         )
         .route("/api/operations/reboot", post(console::reboot))
         .route("/api/operations/reset", post(console::reset))
+        .route(
+            "/api/operations/relink",
+            get(super::relink::state).post(super::relink::ask),
+        )
         .route("/downloads/{token}", get(console::download))
         .route("/healthz", get(metrics::healthz))
         .route("/ready", get(metrics::ready))
@@ -215,9 +219,10 @@ pub fn run_setup(
             println!("warning: [admin] https_listen is off: the wizard cannot be reached");
         }
         let cloud: CloudPath = Arc::new(Mutex::new(None));
-        start(AdminState {
+        let (sink, events) = crate::tunnel::EventSink::new();
+        let mut state = AdminState {
             admin,
-            events: None,
+            events: setup.tunnel.as_ref().map(|_| sink),
             counters: Arc::new(Counters::default()),
             cloud,
             started: Instant::now(),
@@ -227,9 +232,17 @@ pub fn run_setup(
             token: setup.admin.token.clone(),
             softphones: None,
             tunnel: None,
-        })
-        .await
-        .context("starting the admin page")?;
+        };
+        for p in &setup.tunnel_problems {
+            println!("warning: the tunnel stays off until this is fixed: {p}");
+        }
+        // A gateway linked already (the file has [tunnel]) talks to the
+        // platform while it waits for its wizard: a replacement relinks.
+        if let Some(t) = &setup.tunnel {
+            let cfg = crate::tunnel::TunnelConfig::from_settings(t, &setup.state_dir, "setup")?;
+            state.tunnel = Some(crate::tunnel::start(cfg, events, state.clone())?);
+        }
+        start(state).await.context("starting the admin page")?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let exit = tokio::select! {
             _ = tokio::signal::ctrl_c() => Exit::Stop,

@@ -48,6 +48,7 @@ mod mdns;
 mod metrics;
 mod page;
 mod password;
+mod relink;
 pub mod remote;
 mod wizard;
 
@@ -104,6 +105,8 @@ pub struct AdminSetup {
     pub diagnostics: diagnostics::Diagnostics,
     /// The alarms up.
     pub alarms: crate::alarms::Alarms,
+    /// Where a relink stands.
+    pub relink: std::sync::Mutex<relink::RelinkState>,
     /// The mDNS responder advertising the page, once started.
     pub mdns: std::sync::OnceLock<mdns::Advertised>,
     /// The call trace running or last made.
@@ -148,6 +151,7 @@ impl AdminSetup {
             diagnostics: diagnostics::Diagnostics::new(watch.diagnostics),
             alarms: crate::alarms::Alarms::default(),
             mdns: std::sync::OnceLock::new(),
+            relink: std::sync::Mutex::default(),
             trace: std::sync::Mutex::new(console::TraceState::Idle),
             settings,
             state_dir: state_dir.to_owned(),

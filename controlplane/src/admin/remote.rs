@@ -9,8 +9,9 @@
 //!   link (base64, at most [`PIECE`] bytes), with where the next starts:
 //!   the platform cannot reach the LAN, so it reads a download through
 //!   the tunnel while the link lives.
-//! - `reboot`, `data_reset`: answered first, then the gateway drains and
-//!   starts again. The command's id is kept in the state directory, so
+//! - `reboot`, `data_reset`, `relink` (the settings of the gateway this
+//!   one replaces, `admin::relink`): answered first, then the gateway
+//!   drains and starts again. The command's id is kept in the state directory, so
 //!   the same command sent again after the restart (its answer lost in
 //!   the cut) is answered `done` rather than carried out twice.
 
@@ -48,6 +49,7 @@ pub fn carry_out(
         "trace" => trace(s, args),
         "download" => download(s, args),
         "reboot" => restart(s, id, "reboot", |_| Ok(json!({}))),
+        "relink" => restart(s, id, "relink", |s| super::relink::take(s, args)),
         "data_reset" => restart(s, id, "data reset", |s| {
             let removed = reset_gateway(s, Reset::Data, "the cloud platform")?;
             Ok(json!({ "removed": removed }))

@@ -172,6 +172,24 @@ fn apply(s: &AdminState, before: &Onboarding, next: Onboarding, what: &str) -> R
     }
 }
 
+/// Keeps `next`, and tells the platform (an `onboarding` event, no
+/// password in it): it holds each gateway's settings for a replacement
+/// to relink to.
+pub(super) fn keep(s: &AdminState, next: Onboarding) -> Result<(), HttpError> {
+    s.admin.wizard.save(next.clone())?;
+    if let Some(events) = &s.events {
+        let mut told = next;
+        if let Some(pbx) = &mut told.pbx {
+            pbx.password = None;
+        }
+        events.emit(
+            "onboarding",
+            serde_json::to_value(&told).unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
 fn saved(
     s: &AdminState,
     before: &Onboarding,
@@ -179,7 +197,7 @@ fn saved(
     what: &str,
 ) -> Result<Value, HttpError> {
     let restart = before.overlay() != next.overlay();
-    s.admin.wizard.save(next)?;
+    keep(s, next)?;
     println!("admin: wizard: {what} saved");
     if restart {
         s.admin
@@ -448,7 +466,7 @@ pub async fn deployment(
     if b.done {
         next.deployment_seen = true;
     }
-    if let Err(e) = s.admin.wizard.save(next) {
+    if let Err(e) = keep(&s, next) {
         return e.into_response();
     }
     Json(json!({ "sent": sent })).into_response()
@@ -486,7 +504,7 @@ pub async fn complete(State(s): State<AdminState>, _: Commander) -> Response {
         .into_response();
     }
     next.complete = true;
-    if let Err(e) = s.admin.wizard.save(next.clone()) {
+    if let Err(e) = keep(&s, next.clone()) {
         return e.into_response();
     }
     println!("admin: Onboarding complete");

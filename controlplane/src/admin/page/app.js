@@ -343,6 +343,8 @@ async function loadOperations() {
   }
   pollTrace();
   loadDiagnostics();
+  const t = await api("GET", "/api/tunnel");
+  $("#gateway-id").textContent = (t.status === 200 && t.body.gateway) || "not linked to the platform";
   const v = await api("GET", "/api/versions");
   const dl = $("#versions");
   dl.replaceChildren();
@@ -428,6 +430,30 @@ $("#trace-form").addEventListener("submit", async (ev) => {
   formErrors(form, r.status === 200 ? null : r.body);
   if (r.status === 200) { showTrace(r.body); setTimeout(pollTrace, 1000); }
 });
+
+$("#relink-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const { replaces, network, confirm } = values(form);
+  // Two confirmations, then the typed word (SPEC §7).
+  if (!$("#relink-sure").checked) {
+    formErrors(form, { error: "tick the box: this gateway replaces that one" });
+    return;
+  }
+  if (!window.confirm(`Replace ${replaces} with this gateway? Its settings are taken and this gateway starts again.`)) return;
+  const r = await api("POST", "/api/operations/relink", { replaces, network, confirm });
+  formErrors(form, r.status === 202 ? null : r.body);
+  if (r.status !== 202) return;
+  pollRelink();
+});
+
+async function pollRelink() {
+  const r = await api("GET", "/api/operations/relink");
+  if (r.status !== 200) { banner("The gateway is starting again with the replaced gateway's settings…"); return; }
+  const slot = $("#relink-state");
+  if (r.body.state === "waiting") { slot.textContent = `Waiting for the platform (${r.body.replaces})…`; setTimeout(pollRelink, 1000); return; }
+  slot.textContent = r.body.state === "failed" ? `The relink failed: ${r.body.error}` : "";
+}
 
 $("#danger-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();

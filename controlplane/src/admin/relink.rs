@@ -1,0 +1,174 @@
+//! Replacing a gateway (SPEC §7): the platform keeps each gateway's
+//! onboarding settings (every save goes to it as an `onboarding` event,
+//! without the PBX password); a new gateway linked to the same account
+//! takes over an old one's after two confirmations on the page and the
+//! typed word `link`, keeping either the stored network settings or its
+//! own.
+//!
+//! - `POST /api/operations/relink {"replaces": "gw-…", "network":
+//!   "stored"|"own", "confirm": "link"}`: asks the platform (a
+//!   `relink_request` event); 202, then the platform answers with the
+//!   `relink` command.
+//! - `GET /api/operations/relink`: `idle`, `waiting` (for the platform),
+//!   `failed` and why.
+//! - the tunnel's `relink` command `{"replaces", "network", "onboarding"}`
+//!   (or `{"replaces", "error"}`): the settings are taken, the LAN
+//!   applied when the stored one is kept, and the gateway starts again
+//!   with them.
+
+use super::AdminState;
+use super::auth::{Commander, SignedIn};
+use crate::http_error::HttpError;
+use crate::onboarding::Onboarding;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Where a relink stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RelinkState {
+    /// None asked for.
+    #[default]
+    Idle,
+    /// Asked; the platform's answer awaited.
+    Waiting {
+        /// The gateway replaced.
+        replaces: String,
+        /// `stored` or `own`.
+        network: String,
+    },
+    /// The platform refused, or the settings could not be taken.
+    Failed(String),
+}
+
+fn state_json(r: &RelinkState) -> Value {
+    match r {
+        RelinkState::Idle => json!({ "state": "idle" }),
+        RelinkState::Waiting { replaces, network } => {
+            json!({ "state": "waiting", "replaces": replaces, "network": network })
+        }
+        RelinkState::Failed(why) => json!({ "state": "failed", "error": why }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelinkBody {
+    #[serde(default)]
+    replaces: String,
+    #[serde(default)]
+    network: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+fn refused(errors: Value) -> Response {
+    HttpError::with_body(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({ "error": "the relink was not asked for", "errors": errors }),
+    )
+    .into_response()
+}
+
+/// `POST /api/operations/relink`.
+pub async fn ask(State(s): State<AdminState>, _: Commander, Json(b): Json<RelinkBody>) -> Response {
+    let (Some(events), Some(tunnel)) = (&s.events, &s.tunnel) else {
+        return HttpError::new(
+            StatusCode::CONFLICT,
+            "this gateway is not linked to the platform ([tunnel] account and token): nothing to relink through",
+        )
+        .into_response();
+    };
+    let replaces = b.replaces.trim();
+    let me = tunnel.json()["gateway"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if replaces.is_empty() || replaces.len() > 64 || replaces == me {
+        return refused(
+            json!({ "replaces": "the id of the gateway this one replaces (not its own)" }),
+        );
+    }
+    if !["stored", "own"].contains(&b.network.as_str()) {
+        return refused(
+            json!({ "network": "stored (the replaced gateway's network settings) or own (this one's)" }),
+        );
+    }
+    if b.confirm.trim() != "link" {
+        return refused(json!({ "confirm": "type link to confirm" }));
+    }
+    println!(
+        "admin: relink asked: in place of {replaces}, keeping the {} network settings",
+        b.network
+    );
+    events.emit(
+        "relink_request",
+        json!({ "replaces": replaces, "network": b.network }),
+    );
+    let next = RelinkState::Waiting {
+        replaces: replaces.to_owned(),
+        network: b.network.clone(),
+    };
+    *s.admin.relink.lock().expect("relink") = next.clone();
+    (StatusCode::ACCEPTED, Json(state_json(&next))).into_response()
+}
+
+/// `GET /api/operations/relink`.
+pub async fn state(State(s): State<AdminState>, _: SignedIn) -> Json<Value> {
+    Json(state_json(&s.admin.relink.lock().expect("relink")))
+}
+
+/// The platform's `relink` command: takes the stored settings (the
+/// caller restarts the gateway).
+pub fn take(s: &AdminState, args: &Value) -> Result<Value, String> {
+    let replaces = args["replaces"].as_str().unwrap_or_default();
+    let network = {
+        let waiting = s.admin.relink.lock().expect("relink");
+        match &*waiting {
+            RelinkState::Waiting {
+                replaces: r,
+                network,
+            } if r == replaces => network.clone(),
+            _ => {
+                return Err(format!(
+                    "no relink in place of {replaces:?} was asked for here"
+                ));
+            }
+        }
+    };
+    let fail = |why: String| {
+        println!("admin: relink failed: {why}");
+        *s.admin.relink.lock().expect("relink") = RelinkState::Failed(why.clone());
+        Err(why)
+    };
+    if let Some(why) = args["error"].as_str() {
+        return fail(format!("the platform says: {why}"));
+    }
+    let mut next: Onboarding = match serde_json::from_value(args["onboarding"].clone()) {
+        Ok(o) => o,
+        Err(e) => return fail(format!("the stored settings cannot be read: {e}")),
+    };
+    let own = s.admin.wizard.get().gateway;
+    match (&mut next.gateway, network.as_str()) {
+        (Some(g), "stored") => {
+            if let Err(why) = s.admin.host.apply_lan(&g.lan) {
+                return fail(format!(
+                    "the stored LAN settings could not be applied: {why}"
+                ));
+            }
+        }
+        (Some(g), _) => {
+            g.lan = own.map_or(crate::onboarding::Lan::Dhcp, |o| o.lan);
+        }
+        (None, _) => {}
+    }
+    if let Err(e) = super::wizard::keep(s, next) {
+        return fail(format!("the settings cannot be kept: {e:?}"));
+    }
+    *s.admin.relink.lock().expect("relink") = RelinkState::Idle;
+    println!("admin: relinked in place of {replaces} ({network} network settings)");
+    Ok(json!({ "relinked": replaces, "network": network }))
+}
