@@ -151,7 +151,7 @@ impl Access {
 
     /// Sets the password, when none is set yet (the first login).
     pub fn set_first(&self, password: &str, company: &[&str]) -> Result<(), SetError> {
-        let rules = super::password::problems(password, company);
+        let rules = pbxlink_onboarding::password::problems(password, company);
         if !rules.is_empty() {
             return Err(SetError::Rules(rules));
         }
@@ -174,7 +174,7 @@ impl Access {
         if !a.password.as_deref().is_some_and(|h| Self::verify(h, old)) {
             return Err(SetError::Wrong);
         }
-        let rules = super::password::problems(new, company);
+        let rules = pbxlink_onboarding::password::problems(new, company);
         if !rules.is_empty() {
             return Err(SetError::Rules(rules));
         }

@@ -47,7 +47,6 @@ mod listeners;
 mod mdns;
 mod metrics;
 mod page;
-mod password;
 mod relink;
 pub mod remote;
 mod wizard;
