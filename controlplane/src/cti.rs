@@ -153,7 +153,7 @@ impl Cti {
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(CtiCounters::default());
         let timeout = config.session.request_timeout;
-        println!(
+        tracing::info!(
             "csta: CSTA server(s) {}; {} user(s) to monitor",
             names.join(", "),
             devices.borrow().len()
@@ -420,12 +420,12 @@ async fn drive(
                     let name = &config.servers[i];
                     match &state {
                         ServerState::Connecting => {}
-                        ServerState::Up { edition } => println!(
+                        ServerState::Up { edition } => tracing::info!(
                             "csta: {name}: session up ({}); monitoring its share of {} user(s)",
                             edition.name(),
                             link.wanted()
                         ),
-                        ServerState::Down { reason, retry_at } => println!(
+                        ServerState::Down { reason, retry_at } => tracing::info!(
                             "csta: {name}: down: {reason}; next try in {:.1} s",
                             retry_at
                                 .saturating_duration_since(Instant::now())
@@ -445,7 +445,7 @@ async fn drive(
                         }
                         Err(e) => {
                             if v.monitor_refusals.len() < 1000 {
-                                println!(
+                                tracing::info!(
                                     "csta: {}: monitoring {device} failed: {e}",
                                     config.servers[server]
                                 );
@@ -504,7 +504,7 @@ async fn drive(
             },
             Ok(()) = devices.changed() => {
                 let list = devices.borrow_and_update().clone();
-                println!("csta: {} user(s) to monitor", list.len());
+                tracing::info!("csta: {} user(s) to monitor", list.len());
                 let now = Instant::now();
                 {
                     let mut v = view.lock().expect("cti view");

@@ -60,6 +60,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    operations::structured_log::init();
     match Cli::parse().command {
         Command::Demo(args) => demo::run(&args),
         Command::MediaDemo(args) => media_demo::run(&args),

@@ -70,7 +70,7 @@ pub fn exec_self() -> anyhow::Error {
         Ok(p) => p,
         Err(e) => return anyhow::anyhow!("finding the pbxlink binary to restart: {e}"),
     };
-    println!("restarting: {}", me.display());
+    tracing::info!("restarting: {}", me.display());
     let e = std::process::Command::new(&me)
         .args(std::env::args_os().skip(1))
         .exec();

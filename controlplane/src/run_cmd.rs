@@ -45,13 +45,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let log = match LogFile::start(&state_dir.join("logs"), Rotation::default()) {
         Ok(l) => Some(l),
         Err(e) => {
-            println!("warning: the log is not written to disk: {e:#}");
+            tracing::warn!("warning: the log is not written to disk: {e:#}");
             None
         }
     };
+    if let Err(e) =
+        crate::operations::structured_log::to_file(&state_dir.join("logs"), Rotation::default())
+    {
+        tracing::warn!("warning: the structured log is not written to disk: {e:#}");
+    }
     let ended = run_once(args, &state_dir);
     if let Ok(Exit::Restart(why)) = &ended {
-        println!("starting again: {why}");
+        tracing::info!("starting again: {why}");
     }
     if let Some(l) = log {
         l.stop();
@@ -77,7 +82,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
         .profile
         .unwrap_or_else(|| Profile::select(resources.cpus.len(), resources.memory));
     let spec = profile.spec(resources.cpus.len());
-    println!("{}", resources.startup_line(profile));
+    tracing::info!("{}", resources.startup_line(profile));
     let plane = DataPlane::start(
         &DataPlaneConfig {
             profile,
@@ -94,7 +99,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
         &resources,
     )
     .context("starting the data plane")?;
-    println!("{}", plane.describe());
+    tracing::info!("{}", plane.describe());
     let sip_port = cfg
         .sip_port
         .unwrap_or(signalling::role_ports(&cfg.sip_role).0);
@@ -104,11 +109,11 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
         (None, true) => cfg.lan_address,
         (None, false) => match public_by_stun(cfg.lan_address, &cfg.stun) {
             Some((ip, server)) => {
-                println!("public address by STUN from {server}: {ip}");
+                tracing::info!("public address by STUN from {server}: {ip}");
                 ip
             }
             None => {
-                println!(
+                tracing::warn!(
                     "warning: no STUN server answered ({}); the cloud leg's SDP names the LAN \
                      address {}: set [gateway] public_address",
                     cfg.stun
@@ -219,7 +224,7 @@ fn pbx_side(
     let users = crate::users::Users::load(store)
         .with_context(|| format!("loading the users kept in {}", cfg.state_dir.display()))?;
     users.read(|d| {
-        println!(
+        tracing::info!(
             "users: {} kept in {}, {} onboarded, {} with CTI or Softphone",
             d.users().count(),
             users_file.display(),
@@ -228,7 +233,7 @@ fn pbx_side(
         )
     });
     if cfg.users_api.is_none() {
-        println!(
+        tracing::info!(
             "users: the user-config API is off (set [users] push_password to let the PBX push its users)"
         );
     }

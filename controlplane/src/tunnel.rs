@@ -217,7 +217,7 @@ pub fn start(
 ) -> anyhow::Result<Tunnel> {
     let outbox = Outbox::open(&cfg.outbox_dir, cfg.outbox_events)?;
     let tls = crate::signalling::tls::client(&cfg.ca)?;
-    println!(
+    tracing::info!(
         "tunnel: to {} as {} of account {}; {} event(s) waiting in the outbox",
         cfg.endpoint,
         cfg.gateway,
@@ -299,7 +299,9 @@ async fn drive(
                         generation += 1;
                         failures += 1;
                         reconnect_at = Some(Instant::now() + backoff(failures, &mut rng));
-                        println!("tunnel: the platform does not read what is sent; reconnecting");
+                        tracing::info!(
+                            "tunnel: the platform does not read what is sent; reconnecting"
+                        );
                     }
                 }
                 ClientOutput::Up { session } => {
@@ -308,7 +310,7 @@ async fn drive(
                     v.state = "connected".into();
                     v.session = Some(session.clone());
                     v.connects += 1;
-                    println!(
+                    tracing::info!(
                         "tunnel: connected to {} (session {session}); {} event(s) to deliver",
                         cfg.endpoint,
                         outbox.len()
@@ -346,7 +348,7 @@ async fn drive(
                         }
                     }
                 }
-                ClientOutput::PeerError(e) => println!("tunnel: the platform says: {e}"),
+                ClientOutput::PeerError(e) => tracing::info!("tunnel: the platform says: {e}"),
                 ClientOutput::Close(why) | ClientOutput::Refused(why) => {
                     let refused = why.starts_with("unauthorized") || why.starts_with("version");
                     writer = None;
@@ -360,7 +362,7 @@ async fn drive(
                     };
                     reconnect_at = Some(Instant::now() + wait);
                     view.lock().expect("tunnel view").state = format!("down: {why}");
-                    println!(
+                    tracing::info!(
                         "tunnel: lost: {why}; next try in {:.1} s",
                         wait.as_secs_f32()
                     );
@@ -414,7 +416,7 @@ async fn drive(
                         let wait = backoff(failures, &mut rng);
                         reconnect_at = Some(now + wait);
                         view.lock().expect("tunnel view").state = format!("down: {why}");
-                        println!("tunnel: lost: {why}; next try in {:.1} s", wait.as_secs_f32());
+                        tracing::info!("tunnel: lost: {why}; next try in {:.1} s", wait.as_secs_f32());
                     }
                 }
             }
@@ -527,7 +529,7 @@ fn store(
         client.offer(now, e);
     }
     if dropped > 0 {
-        println!(
+        tracing::info!(
             "tunnel: the outbox is full: the {dropped} oldest event(s) dropped (alarm outbox_overflow)"
         );
         let (alarm, _) = outbox.append(vec![(
@@ -565,15 +567,18 @@ fn run_sync(
             .collect(),
     );
     if let Err(e) = sync.commit(run) {
-        println!(
+        tracing::info!(
             "tunnel: the sync state cannot be saved ({e}); the next sync sends everything again"
         );
     }
     users.set_sync_running(false);
     view.lock().expect("tunnel view").syncs += 1;
-    println!(
+    tracing::info!(
         "tunnel: user sync {}: {} added or changed, {} removed, {} not onboarded",
-        report["sync"], report["upserted"], report["removed"], report["errors"]
+        report["sync"],
+        report["upserted"],
+        report["removed"],
+        report["errors"]
     );
     Some(report)
 }

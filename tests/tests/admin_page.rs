@@ -304,6 +304,22 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
         .unwrap();
     let log = String::from_utf8_lossy(&log.stdout);
     assert!(log.contains("admin: Onboarding complete"), "{log}");
+    // The structured log beside it: one JSON object a line, with level
+    // and module.
+    assert!(names.contains("logs/gateway.jsonl"), "{names}");
+    let jsonl = Command::new("tar")
+        .arg("xzOf")
+        .arg(out.join("logs.tar.gz"))
+        .arg("logs/gateway.jsonl")
+        .output()
+        .unwrap();
+    let complete: Value = String::from_utf8_lossy(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("each line is JSON"))
+        .find(|e| e["fields"]["message"] == "admin: Onboarding complete")
+        .expect("the onboarding in the structured log");
+    assert_eq!(complete["level"], "INFO", "{complete}");
+    assert_eq!(complete["target"], "pbxlink::admin::wizard", "{complete}");
     assert!(
         log.contains("starting again: the wizard's PBX step changed"),
         "{log}"

@@ -232,7 +232,7 @@ pub async fn setup(
     if let Err(e) = s.admin.access.set_first(&b.password, &names) {
         return set_error(e).into_response();
     }
-    println!("admin: the admin password was set (from {})", peer.ip());
+    tracing::info!("admin: the admin password was set (from {})", peer.ip());
     match s
         .admin
         .access
@@ -265,7 +265,7 @@ pub async fn login(
         )
         .into_response(),
         Err(LoginError::Wrong) => {
-            println!("admin: wrong password from {}", peer.ip());
+            tracing::info!("admin: wrong password from {}", peer.ip());
             HttpError::new(StatusCode::UNAUTHORIZED, "wrong password").into_response()
         }
         Err(LoginError::Throttled(wait)) => {
@@ -312,7 +312,7 @@ pub async fn change(
     let names: Vec<&str> = company.iter().map(String::as_str).collect();
     match s.admin.access.change(&b.old, &b.new, &names) {
         Ok(()) => {
-            println!("admin: the admin password was changed; every session ended");
+            tracing::info!("admin: the admin password was changed; every session ended");
             cleared()
         }
         Err(e) => set_error(e).into_response(),

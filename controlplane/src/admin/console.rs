@@ -70,7 +70,7 @@ pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
         },
         Instant::now(),
     );
-    println!(
+    tracing::info!(
         "admin: log bundle made ({size} bytes), its link expires in {} s",
         s.admin.downloads.ttl().as_secs()
     );
@@ -177,7 +177,7 @@ pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, S
             until: Instant::now() + std::time::Duration::from_secs(seconds),
         };
     }
-    println!("trace: capturing SIP and media headers for {seconds} s");
+    tracing::info!("trace: capturing SIP and media headers for {seconds} s");
     let admin = s.admin.clone();
     tokio::task::spawn_blocking(move || {
         let next = match capture(&admin.trace_ports, seconds) {
@@ -191,7 +191,7 @@ pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, S
                     },
                     Instant::now(),
                 );
-                println!(
+                tracing::info!(
                     "trace: done: {} SIP and {} media packet(s), {bytes} bytes{}",
                     c.sip,
                     c.media,
@@ -208,7 +208,7 @@ pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, S
                 }))
             }
             Err(e) => {
-                println!("trace: failed: {e}");
+                tracing::warn!("trace: failed: {e}");
                 TraceState::Failed(e.to_string())
             }
         };
@@ -276,7 +276,7 @@ pub async fn reboot(State(s): State<AdminState>, _: Commander, Json(b): Json<Con
     if let Err(e) = typed(&b.confirm, "reboot") {
         return e.into_response();
     }
-    println!("admin: reboot asked from the admin page");
+    tracing::info!("admin: reboot asked from the admin page");
     s.admin.host.restart("reboot from the admin page");
     Json(json!({ "result": "the gateway drains its calls and starts again" })).into_response()
 }
@@ -336,7 +336,7 @@ pub fn reset_gateway(s: &AdminState, kind: Reset, from: &str) -> Result<Vec<Stri
     }
     let removed = s.admin.host.reset(kind)?;
     s.admin.wizard.forget().map_err(|e| format!("{e:#}"))?;
-    println!(
+    tracing::info!(
         "admin: {name} reset from {from}: removed {}",
         removed.join(", ")
     );

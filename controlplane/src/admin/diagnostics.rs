@@ -91,10 +91,10 @@ async fn run(s: &AdminState) -> bool {
     for c in &checks {
         let source = format!("{} {}", c.check, c.target);
         match &c.outcome {
-            Outcome::Passed(found) => println!("diagnostics: {source}: passed: {found}"),
-            Outcome::Skipped(why) => println!("diagnostics: {source}: skipped: {why}"),
+            Outcome::Passed(found) => tracing::info!("diagnostics: {source}: passed: {found}"),
+            Outcome::Skipped(why) => tracing::warn!("diagnostics: {source}: skipped: {why}"),
             Outcome::Failed(why) => {
-                println!("diagnostics: {source}: FAILED: {why}");
+                tracing::warn!("diagnostics: {source}: FAILED: {why}");
                 let text = format!("{} check failed: {why}", c.check);
                 let raised = s.admin.alarms.raise(
                     DIAGNOSTIC_FAILED,
@@ -126,7 +126,7 @@ async fn run(s: &AdminState) -> bool {
 
 fn alarm_event(s: &AdminState, source: &str, text: &str, raised: bool) {
     let word = if raised { "raised" } else { "cleared" };
-    println!("alarm {word}: {DIAGNOSTIC_FAILED} ({source}): {text}");
+    tracing::warn!("alarm {word}: {DIAGNOSTIC_FAILED} ({source}): {text}");
     if let Some(events) = &s.events {
         events.emit(
             "alarm",

@@ -140,16 +140,20 @@ pub async fn start(state: AdminState) -> anyhow::Result<()> {
                     }))
                     .layer(axum::middleware::from_fn(peer_of))
                     .layer(Extension(Via { tls: false }));
-                println!("admin: API on http://{addr}/api/status, /metrics, /healthz, /ready");
+                tracing::info!(
+                    "admin: API on http://{addr}/api/status, /metrics, /healthz, /ready"
+                );
                 tokio::spawn(async move {
                     let service = plain.into_make_service_with_connect_info::<SocketAddr>();
                     if let Err(e) = axum::serve(l, service).await {
-                        println!("admin: the HTTP listener stopped: {e}");
+                        tracing::info!("admin: the HTTP listener stopped: {e}");
                     }
                 });
             }
             Err(e) => {
-                println!("warning: the admin API cannot listen on {addr}: {e} (set [admin] listen)")
+                tracing::warn!(
+                    "warning: the admin API cannot listen on {addr}: {e} (set [admin] listen)"
+                )
             }
         }
     }
@@ -168,7 +172,7 @@ pub async fn start(state: AdminState) -> anyhow::Result<()> {
             tokio_rustls::TlsAcceptor::from(crate::signalling::tls::server(&cert, &key)?);
         match TcpListener::bind(addr).await {
             Ok(l) => {
-                println!(
+                tracing::info!(
                     "admin: page on https://{addr}/ (certificate {}, SHA-256 {})",
                     cert.display(),
                     crate::https::fingerprint(&cert)?
@@ -181,7 +185,7 @@ pub async fn start(state: AdminState) -> anyhow::Result<()> {
                     Limits::default(),
                 ));
             }
-            Err(e) => println!(
+            Err(e) => tracing::warn!(
                 "warning: the admin page cannot listen on {addr}: {e} (set [admin] https_listen)"
             ),
         }
@@ -211,12 +215,12 @@ pub fn run_setup(
             setup.missing.clone(),
             super::Watch::default(),
         )?;
-        println!(
+        tracing::info!(
             "setup: the gateway does not carry calls yet ({}); finish the wizard on the admin page",
             setup.missing.join("; ")
         );
         if setup.admin.https_listen.is_none() {
-            println!("warning: [admin] https_listen is off: the wizard cannot be reached");
+            tracing::warn!("warning: [admin] https_listen is off: the wizard cannot be reached");
         }
         let cloud: CloudPath = Arc::new(Mutex::new(None));
         let (sink, events) = crate::tunnel::EventSink::new();
@@ -234,7 +238,7 @@ pub fn run_setup(
             tunnel: None,
         };
         for p in &setup.tunnel_problems {
-            println!("warning: the tunnel stays off until this is fixed: {p}");
+            tracing::warn!("warning: the tunnel stays off until this is fixed: {p}");
         }
         // A gateway linked already (the file has [tunnel]) talks to the
         // platform while it waits for its wizard: a replacement relinks.

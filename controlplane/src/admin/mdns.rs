@@ -34,16 +34,18 @@ impl Drop for Advertised {
 /// in the log).
 pub fn advertise(name: &str, addr: IpAddr, port: u16) -> Option<Advertised> {
     if addr.is_loopback() || addr.is_unspecified() {
-        println!("admin: {name}.local is not advertised: the page is on {addr}, not on a LAN");
+        tracing::info!(
+            "admin: {name}.local is not advertised: the page is on {addr}, not on a LAN"
+        );
         return None;
     }
     match start(name, addr, port) {
         Ok(d) => {
-            println!("admin: advertised on the LAN as {name}.local ({addr}, mDNS)");
+            tracing::info!("admin: advertised on the LAN as {name}.local ({addr}, mDNS)");
             Some(Advertised(d))
         }
         Err(e) => {
-            println!("admin: {name}.local could not be advertised: {e}");
+            tracing::info!("admin: {name}.local could not be advertised: {e}");
             None
         }
     }

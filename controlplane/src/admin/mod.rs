@@ -515,7 +515,9 @@ async fn delete_pbx(State(s): State<AdminState>, _: auth::Commander) -> Response
     if let Err(e) = users.push(Vec::new(), true) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
-    println!("admin: the PBX connection was deleted: CSTA link closed, the PBX's users forgotten");
+    tracing::info!(
+        "admin: the PBX connection was deleted: CSTA link closed, the PBX's users forgotten"
+    );
     Json(json!({
         "result": "the PBX connection is deleted: the CSTA link is closed and the PBX's users are forgotten; it returns when the gateway starts again with [pbx] configured"
     }))

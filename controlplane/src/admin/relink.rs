@@ -100,7 +100,7 @@ pub async fn ask(State(s): State<AdminState>, _: Commander, Json(b): Json<Relink
     if b.confirm.trim() != "link" {
         return refused(json!({ "confirm": "type link to confirm" }));
     }
-    println!(
+    tracing::info!(
         "admin: relink asked: in place of {replaces}, keeping the {} network settings",
         b.network
     );
@@ -140,7 +140,7 @@ pub fn take(s: &AdminState, args: &Value) -> Result<Value, String> {
         }
     };
     let fail = |why: String| {
-        println!("admin: relink failed: {why}");
+        tracing::warn!("admin: relink failed: {why}");
         *s.admin.relink.lock().expect("relink") = RelinkState::Failed(why.clone());
         Err(why)
     };
@@ -169,6 +169,6 @@ pub fn take(s: &AdminState, args: &Value) -> Result<Value, String> {
         return fail(format!("the settings cannot be kept: {e:?}"));
     }
     *s.admin.relink.lock().expect("relink") = RelinkState::Idle;
-    println!("admin: relinked in place of {replaces} ({network} network settings)");
+    tracing::info!("admin: relinked in place of {replaces} ({network} network settings)");
     Ok(json!({ "relinked": replaces, "network": network }))
 }

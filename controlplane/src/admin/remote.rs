@@ -115,7 +115,7 @@ fn restart(
     let mut body = first(s)?;
     crate::state_file::write(&kept, id.as_bytes())
         .map_err(|e| format!("the gateway could not note the command: {e}"))?;
-    println!("admin: {what} asked by the cloud platform (command {id})");
+    tracing::info!("admin: {what} asked by the cloud platform (command {id})");
     let host = s.admin.host.clone();
     let why = format!("{what} from the cloud platform");
     tokio::spawn(async move {

@@ -198,7 +198,7 @@ fn saved(
 ) -> Result<Value, HttpError> {
     let restart = before.overlay() != next.overlay();
     keep(s, next)?;
-    println!("admin: wizard: {what} saved");
+    tracing::info!("admin: wizard: {what} saved");
     if restart {
         s.admin
             .control
@@ -232,7 +232,7 @@ pub async fn gateway(
     } else {
         "unchanged".into()
     };
-    println!("admin: wizard: LAN: {applied}");
+    tracing::info!("admin: wizard: LAN: {applied}");
     let next = Onboarding {
         gateway: Some(step),
         ..before.clone()
@@ -461,7 +461,9 @@ pub async fn deployment(
             }
         }
         events.emit("welcome", json!({ "users": ok }));
-        println!("admin: wizard: welcome messages for {sent} user(s) sent to the cloud platform");
+        tracing::info!(
+            "admin: wizard: welcome messages for {sent} user(s) sent to the cloud platform"
+        );
     }
     if b.done {
         next.deployment_seen = true;
@@ -507,6 +509,6 @@ pub async fn complete(State(s): State<AdminState>, _: Commander) -> Response {
     if let Err(e) = keep(&s, next.clone()) {
         return e.into_response();
     }
-    println!("admin: Onboarding complete");
+    tracing::info!("admin: Onboarding complete");
     Json(json!({ "status": status_word(&next) })).into_response()
 }

@@ -20,6 +20,9 @@ use std::thread::JoinHandle;
 /// The log's file name in its directory.
 pub const NAME: &str = "gateway.log";
 
+/// The structured log's (JSON lines, `operations::structured_log`).
+pub const JSON_NAME: &str = "gateway.jsonl";
+
 /// How the file rotates.
 #[derive(Debug, Clone, Copy)]
 pub struct Rotation {
@@ -42,16 +45,17 @@ impl Default for Rotation {
 #[derive(Debug)]
 pub struct Rotating {
     dir: PathBuf,
+    name: &'static str,
     rotation: Rotation,
     file: Option<File>,
     size: u64,
 }
 
 impl Rotating {
-    /// Appends to `dir/gateway.log`.
-    pub fn open(dir: &Path, rotation: Rotation) -> anyhow::Result<Rotating> {
+    /// Appends to `dir/name`.
+    pub fn open(dir: &Path, name: &'static str, rotation: Rotation) -> anyhow::Result<Rotating> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(NAME);
+        let path = dir.join(name);
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -60,6 +64,7 @@ impl Rotating {
         let size = file.metadata().map_or(0, |m| m.len());
         Ok(Rotating {
             dir: dir.to_owned(),
+            name,
             rotation,
             file: Some(file),
             size,
@@ -78,7 +83,7 @@ impl Rotating {
                 OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(self.dir.join(NAME))?,
+                    .open(self.dir.join(self.name))?,
             ),
         };
         file.write_all(line.as_bytes())?;
@@ -88,34 +93,39 @@ impl Rotating {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
-        let name = |n: u32| self.dir.join(format!("{NAME}.{n}"));
+        let current = self.dir.join(self.name);
+        let name = |n: u32| self.dir.join(format!("{}.{n}", self.name));
         let _ = std::fs::remove_file(name(self.rotation.keep));
         for n in (1..self.rotation.keep).rev() {
             let _ = std::fs::rename(name(n), name(n + 1));
         }
         if self.rotation.keep > 0 {
-            std::fs::rename(self.dir.join(NAME), name(1))?;
+            std::fs::rename(&current, name(1))?;
         } else {
-            std::fs::remove_file(self.dir.join(NAME))?;
+            std::fs::remove_file(&current)?;
         }
         self.size = 0;
         Ok(())
     }
 }
 
-/// The log files of `dir`, newest first.
+/// The log files of `dir` (plain and structured), newest first.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+    let mut found: Vec<((usize, u32), PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let rank = match name.strip_prefix(NAME)? {
+            let (kind, rest) = [NAME, JSON_NAME]
+                .iter()
+                .enumerate()
+                .find_map(|(k, n)| Some((k, name.strip_prefix(n)?)))?;
+            let rank: u32 = match rest {
                 "" => 0,
                 n => n.strip_prefix('.')?.parse().ok()?,
             };
-            Some((rank, e.path()))
+            Some(((kind, rank), e.path()))
         })
         .collect();
     found.sort();
@@ -132,7 +142,7 @@ pub struct LogFile {
 impl LogFile {
     /// Sends stdout and stderr through the log in `dir` from now on.
     pub fn start(dir: &Path, rotation: Rotation) -> anyhow::Result<LogFile> {
-        let mut file = Rotating::open(dir, rotation)?;
+        let mut file = Rotating::open(dir, NAME, rotation)?;
         let terminal = nix::unistd::dup(std::io::stdout()).context("keeping stdout")?;
         let (reader, writer) = nix::unistd::pipe().context("making the log's pipe")?;
         let reader = File::from(reader);
@@ -199,6 +209,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut r = Rotating::open(
             &dir,
+            NAME,
             Rotation {
                 max_bytes: 100,
                 keep: 2,

@@ -1,9 +1,10 @@
 //! Running the gateway from its admin page and from the cloud platform
 //! (SPEC §7): the machine behind one trait (LAN settings, restart,
-//! resets), the log on disk, call traces, and downloads behind temporary
+//! resets), the log on disk (plain and structured), call traces, and downloads behind temporary
 //! links.
 
 pub mod bundle;
 pub mod host;
 pub mod log_file;
+pub mod structured_log;
 pub mod trace;

@@ -255,11 +255,11 @@ impl Calls {
             cdrs: records.cdrs.and_then(|path| {
                 match CdrLog::open(&path, CDR_FILE_BYTES, CDR_FILES_KEPT) {
                     Ok(log) => {
-                        println!("call records: {}", path.display());
+                        tracing::info!("call records: {}", path.display());
                         Some(log)
                     }
                     Err(e) => {
-                        println!(
+                        tracing::warn!(
                             "warning: call records cannot be written to {}: {e}",
                             path.display()
                         );
@@ -673,7 +673,7 @@ impl Calls {
                         ),
                     };
                     self.counters.pbx_trunk.store(gauge, Ordering::Relaxed);
-                    println!("{line}");
+                    tracing::info!("{line}");
                 }
             }
         }
@@ -730,7 +730,7 @@ impl Calls {
                 .iter()
                 .flat_map(|(w, d)| d.nonzero().map(move |(r, n)| format!("{w} {r}={n}")))
                 .collect();
-                println!(
+                tracing::info!(
                     "call {id}: media to cloud {} RTP {} RTCP, to PBX {} RTP {} RTCP, drops: {}",
                     stats.lan_to_cloud.rtp_out,
                     stats.lan_to_cloud.rtcp_out,
@@ -750,7 +750,7 @@ impl Calls {
         }
         let after: u64 = self.workers.iter().map(|w| w.relays).sum();
         if after != before {
-            println!("data plane: {after} relay(s) running");
+            tracing::info!("data plane: {after} relay(s) running");
             self.counters.relays.store(after, Ordering::Relaxed);
         }
         let sum = |f: fn(&WorkerStats) -> u64| self.workers.iter().map(f).sum::<u64>();
@@ -788,7 +788,7 @@ impl Calls {
         }
         for id in expired {
             if let Some(a) = self.active.get_mut(&id) {
-                println!("call {id}: the session expired without a refresh");
+                tracing::info!("call {id}: the session expired without a refresh");
                 a.session_at = None;
                 a.call.session_expired();
                 self.flush(now, id);
@@ -805,7 +805,7 @@ impl Calls {
                 Due::PrackTimeout(id) => (id, "the PBX did not PRACK a reliable provisional"),
             };
             if let Some(a) = self.active.get_mut(&id) {
-                println!("call {id}: {why}");
+                tracing::info!("call {id}: {why}");
                 a.call.hang_up(why);
                 self.flush(now, id);
             }
@@ -817,7 +817,7 @@ impl Calls {
             let Some(a) = self.active.get_mut(&id) else {
                 continue;
             };
-            println!("call {id}: relay could not be set up ({reason:?}); hanging up");
+            tracing::info!("call {id}: relay could not be set up ({reason:?}); hanging up");
             a.relay = false;
             a.relayed = false;
             a.call.hang_up("relay could not be set up");
@@ -912,7 +912,7 @@ impl Calls {
                             MediaDirection::RecvOnly => "cloud to PBX only",
                             MediaDirection::Inactive => "stopped (held both ways)",
                         };
-                        println!("call {id}: media now {ways}");
+                        tracing::info!("call {id}: media now {ways}");
                         let _ = self
                             .plane
                             .command(id, Command::SetDirection { id, direction });
@@ -975,7 +975,7 @@ impl Calls {
                             },
                         );
                     }
-                    println!("call {id}: media changed: {}", moved.join(", "));
+                    tracing::info!("call {id}: media changed: {}", moved.join(", "));
                 }
                 Output::SessionTimer { expires } => {
                     // RFC 4028 §10: give up min(32 s, a third) before expiry.
@@ -988,7 +988,7 @@ impl Calls {
                     let steps = (max.saturating_sub(min).as_millis() / 10) as u64;
                     let pick = u64::from_be_bytes(random::<8>()) % (steps + 1);
                     let wait = min + Duration::from_millis(pick * 10);
-                    println!(
+                    tracing::info!(
                         "call {id}: glare (491), the re-INVITE tried again in {} ms",
                         wait.as_millis()
                     );
@@ -997,7 +997,7 @@ impl Calls {
                     self.counters.glare.fetch_add(1, Ordering::Relaxed);
                 }
                 Output::Ended(why) => {
-                    println!("call {id}: ended ({why:?})");
+                    tracing::info!("call {id}: ended ({why:?})");
                     let c = &self.counters;
                     let outcome = match why {
                         End::Hangup(_) => &c.calls_completed,

@@ -433,7 +433,7 @@ async fn accept(
                                 .counters
                                 .tls_handshake_failures
                                 .fetch_add(1, Ordering::Relaxed);
-                            println!("tls: handshake with {peer} failed");
+                            tracing::warn!("tls: handshake with {peer} failed");
                             return;
                         }
                     }
@@ -693,7 +693,7 @@ pub fn serve(
             line.push_str(&format!(" TLS {}", l.local_addr()?));
             tokio::spawn(accept(l, Some(acceptor), shared.clone(), slots.clone()));
         }
-        println!("{line} dscp {}", args.dscp);
+        tracing::info!("{line} dscp {}", args.dscp);
         tokio::spawn(serve_udp(
             udp,
             core.clone(),
@@ -702,7 +702,7 @@ pub fn serve(
             udp_out,
         ));
         if let (Some(setup), Some(socket)) = (sub, sub_socket) {
-            println!(
+            tracing::info!(
                 "subscriber: UDP {} (Softphone users registering to {})",
                 socket.local_addr()?,
                 setup.config.registrar
@@ -767,7 +767,7 @@ pub fn serve(
                     None => std::future::pending().await,
                 }
             } => {
-                println!("restart: {why}");
+                tracing::info!("restart: {why}");
                 crate::node_control::Exit::Restart(why)
             }
             _ = async {
@@ -785,7 +785,7 @@ pub fn serve(
         if let Some(t) = &tunnel {
             t.stop().await;
         }
-        println!("final: {}", c.line());
+        tracing::info!("final: {}", c.line());
         anyhow::Ok(exit)
     })
 }
@@ -810,7 +810,7 @@ async fn start_users_api(
             api.listen
         )
     })?;
-    println!(
+    tracing::info!(
         "users: user-config API on https://{}/api/v1/users, certificate {} (SHA-256 {})",
         api.listen,
         cert.display(),
@@ -850,7 +850,7 @@ async fn shut_down(core: &Mutex<Core>, drain: Duration, term: &mut tokio::signal
         if let Some(calls) = core.lock().expect("core lock").calls() {
             calls.drain(until);
         }
-        println!(
+        tracing::info!(
             "draining: {up} call(s) up may go on for {} s; new calls get 503 with Retry-After \
              (SIGTERM again: hang up now)",
             drain.as_secs()
@@ -869,7 +869,7 @@ async fn shut_down(core: &Mutex<Core>, drain: Duration, term: &mut tokio::signal
     }
     let (up, _) = in_progress(core);
     if up > 0 {
-        println!("shutdown: hanging up {up} call(s)");
+        tracing::info!("shutdown: hanging up {up} call(s)");
         if let Some(calls) = core.lock().expect("core lock").calls() {
             calls.hang_up_all(Instant::now());
         }

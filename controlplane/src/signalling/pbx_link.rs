@@ -26,10 +26,10 @@ const PING: Duration = Duration::from_secs(20);
 pub async fn run(pbx: SocketAddr, shared: Shared, path: PbxPath, dscp: u8, c: Arc<Counters>) {
     loop {
         match dial(pbx, dscp, shared.partial).await {
-            Err(e) => println!("pbx: connecting to {pbx} over TCP failed: {e}"),
+            Err(e) => tracing::warn!("pbx: connecting to {pbx} over TCP failed: {e}"),
             Ok(tcp) => {
                 let local = tcp.local_addr().ok();
-                println!(
+                tracing::info!(
                     "pbx: connected to {pbx} over TCP from {}",
                     local.map_or("?".into(), |l| l.to_string())
                 );
@@ -48,7 +48,7 @@ pub async fn run(pbx: SocketAddr, shared: Shared, path: PbxPath, dscp: u8, c: Ar
                     }
                 }
                 *path.lock().expect("pbx path") = None;
-                println!("pbx: connection to {pbx} closed");
+                tracing::info!("pbx: connection to {pbx} closed");
             }
         }
         tokio::time::sleep(REDIAL).await;

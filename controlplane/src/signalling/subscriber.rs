@@ -229,7 +229,7 @@ pub async fn run(
                     }
                 }
             }
-            println!(
+            tracing::info!(
                 "subscriber: {} Softphone user(s), {} with a SIP password, registering to {}",
                 all.len(),
                 with_password.len(),
@@ -296,7 +296,7 @@ pub async fn run(
                 RegOutput::Transmit(b) => sends.push(b),
                 RegOutput::Changed { user, state } => {
                     if let RegState::Failed { reason, .. } = &state {
-                        println!("subscriber: {user}: registration failed: {reason}");
+                        tracing::warn!("subscriber: {user}: registration failed: {reason}");
                     }
                     let mut v = setup.view.0.lock().expect("softphones");
                     if let Some(s) = v.users.get_mut(&user) {
@@ -304,7 +304,7 @@ pub async fn run(
                     }
                 }
                 RegOutput::Removed { user } => {
-                    println!("subscriber: {user}: unregistered (no longer a Softphone user)");
+                    tracing::info!("subscriber: {user}: unregistered (no longer a Softphone user)");
                 }
             }
         }
@@ -313,7 +313,7 @@ pub async fn run(
                 WatchOutput::Transmit(b) => sends.push(b),
                 WatchOutput::Changed(Liveness::Lost) => {
                     lost = true;
-                    println!(
+                    tracing::info!(
                         "subscriber: the registrar {} does not answer",
                         cfg.registrar
                     );
@@ -323,7 +323,7 @@ pub async fn run(
                     setup.view.0.lock().expect("softphones").registrar = "up".into();
                     if lost {
                         // It may have restarted and forgotten everyone.
-                        println!(
+                        tracing::info!(
                             "subscriber: the registrar {} answers again: every user registers again",
                             cfg.registrar
                         );
@@ -343,7 +343,7 @@ pub async fn run(
         {
             last_count = count;
             last_print = Instant::now();
-            println!("subscriber: {count} of {total} Softphone user(s) registered");
+            tracing::info!("subscriber: {count} of {total} Softphone user(s) registered");
         }
     }
 }

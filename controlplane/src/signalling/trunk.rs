@@ -79,12 +79,12 @@ impl Targets {
             match super::dns::targets(resolver, domain, transports).await {
                 Ok((list, how)) => {
                     let names: Vec<String> = list.iter().map(ToString::to_string).collect();
-                    println!("trunk: {domain} resolved by {how}: {}", names.join(", "));
+                    tracing::info!("trunk: {domain} resolved by {how}: {}", names.join(", "));
                     return list;
                 }
                 Err(e) => {
                     bump(&c.trunk_failures);
-                    println!("trunk: resolving {domain} failed: {e:#}");
+                    tracing::warn!("trunk: resolving {domain} failed: {e:#}");
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             }
@@ -127,13 +127,13 @@ pub async fn run(cfg: TrunkConfig, shared: Shared) {
         match connect(&cfg, &target, &shared).await {
             Err(e) => {
                 bump(&c.trunk_failures);
-                println!("trunk: target {target} failed: {e}");
+                tracing::warn!("trunk: target {target} failed: {e}");
                 failover.failed(Instant::now(), i);
             }
             Ok((conn, responses, local)) => {
                 bump(&c.trunk_connects);
                 failover.succeeded(i);
-                println!("trunk: connected to {target} from {local}");
+                tracing::info!("trunk: connected to {target} from {local}");
                 *cfg.path.lock().expect("cloud path") = Some(super::calls::CloudConn {
                     out: conn.out.clone(),
                     local,
@@ -141,7 +141,7 @@ pub async fn run(cfg: TrunkConfig, shared: Shared) {
                 });
                 let ended = keep(&cfg, &target, local, conn, responses, &c).await;
                 *cfg.path.lock().expect("cloud path") = None;
-                println!("trunk: connection to {target} ended: {ended:?}");
+                tracing::info!("trunk: connection to {target} ended: {ended:?}");
                 bump(&c.trunk_failures);
                 failover.failed(Instant::now(), i);
             }
@@ -254,7 +254,7 @@ async fn keep(
         if let Some(seen) = seen {
             if let Some(conn) = cfg.path.lock().expect("cloud path").as_mut() {
                 if conn.seen_as() != seen {
-                    println!("trunk: the cloud sees this connection as {seen}");
+                    tracing::info!("trunk: the cloud sees this connection as {seen}");
                     conn.public = (seen != local).then_some(seen);
                 }
             }

@@ -157,7 +157,7 @@ fn outcome<T: serde::Serialize>(r: Result<T, ChangeError>) -> Response {
         Ok(report) => (StatusCode::OK, Json(report)).into_response(),
         Err(ChangeError::Push(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e @ ChangeError::Save(_)) => {
-            println!("users: {e}");
+            tracing::info!("users: {e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }
@@ -198,7 +198,7 @@ fn take_users(
     let n = parsed.users.len();
     let r = s.users.push(parsed.users, replace);
     if let Ok(report) = &r {
-        println!(
+        tracing::info!(
             "users: the PBX pushed {n} user(s) ({}): {} onboarded in all, {} not onboarded, {} removed",
             if replace { "the whole list" } else { "changes" },
             report.onboarded,
@@ -225,7 +225,7 @@ async fn put_roles(
     let n = parsed.roles.len();
     let r = s.users.set_roles(parsed.roles);
     if r.is_ok() {
-        println!("users: the PBX pushed a role table of {n} role(s)");
+        tracing::info!("users: the PBX pushed a role table of {n} role(s)");
     }
     outcome(r)
 }
