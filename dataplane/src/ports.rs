@@ -90,6 +90,11 @@ impl PortPool {
         self.free.len()
     }
 
+    /// Pairs calls hold now (neither free nor resting).
+    pub fn in_use(&self) -> usize {
+        self.total - self.free.len() - self.resting.len()
+    }
+
     /// Pairs in the pool.
     pub fn total(&self) -> usize {
         self.total

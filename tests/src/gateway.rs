@@ -61,6 +61,11 @@ impl Gateway {
         Gateway { child, lines }
     }
 
+    /// Its process id (the same across the restarts it execs).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything printed so far.
     pub fn output(&self) -> Vec<String> {
         self.lines.all()

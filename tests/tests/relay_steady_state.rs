@@ -118,7 +118,12 @@ fn thousand_relays_relay_a_million_packets_without_allocating() {
 
     // Every round: one G.711 packet into each relay from each side. The
     // cloud's SRTP is made up front so the generator never allocates.
-    let rounds = (WINDOW_END / (2 * RELAYS as u64) + 40) as usize + STRACE_ROUNDS;
+    // Rounds enough for the window, and half as many again in reserve: on
+    // a busy 2-core machine the test's own receiving threads may fall
+    // behind and lose some (the subject here is allocation and system
+    // calls; loss is measured and printed, not judged).
+    let needed = (WINDOW_END / (2 * RELAYS as u64) + 40) as usize;
+    let rounds = needed + needed / 2 + STRACE_ROUNDS;
     let mut cloud_tx = SrtpContext::new(suite, &test_key(suite, 2), Role::Protect).unwrap();
     let mut srtp = Vec::with_capacity(rounds);
     let mut rtp = Vec::with_capacity(rounds);
@@ -236,7 +241,7 @@ fn thousand_relays_relay_a_million_packets_without_allocating() {
             enobufs = stats.enobufs;
         }
     });
-    let sent = 2 * RELAYS as u64 * rounds as u64;
+    let sent = 2 * RELAYS as u64 * k as u64;
     let got = (
         at_cloud.load(Ordering::Relaxed),
         at_lan.load(Ordering::Relaxed),
@@ -247,8 +252,10 @@ fn thousand_relays_relay_a_million_packets_without_allocating() {
         );
     };
     println!(
-        "steady state ({backend}): {} relays, packets {n0}..{n1}: {allocations} allocations, RSS {rss0} KiB -> {rss1} KiB, kernel drops {kernel_drops}, ENOBUFS {enobufs}",
-        RELAYS
+        "steady state ({backend}): {} relays, packets {n0}..{n1}: {allocations} allocations, RSS {rss0} KiB -> {rss1} KiB, kernel drops {kernel_drops}, ENOBUFS {enobufs}; {sent} sent, {} received ({:.3} % short)",
+        RELAYS,
+        got.0 + got.1,
+        100.0 * sent.saturating_sub(got.0 + got.1) as f64 / sent as f64
     );
     assert_eq!(allocations, 0, "heap allocations while relaying");
     assert!(

@@ -14,6 +14,7 @@ use anyhow::Context;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -22,6 +23,10 @@ pub const NAME: &str = "gateway.log";
 
 /// The structured log's (JSON lines, `operations::structured_log`).
 pub const JSON_NAME: &str = "gateway.jsonl";
+
+/// New log files: the gateway's user and its group (operators) may read
+/// them, no one else — they carry extensions, names and addresses.
+const LOG_MODE: u32 = 0o640;
 
 /// How the file rotates.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +64,7 @@ impl Rotating {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(LOG_MODE)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         let size = file.metadata().map_or(0, |m| m.len());
@@ -83,6 +89,7 @@ impl Rotating {
                 OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(LOG_MODE)
                     .open(self.dir.join(self.name))?,
             ),
         };
@@ -226,6 +233,12 @@ mod tests {
             .collect();
         assert_eq!(names, ["gateway.log", "gateway.log.1", "gateway.log.2"]);
         let newest = std::fs::read_to_string(dir.join(NAME)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640, "not for everyone's eyes");
         assert!(newest.contains("line 19"));
         assert!(newest.len() <= 100);
         let all: String = files(&dir)

@@ -516,6 +516,7 @@ impl Calls {
             Err((code, phrase)) => {
                 self.ports.give_back(now, lan_port);
                 self.ports.give_back(now, cloud_port);
+                self.ports_changed();
                 self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
                 return self.refuse(side, &p.head, code, phrase);
             }
@@ -1050,6 +1051,7 @@ impl Calls {
                         self.ports.give_back(now, port);
                     }
                 }
+                self.ports_changed();
                 let ended = &mut self.ended;
                 self.index.retain(|k, v| {
                     if *v == id {
@@ -1127,11 +1129,20 @@ impl Calls {
         for _ in 0..8 {
             let p = self.ports.take(now)?;
             if free(p) && free(p + 1) {
+                self.ports_changed();
                 return Some(p);
             }
             self.set_aside(now, p);
         }
         None
+    }
+
+    /// Tells the counters how many port pairs calls hold (a soak shows it
+    /// back at zero once the calls are over: none leaked).
+    fn ports_changed(&self) {
+        self.counters
+            .port_pairs_in_use
+            .store(self.ports.in_use() as u64, Ordering::Relaxed);
     }
 
     /// Sets a pair another process holds aside (it rests like a freed

@@ -205,6 +205,8 @@ pub struct Counters {
     media_kernel_drops: AtomicU64,
     /// Whether the gateway drains (a gauge: new calls get 503).
     draining: AtomicU64,
+    /// Media port pairs calls hold now (a gauge).
+    port_pairs_in_use: AtomicU64,
     /// Media drops by reason and by direction.
     media_drops: std::sync::Mutex<MediaDrops>,
 }
@@ -278,6 +280,7 @@ impl Counters {
             ("media_received_xdp", &self.media_received_xdp),
             ("media_kernel_drops", &self.media_kernel_drops),
             ("draining", &self.draining),
+            ("port_pairs_in_use", &self.port_pairs_in_use),
         ]
         .iter()
         .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))
