@@ -53,6 +53,9 @@
 //! # port = 5060                       # default: the role's
 //! dscp = 24                           # CS3
 //! refuse_with = 503                   # past the call limit: 503 (never with Retry-After), 486 or 480
+//! idle_timeout = 120                  # seconds a TCP/TLS connection may stay silent
+//! partial_timeout = 10                # seconds to finish a started message or a TLS handshake
+//! max_connections = 1024              # accepted TCP/TLS connections at once (more: closed at once)
 //!
 //! [digits]                            # SPEC §4 Advanced; emergency numbers are never rewritten
 //! outbound_strip = "9"                # PBX → cloud: taken off the front when there…
@@ -438,6 +441,24 @@ struct SipSection {
     dscp: u8,
     #[serde(default = "service_unavailable")]
     refuse_with: u16,
+    #[serde(default = "idle_timeout")]
+    idle_timeout: u64,
+    #[serde(default = "partial_timeout")]
+    partial_timeout: u64,
+    #[serde(default = "max_connections")]
+    max_connections: usize,
+}
+
+fn idle_timeout() -> u64 {
+    120
+}
+
+fn partial_timeout() -> u64 {
+    10
+}
+
+fn max_connections() -> usize {
+    1024
 }
 
 fn service_unavailable() -> u16 {
@@ -451,6 +472,9 @@ impl Default for SipSection {
             port: None,
             dscp: cs3(),
             refuse_with: service_unavailable(),
+            idle_timeout: idle_timeout(),
+            partial_timeout: partial_timeout(),
+            max_connections: max_connections(),
         }
     }
 }
@@ -513,6 +537,12 @@ pub struct Config {
     pub drain: Duration,
     /// The status past the call limit (503, 486 or 480).
     pub refuse_with: u16,
+    /// Seconds a SIP connection may stay silent.
+    pub sip_idle_timeout: u64,
+    /// Seconds to finish a started SIP message or a TLS handshake.
+    pub sip_partial_timeout: u64,
+    /// Accepted SIP connections at once.
+    pub sip_max_connections: usize,
     /// The cloud trunk's targets.
     pub cloud: CloudTargets,
     /// CA file for the cloud's certificate.
@@ -869,6 +899,12 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             file.sip.refuse_with
         ));
     }
+    if file.sip.idle_timeout == 0 || file.sip.partial_timeout == 0 {
+        problems.push("[sip] idle_timeout and partial_timeout must be at least 1 second".into());
+    }
+    if file.sip.max_connections == 0 {
+        problems.push("[sip] max_connections must be at least 1".into());
+    }
     if file.gateway.call_limit == Some(0) {
         problems.push("[gateway] call_limit must be at least 1".into());
     }
@@ -998,6 +1034,9 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         cdr_file: file.gateway.cdr_file.map(|f| base.join(f)),
         drain: Duration::from_secs(file.gateway.drain_seconds),
         refuse_with: file.sip.refuse_with,
+        sip_idle_timeout: file.sip.idle_timeout,
+        sip_partial_timeout: file.sip.partial_timeout,
+        sip_max_connections: file.sip.max_connections,
         cloud: cloud.expect("checked"),
         cloud_ca: ca,
         cloud_server_name: file.cloud.server_name,

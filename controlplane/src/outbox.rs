@@ -9,7 +9,10 @@
 //! Bounded: past `limit` unacknowledged events the oldest are dropped,
 //! counted, and the caller raises an alarm. A disk that refuses a write is
 //! counted too; the event is still kept in memory and sent (it is lost
-//! only if the gateway stops before the platform has it).
+//! only if the gateway stops before the platform has it). A refused write
+//! may leave a torn line at the log's end, so the next append writes the
+//! whole log anew (every unacknowledged event, then rename) instead of
+//! adding to it: once the disk has room again, the log holds them all.
 
 use pbxlink_tunnel::client::OutEvent;
 use serde::{Deserialize, Serialize};
@@ -54,6 +57,9 @@ pub struct Outbox {
     /// Lines in the log that are acknowledged (rewritten away past
     /// [`COMPACT_AFTER`]).
     stale_lines: usize,
+    /// A write failed: the log may miss events or end in a torn line, and
+    /// is written anew at the next append.
+    torn: bool,
     counters: OutboxCounters,
 }
 
@@ -103,6 +109,7 @@ impl Outbox {
             pending,
             limit: limit.max(1),
             stale_lines,
+            torn: false,
             counters: OutboxCounters::default(),
         };
         outbox.rewrite()?;
@@ -158,13 +165,6 @@ impl Outbox {
             }
             added.push(e);
         }
-        let written = self
-            .log
-            .as_mut()
-            .map(|f| f.write_all(text.as_bytes()).and_then(|()| f.sync_data()));
-        if !matches!(written, Some(Ok(()))) {
-            self.counters.write_failures += 1;
-        }
         self.counters.appended += added.len() as u64;
         self.pending.extend(added.iter().cloned());
         let mut dropped = 0;
@@ -173,6 +173,18 @@ impl Outbox {
             dropped += 1;
         }
         self.counters.dropped += dropped as u64;
+        let written = if self.torn {
+            self.rewrite()
+        } else {
+            match self.log.as_mut() {
+                Some(f) => f.write_all(text.as_bytes()).and_then(|()| f.sync_data()),
+                None => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        };
+        self.torn = written.is_err();
+        if self.torn {
+            self.counters.write_failures += 1;
+        }
         (added, dropped)
     }
 
@@ -261,6 +273,33 @@ mod tests {
             [4, 5, 6]
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_refused_write_is_healed_by_writing_the_log_anew() {
+        let d = dir("torn");
+        let mut o = Outbox::open(&d, 100).unwrap();
+        o.append(vec![ev(1)]);
+        // The disk refuses the next append (a handle that cannot write
+        // stands in for a full disk), leaving a torn line behind.
+        let path = d.join("events.log");
+        o.log = Some(File::open(&path).unwrap());
+        o.append(vec![ev(2)]);
+        assert_eq!(o.counters().write_failures, 1);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\":2,\"ki")
+            .unwrap();
+        // Room again: the next append writes every event whole.
+        o.append(vec![ev(3)]);
+        assert_eq!(o.counters().write_failures, 1);
+        drop(o);
+        let o = Outbox::open(&d, 100).unwrap();
+        let ids: Vec<u64> = o.pending().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2, 3], "nothing lost across the refused write");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

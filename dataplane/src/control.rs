@@ -1,6 +1,7 @@
 //! The boundary between the planes: flat commands down, events up, over
 //! bounded lock-free queues (crossbeam `ArrayQueue`) with an eventfd to wake
-//! the worker. A full command queue is an error to the caller; a full event
+//! the worker. A full command queue hands the command back (the engine's
+//! `backlog` keeps it waiting, or refuses a new relay); a full event
 //! queue makes the worker drop (and count) the event: the packet path never
 //! waits on the control plane.
 
@@ -226,7 +227,12 @@ impl Channel {
 
     /// Queues a command and wakes the worker.
     pub fn send(&self, worker: usize, cmd: Command) -> Result<(), QueueFull> {
-        self.commands.push(cmd).map_err(|_| QueueFull { worker })?;
+        self.try_send(cmd).map_err(|_| QueueFull { worker })
+    }
+
+    /// Queues a command and wakes the worker; a full queue hands it back.
+    pub fn try_send(&self, cmd: Command) -> Result<(), Command> {
+        self.commands.push(cmd)?;
         crate::sys::eventfd_ring(&self.doorbell);
         Ok(())
     }

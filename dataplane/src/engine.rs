@@ -2,6 +2,7 @@
 //! performance profile, pinned inside the process's CPU set, each with its
 //! channel; relays placed on the least-loaded worker; events gathered.
 
+use crate::backlog::{Backlog, Backpressure};
 use crate::control::{Channel, Command, Event, QueueFull};
 use crate::profile::{Profile, Resources};
 use crate::relay::{RelayId, RelaySpec};
@@ -106,6 +107,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct DataPlane {
     channels: Vec<Arc<Channel>>,
+    /// Per worker: commands its full queue could not take yet.
+    backlogs: Vec<Backlog>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     load: Vec<usize>,
     placement: HashMap<RelayId, usize>,
@@ -196,6 +199,7 @@ impl DataPlane {
         }
         Ok(DataPlane {
             load: vec![0; workers],
+            backlogs: (0..workers).map(|_| Backlog::default()).collect(),
             channels,
             threads,
             placement: HashMap::new(),
@@ -229,26 +233,29 @@ impl DataPlane {
     }
 
     /// Adds a relay on the least-loaded worker; returns that worker. The
-    /// outcome arrives as `Added` or `AddFailed`.
+    /// outcome arrives as `Added` or `AddFailed`. Refused while that
+    /// worker's queue is full or commands wait for it (see `backlog`).
     pub fn add_relay(&mut self, spec: RelaySpec) -> Result<usize, QueueFull> {
         let worker = (0..self.load.len())
             .min_by_key(|&w| self.load[w])
             .unwrap_or(0);
         let id = spec.id;
-        self.channels[worker].send(worker, Command::Add(Box::new(spec)))?;
+        self.backlogs[worker].add(&self.channels[worker], worker, Command::Add(Box::new(spec)))?;
         self.load[worker] += 1;
         self.placement.insert(id, worker);
         Ok(worker)
     }
 
-    /// Sends a command about relay `id` to its worker. `Remove` frees its
-    /// place in the load count.
+    /// Sends a command about relay `id` to its worker, or keeps it
+    /// waiting, in order, while the worker's queue is full (refused only
+    /// when the backlog is full too). `Remove` frees its place in the load
+    /// count.
     pub fn command(&mut self, id: RelayId, cmd: Command) -> Result<(), QueueFull> {
         let Some(&worker) = self.placement.get(&id) else {
             return Ok(());
         };
         let removing = matches!(cmd, Command::Remove { .. });
-        self.channels[worker].send(worker, cmd)?;
+        self.backlogs[worker].send(&self.channels[worker], worker, cmd)?;
         if removing {
             self.placement.remove(&id);
             self.load[worker] = self.load[worker].saturating_sub(1);
@@ -256,8 +263,21 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Takes every event waiting from every worker.
-    pub fn drain_events(&self, mut f: impl FnMut(Event)) {
+    /// What back-pressure on the command queues has done so far.
+    pub fn backpressure(&self) -> Backpressure {
+        let mut sum = Backpressure::default();
+        for b in &self.backlogs {
+            b.count_into(&mut sum);
+        }
+        sum
+    }
+
+    /// Sends waiting commands the workers have made room for, then takes
+    /// every event waiting from every worker.
+    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) {
+        for (b, ch) in self.backlogs.iter_mut().zip(&self.channels) {
+            b.flush(ch);
+        }
         for ch in &self.channels {
             while let Some(e) = ch.events.pop() {
                 f(e);
@@ -268,6 +288,12 @@ impl DataPlane {
     /// Asks every worker to remove its relays and stop, then waits for them.
     /// Events emitted on the way out stay readable with `drain_events`.
     pub fn shutdown(&mut self) -> std::io::Result<()> {
+        for (b, ch) in self.backlogs.iter_mut().zip(&self.channels) {
+            while !b.is_empty() {
+                b.flush(ch);
+                std::thread::yield_now();
+            }
+        }
         for (w, ch) in self.channels.iter().enumerate() {
             while ch.send(w, Command::Shutdown).is_err() {
                 std::thread::yield_now();

@@ -6,6 +6,7 @@
 //! (see ARCHITECTURE.md). Nothing here panics on packet bytes or allocates
 //! per packet.
 
+pub mod backlog;
 pub mod continuity;
 
 /// CPU affinity of the calling thread (safe wrappers).

@@ -48,9 +48,26 @@ impl Gateway {
 
     /// Starts `pbxlink ARGS...` at `place` (in its network namespace).
     pub fn start_at(place: &crate::baresip::Place, args: &[String]) -> Gateway {
-        let mut child = place
-            .command(binary())
-            .args(args)
+        let mut command = place.command(binary());
+        command.args(args);
+        Gateway::spawn(command)
+    }
+
+    /// Starts `pbxlink run --config CONFIG --seconds SECONDS`.
+    pub fn run(config: &std::path::Path, seconds: u64) -> Gateway {
+        Gateway::start(&[
+            "run".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--seconds".into(),
+            seconds.to_string(),
+        ])
+    }
+
+    /// Starts `command`, which must exec `pbxlink` in the end (through
+    /// `ip netns exec`, `unshare`, …: the process id stays its).
+    pub fn spawn(mut command: Command) -> Gateway {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod pylibsrtp;
 pub mod rig;
 pub mod rtpengine;
+pub mod site;
 
 use pbxlink_dataplane::MasterKey;
 use pbxlink_dataplane::srtp::Suite;

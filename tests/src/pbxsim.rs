@@ -40,6 +40,12 @@ impl PbxSim {
         sim
     }
 
+    /// Its SIP calls counted by state (`connected`, `ended by pbxsim`,
+    /// `ended by the gateway`, …).
+    pub fn sip_calls(&self) -> serde_json::Value {
+        crate::http::request(self.control, "GET", "/sip/stats", &[], "").json["calls"].clone()
+    }
+
     /// Everything it printed.
     pub fn output(&self) -> Vec<String> {
         self.lines.all()

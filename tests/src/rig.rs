@@ -98,6 +98,8 @@ pub struct GatewayConfig<'a> {
     pub pbx_extra: &'a str,
     /// More `[cloud]` lines.
     pub cloud_extra: &'a str,
+    /// More `[sip]` lines.
+    pub sip_extra: &'a str,
     /// More sections at the end; without an `[admin]` one the admin API
     /// is off (tests run side by side: they would all want port 80).
     pub sections: &'a str,
@@ -118,6 +120,7 @@ impl<'a> GatewayConfig<'a> {
             gateway: "",
             pbx_extra: "",
             cloud_extra: "",
+            sip_extra: "",
             sections: "",
         }
     }
@@ -159,7 +162,7 @@ impl<'a> GatewayConfig<'a> {
              [pbx]\ntype = \"mivoice-5000\"\naddress = \"{}\"\nport = {}\n{keepalive}{}\n\n\
              [cloud]\ntargets = [\"tls:{}\"]\nca = \"{}\"\n\
              srtp_suites = [\"AES_CM_128_HMAC_SHA1_80\"]\n{}\n\n\
-             [sip]\nport = {}\n\n{}\n",
+             [sip]\nport = {}\n{}\n\n{}\n",
             self.lan,
             self.gateway,
             self.pbx.ip(),
@@ -169,6 +172,7 @@ impl<'a> GatewayConfig<'a> {
             self.ca.display(),
             self.cloud_extra,
             self.sip_port,
+            self.sip_extra,
             {
                 // Tests run side by side: the admin API (port 80) and the
                 // subscriber side (5070) are off unless a test asks.

@@ -75,6 +75,7 @@ fn call_through_nat(backend: &str) {
         gateway: if xdp { "profile = \"small\"" } else { "" },
         pbx_extra: "",
         cloud_extra: &format!("stun = [\"{}:3478\"]", netns::CLOUD),
+        sip_extra: "",
         sections: "",
     }
     .write(dir);

@@ -11,7 +11,7 @@ use pbxlink_tests::test_key;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-fn wait_for(plane: &DataPlane, mut want: impl FnMut(&Event) -> bool) -> Event {
+fn wait_for(plane: &mut DataPlane, mut want: impl FnMut(&Event) -> bool) -> Event {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut found = None;
@@ -77,7 +77,7 @@ fn rig(backend: Backend, buffers: u16, suite: Suite, id: u64, port: u16) -> Rig 
     };
     plane.add_relay(spec).unwrap();
     wait_for(
-        &plane,
+        &mut plane,
         |e| matches!(e, Event::Added { id: i, .. } if *i == id),
     );
     // The relay opens the NAT pinhole toward the cloud first: one empty
@@ -132,7 +132,7 @@ fn hold_and_resume(backend: Backend, port: u16) {
     let _ = stats(&mut plane, 9);
     assert!(send(3), "{backend}: relayed after resume");
     plane.command(9, Command::Remove { id: 9 }).unwrap();
-    match wait_for(&plane, |e| matches!(e, Event::Removed { id: 9, .. })) {
+    match wait_for(&mut plane, |e| matches!(e, Event::Removed { id: 9, .. })) {
         Event::Removed { stats, .. } => assert_eq!(stats.lan_to_cloud.rtp_out, 2),
         _ => unreachable!(),
     }
@@ -193,4 +193,95 @@ fn io_uring_recovers_from_an_empty_buffer_ring() {
         enobufs > 0,
         "the burst never ran the ring dry; the test proves nothing"
     );
+}
+
+/// Runs the calling thread on `cpu` under SCHED_FIFO (`true`) or back
+/// under the normal scheduler: while it runs there, nothing else pinned to
+/// that CPU does.
+#[allow(unsafe_code)]
+fn hog_cpu(cpu: usize, on: bool) {
+    pbxlink_dataplane::cpu::pin_to_cpu(cpu).unwrap();
+    let (policy, priority) = if on {
+        (libc::SCHED_FIFO, 1)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: sets the calling thread's scheduling policy (0: itself).
+    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setscheduler: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A worker's command queue flooded (issue 20): the worker is kept off its
+/// CPU (this thread holds it under SCHED_FIFO) while 200,000 commands are
+/// sent, so its queue fills for certain. Commands about a running relay
+/// then wait in order (up to the backlog's bound, the rest refused and
+/// counted), a new relay is refused while they wait, and once the worker
+/// runs again it works through them all and the relay's removal, sent
+/// last, arrives: no deadlock, nothing lost uncounted.
+#[test]
+fn a_flooded_command_queue_delays_commands_in_order_and_refuses_new_relays() {
+    use pbxlink_dataplane::backlog::BACKLOG_MAX;
+    use pbxlink_dataplane::control::COMMAND_QUEUE;
+    let Rig { mut plane, .. } = rig(Backend::Epoll, 256, Suite::AesCm128HmacSha1_80, 3, 45_300);
+    // The one worker runs on the last CPU (engine.rs).
+    let worker_cpu = *Resources::detect().cpus.last().unwrap();
+    const COMMANDS: u64 = 200_000;
+    let (mut sent, mut refused) = (0u64, 0u64);
+    hog_cpu(worker_cpu, true);
+    for n in 0..COMMANDS {
+        let direction = if n % 2 == 0 {
+            MediaDirection::SendOnly
+        } else {
+            MediaDirection::SendRecv
+        };
+        match plane.command(3, Command::SetDirection { id: 3, direction }) {
+            Ok(()) => sent += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    let spec = RelaySpec::new(
+        4,
+        "127.0.0.1".parse().unwrap(),
+        45_310,
+        45_312,
+        Suite::AesCm128HmacSha1_80,
+        test_key(Suite::AesCm128HmacSha1_80, 1),
+        test_key(Suite::AesCm128HmacSha1_80, 2),
+    );
+    let refused_add = plane.add_relay(spec).is_err();
+    let bp = plane.backpressure();
+    hog_cpu(worker_cpu, false);
+    println!(
+        "{COMMANDS} commands with the worker held off its CPU: {sent} taken, {refused} refused; {bp:?}"
+    );
+    assert_eq!(
+        sent,
+        (COMMAND_QUEUE + BACKLOG_MAX) as u64,
+        "the queue, then the backlog"
+    );
+    assert_eq!(bp.waiting, BACKLOG_MAX as u64);
+    assert_eq!(bp.delayed, BACKLOG_MAX as u64);
+    assert_eq!(bp.refused, refused, "every refusal counted");
+    assert!(refused_add, "a new relay is refused while commands wait");
+    assert_eq!(bp.adds_refused, 1);
+    // The removal goes after everything taken; the worker works through
+    // the backlog (each drain sends more) and the relay's end arrives.
+    while plane.command(3, Command::Remove { id: 3 }).is_err() {
+        plane.drain_events(|_| {});
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match wait_for(&mut plane, |e| matches!(e, Event::Removed { id: 3, .. })) {
+        Event::Removed { .. } => {}
+        _ => unreachable!(),
+    }
+    assert_eq!(plane.backpressure().waiting, 0, "the backlog drained");
+    plane.shutdown().unwrap();
 }

@@ -8,28 +8,16 @@
 //! no port pair leaked, memory within 8 MiB of the warm baseline (the
 //! allocator keeps some), and every call placed completed.
 
-use pbxlink_tests::cloudsim::CloudSim;
 use pbxlink_tests::gateway::Gateway;
-use pbxlink_tests::http;
 use pbxlink_tests::pbxsim::PbxSim;
 use pbxlink_tests::rig::{GatewayConfig, Workdir};
+use pbxlink_tests::site::Site;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const GW_SIP: u16 = 23_950;
-const PBX_SIP: u16 = 23_951;
-const CLOUD_SIP: u16 = 23_952;
-const TUNNEL: u16 = 23_953;
-const ADMIN: u16 = 23_954;
-const PBX_CONTROL: u16 = 23_955;
-const CLOUD_CONTROL: u16 = 23_956;
-const CSTA: u16 = 23_957;
+/// The site's first port (see `pbxlink_tests::site`).
+const SITE: u16 = 23_950;
 const USERS: u64 = 20;
-
-fn at(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// What the soak watches in the gateway's process and counters.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +28,7 @@ struct Footprint {
     calls_in_progress: u64,
 }
 
-fn footprint(pid: u32) -> Footprint {
+fn footprint(site: &Site, pid: u32) -> Footprint {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let rss_kib = status
         .lines()
@@ -50,7 +38,7 @@ fn footprint(pid: u32) -> Footprint {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count();
-    let c = http::request(at(ADMIN), "GET", "/api/counters", &[], "").json;
+    let c = site.counters();
     let n = |k: &str| {
         c[k].as_u64()
             .unwrap_or_else(|| panic!("no counter {k}: {c}"))
@@ -63,24 +51,19 @@ fn footprint(pid: u32) -> Footprint {
     }
 }
 
-/// pbxsim's calls by state and outcome.
-fn outcomes(sim: &PbxSim) -> Value {
-    http::request(sim.control, "GET", "/sip/stats", &[], "").json["calls"].clone()
-}
-
 /// Waits until every call pbxsim placed has ended and the gateway holds
 /// none; pbxsim's outcomes then.
-fn settled(sim: &PbxSim, pid: u32, placed: u64) -> (Value, Footprint) {
+fn settled(site: &Site, sim: &PbxSim, pid: u32, placed: u64) -> (Value, Footprint) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let o = outcomes(sim);
+        let o = sim.sip_calls();
         let ended: u64 = o
             .as_object()
             .unwrap()
             .values()
             .filter_map(Value::as_u64)
             .sum();
-        let f = footprint(pid);
+        let f = footprint(site, pid);
         if ended >= placed && f.calls_in_progress == 0 && f.port_pairs == 0 {
             return (o, f);
         }
@@ -100,49 +83,15 @@ fn steady_call_churn_leaves_memory_descriptors_and_ports_where_they_were() {
         .unwrap_or(60);
     let t0 = Instant::now();
     let work = Workdir::new("soak");
-    let cloud = CloudSim::start(
-        &work.dir,
-        at(TUNNEL),
-        at(CLOUD_SIP),
-        at(CLOUD_CONTROL),
-        "acme-token-0123456789",
-    );
-    let sim = PbxSim::start(
-        at(PBX_CONTROL),
-        &[
-            "--csta",
-            &at(CSTA).to_string(),
-            "--users",
-            &USERS.to_string(),
-            "--sip",
-            &at(PBX_SIP).to_string(),
-            "--gateway-sip",
-            &at(GW_SIP).to_string(),
-            "--rtp-base",
-            "44000",
-            "--answer-delay-ms",
-            "100",
-        ],
-    );
-    let sections = format!(
-        "[admin]\nlisten = \"{}\"\nhttps_listen = \"off\"\n",
-        at(ADMIN)
-    );
+    let site = Site::at(SITE);
+    let cloud = site.cloudsim(&work);
+    let sim = site.pbxsim(USERS as u32, 44_000, &["--answer-delay-ms", "100"]);
     let config = GatewayConfig {
         gateway: "state_dir = \"state\"",
-        pbx_extra: &format!("csta_ports = [{CSTA}]"),
-        cloud_extra: "server_name = \"cloud.test\"",
-        sections: &sections,
-        ..GatewayConfig::loopback(&cloud.ca, GW_SIP, PBX_SIP, CLOUD_SIP)
+        ..site.gateway_config(&cloud.ca)
     }
     .write(&work.dir);
-    let gw = Gateway::start(&[
-        "run".into(),
-        "--config".into(),
-        config.display().to_string(),
-        "--seconds".into(),
-        (seconds + 120).to_string(),
-    ]);
+    let gw = Gateway::run(&config, seconds + 120);
     gw.wait_for("trunk: connected to", Duration::from_secs(20));
     let pid = gw.pid();
     println!(
@@ -170,7 +119,7 @@ fn steady_call_churn_leaves_memory_descriptors_and_ports_where_they_were() {
         placed += 1;
         std::thread::sleep(Duration::from_millis(150));
     }
-    let (_, baseline) = settled(&sim, pid, placed);
+    let (_, baseline) = settled(&site, &sim, pid, placed);
     println!(
         "soak: baseline after {placed} calls ({:.1} s): {baseline:?}",
         t0.elapsed().as_secs_f32()
@@ -183,14 +132,14 @@ fn steady_call_churn_leaves_memory_descriptors_and_ports_where_they_were() {
         placed += 1;
         std::thread::sleep(Duration::from_millis(150));
         if placed % 50 == 0 {
-            let f = footprint(pid);
+            let f = footprint(&site, pid);
             peak.rss_kib = peak.rss_kib.max(f.rss_kib);
             peak.fds = peak.fds.max(f.fds);
             peak.port_pairs = peak.port_pairs.max(f.port_pairs);
             peak.calls_in_progress = peak.calls_in_progress.max(f.calls_in_progress);
         }
     }
-    let (outcome, after) = settled(&sim, pid, placed);
+    let (outcome, after) = settled(&site, &sim, pid, placed);
     println!(
         "soak: {placed} calls in {seconds} s; peak {peak:?}; after {after:?}; outcomes {outcome}"
     );

@@ -13,11 +13,19 @@
 //! capacity --target both --calls 1000 --seconds 10 --json out.json
 //! capacity --target both --calls 1000 --seconds 10 --rounds 5
 //! capacity --profile small
+//! capacity --calls 500 --seconds 10 --flood garbage --max-loss 0.0001
 //! ```
+//!
+//! With `--flood`, the generator also sends hostile datagrams (see
+//! `pbxlink_bench::flood`) at `--flood-rate` a second over the live relays'
+//! own ports through the measured window, fails the run if the rate it
+//! achieved is under the one asked for, and prints the target's drops by
+//! reason and its CPU use.
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use pbxlink_bench::flood::{Flood, FloodKind, RelayPorts};
 use pbxlink_bench::wire::Wire;
 use pbxlink_dataplane::MasterKey;
 use pbxlink_dataplane::profile::Profile;
@@ -100,6 +108,17 @@ struct Args {
     /// The pbxlink binary (default: target/release/pbxlink of this workspace).
     #[arg(long)]
     pbxlink: Option<PathBuf>,
+    /// Flood the live relays' ports through the measured window: garbage
+    /// (random bytes) or rtp (well-formed RTP, unknown SSRCs).
+    #[arg(long)]
+    flood: Option<FloodKind>,
+    /// Flood datagrams a second; the run fails if it achieves fewer.
+    #[arg(long, default_value_t = 200_000)]
+    flood_rate: u64,
+    /// Fail if any target loses more than this share of the calls'
+    /// packets (0.0001 is 0.01 %) or delivers one that is not a call's.
+    #[arg(long)]
+    max_loss: Option<f64>,
 }
 
 /// Where the generator sends and how to read what comes back, per call.
@@ -132,9 +151,9 @@ impl Running {
         }
     }
 
-    /// Stops the target; for pbxlink, returns how many datagrams its
-    /// workers sent as AF_XDP frames (from its `final:` line).
-    fn stop(self) -> anyhow::Result<Option<u64>> {
+    /// Stops the target; for pbxlink, returns its `final:` line (its
+    /// tally: AF_XDP frames sent, drops by reason).
+    fn stop(self) -> anyhow::Result<Option<String>> {
         match self {
             Running::Pbxlink(mut c, finals) => {
                 Command::new("kill")
@@ -142,12 +161,7 @@ impl Running {
                     .status()?;
                 let status = c.wait()?;
                 ensure!(status.success(), "pbxlink exited with {status}");
-                let line = finals.recv_timeout(Duration::from_secs(5)).ok();
-                Ok(line.and_then(|l| {
-                    l.split_whitespace()
-                        .find_map(|f| f.strip_prefix("xdp_sent="))
-                        .and_then(|n| n.parse().ok())
-                }))
+                Ok(finals.recv_timeout(Duration::from_secs(5)).ok())
             }
             Running::Rtpengine(r) => {
                 drop(r);
@@ -439,6 +453,50 @@ struct Outcome {
     latency: Option<Histogram<u64>>,
     /// pbxlink: datagrams its workers sent as AF_XDP frames.
     xdp_sent: Option<u64>,
+    /// pbxlink: its drops by reason and the kernel's, from its tally.
+    drops: Option<String>,
+    /// The flood, when there was one.
+    flood: Option<FloodOutcome>,
+}
+
+/// What the flood sent in the measured window.
+#[derive(Debug)]
+struct FloodOutcome {
+    kind: FloodKind,
+    sent: u64,
+    window: Duration,
+    /// Datagrams the target's kernel found no socket for meanwhile.
+    no_ports: u64,
+}
+
+impl FloodOutcome {
+    fn rate(&self) -> f64 {
+        Flood::rate_over(self.sent, self.window)
+    }
+}
+
+/// The kernel's count of UDP datagrams that found no socket (`Udp:
+/// NoPorts` in /proc/net/snmp). A relay's LAN socket connected to its PBX
+/// peer is no socket for any other source: the kernel refuses those
+/// datagrams before the relay sees them and counts them here.
+fn udp_no_ports() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "NoPorts")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A field of pbxlink's `final:` line.
+fn final_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
 }
 
 impl Outcome {
@@ -471,6 +529,10 @@ impl Outcome {
     fn flagged(&self) -> bool {
         self.behind > BEHIND_MAX || self.behind_mean() > BEHIND_MEAN
     }
+    /// The target's CPU use through the window, as a share of one core.
+    fn cpu_share(&self) -> f64 {
+        self.cpu_ns as f64 / (self.seconds as f64 * 1e9)
+    }
     /// A valid result with every packet relayed intact and p99 under 1 ms.
     fn held(&self) -> bool {
         self.relayed == self.sent
@@ -498,6 +560,12 @@ impl Outcome {
             "generator_behind_ms": self.behind.as_secs_f64() * 1000.0,
             "generator_behind_mean_ms": self.behind_mean().as_secs_f64() * 1000.0,
             "xdp_sent": self.xdp_sent,
+            "target_cpu_share": self.cpu_share(),
+            "drops": self.drops,
+            "flood": self.flood.as_ref().map(|f| serde_json::json!({
+                "kind": f.kind.to_string(), "sent": f.sent, "rate_per_s": f.rate(),
+                "kernel_no_socket": f.no_ports,
+            })),
             "valid": !self.flagged(),
         })
     }
@@ -560,6 +628,24 @@ fn run(
     };
     let pid = running.pid();
     let target_ip = wire.target_ip();
+    let mut flood = match args.flood {
+        Some(kind) => {
+            let relays: Vec<RelayPorts> = (0..calls)
+                .map(|c| RelayPorts {
+                    lan_rtp: SocketAddr::from((target_ip, w.lan_in[c])),
+                    cloud_rtp: SocketAddr::from((target_ip, w.cloud_in[c])),
+                })
+                .collect();
+            Some(Flood::new(
+                kind,
+                wire.generator_socket()?,
+                &relays,
+                args.flood_rate,
+            ))
+        }
+        None => None,
+    };
+    let mut flood_from: Option<(Instant, u64, u64)> = None;
     let port_map = |pairs: &[(u16, usize)]| {
         let mut map = vec![usize::MAX; 65536];
         for &(p, c) in pairs {
@@ -628,6 +714,8 @@ fn run(
         if window.is_none() && now >= t0 + warm {
             sink.latency.reset();
             window = Some((process_cpu_ns(pid)?, core_busy_ns(TARGET_CPU)?, o.relayed));
+            // The flood starts with the window: every call has latched.
+            flood_from = flood.as_ref().map(|f| (now, f.sent, udp_no_ports()));
         }
         // The calls whose 20 ms phase falls in this slice.
         let phase = slice as usize % slices_per_cycle;
@@ -662,7 +750,18 @@ fn run(
         }
         lan_batch.send(&lan);
         cloud_batch.send(&cloud);
+        if let (Some(f), Some(_)) = (flood.as_mut(), flood_from) {
+            f.catch_up(Instant::now());
+        }
         slice += 1;
+    }
+    if let (Some(f), Some((from, sent0, no_ports0))) = (&flood, flood_from) {
+        o.flood = Some(FloodOutcome {
+            kind: f.kind(),
+            sent: f.sent - sent0,
+            window: from.elapsed(),
+            no_ports: udp_no_ports().saturating_sub(no_ports0),
+        });
     }
     if niced {
         pbxlink_bench::set_nice(0)?;
@@ -679,7 +778,15 @@ fn run(
         sink.drain(&mut o);
     }
     o.latency = Some(sink.latency);
-    o.xdp_sent = running.stop()?;
+    let tally = running.stop()?;
+    o.xdp_sent = tally
+        .as_deref()
+        .and_then(|l| final_field(l, "xdp_sent")?.parse().ok());
+    o.drops = tally.map(|l| {
+        let kernel = final_field(&l, "kernel_drops").unwrap_or("?");
+        let reasons = l.split_once("drops: ").map_or("", |(_, d)| d);
+        format!("kernel {kernel}; {reasons}")
+    });
     Ok(o)
 }
 
@@ -822,6 +929,28 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(max) = args.max_loss {
+        for o in &outcomes {
+            ensure!(
+                o.loss_ratio() <= max && o.bad == 0,
+                "{}: loss {:.5} % (at most {:.5} % allowed), {} datagrams that were not a call's",
+                o.target,
+                o.loss_ratio() * 100.0,
+                max * 100.0,
+                o.bad
+            );
+        }
+    }
+    for o in &outcomes {
+        if let Some(f) = &o.flood {
+            ensure!(
+                f.rate() >= args.flood_rate as f64,
+                "the flood reached {:.0}/s, under the {} asked for: not a result",
+                f.rate(),
+                args.flood_rate
+            );
+        }
+    }
     if outcomes.iter().any(|o| o.flagged()) {
         // Flagged, not failed: the target did nothing wrong, and the JSON
         // marks the result invalid for anyone comparing figures.
@@ -853,6 +982,17 @@ fn one_round(args: &Args, wire: &Wire, targets: &[&str]) -> anyhow::Result<Round
     for &t in targets {
         let o = run(args, wire, t, args.calls, args.seconds)?;
         println!("{}", o.line());
+        if let Some(f) = &o.flood {
+            println!(
+                "  flood {}: {} datagrams at {:.0}/s over the calls' ports; target CPU {:.0} % of its core; refused by the kernel (no socket for that source) {}; drops: {}",
+                f.kind,
+                f.sent,
+                f.rate(),
+                o.cpu_share() * 100.0,
+                f.no_ports,
+                o.drops.as_deref().unwrap_or("not reported by this target"),
+            );
+        }
         let mut json = o.json();
         if t == "pbxlink" {
             json["backend"] = serde_json::json!(args.pbxlink_backend);

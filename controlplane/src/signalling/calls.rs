@@ -765,6 +765,17 @@ impl Calls {
             .store(sum(|w| w.xdp_received), Ordering::Relaxed);
         c.media_kernel_drops
             .store(sum(|w| w.kernel_drops), Ordering::Relaxed);
+        c.dataplane_events_dropped
+            .store(sum(|w| w.events_dropped), Ordering::Relaxed);
+        let bp = self.plane.backpressure();
+        c.dataplane_commands_waiting
+            .store(bp.waiting, Ordering::Relaxed);
+        c.dataplane_commands_delayed
+            .store(bp.delayed, Ordering::Relaxed);
+        c.dataplane_relays_refused
+            .store(bp.adds_refused, Ordering::Relaxed);
+        c.dataplane_commands_refused
+            .store(bp.refused, Ordering::Relaxed);
         if let Ok(mut d) = c.media_drops.lock() {
             let mut all = pbxlink_dataplane::drops::DropCounters::default();
             for w in &self.workers {

@@ -148,6 +148,11 @@ pub struct Counters {
     connections: AtomicU64,
     connections_refused: AtomicU64,
     closed_on_error: AtomicU64,
+    /// Connections closed after the idle time in silence.
+    closed_idle: AtomicU64,
+    /// Connections closed because a message took longer than the partial
+    /// time to arrive whole (a slow or stalled sender).
+    closed_slow: AtomicU64,
     write_queue_full: AtomicU64,
     tls_handshake_failures: AtomicU64,
     trunk_connects: AtomicU64,
@@ -207,6 +212,19 @@ pub struct Counters {
     draining: AtomicU64,
     /// Media port pairs calls hold now (a gauge).
     port_pairs_in_use: AtomicU64,
+    /// Commands to the data plane waiting for room in a worker's full
+    /// queue (a gauge: back-pressure now).
+    dataplane_commands_waiting: AtomicU64,
+    /// Commands that had to wait for room (sent later, in order).
+    dataplane_commands_delayed: AtomicU64,
+    /// New relays refused because their worker's queue was full (the
+    /// call fails: `relays_failed`).
+    dataplane_relays_refused: AtomicU64,
+    /// Commands refused because the waiting room was full too.
+    dataplane_commands_refused: AtomicU64,
+    /// Events the workers dropped because the control plane did not take
+    /// them in time.
+    dataplane_events_dropped: AtomicU64,
     /// Media drops by reason and by direction.
     media_drops: std::sync::Mutex<MediaDrops>,
 }
@@ -246,6 +264,8 @@ impl Counters {
             ("connections", &self.connections),
             ("connections_refused", &self.connections_refused),
             ("closed_on_error", &self.closed_on_error),
+            ("closed_idle", &self.closed_idle),
+            ("closed_slow", &self.closed_slow),
             ("write_queue_full", &self.write_queue_full),
             ("tls_handshake_failures", &self.tls_handshake_failures),
             ("trunk_connects", &self.trunk_connects),
@@ -281,6 +301,20 @@ impl Counters {
             ("media_kernel_drops", &self.media_kernel_drops),
             ("draining", &self.draining),
             ("port_pairs_in_use", &self.port_pairs_in_use),
+            (
+                "dataplane_commands_waiting",
+                &self.dataplane_commands_waiting,
+            ),
+            (
+                "dataplane_commands_delayed",
+                &self.dataplane_commands_delayed,
+            ),
+            ("dataplane_relays_refused", &self.dataplane_relays_refused),
+            (
+                "dataplane_commands_refused",
+                &self.dataplane_commands_refused,
+            ),
+            ("dataplane_events_dropped", &self.dataplane_events_dropped),
         ]
         .iter()
         .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))
@@ -495,9 +529,9 @@ impl SipListenArgs {
             trunk_hold: 30,
             dscp: cfg.dscp,
             seconds,
-            max_connections: 1024,
-            idle_timeout: 120,
-            partial_timeout: 10,
+            max_connections: cfg.sip_max_connections,
+            idle_timeout: cfg.sip_idle_timeout,
+            partial_timeout: cfg.sip_partial_timeout,
         }
     }
 }

@@ -5,10 +5,12 @@
 //! connection opened to the cloud carries the cloud's requests back the
 //! same way (RFC 5923-style reuse): the read side does not care who dialled.
 //!
-//! Limits: a silent connection closes after the idle time, a started
-//! message must finish within the partial time, lost framing closes the
-//! connection, and a peer that does not read its responses (the queue
-//! fills) is disconnected — each counted.
+//! Limits: a silent connection closes after the idle time (`closed_idle`),
+//! a started message must finish within the partial time counted from its
+//! first byte, however slowly the rest trickles in (`closed_slow`), lost
+//! framing closes the connection (`closed_on_error`), and a peer that does
+//! not read its responses (the queue fills) is disconnected
+//! (`write_queue_full`).
 
 use super::core::{Core, Inbound, Peer};
 use super::{Counters, bump};
@@ -93,25 +95,29 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let c = &shared.counters;
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    // When the message still pending began arriving.
+    let mut started: Option<tokio::time::Instant> = None;
     loop {
-        let limit = if framer.pending() > 0 {
-            shared.partial
-        } else {
-            shared.idle
+        let (deadline, slow) = match started {
+            Some(t) => (t + shared.partial, true),
+            None => (tokio::time::Instant::now() + shared.idle, false),
         };
-        let n = match tokio::time::timeout(limit, reader.read(&mut buf)).await {
+        let n = match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(n)) => n,
             Err(_) => {
-                bump(&c.closed_on_error);
+                bump(if slow { &c.closed_slow } else { &c.closed_idle });
                 return;
             }
         };
+        let read_at = tokio::time::Instant::now();
         if framer.push(&buf[..n]).is_err() {
             bump(&c.closed_on_error);
             return;
         }
+        let mut completed = false;
         while let Some(frame) = framer.next_frame() {
+            completed = true;
             let replies = match frame {
                 Ok(Frame::Message(msg)) => {
                     let inbound = shared.core.lock().expect("core lock").receive(
@@ -155,5 +161,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
+        // A message under way keeps the time it started; the rest of a
+        // read that completed one starts the next.
+        started = match (framer.pending() > 0, started) {
+            (false, _) => None,
+            (true, Some(t)) if !completed => Some(t),
+            (true, _) => Some(read_at),
+        };
     }
 }

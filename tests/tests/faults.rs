@@ -1,0 +1,261 @@
+//! Faults (issue 20) through `pbxlink run` with real peers on loopback:
+//! pbxsim as the PBX, cloudsim as the cloud platform (SIP-TLS, SRTP).
+//!
+//! The cloud vanishes mid-call (cloudsim killed: its SIP connection and its
+//! media stop at once, as a crashed or cut-off platform). The gateway must
+//! notice by the media timeout, hang the call up toward the PBX (the
+//! cloud's BYE has nowhere to go), free the relay and its ports, record
+//! the call, and once the cloud is back carry the next call.
+//!
+//! The disk fills (the state directory on a 2 MiB tmpfs in a mount
+//! namespace of the gateway's own, filled up from outside): calls go on,
+//! every call record still reaches the platform from memory, the refused
+//! writes are counted and told, and once there is room the outbox's log
+//! is whole again (no torn line, nothing owed missing).
+
+use pbxlink_tests::gateway::Gateway;
+use pbxlink_tests::http;
+use pbxlink_tests::rig::{GatewayConfig, Workdir};
+use pbxlink_tests::site::{Site, TOKEN};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// Each test's site (see `pbxlink_tests::site`).
+const VANISHING: u16 = 24_250;
+const DISK_FULL: u16 = 24_260;
+
+fn counter(site: &Site, name: &str) -> u64 {
+    let c = site.counters();
+    c[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}: {c}"))
+}
+
+fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_cloud_vanishing_mid_call_ends_it_frees_its_media_and_the_next_call_works() {
+    let work = Workdir::new("faults");
+    let site = Site::at(VANISHING);
+    let cloud = site.cloudsim(&work);
+    let sim = site.pbxsim(4, 44_600, &[]);
+    let config = GatewayConfig {
+        gateway: "media_timeout_seconds = 3\ncdr_file = \"cdr.jsonl\"",
+        ..site.gateway_config(&cloud.ca)
+    }
+    .write(&work.dir);
+    let gw = Gateway::run(&config, 120);
+    gw.wait_for("trunk: connected to", Duration::from_secs(20));
+
+    let place = |to: &str| {
+        let a = sim.post(
+            "/sip/calls",
+            &json!({"from": "1000", "to": to, "seconds": 60}).to_string(),
+        );
+        assert!(a["call"].as_u64().is_some(), "pbxsim placed no call: {a}");
+    };
+    place("0611111111");
+    wait("the call connected", Duration::from_secs(15), || {
+        sim.sip_calls()["connected"].as_u64() == Some(1)
+    });
+    // Media flows both ways through the relay before the fault.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        counter(&site, "port_pairs_in_use"),
+        2,
+        "a call holds a pair each side"
+    );
+
+    // The cloud is gone: process, connection and media at once.
+    let t = Instant::now();
+    drop(cloud);
+    wait(
+        "the gateway ended the call toward the PBX",
+        Duration::from_secs(15),
+        || sim.sip_calls()["ended by the gateway"].as_u64() == Some(1),
+    );
+    let noticed = t.elapsed();
+    wait(
+        "the relay and its ports freed",
+        Duration::from_secs(10),
+        || counter(&site, "port_pairs_in_use") == 0 && counter(&site, "relays") == 0,
+    );
+    println!(
+        "cloud vanished: call ended toward the PBX after {:.1} s, relay and ports freed",
+        noticed.as_secs_f32()
+    );
+    assert!(
+        noticed >= Duration::from_secs(2) && noticed < Duration::from_secs(12),
+        "ended by the media timeout (3 s): {noticed:?}"
+    );
+    assert_eq!(counter(&site, "media_timeouts"), 1);
+    assert_eq!(counter(&site, "calls_failed"), 1);
+    gw.wait_for("media timeout", Duration::from_secs(5));
+    // The call is recorded with why it ended.
+    wait("the call record", Duration::from_secs(10), || {
+        std::fs::read_to_string(work.dir.join("cdr.jsonl")).is_ok_and(|t| t.lines().count() == 1)
+    });
+    let cdr: Value = serde_json::from_str(
+        std::fs::read_to_string(work.dir.join("cdr.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        cdr["cause"]
+            .as_str()
+            .unwrap_or("")
+            .contains("media timeout"),
+        "{cdr}"
+    );
+    assert!(cdr["to_cloud"]["rtp"].as_u64() > Some(0), "{cdr}");
+
+    // The cloud comes back: the trunk reconnects and the next call works.
+    let cloud = site.cloudsim(&work);
+    gw.wait_count("trunk: connected to", 2, Duration::from_secs(40));
+    place("0622222222");
+    wait("the next call connected", Duration::from_secs(15), || {
+        sim.sip_calls()["connected"].as_u64() == Some(1)
+    });
+    assert_eq!(
+        counter(&site, "port_pairs_in_use"),
+        2,
+        "a call holds a pair each side"
+    );
+    drop(sim);
+    drop(cloud);
+    gw.stop();
+}
+
+#[test]
+fn a_full_disk_stops_no_call_and_loses_no_event() {
+    let work = Workdir::new("disk-full");
+    let state = work.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let site = Site::at(DISK_FULL);
+    let cloud = site.cloudsim(&work);
+    let sim = site.pbxsim(4, 44_700, &[]);
+    let admin = site.admin();
+    let sections = format!(
+        "[admin]\nlisten = \"{admin}\"\nhttps_listen = \"off\"\napi_token = \"admin-token-0123456789\"\n\n\
+         [tunnel]\nendpoint = \"{}\"\nserver_name = \"cloud.test\"\nca = \"{}\"\naccount = \"ACME\"\ntoken = \"{TOKEN}\"\n",
+        site.tunnel(),
+        cloud.ca.display()
+    );
+    let gateway = format!("state_dir = \"{}\"", state.display());
+    let config = GatewayConfig {
+        gateway: &gateway,
+        sections: &sections,
+        ..site.gateway_config(&cloud.ca)
+    }
+    .write(&work.dir);
+    // Its own mount namespace, the state directory a small tmpfs there:
+    // the machine's disks are never filled.
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=2m,mode=0700 pbxlink-test \"$0\" && exec \"$@\"")
+        .arg(&state)
+        .arg(pbxlink_tests::gateway::binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--seconds", "120"]);
+    let gw = Gateway::spawn(command);
+    gw.wait_for("tunnel: connected to", Duration::from_secs(30));
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", gw.pid()))
+        .join(state.strip_prefix("/").unwrap());
+    assert!(inside.join("outbox").is_dir(), "the gateway's state dir");
+
+    // Fill it.
+    let filler = inside.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0;
+        while f.write_all(&chunk).is_ok() && written < 8 << 20 {
+            written += chunk.len();
+        }
+        let _ = f.sync_all();
+        assert!(written < 8 << 20, "the tmpfs never filled");
+    }
+    let tunnel = |name: &str| {
+        let t = http::request(admin, "GET", "/api/tunnel", &[], "").json;
+        t[name].as_u64().unwrap_or_else(|| panic!("no {name}: {t}"))
+    };
+    let place = |to: &str| {
+        let a = sim.post(
+            "/sip/calls",
+            &json!({"from": "1000", "to": to, "seconds": 2}).to_string(),
+        );
+        assert!(a["call"].as_u64().is_some(), "pbxsim placed no call: {a}");
+    };
+    // A call while the disk is full: it goes through, and its record
+    // reaches the platform from memory.
+    place("0633333333");
+    wait("the call ended normally", Duration::from_secs(20), || {
+        sim.sip_calls()["ended by pbxsim"].as_u64() == Some(1)
+    });
+    cloud.wait_gateway("the first call's record", Duration::from_secs(20), |g| {
+        g["by_kind"]["cdr"].as_u64() == Some(1)
+    });
+    let failures = tunnel("outbox_write_failures");
+    assert!(failures >= 1, "the refused writes counted");
+    // The log's last page may still hold a few lines: the start-up
+    // diagnostics, run again, log until it is full.
+    wait("the log file refused", Duration::from_secs(60), || {
+        let told = gw
+            .output()
+            .iter()
+            .any(|l| l.contains("the log file cannot be written"));
+        if !told {
+            let bearer = "Bearer admin-token-0123456789";
+            http::request(
+                admin,
+                "POST",
+                "/api/diagnostics",
+                &[("Authorization", bearer)],
+                "",
+            );
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        told
+    });
+
+    // Room again: the next record is written, and the log is whole.
+    std::fs::remove_file(&filler).unwrap();
+    place("0644444444");
+    wait(
+        "the second call ended normally",
+        Duration::from_secs(20),
+        || sim.sip_calls()["ended by pbxsim"].as_u64() == Some(2),
+    );
+    cloud.wait_gateway("the second call's record", Duration::from_secs(20), |g| {
+        g["by_kind"]["cdr"].as_u64() == Some(2) && g["gaps"] == 0
+    });
+    let log = std::fs::read_to_string(inside.join("outbox/events.log")).unwrap();
+    for line in log.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("a torn line in the outbox's log ({e}): {line:?}"));
+    }
+    assert_eq!(
+        tunnel("outbox_write_failures"),
+        failures,
+        "no refused write once there is room"
+    );
+    println!(
+        "disk full: both calls carried, both records delivered; {failures} refused outbox write(s) counted; the log whole again ({} line(s))",
+        log.lines().count()
+    );
+    drop(sim);
+    drop(cloud);
+    gw.stop();
+}
