@@ -63,6 +63,16 @@ impl PbxSim {
         a.json
     }
 
+    /// Places a SIP call from extension `from` to `to`, hung up by pbxsim
+    /// after `seconds`; its id.
+    pub fn place_call(&self, from: &str, to: &str, seconds: u64) -> u64 {
+        let body = serde_json::json!({"from": from, "to": to, "seconds": seconds});
+        let a = self.post("/sip/calls", &body.to_string());
+        a["call"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("pbxsim placed no call: {a}"))
+    }
+
     /// One CSTA server's entry in the status.
     pub fn server(&self, port: u16) -> serde_json::Value {
         self.status()["servers"]

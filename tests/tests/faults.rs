@@ -17,7 +17,7 @@ use pbxlink_tests::gateway::Gateway;
 use pbxlink_tests::http;
 use pbxlink_tests::rig::{GatewayConfig, Workdir};
 use pbxlink_tests::site::{Site, TOKEN};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Each test's site (see `pbxlink_tests::site`).
@@ -53,13 +53,7 @@ fn the_cloud_vanishing_mid_call_ends_it_frees_its_media_and_the_next_call_works(
     let gw = Gateway::run(&config, 120);
     gw.wait_for("trunk: connected to", Duration::from_secs(20));
 
-    let place = |to: &str| {
-        let a = sim.post(
-            "/sip/calls",
-            &json!({"from": "1000", "to": to, "seconds": 60}).to_string(),
-        );
-        assert!(a["call"].as_u64().is_some(), "pbxsim placed no call: {a}");
-    };
+    let place = |to: &str| sim.place_call("1000", to, 60);
     place("0611111111");
     wait("the call connected", Duration::from_secs(15), || {
         sim.sip_calls()["connected"].as_u64() == Some(1)
@@ -191,13 +185,7 @@ fn a_full_disk_stops_no_call_and_loses_no_event() {
         let t = http::request(admin, "GET", "/api/tunnel", &[], "").json;
         t[name].as_u64().unwrap_or_else(|| panic!("no {name}: {t}"))
     };
-    let place = |to: &str| {
-        let a = sim.post(
-            "/sip/calls",
-            &json!({"from": "1000", "to": to, "seconds": 2}).to_string(),
-        );
-        assert!(a["call"].as_u64().is_some(), "pbxsim placed no call: {a}");
-    };
+    let place = |to: &str| sim.place_call("1000", to, 2);
     // A call while the disk is full: it goes through, and its record
     // reaches the platform from memory.
     place("0633333333");

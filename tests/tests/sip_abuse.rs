@@ -18,17 +18,15 @@
 //!   is still answered.
 
 use pbxlink_tests::gateway::Gateway;
-use pbxlink_tests::http;
 use pbxlink_tests::rig::{GatewayConfig, Workdir};
 use pbxlink_tests::site::Site;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// The site's first port (see `pbxlink_tests::site`): the gateway's SIP.
 const GW_SIP: u16 = 24_150;
-const ADMIN: u16 = GW_SIP + 4;
 /// INVITEs in the untrusted flood, and per second.
 const UNTRUSTED_INVITES: u32 = 20_000;
 const UNTRUSTED_RATE: u32 = 5_000;
@@ -40,10 +38,6 @@ const MAX_CONNECTIONS: usize = 4;
 
 fn at(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn counters() -> Value {
-    http::request(at(ADMIN), "GET", "/api/counters", &[], "").json
 }
 
 fn counter(c: &Value, name: &str) -> u64 {
@@ -166,19 +160,14 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
 
     // Two calls up: the gateway's limit.
     for n in 0..2 {
-        let a = sim.post(
-            "/sip/calls",
-            &json!({"from": (1000 + n).to_string(), "to": format!("0600000{n}"), "seconds": 20})
-                .to_string(),
-        );
-        assert!(a["call"].as_u64().is_some(), "pbxsim placed no call: {a}");
+        sim.place_call(&(1000 + n).to_string(), &format!("0600000{n}"), 20);
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    while counter(&counters(), "port_pairs_in_use") < 2 {
+    while counter(&site.counters(), "port_pairs_in_use") < 2 {
         assert!(Instant::now() < deadline, "the calls never came up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let before = counters();
+    let before = site.counters();
 
     // Slow clients, side by side with the floods.
     let slow = std::thread::spawn(|| {
@@ -234,7 +223,7 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    let after_flood = counters();
+    let after_flood = site.counters();
     let untrusted = counter(&after_flood, "untrusted") - counter(&before, "untrusted");
     let dropped_by_kernel = kernel_drops() - drops0;
     let cpu = cpu_ns(gw.pid()) - cpu0;
@@ -300,7 +289,7 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
             refused += 1;
         }
     }
-    let after_limit = counters();
+    let after_limit = site.counters();
     assert_eq!(refused, OVER_LIMIT_INVITES);
     assert_eq!(
         counter(&after_limit, "refused_at_limit") - counter(&before, "refused_at_limit"),
@@ -317,7 +306,7 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    let after_storm = counters();
+    let after_storm = site.counters();
     let answered = counter(&after_storm, "rejected") - counter(&after_limit, "rejected");
     let dropped = counter(&after_storm, "dropped") - counter(&after_limit, "dropped");
     let by_kernel = kernel_drops() - drops0;
@@ -367,7 +356,7 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
         "the PBX is still answered"
     );
     drop(held);
-    let c = counters();
+    let c = site.counters();
     assert!(counter(&c, "closed_slow") - counter(&before, "closed_slow") >= 1);
     assert!(counter(&c, "closed_idle") - counter(&before, "closed_idle") >= 1);
     assert!(counter(&c, "connections_refused") - counter(&before, "connections_refused") >= 1);
@@ -385,7 +374,7 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    let end = counters();
+    let end = site.counters();
     assert_eq!(counter(&end, "calls"), 2, "only the two real calls: {end}");
     assert_eq!(counter(&end, "calls_completed"), 2, "{end}");
     drop(sim);

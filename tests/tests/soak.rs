@@ -12,7 +12,7 @@ use pbxlink_tests::gateway::Gateway;
 use pbxlink_tests::pbxsim::PbxSim;
 use pbxlink_tests::rig::{GatewayConfig, Workdir};
 use pbxlink_tests::site::Site;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// The site's first port (see `pbxlink_tests::site`).
@@ -101,16 +101,7 @@ fn steady_call_churn_leaves_memory_descriptors_and_ports_where_they_were() {
 
     let mut placed = 0u64;
     let place = |n: u64| {
-        let from = 1000 + n % USERS;
-        let a = sim.post(
-            "/sip/calls",
-            &json!({"from": from.to_string(), "to": format!("06{:08}", n), "seconds": 2})
-                .to_string(),
-        );
-        assert!(
-            a["call"].as_u64().is_some(),
-            "pbxsim did not place a call: {a}"
-        );
+        sim.place_call(&(1000 + n % USERS).to_string(), &format!("06{n:08}"), 2);
     };
     // Warm-up: the first calls fill the allocator's and the kernel's
     // caches; the baseline is taken once they are over.
