@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut open = [false; SERVERS];
     let mut asked = HashSet::new();
     let mut answered = HashSet::new();
-    let mut drain =
+    let drain =
         |link: &mut CstaLink, open: &mut [bool; SERVERS], answered: &mut HashSet<u64>| {
             while let Some(o) = link.poll_output() {
                 match o {

@@ -46,7 +46,8 @@ impl CloudSim {
         let ca = dir.join("cloudsim-ca.pem");
         let mut child = Command::new(crate::gateway::workspace_binary("cloudsim"))
             .args(["--tunnel", &tunnel.to_string(), "--sip", &sip.to_string()])
-            .args(["--control", &control.to_string(), "--seconds", "240"])
+            .args(["--control", &control.to_string()])
+            .args(["--seconds", &crate::gateway::peer_lifetime_seconds()])
             .args(extra)
             .args(["--account", &format!("ACME:{token}")])
             .arg("--ca-out")

@@ -11,8 +11,9 @@ pub fn binary() -> PathBuf {
     workspace_binary("pbxlink")
 }
 
-/// A binary of this workspace's package of the same name (debug build),
-/// built once per test process on first use.
+/// A binary of this workspace's package of the same name, built once per
+/// test process on first use: the debug build, or the release build when
+/// `PBXLINK_TEST_PROFILE=release` (the long runs, the product as shipped).
 pub fn workspace_binary(name: &'static str) -> PathBuf {
     use std::collections::HashSet;
     use std::sync::Mutex;
@@ -20,17 +21,36 @@ pub fn workspace_binary(name: &'static str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let release = match std::env::var("PBXLINK_TEST_PROFILE").as_deref() {
+        Ok("release") => true,
+        Ok("debug") | Err(_) => false,
+        Ok(other) => panic!("PBXLINK_TEST_PROFILE={other:?}: use debug or release"),
+    };
     let mut built = BUILT.lock().unwrap();
     if built.get_or_insert_with(HashSet::new).insert(name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "-p", name, "--bin", name])
+            .args(release.then_some("--release"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building {name} failed");
     }
-    target.join("debug").join(name)
+    target
+        .join(if release { "release" } else { "debug" })
+        .join(name)
+}
+
+/// How long a simulated peer (pbxsim, cloudsim) may live: its own bound,
+/// should a test die without stopping it. 240 s, and as much longer as a
+/// long soak asks for (`PBXLINK_SOAK_SECONDS`).
+pub fn peer_lifetime_seconds() -> String {
+    let soak: u64 = std::env::var("PBXLINK_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (240 + soak).to_string()
 }
 
 /// A running `pbxlink` with its output captured line by line.

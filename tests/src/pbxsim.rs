@@ -17,11 +17,13 @@ pub struct PbxSim {
 }
 
 impl PbxSim {
-    /// Starts `pbxsim run --control CONTROL ARGS...` for at most 120 s and
-    /// waits for its control API.
+    /// Starts `pbxsim run --control CONTROL ARGS...` (for at most
+    /// [`peer_lifetime_seconds`](crate::gateway::peer_lifetime_seconds))
+    /// and waits for its control API.
     pub fn start(control: SocketAddr, args: &[&str]) -> PbxSim {
         let mut child = Command::new(crate::gateway::workspace_binary("pbxsim"))
-            .args(["run", "--control", &control.to_string(), "--seconds", "240"])
+            .args(["run", "--control", &control.to_string()])
+            .args(["--seconds", &crate::gateway::peer_lifetime_seconds()])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -7,6 +7,13 @@
 //! cloud's BYE has nowhere to go), free the relay and its ports, record
 //! the call, and once the cloud is back carry the next call.
 //!
+//! The gateway crashes with calls up (SIGKILL) and is started again at
+//! once: it keeps no call or relay state across a restart, so the calls
+//! in progress are lost — the PBX ends them by its own timer, its BYEs
+//! are answered and change nothing — while the new process binds its
+//! ports again, reconnects the trunk, holds no port pair and carries the
+//! next call.
+//!
 //! The disk fills (the state directory on a 2 MiB tmpfs in a mount
 //! namespace of the gateway's own, filled up from outside): calls go on,
 //! every call record still reaches the platform from memory, the refused
@@ -23,6 +30,7 @@ use std::time::{Duration, Instant};
 /// Each test's site (see `pbxlink_tests::site`).
 const VANISHING: u16 = 24_250;
 const DISK_FULL: u16 = 24_260;
+const CRASH: u16 = 24_270;
 
 fn counter(site: &Site, name: &str) -> u64 {
     let c = site.counters();
@@ -242,6 +250,64 @@ fn a_full_disk_stops_no_call_and_loses_no_event() {
     println!(
         "disk full: both calls carried, both records delivered; {failures} refused outbox write(s) counted; the log whole again ({} line(s))",
         log.lines().count()
+    );
+    drop(sim);
+    drop(cloud);
+    gw.stop();
+}
+
+#[test]
+fn a_crash_with_calls_up_loses_those_calls_and_the_gateway_starts_clean() {
+    let work = Workdir::new("crash");
+    let site = Site::at(CRASH);
+    let cloud = site.cloudsim(&work);
+    let sim = site.pbxsim(4, 44_800, &[]);
+    let config = site.gateway_config(&cloud.ca).write(&work.dir);
+    let gw = Gateway::run(&config, 120);
+    gw.wait_for("trunk: connected to", Duration::from_secs(20));
+    // Two calls that pbxsim hangs up after 8 s.
+    sim.place_call("1000", "0611111111", 8);
+    sim.place_call("1001", "0622222222", 8);
+    wait("both calls connected", Duration::from_secs(15), || {
+        sim.sip_calls()["connected"].as_u64() == Some(2)
+    });
+    assert_eq!(counter(&site, "port_pairs_in_use"), 4);
+
+    // SIGKILL (the test's handle kills on drop), then straight back up.
+    let t = Instant::now();
+    drop(gw);
+    let gw = Gateway::run(&config, 120);
+    gw.wait_for("trunk: connected to", Duration::from_secs(30));
+    let back = t.elapsed();
+    assert_eq!(counter(&site, "calls"), 0, "no call state survives");
+    assert_eq!(counter(&site, "port_pairs_in_use"), 0);
+
+    // The PBX ends the lost calls itself: its BYEs reach a gateway that
+    // does not know them, and nothing is set up or held for them.
+    let requests = counter(&site, "requests");
+    wait(
+        "pbxsim ended the lost calls",
+        Duration::from_secs(20),
+        || sim.sip_calls()["ended by pbxsim"].as_u64() == Some(2),
+    );
+    wait(
+        "the gateway received both BYEs",
+        Duration::from_secs(5),
+        || counter(&site, "requests") >= requests + 2,
+    );
+    assert_eq!(counter(&site, "calls"), 0);
+    assert_eq!(counter(&site, "port_pairs_in_use"), 0);
+    assert_eq!(counter(&site, "relays"), 0);
+
+    // The next call goes through the restarted gateway.
+    sim.place_call("1002", "0633333333", 30);
+    wait("the next call connected", Duration::from_secs(15), || {
+        sim.sip_calls()["connected"].as_u64() == Some(1)
+    });
+    assert_eq!(counter(&site, "port_pairs_in_use"), 2);
+    println!(
+        "crash with 2 calls up: the gateway back with its trunk connected {:.1} s after SIGKILL; the lost calls ended by the PBX; the next call connected",
+        back.as_secs_f32()
     );
     drop(sim);
     drop(cloud);

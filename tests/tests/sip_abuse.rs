@@ -6,6 +6,9 @@
 //!   (`untrusted`, or the kernel's drops on the gateway's socket); its TCP
 //!   connections are closed at once; the gateway's CPU per refused INVITE
 //!   is printed;
+//! - the subscriber side (Softphone users) trusts what the PBX side
+//!   trusts: the same flood there is dropped unparsed and counted, and
+//!   the PBX calling someone who is no Softphone user gets 404;
 //! - an INVITE flood from the trusted PBX past `call_limit` gets 503
 //!   (without Retry-After) for every INVITE, `refused_at_limit` counts them;
 //! - a storm of malformed datagrams from the PBX's address gets 400s or
@@ -35,6 +38,10 @@ const OVER_LIMIT_INVITES: u32 = 300;
 /// Malformed datagrams from the PBX's address.
 const STORM: u32 = 5_000;
 const MAX_CONNECTIONS: usize = 4;
+/// The gateway's subscriber side (Softphone users), past the site's ports.
+const GW_SUBSCRIBER: u16 = GW_SIP + 8;
+/// INVITEs from the untrusted address to the subscriber side.
+const SUBSCRIBER_INVITES: u32 = 1_000;
 
 fn at(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -49,8 +56,13 @@ fn counter(c: &Value, name: &str) -> u64 {
 /// Datagrams the kernel dropped on the gateway's SIP UDP socket (its
 /// receive buffer full), from /proc/net/udp.
 fn kernel_drops() -> u64 {
+    kernel_drops_on(GW_SIP)
+}
+
+/// Datagrams the kernel dropped on the gateway's UDP socket on `port`.
+fn kernel_drops_on(port: u16) -> u64 {
     let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-    let port = format!(":{GW_SIP:04X}");
+    let port = format!(":{port:04X}");
     table
         .lines()
         .skip(1)
@@ -74,10 +86,15 @@ fn cpu_ns(pid: u32) -> u64 {
 }
 
 fn invite(from: SocketAddr, n: u32) -> String {
+    invite_to(GW_SIP, from, n)
+}
+
+/// An INVITE for 0612345678 sent to the gateway's port `to`.
+fn invite_to(to: u16, from: SocketAddr, n: u32) -> String {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
     format!(
-        "INVITE sip:0612345678@127.0.0.1:{GW_SIP} SIP/2.0\r\n\
+        "INVITE sip:0612345678@127.0.0.1:{to} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {from};branch=z9hG4bKabuse{n}\r\nMax-Forwards: 70\r\n\
          From: <sip:1000@{}>;tag=f{n}\r\nTo: <sip:0612345678@127.0.0.1>\r\n\
          Call-ID: abuse-{n}@{}\r\nCSeq: 1 INVITE\r\nContact: <sip:1000@{from}>\r\n\
@@ -90,14 +107,19 @@ fn invite(from: SocketAddr, n: u32) -> String {
 
 /// The ACK of a non-2xx final answer (same branch, the answer's To).
 fn ack(from: SocketAddr, n: u32, answer: &str) -> String {
-    let to = answer
+    ack_to(GW_SIP, from, n, answer)
+}
+
+/// The ACK of a non-2xx final answer sent to the gateway's port `to`.
+fn ack_to(to: u16, from: SocketAddr, n: u32, answer: &str) -> String {
+    let to_header = answer
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("to:"))
         .unwrap_or("To: <sip:0612345678@127.0.0.1>");
     format!(
-        "ACK sip:0612345678@127.0.0.1:{GW_SIP} SIP/2.0\r\n\
+        "ACK sip:0612345678@127.0.0.1:{to} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {from};branch=z9hG4bKabuse{n}\r\nMax-Forwards: 70\r\n\
-         From: <sip:1000@{}>;tag=f{n}\r\n{to}\r\nCall-ID: abuse-{n}@{}\r\nCSeq: 1 ACK\r\n\
+         From: <sip:1000@{}>;tag=f{n}\r\n{to_header}\r\nCall-ID: abuse-{n}@{}\r\nCSeq: 1 ACK\r\n\
          Content-Length: 0\r\n\r\n",
         from.ip(),
         from.ip()
@@ -149,9 +171,15 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
     let sim = site.pbxsim(4, 44_400, &[]);
     let sip_extra =
         format!("idle_timeout = 3\npartial_timeout = 2\nmax_connections = {MAX_CONNECTIONS}");
+    let sections = format!(
+        "[admin]\nlisten = \"{}\"\nhttps_listen = \"off\"\n\n[subscriber]\nlisten = \"{}\"\n",
+        site.admin(),
+        at(GW_SUBSCRIBER)
+    );
     let config = GatewayConfig {
         gateway: "call_limit = 2",
         sip_extra: &sip_extra,
+        sections: &sections,
         ..site.gateway_config(&cloud.ca)
     }
     .write(&work.dir);
@@ -251,6 +279,64 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
         counter(&before, "calls"),
         "no call from the flood"
     );
+
+    // The subscriber side trusts what the PBX side trusts: the same flood
+    // there is dropped unparsed and counted; the PBX calling someone who
+    // is no Softphone user of ours gets 404, limit or not.
+    let before_sub = site.counters();
+    let drops0 = kernel_drops_on(GW_SUBSCRIBER);
+    for n in 0..SUBSCRIBER_INVITES {
+        stranger
+            .send_to(
+                invite_to(GW_SUBSCRIBER, from, n).as_bytes(),
+                at(GW_SUBSCRIBER),
+            )
+            .unwrap();
+        if n % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after_sub = site.counters();
+    let untrusted = counter(&after_sub, "untrusted") - counter(&before_sub, "untrusted");
+    let dropped_by_kernel = kernel_drops_on(GW_SUBSCRIBER) - drops0;
+    println!(
+        "subscriber side: {SUBSCRIBER_INVITES} untrusted INVITEs: {untrusted} refused as untrusted, {dropped_by_kernel} dropped by the kernel"
+    );
+    assert!(
+        stranger.recv(&mut buf).is_err(),
+        "the untrusted subscriber flood got an answer"
+    );
+    assert_eq!(untrusted + dropped_by_kernel, u64::from(SUBSCRIBER_INVITES));
+    assert_eq!(counter(&after_sub, "calls"), counter(&before_sub, "calls"));
+    let pbx_sub = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let pbx_sub_at = pbx_sub.local_addr().unwrap();
+    pbx_sub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    pbx_sub
+        .send_to(
+            invite_to(GW_SUBSCRIBER, pbx_sub_at, 777).as_bytes(),
+            at(GW_SUBSCRIBER),
+        )
+        .unwrap();
+    let answer = loop {
+        let len = pbx_sub.recv(&mut buf).expect("the PBX is answered");
+        let answer = String::from_utf8_lossy(&buf[..len]).into_owned();
+        if !answer.starts_with("SIP/2.0 100") {
+            break answer;
+        }
+    };
+    assert!(
+        answer.starts_with("SIP/2.0 404"),
+        "no such Softphone user: {answer}"
+    );
+    pbx_sub
+        .send_to(
+            ack_to(GW_SUBSCRIBER, pbx_sub_at, 777, &answer).as_bytes(),
+            at(GW_SUBSCRIBER),
+        )
+        .unwrap();
 
     // The trusted PBX past its limit: 503 for every INVITE.
     let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
