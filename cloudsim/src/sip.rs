@@ -146,6 +146,7 @@ pub struct SipEndpoint {
     sbc: Arc<Mutex<Sbc>>,
     listen: SocketAddr,
     media_ip: IpAddr,
+    rtp_base: u16,
 }
 
 /// The audio address and the AES-CM-80 key of an SDP body.
@@ -173,6 +174,7 @@ impl SipEndpoint {
             })),
             listen,
             media_ip,
+            rtp_base,
         }
     }
 
@@ -324,7 +326,7 @@ impl SipEndpoint {
     fn port(&self) -> u16 {
         let mut s = self.sbc.lock().expect("sbc");
         let p = s.next_rtp;
-        s.next_rtp = s.next_rtp.wrapping_add(2);
+        s.next_rtp = simsip::next_rtp_port(p, self.rtp_base);
         p
     }
 

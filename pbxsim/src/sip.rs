@@ -188,7 +188,7 @@ impl SipAgent {
     fn rtp_port(&self) -> u16 {
         let mut a = self.inner.lock().expect("sip");
         let p = a.next_rtp;
-        a.next_rtp = a.next_rtp.wrapping_add(2).max(self.options.rtp_base);
+        a.next_rtp = simsip::next_rtp_port(p, self.options.rtp_base);
         p
     }
 

@@ -9,6 +9,7 @@
 //! - [`response`]: a response to a request, its dialog headers copied.
 //! - [`user_of`], [`tag_of`], [`uri_in`]: pieces of header values.
 //! - [`sdp_audio`]: an SDP body's audio address.
+//! - [`next_rtp_port`]: a simulator's media ports, wrapping to its base.
 //! - [`alaw`], [`TONE`]: G.711 A-law and 20 ms of a 1 kHz tone in it.
 //! - [`token`]: a random hex token for tags, branches and Call-IDs.
 
@@ -208,6 +209,15 @@ pub fn sdp_audio(body: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// The media port after `port`: two up, back to `base` past the top of
+/// the range — never 0, which in SDP refuses the stream, and never 65,535,
+/// whose RTCP port would not exist.
+pub fn next_rtp_port(port: u16, base: u16) -> u16 {
+    port.checked_add(2)
+        .filter(|p| *p < u16::MAX)
+        .unwrap_or(base)
+}
+
 /// `N` bytes from the OS (/dev/urandom; zeros if it cannot be read, which
 /// only makes a simulator's tokens predictable).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -324,5 +334,19 @@ mod tests {
             uri_in("\"A\" <sip:a@b;transport=tls>;tag=1"),
             "sip:a@b;transport=tls"
         );
+    }
+
+    #[test]
+    fn media_ports_wrap_to_the_base_not_to_zero() {
+        assert_eq!(next_rtp_port(48_000, 48_000), 48_002);
+        assert_eq!(next_rtp_port(65_532, 48_000), 65_534);
+        assert_eq!(next_rtp_port(65_534, 48_000), 48_000);
+        // An odd base stays odd and wraps before 65,535 + 2.
+        assert_eq!(next_rtp_port(65_533, 40_001), 40_001);
+        let mut p = 48_000;
+        for _ in 0..20_000 {
+            p = next_rtp_port(p, 48_000);
+            assert!(p >= 48_000 && p < u16::MAX, "{p}");
+        }
     }
 }

@@ -65,12 +65,18 @@ impl Site {
 
     /// cloudsim with its CA in `work`'s directory.
     pub fn cloudsim(&self, work: &Workdir) -> CloudSim {
-        CloudSim::start(
+        self.cloudsim_with(work, &[])
+    }
+
+    /// [`Site::cloudsim`] with more arguments (`--rtp-base PORT`).
+    pub fn cloudsim_with(&self, work: &Workdir, extra: &[&str]) -> CloudSim {
+        CloudSim::start_with(
             &work.dir,
             self.tunnel(),
             self.cloud_sip(),
             at(self.base + 6),
             TOKEN,
+            extra,
         )
     }
 
