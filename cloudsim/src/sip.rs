@@ -323,11 +323,19 @@ impl SipEndpoint {
         )
     }
 
+    /// The next media port free on the host (one another process holds,
+    /// the gateway's among them, is passed over; after 64 such, the next).
     fn port(&self) -> u16 {
         let mut s = self.sbc.lock().expect("sbc");
-        let p = s.next_rtp;
-        s.next_rtp = simsip::next_rtp_port(p, self.rtp_base);
-        p
+        let free = |p: u16| std::net::UdpSocket::bind(SocketAddr::new(self.media_ip, p)).is_ok();
+        for _ in 0..64 {
+            let p = s.next_rtp;
+            s.next_rtp = simsip::next_rtp_port(p, self.rtp_base);
+            if free(p) {
+                return p;
+            }
+        }
+        s.next_rtp
     }
 
     async fn handle(&self, m: Message, tx: &mpsc::UnboundedSender<Vec<u8>>) {

@@ -68,6 +68,42 @@ impl PortPool {
         self.free.pop_front()
     }
 
+    /// A pair `bindable` says can be bound now (both its ports free on the
+    /// host), trying each free pair at most once; those another process
+    /// holds are set aside ([`PortPool::unbindable`]).
+    pub fn take_bindable(
+        &mut self,
+        now: Instant,
+        bindable: &mut impl FnMut(u16) -> bool,
+    ) -> Option<u16> {
+        self.wake(now);
+        for _ in 0..self.free.len() {
+            let p = self.free.pop_front()?;
+            if bindable(p) {
+                return Some(p);
+            }
+            self.unbindable(now, p);
+        }
+        None
+    }
+
+    /// A call's two pairs (LAN leg, cloud leg), each bindable: or none, the
+    /// first given back (resting) when no second can be found.
+    pub fn take_call(
+        &mut self,
+        now: Instant,
+        mut bindable: impl FnMut(u16) -> bool,
+    ) -> Option<(u16, u16)> {
+        let lan = self.take_bindable(now, &mut bindable)?;
+        match self.take_bindable(now, &mut bindable) {
+            Some(cloud) => Some((lan, cloud)),
+            None => {
+                self.give_back(now, lan);
+                None
+            }
+        }
+    }
+
     /// Returns a pair; it rests for [`REST`] first.
     pub fn give_back(&mut self, now: Instant, rtp_port: u16) {
         self.resting.push_back((now, rtp_port));
@@ -138,6 +174,30 @@ mod tests {
         assert_eq!(p.take(t0 + REST), Some(1000));
         p.unbindable(t0, 1002);
         assert_eq!(p.unbindable_count(), 1);
+    }
+
+    #[test]
+    fn a_call_takes_two_bindable_pairs_skipping_those_held_elsewhere() {
+        let t0 = Instant::now();
+        let mut p = PortPool::new(&[1000..=1011]);
+        let held = [1000, 1004];
+        assert_eq!(p.take_call(t0, |r| !held.contains(&r)), Some((1002, 1006)));
+        assert_eq!(p.unbindable_count(), 2);
+        assert_eq!(p.in_use(), 2);
+    }
+
+    #[test]
+    fn a_call_short_of_its_second_pair_keeps_none() {
+        // One bindable pair in a run held elsewhere longer than any fixed
+        // number of tries: the first is found, no second; nothing is held.
+        let t0 = Instant::now();
+        let mut p = PortPool::new(&[1000..=1199]);
+        assert_eq!(p.take_call(t0, |r| r == 1150), None);
+        assert_eq!(p.in_use(), 0, "the first pair given back");
+        assert_eq!(p.free(), 0, "each pair tried once, then resting");
+        assert_eq!(p.unbindable_count(), 99);
+        // Rested, the pairs are tried again.
+        assert_eq!(p.take_call(t0 + REST, |_| true), Some((1000, 1002)));
     }
 
     #[test]

@@ -346,7 +346,7 @@ mod tests {
         let mut p = 48_000;
         for _ in 0..20_000 {
             p = next_rtp_port(p, 48_000);
-            assert!(p >= 48_000 && p < u16::MAX, "{p}");
+            assert!((48_000..u16::MAX).contains(&p), "{p}");
         }
     }
 }

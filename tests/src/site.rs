@@ -12,6 +12,8 @@ use std::path::Path;
 
 /// The account's token at cloudsim.
 pub const TOKEN: &str = "acme-token-0123456789";
+/// The admin API's token in [`Site::tunnel_sections`].
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 
 fn at(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -120,6 +122,23 @@ impl Site {
                 self.cloud_sip().port(),
             )
         }
+    }
+
+    /// `[admin]` and `[tunnel]` sections for a gateway whose tunnel goes to
+    /// `endpoint` (cloudsim's tunnel, or a proxy in front of it) as the
+    /// site's account, trusting the cloud's CA `ca`.
+    pub fn tunnel_sections(&self, endpoint: SocketAddr, ca: &Path) -> String {
+        format!(
+            "{}api_token = \"{ADMIN_TOKEN}\"\n\n\
+             [tunnel]\nendpoint = \"{endpoint}\"\nserver_name = \"cloud.test\"\nca = \"{}\"\naccount = \"ACME\"\ntoken = \"{TOKEN}\"\n",
+            self.admin_section,
+            ca.display()
+        )
+    }
+
+    /// The admin API's `/api/tunnel`.
+    pub fn tunnel_status(&self) -> serde_json::Value {
+        crate::http::request(self.admin(), "GET", "/api/tunnel", &[], "").json
     }
 
     /// The admin API's `/api/counters`.

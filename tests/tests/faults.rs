@@ -12,7 +12,8 @@
 //! in progress are lost — the PBX ends them by its own timer, its BYEs
 //! are answered and change nothing — while the new process binds its
 //! ports again, reconnects the trunk, holds no port pair and carries the
-//! next call.
+//! next call. The events it owed the platform when it died (its tunnel
+//! cut beforehand) are in the outbox on disk and arrive, each once.
 //!
 //! The disk fills (the state directory on a 2 MiB tmpfs in a mount
 //! namespace of the gateway's own, filled up from outside): calls go on,
@@ -22,9 +23,11 @@
 
 use pbxlink_tests::gateway::Gateway;
 use pbxlink_tests::http;
+use pbxlink_tests::proxy::Proxy;
 use pbxlink_tests::rig::{GatewayConfig, Workdir};
-use pbxlink_tests::site::{Site, TOKEN};
+use pbxlink_tests::site::{ADMIN_TOKEN, Site};
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Each test's site (see `pbxlink_tests::site`).
@@ -37,6 +40,11 @@ fn counter(site: &Site, name: &str) -> u64 {
     c[name]
         .as_u64()
         .unwrap_or_else(|| panic!("no counter {name}: {c}"))
+}
+
+fn tunnel_count(site: &Site, name: &str) -> u64 {
+    let t = site.tunnel_status();
+    t[name].as_u64().unwrap_or_else(|| panic!("no {name}: {t}"))
 }
 
 fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
@@ -145,13 +153,7 @@ fn a_full_disk_stops_no_call_and_loses_no_event() {
     let site = Site::at(DISK_FULL);
     let cloud = site.cloudsim(&work);
     let sim = site.pbxsim(4, 44_700, &[]);
-    let admin = site.admin();
-    let sections = format!(
-        "[admin]\nlisten = \"{admin}\"\nhttps_listen = \"off\"\napi_token = \"admin-token-0123456789\"\n\n\
-         [tunnel]\nendpoint = \"{}\"\nserver_name = \"cloud.test\"\nca = \"{}\"\naccount = \"ACME\"\ntoken = \"{TOKEN}\"\n",
-        site.tunnel(),
-        cloud.ca.display()
-    );
+    let sections = site.tunnel_sections(site.tunnel(), &cloud.ca);
     let gateway = format!("state_dir = \"{}\"", state.display());
     let config = GatewayConfig {
         gateway: &gateway,
@@ -189,10 +191,7 @@ fn a_full_disk_stops_no_call_and_loses_no_event() {
         let _ = f.sync_all();
         assert!(written < 8 << 20, "the tmpfs never filled");
     }
-    let tunnel = |name: &str| {
-        let t = http::request(admin, "GET", "/api/tunnel", &[], "").json;
-        t[name].as_u64().unwrap_or_else(|| panic!("no {name}: {t}"))
-    };
+    let tunnel = |name: &str| tunnel_count(&site, name);
     let place = |to: &str| sim.place_call("1000", to, 2);
     // A call while the disk is full: it goes through, and its record
     // reaches the platform from memory.
@@ -213,12 +212,12 @@ fn a_full_disk_stops_no_call_and_loses_no_event() {
             .iter()
             .any(|l| l.contains("the log file cannot be written"));
         if !told {
-            let bearer = "Bearer admin-token-0123456789";
+            let bearer = format!("Bearer {ADMIN_TOKEN}");
             http::request(
-                admin,
+                site.admin(),
                 "POST",
                 "/api/diagnostics",
-                &[("Authorization", bearer)],
+                &[("Authorization", bearer.as_str())],
                 "",
             );
             std::thread::sleep(Duration::from_millis(400));
@@ -257,30 +256,70 @@ fn a_full_disk_stops_no_call_and_loses_no_event() {
 }
 
 #[test]
-fn a_crash_with_calls_up_loses_those_calls_and_the_gateway_starts_clean() {
+fn a_crash_with_calls_up_loses_those_calls_keeps_its_outbox_and_starts_clean() {
     let work = Workdir::new("crash");
     let site = Site::at(CRASH);
     let cloud = site.cloudsim(&work);
     let sim = site.pbxsim(4, 44_800, &[]);
-    let config = site.gateway_config(&cloud.ca).write(&work.dir);
+    // The tunnel through a proxy the test cuts, so that events are owed
+    // (kept in the outbox, not yet delivered) when the gateway dies.
+    let in_front = SocketAddr::from(([127, 0, 0, 1], CRASH + 8));
+    let proxy = Proxy::start(in_front, site.tunnel());
+    let sections = site.tunnel_sections(in_front, &cloud.ca);
+    let gateway = format!("state_dir = \"{}\"", work.dir.join("state").display());
+    let config = GatewayConfig {
+        gateway: &gateway,
+        sections: &sections,
+        ..site.gateway_config(&cloud.ca)
+    }
+    .write(&work.dir);
     let gw = Gateway::run(&config, 120);
     gw.wait_for("trunk: connected to", Duration::from_secs(20));
-    // Two calls that pbxsim hangs up after 8 s.
-    sim.place_call("1000", "0611111111", 8);
-    sim.place_call("1001", "0622222222", 8);
+    gw.wait_for("tunnel: connected to", Duration::from_secs(20));
+    proxy.cut();
+    gw.wait_for("tunnel: lost", Duration::from_secs(10));
+
+    // Owed: a short call's record (and its CTI events), then two calls
+    // that pbxsim hangs up after 10 s, up when the gateway dies.
+    sim.place_call("1003", "0600000000", 1);
+    wait("the short call over", Duration::from_secs(15), || {
+        sim.sip_calls()["ended by pbxsim"].as_u64() == Some(1)
+    });
+    sim.place_call("1000", "0611111111", 10);
+    sim.place_call("1001", "0622222222", 10);
     wait("both calls connected", Duration::from_secs(15), || {
         sim.sip_calls()["connected"].as_u64() == Some(2)
     });
     assert_eq!(counter(&site, "port_pairs_in_use"), 4);
+    let owed = tunnel_count(&site, "last_id");
+    assert!(
+        tunnel_count(&site, "backlog") > 0 && cloud.gateway()["highest"].as_u64() < Some(owed),
+        "events owed when the gateway dies"
+    );
 
     // SIGKILL (the test's handle kills on drop), then straight back up.
     let t = Instant::now();
     drop(gw);
+    proxy.restore();
     let gw = Gateway::run(&config, 120);
     gw.wait_for("trunk: connected to", Duration::from_secs(30));
     let back = t.elapsed();
     assert_eq!(counter(&site, "calls"), 0, "no call state survives");
     assert_eq!(counter(&site, "port_pairs_in_use"), 0);
+
+    // What the outbox held reaches the platform, each event once.
+    let g = cloud.wait_gateway(
+        "the outbox delivered after the crash",
+        Duration::from_secs(30),
+        |g| g["highest"].as_u64() >= Some(owed),
+    );
+    assert_eq!(g["gaps"], 0, "nothing lost: {g}");
+    assert_eq!(g["events"], g["highest"], "each stored once: {g}");
+    assert_eq!(
+        g["by_kind"]["cdr"].as_u64(),
+        Some(1),
+        "the short call's record: {g}"
+    );
 
     // The PBX ends the lost calls itself: its BYEs reach a gateway that
     // does not know them, and nothing is set up or held for them.
@@ -288,7 +327,7 @@ fn a_crash_with_calls_up_loses_those_calls_and_the_gateway_starts_clean() {
     wait(
         "pbxsim ended the lost calls",
         Duration::from_secs(20),
-        || sim.sip_calls()["ended by pbxsim"].as_u64() == Some(2),
+        || sim.sip_calls()["ended by pbxsim"].as_u64() == Some(3),
     );
     wait(
         "the gateway received both BYEs",
@@ -306,7 +345,7 @@ fn a_crash_with_calls_up_loses_those_calls_and_the_gateway_starts_clean() {
     });
     assert_eq!(counter(&site, "port_pairs_in_use"), 2);
     println!(
-        "crash with 2 calls up: the gateway back with its trunk connected {:.1} s after SIGKILL; the lost calls ended by the PBX; the next call connected",
+        "crash with 2 calls up: the gateway back with its trunk connected {:.1} s after SIGKILL; the {owed} events owed delivered once each; the lost calls ended by the PBX; the next call connected",
         back.as_secs_f32()
     );
     drop(sim);

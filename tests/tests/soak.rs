@@ -20,6 +20,9 @@ const SITE: u16 = 23_950;
 const USERS: u64 = 20;
 /// cloudsim's first media port: close enough to 65,535 that even the CI
 /// run's ~400 calls take its ports past the top of the range and back.
+/// They lie inside the gateway's own range (61,000–65,534 in the `max`
+/// profile), so the gateway meets pairs another process holds and must
+/// pass them over without refusing a call or keeping a pair.
 const CLOUD_RTP_BASE: &str = "65000";
 
 /// What the soak watches in the gateway's process and counters.
@@ -135,7 +138,8 @@ fn steady_call_churn_leaves_memory_descriptors_and_ports_where_they_were() {
     }
     let (outcome, after) = settled(&site, &sim, pid, placed);
     println!(
-        "soak: {placed} calls in {seconds} s; peak {peak:?}; after {after:?}; outcomes {outcome}"
+        "soak: {placed} calls in {seconds} s; peak {peak:?}; after {after:?}; outcomes {outcome}; pairs passed over as held elsewhere: {}",
+        site.counters()["ports_unbindable"]
     );
     assert_eq!(
         outcome["ended by pbxsim"].as_u64(),

@@ -446,8 +446,7 @@ impl Calls {
                 .emergency_calls
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let (Some(lan_port), Some(cloud_port)) = (self.take_ports(now), self.take_ports(now))
-        else {
+        let Some((lan_port, cloud_port)) = self.take_call_ports(now) else {
             self.counters.calls_refused.fetch_add(1, Ordering::Relaxed);
             return self.refuse(side, &p.head, 503, "Service Unavailable");
         };
@@ -1130,22 +1129,19 @@ impl Calls {
         }
     }
 
-    /// A port pair from the pool that can be bound now: the SDP will name
-    /// it, and the relay binding it later cannot change it. A pair another
-    /// process holds is set aside as unbindable and the next one tried
-    /// (a few at most: a call is not held up searching the range).
-    fn take_ports(&mut self, now: Instant) -> Option<u16> {
+    /// A call's two port pairs (LAN leg, cloud leg), each bindable now:
+    /// the SDP will name them, and the relay binding them later cannot
+    /// change them. Pairs another process holds are set aside and counted;
+    /// none is kept when the second cannot be found.
+    fn take_call_ports(&mut self, now: Instant) -> Option<(u16, u16)> {
         let ip = self.cfg.lan_ip;
         let free = |port: u16| std::net::UdpSocket::bind(SocketAddr::new(ip, port)).is_ok();
-        for _ in 0..8 {
-            let p = self.ports.take(now)?;
-            if free(p) && free(p + 1) {
-                self.ports_changed();
-                return Some(p);
-            }
-            self.set_aside(now, p);
-        }
-        None
+        let taken = self.ports.take_call(now, |p| free(p) && free(p + 1));
+        self.counters
+            .ports_unbindable
+            .store(self.ports.unbindable_count(), Ordering::Relaxed);
+        self.ports_changed();
+        taken
     }
 
     /// Tells the counters how many port pairs calls hold (a soak shows it
