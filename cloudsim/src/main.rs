@@ -49,6 +49,10 @@ struct Args {
     /// First RTP port of its calls.
     #[arg(long, default_value_t = 48000)]
     rtp_base: u16,
+    /// How many ports from --rtp-base its calls use, in turn (default: up
+    /// to 65,534).
+    #[arg(long, default_value_t = u16::MAX)]
+    rtp_ports: u16,
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
@@ -93,7 +97,11 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the tunnel on {}", args.tunnel))?;
         tokio::spawn(tunnel::serve(tunnel, acceptor.clone(), platform.clone()));
-        let sip = sip::SipEndpoint::new(args.sip, args.sip.ip(), args.rtp_base);
+        let sip = sip::SipEndpoint::new(
+            args.sip,
+            args.sip.ip(),
+            simsip::RtpPorts::new(args.rtp_base, args.rtp_ports),
+        );
         let sip_listener = tokio::net::TcpListener::bind(args.sip)
             .await
             .with_context(|| format!("binding SIP-TLS on {}", args.sip))?;

@@ -11,7 +11,7 @@
 
 use pbxlink_dataplane::srtp::{LibsrtpContext, MasterKey, Role, Suite};
 use serde_json::{Value, json};
-use simsip::{Message, TONE, random_bytes, sdp_audio, tag_of, token, uri_in, user_of};
+use simsip::{Message, RtpPorts, TONE, random_bytes, sdp_audio, tag_of, token, uri_in, user_of};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,7 +146,7 @@ pub struct SipEndpoint {
     sbc: Arc<Mutex<Sbc>>,
     listen: SocketAddr,
     media_ip: IpAddr,
-    rtp_base: u16,
+    rtp: RtpPorts,
 }
 
 /// The audio address and the AES-CM-80 key of an SDP body.
@@ -164,17 +164,17 @@ fn offer_of(sdp: &str) -> Option<(SocketAddr, u32, MasterKey)> {
 }
 
 impl SipEndpoint {
-    /// The endpoint on `listen`, media on `media_ip` from `rtp_base` up.
-    pub fn new(listen: SocketAddr, media_ip: IpAddr, rtp_base: u16) -> Self {
+    /// The endpoint on `listen`, media on `media_ip`'s `rtp` ports.
+    pub fn new(listen: SocketAddr, media_ip: IpAddr, rtp: RtpPorts) -> Self {
         Self {
             sbc: Arc::new(Mutex::new(Sbc {
                 next: 1,
-                next_rtp: rtp_base,
+                next_rtp: rtp.first(),
                 ..Sbc::default()
             })),
             listen,
             media_ip,
-            rtp_base,
+            rtp,
         }
     }
 
@@ -330,7 +330,7 @@ impl SipEndpoint {
         let free = |p: u16| std::net::UdpSocket::bind(SocketAddr::new(self.media_ip, p)).is_ok();
         for _ in 0..64 {
             let p = s.next_rtp;
-            s.next_rtp = simsip::next_rtp_port(p, self.rtp_base);
+            s.next_rtp = self.rtp.next(p);
             if free(p) {
                 return p;
             }

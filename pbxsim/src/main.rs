@@ -137,6 +137,10 @@ struct RunArgs {
     /// First RTP port of the SIP trunk's calls.
     #[arg(long, default_value_t = 46000)]
     rtp_base: u16,
+    /// How many ports from --rtp-base its calls use, in turn (default: up
+    /// to 65,534).
+    #[arg(long, default_value_t = u16::MAX)]
+    rtp_ports: u16,
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
@@ -203,7 +207,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 sip::SipOptions {
                     bind,
                     gateway,
-                    rtp_base: args.rtp_base,
+                    rtp: simsip::RtpPorts::new(args.rtp_base, args.rtp_ports),
                     answer_delay: Duration::from_millis(args.answer_delay_ms),
                 },
             )

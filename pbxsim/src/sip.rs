@@ -28,8 +28,8 @@ pub struct SipOptions {
     pub bind: SocketAddr,
     /// The gateway's PBX-side SIP address.
     pub gateway: SocketAddr,
-    /// First RTP port (each call takes one, upward).
-    pub rtp_base: u16,
+    /// Its RTP ports (each call takes the next).
+    pub rtp: simsip::RtpPorts,
     /// How long a user's phone rings before it answers a gateway's call.
     pub answer_delay: Duration,
 }
@@ -119,7 +119,7 @@ impl SipAgent {
         let agent = SipAgent {
             inner: Arc::new(Mutex::new(Agent {
                 next: 1,
-                next_rtp: options.rtp_base,
+                next_rtp: options.rtp.first(),
                 ..Agent::default()
             })),
             socket,
@@ -188,7 +188,7 @@ impl SipAgent {
     fn rtp_port(&self) -> u16 {
         let mut a = self.inner.lock().expect("sip");
         let p = a.next_rtp;
-        a.next_rtp = simsip::next_rtp_port(p, self.options.rtp_base);
+        a.next_rtp = self.options.rtp.next(p);
         p
     }
 

@@ -9,7 +9,7 @@
 //! - [`response`]: a response to a request, its dialog headers copied.
 //! - [`user_of`], [`tag_of`], [`uri_in`]: pieces of header values.
 //! - [`sdp_audio`]: an SDP body's audio address.
-//! - [`next_rtp_port`]: a simulator's media ports, wrapping to its base.
+//! - [`RtpPorts`]: a simulator's media ports, in turn within a window.
 //! - [`alaw`], [`TONE`]: G.711 A-law and 20 ms of a 1 kHz tone in it.
 //! - [`token`]: a random hex token for tags, branches and Call-IDs.
 
@@ -209,13 +209,36 @@ pub fn sdp_audio(body: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// The media port after `port`: two up, back to `base` past the top of
-/// the range — never 0, which in SDP refuses the stream, and never 65,535,
-/// whose RTCP port would not exist.
-pub fn next_rtp_port(port: u16, base: u16) -> u16 {
-    port.checked_add(2)
-        .filter(|p| *p < u16::MAX)
-        .unwrap_or(base)
+/// A simulator's media ports: every second port from `first` to `last`,
+/// handed out in turn and over again from `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpPorts {
+    first: u16,
+    last: u16,
+}
+
+impl RtpPorts {
+    /// `count` ports from `first` (fewer where the port space ends: never
+    /// 65,535, whose RTCP port would not exist).
+    pub fn new(first: u16, count: u16) -> Self {
+        let last = first
+            .saturating_add(count.saturating_sub(1))
+            .min(u16::MAX - 1);
+        RtpPorts { first, last }
+    }
+
+    /// The first port.
+    pub fn first(&self) -> u16 {
+        self.first
+    }
+
+    /// The port after `port`: two up, back to the first past the last —
+    /// never 0, which in SDP refuses the stream.
+    pub fn next(&self, port: u16) -> u16 {
+        port.checked_add(2)
+            .filter(|p| *p <= self.last)
+            .unwrap_or(self.first)
+    }
 }
 
 /// `N` bytes from the OS (/dev/urandom; zeros if it cannot be read, which
@@ -337,16 +360,30 @@ mod tests {
     }
 
     #[test]
-    fn media_ports_wrap_to_the_base_not_to_zero() {
-        assert_eq!(next_rtp_port(48_000, 48_000), 48_002);
-        assert_eq!(next_rtp_port(65_532, 48_000), 65_534);
-        assert_eq!(next_rtp_port(65_534, 48_000), 48_000);
-        // An odd base stays odd and wraps before 65,535 + 2.
-        assert_eq!(next_rtp_port(65_533, 40_001), 40_001);
-        let mut p = 48_000;
+    fn media_ports_wrap_to_the_first_not_to_zero() {
+        let top = RtpPorts::new(48_000, u16::MAX);
+        assert_eq!(top.next(48_000), 48_002);
+        assert_eq!(top.next(65_532), 65_534);
+        assert_eq!(top.next(65_534), 48_000);
+        // An odd first port stays odd and wraps before 65,535.
+        assert_eq!(RtpPorts::new(40_001, u16::MAX).next(65_533), 40_001);
+        let mut p = top.first();
         for _ in 0..20_000 {
-            p = next_rtp_port(p, 48_000);
+            p = top.next(p);
             assert!((48_000..u16::MAX).contains(&p), "{p}");
         }
+    }
+
+    #[test]
+    fn media_ports_stay_inside_their_window() {
+        let w = RtpPorts::new(33_000, 400);
+        let mut p = w.first();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1_000 {
+            assert!((33_000..=33_399).contains(&p), "{p}");
+            seen.insert(p);
+            p = w.next(p);
+        }
+        assert_eq!(seen.len(), 200, "every even port of the window, in turn");
     }
 }

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 /// The site's first port (see `pbxlink_tests::site`).
 const SITE: u16 = 23_950;
 const USERS: u64 = 20;
-/// cloudsim's first media port: close enough to 65,535 that even the CI
-/// run's ~400 calls take its ports past the top of the range and back.
-/// They lie inside the gateway's own range (61,000–65,534 in the `max`
-/// profile), so the gateway meets pairs another process holds and must
-/// pass them over without refusing a call or keeping a pair.
-const CLOUD_RTP_BASE: &str = "65000";
+/// The simulators' media ports: windows of 400 (200 calls each), so that
+/// even the CI run's ~400 calls take them round and back to the start;
+/// outside the gateway's own range (16,384–32,767 and 61,000–65,534 in
+/// the `max` profile), which a host must leave to it.
+const CLOUD_RTP: [&str; 4] = ["--rtp-base", "33000", "--rtp-ports", "400"];
+const PBX_RTP_BASE: u16 = 44_000;
 
 /// What the soak watches in the gateway's process and counters.
 #[derive(Debug, Clone, Copy)]
@@ -90,8 +90,12 @@ fn steady_call_churn_leaves_memory_descriptors_and_ports_where_they_were() {
     let t0 = Instant::now();
     let work = Workdir::new("soak");
     let site = Site::at(SITE);
-    let cloud = site.cloudsim_with(&work, &["--rtp-base", CLOUD_RTP_BASE]);
-    let sim = site.pbxsim(USERS as u32, 44_000, &["--answer-delay-ms", "100"]);
+    let cloud = site.cloudsim_with(&work, &CLOUD_RTP);
+    let sim = site.pbxsim(
+        USERS as u32,
+        PBX_RTP_BASE,
+        &["--rtp-ports", "400", "--answer-delay-ms", "100"],
+    );
     let config = GatewayConfig {
         gateway: "state_dir = \"state\"",
         ..site.gateway_config(&cloud.ca)
@@ -138,8 +142,9 @@ fn steady_call_churn_leaves_memory_descriptors_and_ports_where_they_were() {
     }
     let (outcome, after) = settled(&site, &sim, pid, placed);
     println!(
-        "soak: {placed} calls in {seconds} s; peak {peak:?}; after {after:?}; outcomes {outcome}; pairs passed over as held elsewhere: {}",
-        site.counters()["ports_unbindable"]
+        "soak: {placed} calls in {seconds} s; peak {peak:?}; after {after:?}; outcomes {outcome}; pairs passed over as held elsewhere: {}; relays that could not be set up: {}",
+        site.counters()["ports_unbindable"],
+        site.counters()["relays_failed"]
     );
     assert_eq!(
         outcome["ended by pbxsim"].as_u64(),
