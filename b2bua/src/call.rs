@@ -228,6 +228,22 @@ pub enum Output {
     Ended(End),
 }
 
+/// Where a call stands, as its caller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// B's INVITE sent; no final answer yet.
+    Proceeding,
+    /// A was answered (cancelled, refused or timed out); B's final
+    /// response to the CANCEL is awaited.
+    Cancelling,
+    /// B's 2xx passed to A; A's ACK is awaited.
+    Answered,
+    /// Both legs confirmed: media flows.
+    Confirmed,
+    /// Over.
+    Ended,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// B's INVITE sent; nothing final.
@@ -1310,6 +1326,17 @@ impl Call {
     /// BYE on both legs once answered; before that, CANCEL toward B and
     /// `480` to A.
     pub fn hang_up(&mut self, why: &'static str) {
+        self.cancel_or_bye(480, "Temporarily Unavailable", why);
+    }
+
+    /// RFC 3261 Timer C ran out: B gave no final answer in time. B gets a
+    /// CANCEL and A `408 Request Timeout`; the call then waits (in
+    /// [`Phase::Cancelling`]) for B's final response, as after any CANCEL.
+    pub fn timer_c(&mut self) {
+        self.cancel_or_bye(408, "Request Timeout", "no final answer (Timer C)");
+    }
+
+    fn cancel_or_bye(&mut self, code: u16, phrase: &str, why: &'static str) {
         match self.state {
             State::Answered | State::Confirmed => {
                 self.bye(self.a.side);
@@ -1320,10 +1347,45 @@ impl Call {
                 let branch = self.b_branch.clone();
                 self.send(self.b.side, "CANCEL", &branch, self.b_cseq, None);
                 let invite = self.a_invite.clone();
-                self.respond(self.a.side, &invite, 480, "Temporarily Unavailable", None);
+                self.respond(self.a.side, &invite, code, phrase, None);
                 self.state = State::Cancelling;
             }
             State::Cancelling | State::Ended => {}
+        }
+    }
+
+    /// Ends the call now, waiting for nothing more from either side: B's
+    /// side cannot be reached (its INVITE never left: A gets `code`, B
+    /// nothing), or B never answered a CANCEL. Once answered, BYE both
+    /// ways as [`Call::hang_up`]. After this the call is over.
+    pub fn abandon(&mut self, code: u16, why: &'static str) {
+        match self.state {
+            State::Proceeding => {
+                let invite = self.a_invite.clone();
+                let phrase = match code {
+                    408 => "Request Timeout",
+                    480 => "Temporarily Unavailable",
+                    _ => "Service Unavailable",
+                };
+                self.respond(self.a.side, &invite, code, phrase, None);
+                self.end(End::Failed(why));
+            }
+            State::Cancelling => self.end(End::Failed(why)),
+            State::Answered | State::Confirmed => self.hang_up(why),
+            State::Ended => {}
+        }
+    }
+
+    /// Where the call stands (each phase has its bound, kept by the
+    /// caller: Timer C before the answer, 64 × T1 for a CANCEL's and an
+    /// answer's completion, the relay's timers once confirmed).
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Proceeding => Phase::Proceeding,
+            State::Cancelling => Phase::Cancelling,
+            State::Answered => Phase::Answered,
+            State::Confirmed => Phase::Confirmed,
+            State::Ended => Phase::Ended,
         }
     }
 
@@ -2155,6 +2217,38 @@ mod tests {
                 "ended Failed(\"media timeout\")"
             ]
         );
+    }
+
+    #[test]
+    fn timer_c_cancels_b_answers_a_408_and_a_silent_b_is_abandoned() {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        drain(&mut call);
+        assert_eq!(call.phase(), Phase::Proceeding);
+        call.timer_c();
+        let out = drain(&mut call);
+        assert_eq!(sent(&out), ["Cloud <- CANCEL", "Pbx <- 408"]);
+        assert_eq!(call.phase(), Phase::Cancelling);
+        // B never answers the CANCEL: the caller's bound ends the call.
+        call.abandon(408, "no answer to CANCEL");
+        assert_eq!(
+            sent(&drain(&mut call)),
+            ["ended Failed(\"no answer to CANCEL\")"]
+        );
+        assert!(call.is_over());
+    }
+
+    #[test]
+    fn abandoned_before_the_answer_a_gets_the_code_and_b_nothing() {
+        let (invite, body) = msg(PBX_INVITE, PBX_SDP);
+        let mut call = Call::incoming(Side::Pbx, &invite, &body, plan()).unwrap();
+        drain(&mut call);
+        call.abandon(503, "the cloud trunk is down");
+        assert_eq!(
+            sent(&drain(&mut call)),
+            ["Pbx <- 503", "ended Failed(\"the cloud trunk is down\")"]
+        );
+        assert_eq!(call.phase(), Phase::Ended);
     }
 
     #[test]

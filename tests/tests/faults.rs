@@ -47,6 +47,34 @@ fn tunnel_count(site: &Site, name: &str) -> u64 {
     t[name].as_u64().unwrap_or_else(|| panic!("no {name}: {t}"))
 }
 
+/// An INVITE to the gateway's trunk from the PBX's address, as the PBX
+/// sends it over UDP: its final status and how long it took to come.
+fn invite_answer(gateway: SocketAddr, to: &str, n: usize) -> (u16, Duration) {
+    let pbx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = pbx.local_addr().unwrap();
+    pbx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let invite = format!(
+        "INVITE sip:{to}@{gateway} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKdown{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=down{n}\r\nTo: <sip:{to}@127.0.0.1>\r\n\
+         Call-ID: cloud-down-{n}@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:1000@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let t = Instant::now();
+    pbx.send_to(invite.as_bytes(), gateway).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let len = pbx.recv(&mut buf).expect("a final answer");
+        let text = String::from_utf8_lossy(&buf[..len]);
+        let status: u16 = text.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if status >= 200 {
+            return (status, t.elapsed());
+        }
+    }
+}
+
 fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !ok() {
@@ -127,6 +155,28 @@ fn the_cloud_vanishing_mid_call_ends_it_frees_its_media_and_the_next_call_works(
         "{cdr}"
     );
     assert!(cdr["to_cloud"]["rtp"].as_u64() > Some(0), "{cdr}");
+
+    // With the cloud trunk down, a PBX call gets its final answer at
+    // once — 503, so the PBX takes its next route — an emergency call
+    // above all, and holds nothing.
+    gw.wait_for("trunk: connection to", Duration::from_secs(10));
+    let unrouted = counter(&site, "calls_unrouted");
+    for (n, to) in ["0633333333", "112", "911"].iter().enumerate() {
+        let (status, took) = invite_answer(site.gateway_sip(), to, n);
+        println!("cloud trunk down: INVITE to {to} answered {status} in {took:?}");
+        assert_eq!(status, 503, "INVITE to {to} with the cloud trunk down");
+        assert!(took < Duration::from_secs(1), "answered in {took:?}");
+    }
+    assert_eq!(counter(&site, "calls_unrouted"), unrouted + 3);
+    assert_eq!(counter(&site, "port_pairs_in_use"), 0);
+    gw.wait_for(
+        "refused 503: the cloud trunk is down",
+        Duration::from_secs(5),
+    );
+    wait("the refusals recorded", Duration::from_secs(10), || {
+        std::fs::read_to_string(work.dir.join("cdr.jsonl"))
+            .is_ok_and(|t| t.matches("Refused(503): the cloud trunk is down").count() == 3)
+    });
 
     // The cloud comes back: the trunk reconnects and the next call works.
     let cloud = site.cloudsim(&work);

@@ -9,7 +9,7 @@ use super::core::Peer;
 use super::reliability::{Due, Received, Reliability};
 use super::udp::{UdpDest, UdpOut};
 use crate::cdr::{Cdr, CdrLog, Flow, rfc3339};
-use pbxlink_b2bua::call::{Call, End, Local, Output, PayloadTypes, Plan};
+use pbxlink_b2bua::call::{Call, End, Local, Output, PayloadTypes, Phase, Plan};
 use pbxlink_b2bua::digits::{self, DigitRule};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::MasterKey;
@@ -140,6 +140,28 @@ struct Active {
     /// When the INVITE came, and when it was answered (for the CDR).
     started: SystemTime,
     answered: Option<SystemTime>,
+    /// Where the call stood at its last step, and since when: every
+    /// phase has its bound ([`bound`]).
+    phase: Phase,
+    phase_since: Instant,
+}
+
+/// RFC 3261 Timer C: an INVITE without a final answer this long is
+/// cancelled (the RFC's floor, and SPEC's "3 minutes at most").
+pub const TIMER_C: Duration = Duration::from_secs(180);
+/// 64 × T1: how long a CANCEL's final response, or an answer's ACK, may
+/// take before the gateway gives up on it.
+pub const TIMER_64T1: Duration = Duration::from_secs(32);
+
+/// The longest a call may stay in `phase` (none: its relay's media and
+/// hold timeouts bound it, and the session timer when negotiated).
+fn bound(phase: Phase, relay: bool) -> Option<Duration> {
+    match phase {
+        Phase::Proceeding => Some(TIMER_C),
+        Phase::Cancelling | Phase::Answered => Some(TIMER_64T1),
+        Phase::Confirmed if !relay => Some(TIMER_64T1),
+        Phase::Confirmed | Phase::Ended => None,
+    }
 }
 
 /// Every call in progress.
@@ -300,10 +322,11 @@ impl Calls {
     }
 
     /// Sends call `id`'s message to side `to`; over UDP to the PBX it is
-    /// also kept for retransmission.
-    fn send(&mut self, now: Instant, id: u64, to: Side, bytes: Vec<u8>, request: bool) {
+    /// also kept for retransmission. False when the cloud trunk is down:
+    /// the message had nowhere to go.
+    fn send(&mut self, now: Instant, id: u64, to: Side, bytes: Vec<u8>, request: bool) -> bool {
         let Some(a) = self.active.get(&id) else {
-            return;
+            return true;
         };
         let udp = match (to, &a.pbx_path) {
             (Side::Pbx, Peer::Stream(None)) => Some(UdpDest::trunk(self.cfg.pbx_addr)),
@@ -317,25 +340,33 @@ impl Calls {
                 self.reliable.response_sent(now, id, dest, &bytes);
             }
             self.udp_out.send(dest, bytes);
-            return;
+            return true;
         }
         match (to, &a.pbx_path) {
             (Side::Pbx, Peer::Stream(Some(out))) => {
                 let _ = out.try_send(bytes);
+                true
             }
-            (Side::Pbx, _) => {}
+            (Side::Pbx, _) => true,
             (Side::Cloud, _) => {
                 let path = self.cloud.lock().expect("cloud path").clone();
                 match path {
                     Some(conn) => {
                         let _ = conn.out.try_send(bytes);
+                        true
                     }
                     None => {
                         self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
+                        false
                     }
                 }
             }
         }
+    }
+
+    /// Whether the trunk to the cloud is connected now.
+    fn cloud_up(&self) -> bool {
+        self.cloud.lock().expect("cloud path").is_some()
     }
 
     /// A new INVITE from `side`: a call, or the response refusing it.
@@ -401,7 +432,13 @@ impl Calls {
             // The PBX's trunk runs over TCP and the gateway's connection to
             // it is down: nowhere to send the call.
             self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
-            return self.refuse(side, &p.head, 503, "Service Unavailable");
+            return self.refuse_because(side, &p.head, 503, "the PBX trunk is down");
+        }
+        if side == Side::Pbx && !self.cloud_up() {
+            // The cloud trunk is down: 503 at once, so the PBX takes its
+            // next route (for an emergency call above all), no slot held.
+            self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
+            return self.refuse_because(side, &p.head, 503, "the cloud trunk is down");
         }
         // Admission: the limit, then 2 more for emergency numbers, whose
         // relay ports are kept free for them too. Refused with the
@@ -537,6 +574,8 @@ impl Calls {
                 session_at: None,
                 started: SystemTime::now(),
                 answered: None,
+                phase: Phase::Proceeding,
+                phase_since: now,
             },
         );
         self.flush(now, id);
@@ -805,6 +844,7 @@ impl Calls {
                 self.flush(now, id);
             }
         }
+        self.bound_phases(now);
         for due in self.reliable.poll(now) {
             let (id, why) = match due {
                 Due::Send(to, bytes) => {
@@ -855,19 +895,76 @@ impl Calls {
         }
     }
 
-    /// Carries out what call `id` asked for.
+    /// Ends what outstayed its phase's [`bound`]: Timer C cancels an
+    /// unanswered INVITE (408 to the caller), a CANCEL or an answer left
+    /// without reply gives up, a confirmed call without media hangs up.
+    fn bound_phases(&mut self, now: Instant) {
+        let overdue: Vec<(u64, Phase)> = self
+            .active
+            .iter()
+            .filter(|(_, a)| {
+                bound(a.phase, a.relay)
+                    .is_some_and(|b| now.saturating_duration_since(a.phase_since) >= b)
+            })
+            .map(|(id, a)| (*id, a.phase))
+            .collect();
+        for (id, phase) in overdue {
+            let Some(a) = self.active.get_mut(&id) else {
+                continue;
+            };
+            let why = match phase {
+                Phase::Proceeding => {
+                    a.call.timer_c();
+                    "no final answer in 3 minutes (Timer C): cancelled, 408 to the caller"
+                }
+                Phase::Cancelling => {
+                    a.call.abandon(408, "no final answer to the CANCEL");
+                    "no final answer to the CANCEL"
+                }
+                Phase::Answered => {
+                    a.call.hang_up("no ACK for the answer");
+                    "no ACK for the answer"
+                }
+                Phase::Confirmed | Phase::Ended => {
+                    a.call.hang_up("no media path");
+                    "confirmed without a media path"
+                }
+            };
+            tracing::info!("call {id}: {why}");
+            // The next bound counts from here even if the phase stays.
+            a.phase_since = now;
+            self.counters
+                .calls_timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            self.flush(now, id);
+        }
+    }
+
+    /// Carries out what call `id` asked for. A message the cloud cannot
+    /// be sent (its trunk down) ends the call at once: 503 to the PBX
+    /// before an answer, BYE after.
     fn flush(&mut self, now: Instant, id: u64) {
         let mut ended = false;
+        let mut unreachable = false;
         loop {
             let Some(a) = self.active.get_mut(&id) else {
                 return;
             };
             let Some(o) = a.call.poll_output() else {
+                if unreachable && !a.call.is_over() {
+                    tracing::warn!("call {id}: the cloud trunk is down; ending the call");
+                    a.call.abandon(503, "the cloud trunk is down");
+                    continue;
+                }
                 break;
             };
             match o {
-                Output::Request { to, bytes, .. } => self.send(now, id, to, bytes, true),
-                Output::Response { to, bytes } => self.send(now, id, to, bytes, false),
+                Output::Request { to, bytes, .. } => {
+                    unreachable |= !self.send(now, id, to, bytes, true);
+                }
+                Output::Response { to, bytes } => {
+                    unreachable |= !self.send(now, id, to, bytes, false);
+                }
                 Output::RelayUp(m) => {
                     let a = self.active.get_mut(&id).expect("present");
                     let spec = Suite::from_sdp_name(&m.suite).and_then(|suite| {
@@ -1050,6 +1147,11 @@ impl Calls {
             if a.answered.is_none() && a.call.answered() {
                 a.answered = Some(SystemTime::now());
             }
+            let phase = a.call.phase();
+            if phase != a.phase {
+                a.phase = phase;
+                a.phase_since = now;
+            }
         }
         if ended {
             if let Some(a) = self.active.remove(&id) {
@@ -1077,7 +1179,38 @@ impl Calls {
     /// The response refusing an INVITE before it became a call, and its
     /// record.
     fn refuse(&mut self, side: Side, head: &Head, code: u16, phrase: &str) -> Option<Vec<u8>> {
-        self.refused(side, head, code);
+        self.refuse_with_reason(side, head, code, phrase, None)
+    }
+
+    /// A `503` refusing an INVITE for a reason the record and the log
+    /// name (`Refused(503): the cloud trunk is down`).
+    fn refuse_because(
+        &mut self,
+        side: Side,
+        head: &Head,
+        code: u16,
+        reason: &'static str,
+    ) -> Option<Vec<u8>> {
+        let to = head.start_line.split(' ').nth(1).unwrap_or_default();
+        tracing::warn!(
+            "call from the {} to {to} refused {code}: {reason}",
+            match side {
+                Side::Pbx => "PBX",
+                Side::Cloud => "cloud",
+            }
+        );
+        self.refuse_with_reason(side, head, code, "Service Unavailable", Some(reason))
+    }
+
+    fn refuse_with_reason(
+        &mut self,
+        side: Side,
+        head: &Head,
+        code: u16,
+        phrase: &str,
+        reason: Option<&str>,
+    ) -> Option<Vec<u8>> {
+        self.refused(side, head, code, reason);
         pbxlink_b2bua::leg::Leg::from_invite(
             side,
             head,
@@ -1089,7 +1222,7 @@ impl Calls {
     }
 
     /// The record of an INVITE refused before it became a call (number 0).
-    fn refused(&mut self, side: Side, head: &Head, code: u16) {
+    fn refused(&mut self, side: Side, head: &Head, code: u16, reason: Option<&str>) {
         let user = |v: &str| pbxlink_b2bua::call::user_of(pbxlink_b2bua::leg::uri_of(v)).to_owned();
         let now = rfc3339(SystemTime::now());
         let call_id = head.get("Call-ID").unwrap_or_default().to_owned();
@@ -1110,7 +1243,10 @@ impl Calls {
             start: now.clone(),
             answer: None,
             end: now,
-            cause: format!("Refused({code})"),
+            cause: match reason {
+                Some(why) => format!("Refused({code}): {why}"),
+                None => format!("Refused({code})"),
+            },
             to_cloud: Flow::default(),
             to_pbx: Flow::default(),
         };

@@ -10,6 +10,8 @@
 //! decides, [`stream`] and the UDP loop here move bytes.
 
 mod calls;
+#[cfg(test)]
+mod calls_bounded;
 mod core;
 mod dns;
 pub mod pbx_link;
@@ -171,6 +173,9 @@ pub struct Counters {
     /// Calls the gateway ended (media timeout, no ACK, shutdown, …).
     calls_failed: AtomicU64,
     calls_unrouted: AtomicU64,
+    /// Calls ended by their phase's bound: no final answer within Timer
+    /// C, no answer to a CANCEL, no ACK for an answer.
+    calls_timed_out: AtomicU64,
     media_timeouts: AtomicU64,
     relays_failed: AtomicU64,
     /// Calls refused at the call limit (or with no relay ports left).
@@ -280,6 +285,7 @@ impl Counters {
             ("calls_rejected", &self.calls_rejected),
             ("calls_failed", &self.calls_failed),
             ("calls_unrouted", &self.calls_unrouted),
+            ("calls_timed_out", &self.calls_timed_out),
             ("media_timeouts", &self.media_timeouts),
             ("relays_failed", &self.relays_failed),
             ("glare", &self.glare),
