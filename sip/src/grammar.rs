@@ -156,6 +156,145 @@ pub fn scheme(uri: &str) -> Option<String> {
     })
 }
 
+/// RFC 3261 `unreserved` (alphanum and mark).
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+}
+
+/// `1*( allowed / escaped )`: at least one character, every `%` followed
+/// by two hex digits.
+fn escaped_run(s: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if !(s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+        } else if allowed(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    !s.is_empty()
+}
+
+/// `host [":" port]`: a hostname (labels of alphanumerics and inner
+/// hyphens, an optional final dot), an IPv4 address (digits and dots
+/// are labels too), or an IPv6 reference; a port of 1 to 5 digits, at
+/// most 65535.
+fn hostport(s: &[u8]) -> bool {
+    let (host, port) = if s.first() == Some(&b'[') {
+        let Some(close) = s.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &s[1..close];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        (&s[..0], &s[close + 1..])
+    } else {
+        let colon = s.iter().position(|&b| b == b':').unwrap_or(s.len());
+        let host = &s[..colon];
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        let labels_ok = !host.is_empty()
+            && host.split(|&b| b == b'.').all(|l| {
+                !l.is_empty()
+                    && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+                    && l[0] != b'-'
+                    && l[l.len() - 1] != b'-'
+            });
+        if !labels_ok {
+            return false;
+        }
+        (host, &s[colon..])
+    };
+    let _ = host;
+    match port.strip_prefix(b":") {
+        None => port.is_empty(),
+        Some(p) => {
+            (1..=5).contains(&p.len())
+                && p.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .is_some()
+        }
+    }
+}
+
+/// A `sip:` or `sips:` URI as RFC 3261 §25.1 writes it: `[userinfo "@"]
+/// hostport *(";" uri-parameter) ["?" headers]`, where the user is one or
+/// more unreserved, escaped or user-unreserved characters, the password
+/// likewise, and every parameter a non-empty name with an optional
+/// non-empty value. `sip:@@@:::` is not one.
+pub fn sip_uri(uri: &str) -> bool {
+    let b = uri.as_bytes();
+    let Some(colon) = b.iter().position(|&c| c == b':') else {
+        return false;
+    };
+    if !matches!(uri[..colon].to_ascii_lowercase().as_str(), "sip" | "sips") {
+        return false;
+    }
+    let rest = &b[colon + 1..];
+    // The userinfo ends at the first '@' (neither user nor password may
+    // hold one unescaped).
+    let rest = match rest.iter().position(|&c| c == b'@') {
+        Some(at) => {
+            let info = &rest[..at];
+            let (user, password) = match info.iter().position(|&c| c == b':') {
+                Some(c) => (&info[..c], Some(&info[c + 1..])),
+                None => (info, None),
+            };
+            let user_ok = escaped_run(user, |c| unreserved(c) || b"&=+$,;?/".contains(&c));
+            let password_ok = password.is_none_or(|p| {
+                p.is_empty() || escaped_run(p, |c| unreserved(c) || b"&=+$,".contains(&c))
+            });
+            if !user_ok || !password_ok {
+                return false;
+            }
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let (before_headers, headers) = match rest.iter().position(|&c| c == b'?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    let mut parts = before_headers.split(|&c| c == b';');
+    if !hostport(parts.next().unwrap_or_default()) {
+        return false;
+    }
+    let paramchar = |c: u8| unreserved(c) || b"[]/:&+$".contains(&c);
+    let params_ok = parts.all(|p| {
+        let (name, value) = match p.iter().position(|&c| c == b'=') {
+            Some(e) => (&p[..e], Some(&p[e + 1..])),
+            None => (p, None),
+        };
+        escaped_run(name, paramchar) && value.is_none_or(|v| escaped_run(v, paramchar))
+    });
+    let headers_ok = headers.is_none_or(|h| {
+        h.split(|&c| c == b'&').all(|hv| {
+            let hchar = |c: u8| unreserved(c) || b"[]/?:+$".contains(&c);
+            match hv.iter().position(|&c| c == b'=') {
+                Some(e) => {
+                    escaped_run(&hv[..e], hchar)
+                        && (e + 1 == hv.len() || escaped_run(&hv[e + 1..], hchar))
+                }
+                None => false,
+            }
+        })
+    });
+    params_ok && headers_ok
+}
+
 /// One Via field value (may hold several comma-separated via-parms).
 pub fn via(value: &str) -> bool {
     let mut s = Scan::new(value);
@@ -306,6 +445,44 @@ pub fn max_forwards(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sip_uris_by_rfc_3261_section_25() {
+        for good in [
+            "sip:gw@127.0.0.1",
+            "sip:127.0.0.1:5060",
+            "sips:alice@example.com;transport=tls",
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:user;par=u%40example.net@example.com",
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+            "sip:[2001:db8::10]:5070",
+            "sip:alice:@example.com",
+            "sip:example.com.;lr",
+            "SIP:4420@10.0.0.5:5060;user=phone",
+        ] {
+            assert!(sip_uri(good), "{good}");
+        }
+        for bad in [
+            "sip:@@@:::",
+            "sip:",
+            "sip:@example.com",
+            "sip:alice@",
+            "sip:alice@exa mple.com",
+            "sip:alice@example.com:",
+            "sip:alice@example.com:123456",
+            "sip:alice@example.com:99999",
+            "sip:alice@-example.com",
+            "sip:alice@example..com",
+            "sip:alice@example.com;",
+            "sip:alice@example.com;=x",
+            "sip:al%zzice@example.com",
+            "sip:alice@[::1",
+            "sip:alice@example.com?",
+            "tel:+44",
+        ] {
+            assert!(!sip_uri(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -141,6 +141,8 @@ fn check_start_line(line: &str) -> Result<(), ParseError> {
         "sip" | "sips" if uri.rsplit('@').next().is_some_and(|h| h.contains('?')) => {
             Err(ParseError::BadRequestUri)
         }
+        // RFC 3261 §25.1 whole, for every method (`sip:@@@:::` is a 400).
+        "sip" | "sips" if !grammar::sip_uri(uri) => Err(ParseError::BadRequestUri),
         "sip" | "sips" | "tel" => Ok(()),
         _ => Err(ParseError::UnsupportedUriScheme),
     }

@@ -101,6 +101,28 @@ fn storm() -> Vec<(Vec<u8>, bool)> {
             .into_bytes(),
             true,
         ),
+        // A Request-URI outside RFC 3261 §25's grammar, whatever the
+        // method: 400.
+        (
+            ok.replace("OPTIONS sip:gw@127.0.0.1", "OPTIONS sip:@@@:::")
+                .into_bytes(),
+            true,
+        ),
+        (
+            ok.replace("OPTIONS sip:gw@127.0.0.1", "INVITE sip:@@@:::")
+                .replace("1 OPTIONS", "1 INVITE")
+                .into_bytes(),
+            true,
+        ),
+        (
+            ok.replace(
+                "OPTIONS sip:gw@127.0.0.1",
+                "MESSAGE sip:gw@example.com:99999",
+            )
+            .replace("1 OPTIONS", "1 MESSAGE")
+            .into_bytes(),
+            true,
+        ),
         ((0..=255u8).cycle().take(3000).collect(), false), // binary junk
         (vec![0u8; 60_000], false),
     ]
@@ -162,7 +184,22 @@ fn options_over_udp_and_tcp_and_a_malformed_storm() {
             ),
         }
     }
-    assert_eq!(answered, 6);
+    assert_eq!(answered, 9);
+    // The garbage Request-URI over TCP: 400 too.
+    let mut s = TcpStream::connect(("127.0.0.1", PORT)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        options("TCP")
+            .replace("OPTIONS sip:gw@127.0.0.1", "OPTIONS sip:@@@:::")
+            .as_bytes(),
+    )
+    .unwrap();
+    let n = s.read(&mut buf).unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        r.starts_with("SIP/2.0 400 Bad Request (malformed Request-URI)"),
+        "{r}"
+    );
 
     // Over TCP: a bad message closes its connection (framing cannot
     // resume) after the 400 where one can be given; others keep working.
