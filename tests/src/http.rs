@@ -35,6 +35,12 @@ impl Answer {
     }
 }
 
+/// `GET path` with `Authorization: Bearer token`.
+pub fn get_with_token(addr: SocketAddr, path: &str, token: &str) -> Answer {
+    let bearer = format!("Bearer {token}");
+    request(addr, "GET", path, &[("Authorization", bearer.as_str())], "")
+}
+
 fn request_text(
     addr: SocketAddr,
     method: &str,

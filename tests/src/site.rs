@@ -34,7 +34,7 @@ impl Site {
             base,
             csta_line: format!("csta_ports = [{}]", base + 7),
             admin_section: format!(
-                "[admin]\nlisten = \"{}\"\nhttps_listen = \"off\"\n",
+                "[admin]\nlisten = \"{}\"\nhttps_listen = \"off\"\napi_token = \"{ADMIN_TOKEN}\"\n",
                 at(base + 4)
             ),
         }
@@ -129,7 +129,7 @@ impl Site {
     /// site's account, trusting the cloud's CA `ca`.
     pub fn tunnel_sections(&self, endpoint: SocketAddr, ca: &Path) -> String {
         format!(
-            "{}api_token = \"{ADMIN_TOKEN}\"\n\n\
+            "{}\n\
              [tunnel]\nendpoint = \"{endpoint}\"\nserver_name = \"cloud.test\"\nca = \"{}\"\naccount = \"ACME\"\ntoken = \"{TOKEN}\"\n",
             self.admin_section,
             ca.display()
@@ -138,11 +138,17 @@ impl Site {
 
     /// The admin API's `/api/tunnel`.
     pub fn tunnel_status(&self) -> serde_json::Value {
-        crate::http::request(self.admin(), "GET", "/api/tunnel", &[], "").json
+        self.admin_get("/api/tunnel")
     }
 
     /// The admin API's `/api/counters`.
     pub fn counters(&self) -> serde_json::Value {
-        crate::http::request(self.admin(), "GET", "/api/counters", &[], "").json
+        self.admin_get("/api/counters")
+    }
+
+    /// A read of the admin API, with the API token (only `/healthz`,
+    /// `/ready`, `/metrics` and `/api/status` answer without one).
+    pub fn admin_get(&self, path: &str) -> serde_json::Value {
+        crate::http::get_with_token(self.admin(), path, ADMIN_TOKEN).json
     }
 }

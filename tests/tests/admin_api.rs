@@ -140,6 +140,117 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
     samples
 }
 
+/// Every route the admin listeners serve, with its methods; the open
+/// ones answer without credentials (docs/security.md: health, readiness,
+/// metrics, status; the page's shell and its login; a download link is
+/// its own 128-bit credential). Checked against the router's source so a
+/// new route cannot be missed.
+const ROUTES: &[(&str, &[&str], bool)] = &[
+    ("/healthz", &["GET"], true),
+    ("/ready", &["GET"], true),
+    ("/metrics", &["GET"], true),
+    ("/api/status", &["GET"], true),
+    ("/", &["GET"], true),
+    ("/app.js", &["GET"], true),
+    ("/app.css", &["GET"], true),
+    ("/favicon.ico", &["GET"], true),
+    ("/api/auth", &["GET"], true),
+    ("/api/auth/setup", &["POST"], true),
+    ("/api/auth/login", &["POST"], true),
+    ("/downloads/{token}", &["GET"], true),
+    ("/api/auth/logout", &["POST"], false),
+    ("/api/auth/password", &["POST"], false),
+    ("/api/diagnostics", &["GET", "POST"], false),
+    ("/api/alarms", &["GET"], false),
+    ("/api/counters", &["GET"], false),
+    ("/api/users", &["GET"], false),
+    ("/api/users/{dn}", &["GET"], false),
+    ("/api/cti", &["GET"], false),
+    ("/api/softphones", &["GET"], false),
+    ("/api/tunnel", &["GET"], false),
+    ("/api/sync", &["POST"], false),
+    ("/api/cti/events", &["GET"], false),
+    ("/api/cti/{command}", &["POST"], false),
+    ("/api/pbx", &["DELETE"], false),
+    ("/api/onboarding", &["GET"], false),
+    ("/api/onboarding/gateway", &["PUT"], false),
+    ("/api/onboarding/pbx", &["PUT"], false),
+    ("/api/onboarding/connect", &["GET", "PUT"], false),
+    ("/api/onboarding/deployment", &["GET", "POST"], false),
+    ("/api/onboarding/advanced", &["PUT"], false),
+    ("/api/onboarding/complete", &["POST"], false),
+    ("/api/versions", &["GET"], false),
+    ("/api/operations/logs", &["POST"], false),
+    ("/api/operations/trace", &["GET", "POST"], false),
+    ("/api/operations/reboot", &["POST"], false),
+    ("/api/operations/reset", &["POST"], false),
+    ("/api/operations/relink", &["GET", "POST"], false),
+];
+
+/// The routes the admin router's source declares.
+fn declared_routes() -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../controlplane/src/admin");
+    let mut routes = Vec::new();
+    for file in ["listeners.rs", "mod.rs"] {
+        let text = std::fs::read_to_string(src.join(file)).unwrap();
+        for piece in text.split(".route(").skip(1) {
+            let path = piece.trim_start().trim_start_matches('"');
+            routes.push(path[..path.find('"').unwrap()].to_owned());
+        }
+    }
+    routes
+}
+
+/// Without a session or the token, on HTTP and on HTTPS, only the open
+/// routes answer; every other route and method gets 401.
+fn walk_every_route_without_credentials(ca: &Path) {
+    let declared = declared_routes();
+    for d in &declared {
+        assert!(
+            ROUTES.iter().any(|(p, _, _)| p == d),
+            "route {d} is not in the walk: add it to ROUTES, open or not"
+        );
+    }
+    assert_eq!(declared.len(), ROUTES.len(), "{declared:?}");
+    let mut walked = 0;
+    for (path, methods, open) in ROUTES {
+        let path = path
+            .replace("{dn}", "1000")
+            .replace("{command}", "make-call")
+            .replace("{token}", "0123456789abcdef0123456789abcdef");
+        for method in *methods {
+            for tls_listener in [false, true] {
+                let a = if tls_listener {
+                    http::request_tls(at(ADMIN_HTTPS), ca, method, &path, &[], "{}").unwrap()
+                } else {
+                    http::request(at(ADMIN), method, &path, &[], "{}")
+                };
+                let refused = matches!(a.status, 401 | 403);
+                if *open {
+                    assert!(
+                        !refused,
+                        "{method} {path} (tls {tls_listener}) is open: {}",
+                        a.status
+                    );
+                } else {
+                    assert_eq!(
+                        a.status, 401,
+                        "{method} {path} (tls {tls_listener}) without credentials: {}",
+                        a.text
+                    );
+                    assert!(
+                        !a.text.contains("\"users\"") && !a.text.contains("email"),
+                        "{method} {path} leaked data: {}",
+                        a.text
+                    );
+                }
+                walked += 1;
+            }
+        }
+    }
+    println!("walked {walked} route/method/listener triples without credentials");
+}
+
 #[test]
 fn the_admin_api_checks_every_field_guards_its_sessions_and_expires_its_links() {
     let work = Workdir::new("admin-api");
@@ -188,6 +299,7 @@ fn the_admin_api_checks_every_field_guards_its_sessions_and_expires_its_links() 
         "{}",
         metrics.head
     );
+    walk_every_route_without_credentials(&work.dir.join("state/admin.crt"));
     let samples = parse_prometheus(&metrics.text);
     for family in [
         "pbxlink_up",

@@ -360,7 +360,7 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
     // addresses (nothing to resolve); cloudsim's NTP, its tunnel's HTTPS
     // and its SIP-TLS, coturn's STUN pass; the dead STUN server fails,
     // is logged, and raises an alarm the platform hears of.
-    let d = http::request(at(ADMIN), "GET", "/api/diagnostics", &[], "").json;
+    let d = http::get_with_token(at(ADMIN), "/api/diagnostics", ADMIN_TOKEN).json;
     let results: Vec<String> = d["checks"]
         .as_array()
         .unwrap()
@@ -385,7 +385,7 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
         assert!(results.contains(&want), "{want:?} not in {results:?}");
     }
     let dead = format!("stun {}", at(DEAD_STUN));
-    let alarms = http::request(at(ADMIN), "GET", "/api/alarms", &[], "").json;
+    let alarms = http::get_with_token(at(ADMIN), "/api/alarms", ADMIN_TOKEN).json;
     assert_eq!(alarms["alarms"][0]["source"], dead.as_str(), "{alarms}");
     assert_eq!(alarms["alarms"].as_array().unwrap().len(), 1, "{alarms}");
     let heard = cloud.get(&format!("/gateways/{id}/events?kind=alarm"));

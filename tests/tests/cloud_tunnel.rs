@@ -43,7 +43,7 @@ fn at(port: u16) -> SocketAddr {
 }
 
 fn admin(path: &str) -> Value {
-    http::request(at(ADMIN), "GET", path, &[], "").json
+    http::get_with_token(at(ADMIN), path, "admin-token-0123456789").json
 }
 
 fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {

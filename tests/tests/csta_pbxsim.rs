@@ -120,7 +120,7 @@ fn users_json(first: u32, n: u32, role: u32) -> String {
 }
 
 fn admin_get(p: &Ports, path: &str) -> Value {
-    let a = http::request(p.admin(), "GET", path, &[], "");
+    let a = http::get_with_token(p.admin(), path, TOKEN);
     assert_eq!(a.status, 200, "GET {path}: {}", a.text);
     a.json
 }

@@ -28,7 +28,7 @@ fn at(port: u16) -> SocketAddr {
 }
 
 fn events_of(device: &str) -> Vec<String> {
-    http::request(at(ADMIN), "GET", "/api/cti/events", &[], "").json["events"]
+    http::get_with_token(at(ADMIN), "/api/cti/events", TOKEN).json["events"]
         .as_array()
         .unwrap()
         .iter()
@@ -102,7 +102,7 @@ fn calls_from_and_to_pbxsim_carry_media_both_ways_and_show_in_csta() {
     .unwrap();
     assert_eq!(pushed.status, 200, "{}", pushed.text);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while http::request(at(ADMIN), "GET", "/api/cti", &[], "").json["monitored"] != 5 {
+    while http::get_with_token(at(ADMIN), "/api/cti", TOKEN).json["monitored"] != 5 {
         assert!(Instant::now() < deadline, "users never monitored");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -157,7 +157,7 @@ fn calls_from_and_to_pbxsim_carry_media_both_ways_and_show_in_csta() {
         ["delivered", "established", "connection_cleared"]
     );
     let history =
-        http::request(at(ADMIN), "GET", "/api/users/1001", &[], "").json["history"][0].clone();
+        http::get_with_token(at(ADMIN), "/api/users/1001", TOKEN).json["history"][0].clone();
     assert_eq!(
         (history["direction"].as_str(), history["outcome"].as_str()),
         (Some("incoming"), Some("answered"))

@@ -172,8 +172,9 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
     let sip_extra =
         format!("idle_timeout = 3\npartial_timeout = 2\nmax_connections = {MAX_CONNECTIONS}");
     let sections = format!(
-        "[admin]\nlisten = \"{}\"\nhttps_listen = \"off\"\n\n[subscriber]\nlisten = \"{}\"\n",
+        "[admin]\nlisten = \"{}\"\nhttps_listen = \"off\"\napi_token = \"{}\"\n\n[subscriber]\nlisten = \"{}\"\n",
         site.admin(),
+        pbxlink_tests::site::ADMIN_TOKEN,
         at(GW_SUBSCRIBER)
     );
     let config = GatewayConfig {

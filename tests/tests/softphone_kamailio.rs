@@ -27,12 +27,14 @@ const USERS_API: u16 = 23_605;
 const SUBSCRIBER: u16 = 23_606;
 const PHONE: u16 = 23_607;
 
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
 fn at(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 fn softphones() -> Value {
-    http::request(at(ADMIN), "GET", "/api/softphones", &[], "").json
+    http::get_with_token(at(ADMIN), "/api/softphones", ADMIN_TOKEN).json
 }
 
 fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
@@ -85,7 +87,7 @@ fn softphone_users_register_with_digest_and_carry_calls_both_ways() {
         &cloud_tone,
     );
     let sections = format!(
-        "[admin]\nlisten = \"{}\"\n\n[users]\nlisten = \"{}\"\npush_password = \"Push-secret-4242\"\n\n\
+        "[admin]\nlisten = \"{}\"\napi_token = \"{ADMIN_TOKEN}\"\n\n[users]\nlisten = \"{}\"\npush_password = \"Push-secret-4242\"\n\n\
          [subscriber]\nlisten = \"{}\"\nkeepalive_seconds = 2\nregistrations_per_second = 100\n",
         at(ADMIN),
         at(USERS_API),

@@ -195,7 +195,7 @@ fn the_pbx_is_watched_numbers_rewritten_callers_authenticated_and_calls_drained(
         "keepalive_seconds = 1\nauth_username = \"officelinkmv5000\"\nauth_password = \"{PASSWORD}\""
     );
     let sections = format!(
-        "[digits]\noutbound_strip = \"9\"\ninbound_prepend = \"0\"\n\n[admin]\nlisten = \"127.0.0.1:{GW2_ADMIN}\"\n"
+        "[digits]\noutbound_strip = \"9\"\ninbound_prepend = \"0\"\n\n[admin]\nlisten = \"127.0.0.1:{GW2_ADMIN}\"\napi_token = \"admin-token-0123456789\"\n"
     );
     let config = GatewayConfig {
         gateway: "cdr_file = \"cdr.jsonl\"\ndrain_seconds = 30",
@@ -286,7 +286,11 @@ fn the_pbx_is_watched_numbers_rewritten_callers_authenticated_and_calls_drained(
         auth("uac_auth_wrong.xml", "not-the-password", PBX2_SIP + 1),
         "wrong credentials",
     );
-    let (code, counters) = http_get_json(admin, "/api/counters");
+    let (code, _) = http_get_json(admin, "/api/counters");
+    assert_eq!(code, 401, "counters need the API token");
+    let answer =
+        pbxlink_tests::http::get_with_token(admin, "/api/counters", "admin-token-0123456789");
+    let (code, counters) = (answer.status, answer.json);
     assert_eq!(code, 200);
     println!("{counters}");
     assert_eq!(counters["auth_failures"], 1, "{counters}");

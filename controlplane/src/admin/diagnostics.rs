@@ -11,7 +11,7 @@
 //! - `GET /api/alarms`: the alarms up.
 
 use super::AdminState;
-use super::auth::Commander;
+use super::auth::{Commander, SignedIn};
 use crate::alarms::{DIAGNOSTIC_FAILED, Raised};
 use crate::cdr::rfc3339;
 use crate::diagnostics::{Checked, Outcome, Plan};
@@ -155,7 +155,7 @@ pub fn report_json(d: &Diagnostics) -> Value {
 }
 
 /// `GET /api/diagnostics`.
-pub async fn get(State(s): State<AdminState>) -> Json<Value> {
+pub async fn get(State(s): State<AdminState>, _: SignedIn) -> Json<Value> {
     Json(report_json(&s.admin.diagnostics))
 }
 
@@ -173,6 +173,6 @@ pub async fn rerun(State(s): State<AdminState>, _: Commander) -> Response {
 }
 
 /// `GET /api/alarms`.
-pub async fn alarms(State(s): State<AdminState>) -> Json<Value> {
+pub async fn alarms(State(s): State<AdminState>, _: SignedIn) -> Json<Value> {
     Json(json!({ "alarms": s.admin.alarms.active() }))
 }

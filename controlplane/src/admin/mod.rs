@@ -243,7 +243,7 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
     Json(status_json(&s))
 }
 
-async fn tunnel(State(s): State<AdminState>) -> Response {
+async fn tunnel(State(s): State<AdminState>, _: auth::SignedIn) -> Response {
     match &s.tunnel {
         Some(t) => Json(t.json()).into_response(),
         None => error(
@@ -269,7 +269,7 @@ async fn sync_now(State(s): State<AdminState>, _: auth::Commander) -> Response {
     }
 }
 
-async fn counters(State(s): State<AdminState>) -> Json<Value> {
+async fn counters(State(s): State<AdminState>, _: auth::SignedIn) -> Json<Value> {
     let mut all: Map<String, Value> = s
         .counters
         .pairs()
@@ -306,14 +306,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     HttpError::new(status, message).into_response()
 }
 
-async fn users(State(s): State<AdminState>) -> Response {
+async fn users(State(s): State<AdminState>, _: auth::SignedIn) -> Response {
     match &s.users {
         Some(u) => Json(crate::users::api::user_list(u)).into_response(),
         None => error(StatusCode::NOT_FOUND, "users are not kept on this gateway"),
     }
 }
 
-async fn user(State(s): State<AdminState>, Path(dn): Path<String>) -> Response {
+async fn user(State(s): State<AdminState>, _: auth::SignedIn, Path(dn): Path<String>) -> Response {
     let Some(u) = &s.users else {
         return error(StatusCode::NOT_FOUND, "users are not kept on this gateway");
     };
@@ -343,7 +343,7 @@ async fn user(State(s): State<AdminState>, Path(dn): Path<String>) -> Response {
     Json(json!({ "user": one, "history": history })).into_response()
 }
 
-async fn softphones(State(s): State<AdminState>) -> Response {
+async fn softphones(State(s): State<AdminState>, _: auth::SignedIn) -> Response {
     match &s.softphones {
         Some(p) => Json(p.json()).into_response(),
         None => error(
@@ -353,7 +353,7 @@ async fn softphones(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn cti_status(State(s): State<AdminState>) -> Response {
+async fn cti_status(State(s): State<AdminState>, _: auth::SignedIn) -> Response {
     match &s.cti {
         Some(c) => Json(c.status_json()).into_response(),
         None => error(
@@ -370,7 +370,11 @@ struct EventsQuery {
     limit: Option<usize>,
 }
 
-async fn cti_events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Response {
+async fn cti_events(
+    State(s): State<AdminState>,
+    _: auth::SignedIn,
+    Query(q): Query<EventsQuery>,
+) -> Response {
     let Some(c) = &s.cti else {
         return error(
             StatusCode::NOT_FOUND,
