@@ -7,7 +7,11 @@
 //! again what is not acknowledged.
 //!
 //! Bounded: past `limit` unacknowledged events the oldest are dropped,
-//! counted, and the caller raises an alarm. A disk that refuses a write is
+//! counted, and the caller raises an alarm — once per overflow episode:
+//! from the first drop until the platform has acknowledged every event
+//! that was left at the last one. The alarm's own events (raised, then
+//! cleared) are kept outside the bound, so an overflow never fills the
+//! outbox with news of itself. A disk that refuses a write is
 //! counted too; the event is still kept in memory and sent (it is lost
 //! only if the gateway stops before the platform has it). A refused write
 //! may leave a torn line at the log's end, so the next append writes the
@@ -32,6 +36,9 @@ struct Line {
     at_ms: u64,
     #[serde(default)]
     body: Value,
+    /// Kept outside the bound (the overflow alarm's own events).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    outside: bool,
 }
 
 /// What the outbox counted.
@@ -61,6 +68,11 @@ pub struct Outbox {
     /// is written anew at the next append.
     torn: bool,
     counters: OutboxCounters,
+    /// Ids of pending events kept outside the bound.
+    outside: std::collections::BTreeSet<u64>,
+    /// The overflow episode under way: events dropped in it, and the
+    /// highest id given at its last drop.
+    overflow: Option<(u64, u64)>,
 }
 
 impl Outbox {
@@ -80,6 +92,7 @@ impl Outbox {
         let mut pending = VecDeque::new();
         let mut next_id = acked + 1;
         let mut stale_lines = 0;
+        let mut outside = std::collections::BTreeSet::new();
         let path = dir.join("events.log");
         if let Ok(f) = File::open(&path) {
             for line in BufReader::new(f).lines() {
@@ -90,6 +103,9 @@ impl Outbox {
                 };
                 next_id = next_id.max(l.id + 1);
                 if l.id > acked {
+                    if l.outside {
+                        outside.insert(l.id);
+                    }
                     pending.push_back(OutEvent {
                         id: l.id,
                         kind: l.kind,
@@ -99,6 +115,16 @@ impl Outbox {
                 } else {
                     stale_lines += 1;
                 }
+            }
+        }
+        // Events dropped before a restart are still in the log (it is
+        // only appended to): drop them again, uncounted (they were).
+        while pending.len() - outside.len() > limit.max(1) {
+            match pending.iter().position(|e| !outside.contains(&e.id)) {
+                Some(i) => {
+                    pending.remove(i);
+                }
+                None => break,
             }
         }
         let mut outbox = Self {
@@ -111,6 +137,8 @@ impl Outbox {
             stale_lines,
             torn: false,
             counters: OutboxCounters::default(),
+            outside,
+            overflow: None,
         };
         outbox.rewrite()?;
         Ok(outbox)
@@ -144,6 +172,33 @@ impl Outbox {
     /// Adds events, synced to disk as one batch; the events with their
     /// ids, and how many old ones were dropped to make room.
     pub fn append(&mut self, batch: Vec<(String, u64, Value)>) -> (Vec<OutEvent>, usize) {
+        self.add(batch, false)
+    }
+
+    /// Adds events outside the bound (the overflow alarm's): they drop
+    /// nothing and are never dropped.
+    pub fn append_outside_bound(&mut self, batch: Vec<(String, u64, Value)>) -> Vec<OutEvent> {
+        self.add(batch, true).0
+    }
+
+    /// The overflow episode under way: events dropped since it began.
+    pub fn overflowing(&self) -> Option<u64> {
+        self.overflow.map(|(dropped, _)| dropped)
+    }
+
+    /// Ends the overflow episode once the platform has acknowledged every
+    /// event that was left at its last drop: the events it dropped.
+    pub fn overflow_over(&mut self) -> Option<u64> {
+        match self.overflow {
+            Some((dropped, upto)) if self.acked >= upto => {
+                self.overflow = None;
+                Some(dropped)
+            }
+            _ => None,
+        }
+    }
+
+    fn add(&mut self, batch: Vec<(String, u64, Value)>, outside: bool) -> (Vec<OutEvent>, usize) {
         let mut text = String::new();
         let mut added = Vec::with_capacity(batch.len());
         for (kind, at_ms, body) in batch {
@@ -159,20 +214,37 @@ impl Outbox {
                 kind: e.kind.clone(),
                 at_ms: e.at_ms,
                 body: e.body.clone(),
+                outside,
             }) {
                 text.push_str(&l);
                 text.push('\n');
+            }
+            if outside {
+                self.outside.insert(e.id);
             }
             added.push(e);
         }
         self.counters.appended += added.len() as u64;
         self.pending.extend(added.iter().cloned());
         let mut dropped = 0;
-        while self.pending.len() > self.limit {
-            self.pending.pop_front();
+        while self.pending.len() - self.outside.len() > self.limit {
+            // The oldest event inside the bound.
+            let Some(i) = self
+                .pending
+                .iter()
+                .position(|e| !self.outside.contains(&e.id))
+            else {
+                break;
+            };
+            self.pending.remove(i);
             dropped += 1;
         }
         self.counters.dropped += dropped as u64;
+        if dropped > 0 {
+            let upto = self.next_id - 1;
+            let episode = self.overflow.get_or_insert((0, upto));
+            *episode = (episode.0 + dropped as u64, upto);
+        }
         let written = if self.torn {
             self.rewrite()
         } else {
@@ -195,6 +267,7 @@ impl Outbox {
         }
         let before = self.pending.len();
         self.pending.retain(|e| e.id > upto);
+        self.outside.retain(|&id| id > upto);
         self.stale_lines += before - self.pending.len();
         self.acked = upto;
         if crate::state_file::write(&self.dir.join("acked"), upto.to_string().as_bytes()).is_err() {
@@ -214,6 +287,7 @@ impl Outbox {
                 kind: e.kind.clone(),
                 at_ms: e.at_ms,
                 body: e.body.clone(),
+                outside: self.outside.contains(&e.id),
             }) {
                 text.push_str(&l);
                 text.push('\n');
@@ -313,6 +387,42 @@ mod tests {
             [3, 4, 5]
         );
         assert_eq!(o.counters().dropped, 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_overflow_is_one_episode_and_its_alarm_takes_no_slot() {
+        let d = dir("episode");
+        let mut o = Outbox::open(&d, 20).unwrap();
+        assert_eq!(o.overflowing(), None);
+        // Overflowing batch after batch: one episode.
+        let mut raised = 0;
+        for batch in 0..10u64 {
+            let was = o.overflowing().is_some();
+            o.append((batch * 5..batch * 5 + 5).map(ev).collect());
+            if !was && o.overflowing().is_some() {
+                raised += 1;
+                o.append_outside_bound(vec![("alarm".into(), 0, json!({"raised": true}))]);
+            }
+        }
+        assert_eq!(raised, 1);
+        assert_eq!(o.overflowing(), Some(30));
+        // Twenty events kept, none of them the alarm; the alarm besides.
+        let kinds: Vec<String> = o.pending().iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(kinds.iter().filter(|k| *k == "cdr").count(), 20);
+        assert_eq!(kinds.iter().filter(|k| *k == "alarm").count(), 1);
+        // Still kept outside the bound across a restart.
+        drop(o);
+        let mut o = Outbox::open(&d, 20).unwrap();
+        o.append(vec![ev(99)]);
+        assert_eq!(o.pending().iter().filter(|e| e.kind == "alarm").count(), 1);
+        // Over once the platform took what was left at the last drop.
+        let last = o.last_id();
+        o.ack(last - 1);
+        assert_eq!(o.overflow_over(), None, "one event left at the last drop");
+        o.ack(last);
+        assert_eq!(o.overflow_over(), Some(1), "the restart's own drop");
+        assert_eq!(o.overflowing(), None);
         let _ = std::fs::remove_dir_all(&d);
     }
 

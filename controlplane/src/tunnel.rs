@@ -282,7 +282,6 @@ async fn drive(
     let mut next_sync = cfg.sync_every.map(|d| now + d);
     let mut users_changed = admin.users.as_ref().map(|u| u.changes());
     let mut last_status = Value::Null;
-    let mut dropped_seen = 0;
     let mut status_tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         // Carry out what the session asks.
@@ -316,7 +315,25 @@ async fn drive(
                         outbox.len()
                     );
                 }
-                ClientOutput::Acked(upto) => outbox.ack(upto),
+                ClientOutput::Acked(upto) => {
+                    outbox.ack(upto);
+                    if let Some(dropped) = outbox.overflow_over() {
+                        // The platform has all that was left: the
+                        // episode's clearing, outside the bound too.
+                        tracing::info!(
+                            "tunnel: the outbox overflow is over ({dropped} event(s) were dropped); alarm outbox_overflow cleared"
+                        );
+                        admin.admin.alarms.clear(OUTBOX_OVERFLOW, "outbox");
+                        let now = Instant::now();
+                        for e in outbox.append_outside_bound(vec![(
+                            "alarm".into(),
+                            unix_ms(),
+                            json!({ "alarm": OUTBOX_OVERFLOW, "raised": false, "detail": format!("{dropped} event(s) were dropped") }),
+                        )]) {
+                            client.offer(now, e);
+                        }
+                    }
+                }
                 ClientOutput::Command { id, name, args } => {
                     view.lock().expect("tunnel view").commands += 1;
                     match name.as_str() {
@@ -394,7 +411,7 @@ async fn drive(
                         Err(_) => break,
                     }
                 }
-                store(&mut outbox, &mut client, &view, batch);
+                store(&mut outbox, &mut client, &view, &admin.admin.alarms, batch);
             }
             Some((g, ev)) = conn_rx.recv() => {
                 if g != generation {
@@ -432,7 +449,7 @@ async fn drive(
                         batch.push(e);
                     }
                     if !batch.is_empty() {
-                        store(&mut outbox, &mut client, &view, batch);
+                        store(&mut outbox, &mut client, &view, &admin.admin.alarms, batch);
                     }
                     // Let the last frames leave.
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -450,16 +467,6 @@ async fn drive(
                 run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
             }
             _ = status_tick.tick() => {
-                // The page's alarm for dropped events: up from a drop
-                // until the platform has taken all that is left.
-                let dropped = outbox.counters().dropped;
-                if dropped > dropped_seen {
-                    dropped_seen = dropped;
-                    let detail = format!("{dropped} event(s) for the platform dropped since start");
-                    admin.admin.alarms.raise(OUTBOX_OVERFLOW, "outbox", &detail, crate::cdr::rfc3339(SystemTime::now()));
-                } else if outbox.len() == 0 {
-                    admin.admin.alarms.clear(OUTBOX_OVERFLOW, "outbox");
-                }
                 let s = status_json(&admin);
                 let brief = json!({
                     "status": s["status"],
@@ -477,13 +484,13 @@ async fn drive(
                         } else {
                             alarms.clear(CSTA_LOST, "csta");
                         }
-                        store(&mut outbox, &mut client, &view, vec![(
+                        store(&mut outbox, &mut client, &view, &admin.admin.alarms, vec![(
                             "alarm".into(),
                             unix_ms(),
                             json!({ "alarm": "csta_lost", "raised": lost, "detail": brief["csta"] }),
                         )]);
                     }
-                    store(&mut outbox, &mut client, &view, vec![("status".into(), unix_ms(), brief.clone())]);
+                    store(&mut outbox, &mut client, &view, &admin.admin.alarms, vec![("status".into(), unix_ms(), brief.clone())]);
                     last_status = brief;
                 }
             }
@@ -515,30 +522,43 @@ async fn drive(
     }
 }
 
-/// Writes `batch` to the outbox, then offers it to the session; an
-/// overflow is raised as an alarm (itself an event).
+/// Writes `batch` to the outbox, then offers it to the session. The
+/// first drop of an overflow episode raises `outbox_overflow`: on the page
+/// (its text follows the count) and to the platform once, as an event
+/// kept outside the bound; it clears when the platform has acknowledged
+/// what was left (see `ClientOutput::Acked`).
 fn store(
     outbox: &mut Outbox,
     client: &mut TunnelClient,
     view: &Mutex<View>,
+    alarms: &crate::alarms::Alarms,
     batch: Vec<(String, u64, Value)>,
 ) {
     let now = Instant::now();
+    let began = outbox.overflowing().is_none();
     let (added, dropped) = outbox.append(batch);
     for e in added {
         client.offer(now, e);
     }
-    if dropped > 0 {
-        tracing::info!(
-            "tunnel: the outbox is full: the {dropped} oldest event(s) dropped (alarm outbox_overflow)"
+    if let (true, Some(total)) = (dropped > 0, outbox.overflowing()) {
+        let detail = format!("{total} event(s) for the platform dropped, oldest first");
+        alarms.raise(
+            OUTBOX_OVERFLOW,
+            "outbox",
+            &detail,
+            crate::cdr::rfc3339(SystemTime::now()),
         );
-        let (alarm, _) = outbox.append(vec![(
-            "alarm".into(),
-            unix_ms(),
-            json!({ "alarm": "outbox_overflow", "raised": true, "detail": format!("{dropped} event(s) dropped") }),
-        )]);
-        for e in alarm {
-            client.offer(now, e);
+        if began {
+            tracing::warn!(
+                "tunnel: the outbox is full: the oldest events are dropped (alarm outbox_overflow)"
+            );
+            for e in outbox.append_outside_bound(vec![(
+                "alarm".into(),
+                unix_ms(),
+                json!({ "alarm": OUTBOX_OVERFLOW, "raised": true, "detail": detail }),
+            )]) {
+                client.offer(now, e);
+            }
         }
     }
     view.lock().expect("tunnel view").backlog = outbox.len();
@@ -561,6 +581,7 @@ fn run_sync(
         outbox,
         client,
         view,
+        &admin.admin.alarms,
         run.events
             .iter()
             .map(|(k, b)| (k.clone(), now, b.clone()))

@@ -26,7 +26,7 @@ use pbxlink_tests::http;
 use pbxlink_tests::proxy::Proxy;
 use pbxlink_tests::rig::{GatewayConfig, Workdir};
 use pbxlink_tests::site::{ADMIN_TOKEN, Site};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 const VANISHING: u16 = 24_250;
 const DISK_FULL: u16 = 24_260;
 const CRASH: u16 = 24_270;
+const OVERFLOW: u16 = 24_280;
 
 fn counter(site: &Site, name: &str) -> u64 {
     let c = site.counters();
@@ -398,6 +399,99 @@ fn a_crash_with_calls_up_loses_those_calls_keeps_its_outbox_and_starts_clean() {
         "crash with 2 calls up: the gateway back with its trunk connected {:.1} s after SIGKILL; the {owed} events owed delivered once each; the lost calls ended by the PBX; the next call connected",
         back.as_secs_f32()
     );
+    drop(sim);
+    drop(cloud);
+    gw.stop();
+}
+
+/// The outbox overflows while the tunnel is cut: `outbox_overflow` is
+/// raised once for the episode (not once per overflowing batch), its
+/// event takes no place among the `outbox_events` kept, and once the
+/// platform has what was left its clearing arrives as `raised: false`.
+#[test]
+fn an_overflowing_outbox_raises_its_alarm_once_outside_the_bound_and_clears_it() {
+    let work = Workdir::new("overflow");
+    let site = Site::at(OVERFLOW);
+    let cloud = site.cloudsim(&work);
+    let sim = site.pbxsim(4, 45_000, &[]);
+    let in_front = SocketAddr::from(([127, 0, 0, 1], OVERFLOW + 8));
+    let proxy = Proxy::start(in_front, site.tunnel());
+    let sections = format!(
+        "{}outbox_events = 20\n",
+        site.tunnel_sections(in_front, &cloud.ca)
+    );
+    let config = GatewayConfig {
+        sections: &sections,
+        ..site.gateway_config(&cloud.ca)
+    }
+    .write(&work.dir);
+    let gw = Gateway::run(&config, 120);
+    gw.wait_for("tunnel: connected to", Duration::from_secs(20));
+    let id = site.tunnel_status()["gateway"].as_str().unwrap().to_owned();
+    proxy.cut();
+    gw.wait_for("tunnel: lost", Duration::from_secs(10));
+
+    // Fifteen syncs while cut: two events each, well past twenty.
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for _ in 0..15 {
+        let a = http::request(
+            site.admin(),
+            "POST",
+            "/api/sync",
+            &[("Authorization", bearer.as_str())],
+            "",
+        );
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let log = std::fs::read_to_string(work.dir.join("state/outbox/events.log")).unwrap();
+    let owed: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let alarms = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "alarm" && e["body"]["alarm"] == "outbox_overflow")
+            .map(|e| e["body"]["raised"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(alarms(&owed), [json!(true)], "raised once in the episode");
+    let status = site.tunnel_status();
+    assert_eq!(
+        status["backlog"], 21,
+        "twenty kept, the alarm besides: {status}"
+    );
+    assert!(status["outbox_dropped"].as_u64() >= Some(10), "{status}");
+    let overflow_on_page = || {
+        site.admin_get("/api/alarms")["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["code"] == "outbox_overflow")
+    };
+    assert!(overflow_on_page(), "the page shows the alarm");
+
+    // Back: the platform takes what is left, and hears the alarm cleared.
+    proxy.restore();
+    let heard = || {
+        let got = cloud.get(&format!("/gateways/{id}/events?kind=alarm"));
+        got.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e["body"]["alarm"] == "outbox_overflow")
+            .map(|e| e["body"]["raised"].clone())
+            .collect::<Vec<_>>()
+    };
+    wait(
+        "the alarm cleared at the platform",
+        Duration::from_secs(30),
+        || heard() == [json!(true), json!(false)],
+    );
+    wait("the alarm off the page", Duration::from_secs(5), || {
+        !overflow_on_page()
+    });
+    gw.wait_for("outbox overflow is over", Duration::from_secs(5));
     drop(sim);
     drop(cloud);
     gw.stop();
