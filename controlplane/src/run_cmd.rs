@@ -135,6 +135,9 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
     };
     let tcp = cfg.pbx_transport == Transport::Tcp;
     let softphones = signalling::Softphones::default();
+    let call_limit = cfg
+        .call_limit
+        .map_or(spec.call_limit, |l| l.min(spec.call_limit)) as usize;
     let calls = CallsConfig {
         pbx: Local {
             via: format!("SIP/2.0/{} {lan}", if tcp { "TCP" } else { "UDP" }),
@@ -159,9 +162,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
         networks: Networks::new(cfg.networks.clone()),
         suites: cfg.srtp_suites.clone(),
         media_timeout: cfg.media_timeout,
-        call_limit: cfg
-            .call_limit
-            .map_or(spec.call_limit, |l| l.min(spec.call_limit)) as usize,
+        call_limit,
         refuse_with: cfg.refuse_with,
         outbound_digits: cfg.outbound_digits.clone(),
         inbound_digits: cfg.inbound_digits.clone(),
@@ -199,7 +200,8 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
                     diagnostics: crate::diagnostics::Plan::for_config(&cfg),
                 },
             )?),
-            profile: (profile.name().to_owned(), spec.call_limit as usize),
+            // The limit enforced: the file's, under the profile's.
+            profile: (profile.name().to_owned(), call_limit),
             pbx_side: pbx_side(&cfg, softphones, profile.name())?,
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),

@@ -230,20 +230,19 @@ pub fn start(
         state: "connecting".into(),
         ..View::default()
     }));
-    tokio::spawn(drive(
-        cfg,
-        tls,
-        outbox,
-        events,
-        asks_rx,
-        admin,
-        view.clone(),
-    ));
-    Ok(Tunnel {
+    let tunnel = Tunnel {
         asks,
-        view,
+        view: view.clone(),
         gateway,
-    })
+    };
+    // The driver's state knows the tunnel too: its `status` command
+    // answers the same body as `GET /api/status`.
+    let admin = AdminState {
+        tunnel: Some(tunnel.clone()),
+        ..admin
+    };
+    tokio::spawn(drive(cfg, tls, outbox, events, asks_rx, admin, view));
+    Ok(tunnel)
 }
 
 #[allow(clippy::too_many_arguments)]

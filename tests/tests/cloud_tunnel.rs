@@ -141,7 +141,7 @@ fn pbx_gateway_and_cloud_carry_users_cti_calls_and_events_through_cuts_and_resta
         cloud.ca.display()
     );
     let config = GatewayConfig {
-        gateway: "state_dir = \"state\"",
+        gateway: "state_dir = \"state\"\ncall_limit = 3",
         pbx_extra: &format!("csta_ports = [{CSTA}]"),
         cloud_extra: "server_name = \"cloud.test\"",
         sections: &sections,
@@ -214,6 +214,18 @@ fn pbx_gateway_and_cloud_carry_users_cti_calls_and_events_through_cuts_and_resta
             .to_string(),
     );
     assert_eq!(cleared.json["ok"], true, "{}", cleared.text);
+    // The status command answers what GET /api/status says (the same
+    // body; uptime aside), the tunnel connected, the limit enforced.
+    let by_tunnel = cloud.post("/commands", &json!({"name": "status"}).to_string());
+    assert_eq!(by_tunnel.json["ok"], true, "{}", by_tunnel.text);
+    let mut by_tunnel = by_tunnel.json["body"].clone();
+    let mut by_api = http::request(at(ADMIN), "GET", "/api/status", &[], "").json;
+    assert_eq!(by_tunnel["tunnel"], "connected", "{by_tunnel}");
+    assert_eq!(by_api["call_limit"], 3, "the file's call_limit: {by_api}");
+    for s in [&mut by_tunnel, &mut by_api] {
+        s.as_object_mut().unwrap().remove("uptime_seconds");
+    }
+    assert_eq!(by_tunnel, by_api);
     // A command the gateway does not know is answered, not ignored.
     let odd = cloud.post("/commands", &json!({"name": "teleport"}).to_string());
     assert_eq!(odd.json["ok"], false, "{}", odd.text);
