@@ -50,7 +50,20 @@ pub struct CtiConfig {
     pub connect_timeout: Duration,
 }
 
-/// An event as the log keeps it.
+/// A page of the event log (`GET /api/cti/events`).
+#[derive(Debug, Clone)]
+pub struct EventsPage {
+    /// The events, oldest first.
+    pub events: Vec<LoggedEvent>,
+    /// Where the next page starts (`after=next`).
+    pub next: u64,
+    /// The newest sequence number logged (0: none yet).
+    pub last: u64,
+    /// The oldest sequence number still kept (older ones are gone).
+    pub oldest: Option<u64>,
+}
+
+/// One CSTA event as the log keeps it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoggedEvent {
     /// Its place in the log (increasing, never reused).
@@ -113,6 +126,38 @@ struct View {
     monitor_refusals: BTreeMap<String, String>,
 }
 
+impl View {
+    fn new(history: usize) -> View {
+        View {
+            stopped: false,
+            servers: Vec::new(),
+            wanted: 0,
+            monitored: 0,
+            events: VecDeque::new(),
+            next_seq: 1,
+            history: CallHistory::new(history),
+            monitor_refusals: BTreeMap::new(),
+        }
+    }
+
+    /// See [`Cti::events_after`].
+    fn page(&self, after: u64, limit: usize) -> EventsPage {
+        let events: Vec<LoggedEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.seq > after)
+            .take(limit)
+            .cloned()
+            .collect();
+        EventsPage {
+            next: events.last().map_or(after, |e| e.seq),
+            last: self.next_seq.saturating_sub(1),
+            oldest: self.events.front().map(|e| e.seq),
+            events,
+        }
+    }
+}
+
 enum Command {
     Request(
         Service,
@@ -140,16 +185,7 @@ impl Cti {
         sink: Option<crate::tunnel::EventSink>,
     ) -> Cti {
         let names: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
-        let view = Arc::new(Mutex::new(View {
-            stopped: false,
-            servers: Vec::new(),
-            wanted: 0,
-            monitored: 0,
-            events: VecDeque::new(),
-            next_seq: 1,
-            history: CallHistory::new(config.history),
-            monitor_refusals: BTreeMap::new(),
-        }));
+        let view = Arc::new(Mutex::new(View::new(config.history)));
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(CtiCounters::default());
         let timeout = config.session.request_timeout;
@@ -281,18 +317,12 @@ impl Cti {
         })
     }
 
-    /// Events logged after `after` (at most `limit`), and the next
-    /// sequence number.
-    pub fn events_after(&self, after: u64, limit: usize) -> (Vec<LoggedEvent>, u64) {
-        let v = self.view.lock().expect("cti view");
-        let events = v
-            .events
-            .iter()
-            .filter(|e| e.seq > after)
-            .take(limit)
-            .cloned()
-            .collect();
-        (events, v.next_seq)
+    /// Events logged after `after` (at most `limit`, oldest first) as a
+    /// page: the cursor to ask from next — the last sequence number in
+    /// the page, or `after` when it is empty — the newest sequence number
+    /// logged (0: none yet), and the oldest still kept.
+    pub fn events_after(&self, after: u64, limit: usize) -> EventsPage {
+        self.view.lock().expect("cti view").page(after, limit)
     }
 
     /// A user's call history, newest first.
@@ -633,4 +663,63 @@ async fn connection(
     };
     writer.abort();
     report(ConnEvent::Closed(why)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pbxlink_csta::message::{ConnectionId, EventKind};
+
+    fn event(n: u64) -> Event {
+        Event {
+            kind: EventKind::Delivered,
+            cross_ref: "m1".into(),
+            connection: Some(ConnectionId {
+                call: format!("c{n}"),
+                device: "1000".into(),
+            }),
+            subject: None,
+            calling: None,
+            called: None,
+            cause: None,
+            secondary: None,
+            transferred_to: None,
+            new_connections: Vec::new(),
+            message_waiting: None,
+        }
+    }
+
+    #[test]
+    fn paging_by_the_cursor_reads_every_event_once() {
+        let view = Mutex::new(View::new(20));
+        assert_eq!(view.lock().unwrap().page(0, 7).next, 0, "empty: stay");
+        for n in 1..=1000 {
+            log_event(&view, "1000", &event(n), None);
+        }
+        let mut after = 0;
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = view.lock().unwrap().page(after, 7);
+            assert_eq!(page.last, 1000);
+            if page.events.is_empty() {
+                assert_eq!(page.next, after, "an empty page keeps the cursor");
+                break;
+            }
+            assert!(page.events.len() <= 7);
+            seen.extend(page.events.iter().map(|e| e.seq));
+            after = page.next;
+            pages += 1;
+        }
+        assert_eq!(seen, (1..=1000).collect::<Vec<u64>>());
+        assert_eq!(pages, 143);
+        // Without a limit, after=next misses nothing that comes later.
+        let all = view.lock().unwrap().page(0, 10_000);
+        log_event(&view, "1000", &event(1001), None);
+        let more = view.lock().unwrap().page(all.next, 10_000);
+        assert_eq!(
+            more.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1001]
+        );
+    }
 }

@@ -381,8 +381,14 @@ async fn cti_events(
             "the CSTA link is off ([pbx] csta = false)",
         );
     };
-    let (events, next) = c.events_after(q.after, q.limit.unwrap_or(1000).min(10_000));
-    Json(json!({ "events": events, "next": next })).into_response()
+    let page = c.events_after(q.after, q.limit.unwrap_or(1000).min(10_000));
+    Json(json!({
+        "events": page.events,
+        "next": page.next,
+        "last": page.last,
+        "oldest": page.oldest,
+    }))
+    .into_response()
 }
 
 /// A CTI command's body: the user and whatever the service needs.
