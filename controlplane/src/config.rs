@@ -99,6 +99,10 @@
 //! # cert = "/etc/pbxlink/users.crt"   # default: made at first start in state_dir (users-api.crt)
 //! # key = "/etc/pbxlink/users.key"
 //! history_calls = 20                  # calls kept per CTI user
+//!
+//! [log]
+//! level = "info"                      # error | warn | info | debug | trace: pbxlink's own
+//!                                     # modules; dependencies log warnings only (RUST_LOG overrides)
 //! ```
 
 use pbxlink_b2bua::digits::{DigitRule, is_dial_string};
@@ -131,6 +135,39 @@ struct File {
     subscriber: SubscriberSection,
     #[serde(default)]
     tunnel: TunnelSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+/// `[log]`: how much the gateway logs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    /// error, warn, info (default), debug or trace: pbxlink's own
+    /// modules; its dependencies log warnings and errors only.
+    level: Option<String>,
+}
+
+/// The log levels `[log] level` takes.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// `[log] level` of a configuration file's table (info when not set);
+/// read before the rest so that even a gateway in setup logs as asked.
+pub fn log_level(table: &toml::Table) -> Result<&str, String> {
+    match table
+        .get("log")
+        .and_then(|l| l.get("level"))
+        .map(|v| v.as_str().ok_or(v))
+    {
+        None => Ok("info"),
+        Some(Ok(l)) if LOG_LEVELS.contains(&l) => Ok(l),
+        Some(Ok(l)) => Err(format!(
+            "[log] level = {l:?}: use error, warn, info, debug or trace"
+        )),
+        Some(Err(v)) => Err(format!(
+            "[log] level = {v}: use \"error\", \"warn\", \"info\", \"debug\" or \"trace\""
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -926,6 +963,13 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             "[cloud] ntp: {ntp:?} is not a host and port (e.g. \"ntp.cloud.example:123\")"
         ));
     }
+    if let Some(l) = &file.log.level
+        && !LOG_LEVELS.contains(&l.as_str())
+    {
+        problems.push(format!(
+            "[log] level = {l:?}: use error, warn, info, debug or trace"
+        ));
+    }
     if !(1..=3600).contains(&file.gateway.media_timeout_seconds) {
         problems.push(format!(
             "[gateway] media_timeout_seconds = {}: use 1 to 3600 (60 is usual)",
@@ -1281,13 +1325,15 @@ pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConf
         admin: AdminSection,
         #[serde(default)]
         tunnel: TunnelSection,
+        #[serde(default, rename = "log")]
+        _log: LogSection,
     }
     let fail = |problems: Vec<String>| ConfigError {
         file: path.to_owned(),
         problems,
     };
     let mut only = toml::Table::new();
-    for k in ["gateway", "admin", "tunnel"] {
+    for k in ["gateway", "admin", "tunnel", "log"] {
         if let Some(v) = table.get(k) {
             only.insert(k.into(), v.clone());
         }
@@ -1782,6 +1828,19 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_log_level_is_one_of_five_and_info_by_default() {
+        let t = |text: &str| text.parse::<toml::Table>().unwrap();
+        assert_eq!(log_level(&t("")), Ok("info"));
+        assert_eq!(log_level(&t("[log]\nlevel = \"debug\"")), Ok("debug"));
+        assert!(
+            log_level(&t("[log]\nlevel = \"loud\""))
+                .unwrap_err()
+                .contains("use error, warn")
+        );
+        assert!(log_level(&t("[log]\nlevel = 3")).is_err());
+    }
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -72,6 +72,10 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
         .load()?
         .overlay();
     let table = config::read_table(&args.config, &overlay)?;
+    match config::log_level(&table) {
+        Ok(level) => crate::operations::structured_log::set_level(level),
+        Err(why) => tracing::warn!("warning: {why}; logging at info"),
+    }
     let control = NodeControl::default();
     if let Some(setup) = config::setup_config(&args.config, &table)? {
         return crate::admin::run_setup(setup, &args.config, control, args.seconds);

@@ -6,6 +6,11 @@
 //! level, the module that logged it (`target`) and the message, for log
 //! shippers and `jq`. The log bundle carries both files.
 //!
+//! What is logged: pbxlink's own modules at `info` and up, its
+//! dependencies (HTTP clients, TLS, DNS, …) at `warn` and up; `[log]
+//! level` sets pbxlink's level ([`set_level`]), and `RUST_LOG` (as
+//! `target=level,…,default`) overrides both.
+//!
 //! [`init`] installs the subscriber once per process (every subcommand);
 //! [`to_file`] opens the JSON file when `pbxlink run` knows where. Until
 //! then (and if the file cannot be written) JSON lines are not kept; the
@@ -15,10 +20,49 @@ use super::log_file::{JSON_NAME, Rotating, Rotation};
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Registry, reload};
 
 static JSON_FILE: OnceLock<Mutex<Rotating>> = OnceLock::new();
+
+/// The filter's handle, to change the level once the file is read.
+static FILTER: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
+
+/// pbxlink's modules (the binary's and every `pbxlink_*` crate's) at
+/// `level`, everything else at `warn`.
+fn targets(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("pbxlink", level)
+}
+
+/// `RUST_LOG`, when set and readable.
+fn from_env() -> Option<Targets> {
+    let spec = std::env::var("RUST_LOG").ok()?;
+    match spec.parse::<Targets>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("warning: RUST_LOG={spec:?} is not understood ({e}); ignored");
+            None
+        }
+    }
+}
+
+/// Sets pbxlink's own level (`[log] level`: error, warn, info, debug,
+/// trace); `RUST_LOG`, when set, wins.
+pub fn set_level(level: &str) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    let Ok(level) = level.parse::<LevelFilter>() else {
+        return;
+    };
+    if let Some(h) = FILTER.get() {
+        let _ = h.reload(targets(level));
+    }
+}
 
 /// Where the JSON layer writes: the file once opened, else nowhere.
 struct JsonFile;
@@ -79,9 +123,17 @@ pub fn init() {
         .with_current_span(false)
         .with_span_list(false)
         .with_writer(JsonFile);
-    let _ = tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(plain).with(json),
-    );
+    let (filter, handle) = reload::Layer::new(from_env().unwrap_or(targets(LevelFilter::INFO)));
+    if tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(plain)
+            .with(json),
+    )
+    .is_ok()
+    {
+        let _ = FILTER.set(handle);
+    }
 }
 
 /// Keeps JSON lines in `dir/gateway.jsonl` from now on.
