@@ -216,6 +216,16 @@ mod tests {
             "ada.lovelace@example.com"
         );
         assert_eq!(second.events[0].1["removed"][0], "1001");
+        // Nothing changed: still one (empty) sync_batch and one sync_errors
+        // (docs/tunnel.md), so the platform sees every sync complete.
+        let mut s = UserSync::open(&dir);
+        s.commit(second).unwrap();
+        let third = s.run(&d);
+        let kinds: Vec<&str> = third.events.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kinds, ["sync_batch", "sync_errors"]);
+        assert_eq!(third.events[0].1["upserted"], serde_json::json!([]));
+        assert_eq!(third.events[0].1["removed"], serde_json::json!([]));
+        assert_eq!(third.events[1].1["errors"], serde_json::json!([]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

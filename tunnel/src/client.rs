@@ -708,4 +708,24 @@ mod tests {
         c.handle_timeout(t0 + 10 * s);
         assert!(matches!(&heard(&mut c).1[0], ClientOutput::Close(why) if why.contains("welcome")));
     }
+
+    #[test]
+    fn the_welcomes_heartbeat_is_obeyed_within_1_to_300_seconds() {
+        let t0 = Instant::now();
+        for (asked, kept) in [(0u64, 1u64), (1, 1), (40, 40), (300, 300), (3600, 300)] {
+            let mut c = TunnelClient::new(t0, cfg(), 0);
+            c.handle_connected(t0, Vec::new());
+            heard(&mut c);
+            c.handle_input(
+                t0,
+                &say(json!({"v":1,"type":"welcome","session":"s1","heartbeat_s":asked})),
+            );
+            heard(&mut c);
+            assert_eq!(
+                c.poll_timeout(),
+                Some(t0 + Duration::from_secs(kept)),
+                "heartbeat_s {asked}"
+            );
+        }
+    }
 }
