@@ -53,6 +53,38 @@ function expect(ok, what) {
   if (!ok) throw new Error(`expected: ${what}`);
 }
 
+// The page at `width` px: nothing wider than the window, the header's
+// buttons inside it, the diagnostics table inside its card, each radio
+// button and checkbox at the start of its own label. Screenshot kept.
+async function fitsAt(width) {
+  await page.setViewportSize({ width, height: 900 });
+  await page.waitForTimeout(300);
+  const faults = await page.evaluate(() => {
+    const vw = document.documentElement.clientWidth;
+    const out = [];
+    const wide = document.documentElement.scrollWidth;
+    if (wide > vw) out.push(`the page is ${wide} px wide in a ${vw} px window`);
+    for (const b of document.querySelectorAll("header nav button")) {
+      const r = b.getBoundingClientRect();
+      if (r.left < 0 || r.right > vw + 0.5) out.push(`header button "${b.textContent}" at ${Math.round(r.left)}-${Math.round(r.right)} px`);
+    }
+    const card = document.querySelector("#view-operations").getBoundingClientRect();
+    const table = document.querySelector("#diagnostics").getBoundingClientRect();
+    if (table.right > card.right + 0.5) out.push(`the diagnostics table ends at ${Math.round(table.right)} px, its card at ${Math.round(card.right)} px`);
+    for (const i of document.querySelectorAll('#view-operations input[type="radio"], #view-operations input[type="checkbox"]')) {
+      const r = i.getBoundingClientRect();
+      const l = i.closest("label").getBoundingClientRect();
+      if (r.width > 30 || r.left - l.left > 4 || r.top - l.top > 14) {
+        out.push(`${i.type} ${i.value || i.id} at (${Math.round(r.left)}, ${Math.round(r.top)}), ${Math.round(r.width)} px wide, its label at (${Math.round(l.left)}, ${Math.round(l.top)})`);
+      }
+    }
+    return out;
+  });
+  await snap(`operations-${width}px`);
+  expect(faults.length === 0, `the page fits ${width} px: ${faults.join("; ")}`);
+  say(`the page fits ${width} px`);
+}
+
 async function fieldError(step, field, contains) {
   const slot = page.locator(`form[data-step="${step}"] .field-error[data-for="${field}"]`);
   await slot.filter({ hasText: contains === "" ? /\S/ : contains }).waitFor({ timeout: 10_000 });
@@ -142,6 +174,10 @@ try {
 
   // Advanced.
   await visibleStep("advanced").waitFor();
+  // The digit fields take the 10 characters the rule allows.
+  await page.fill('[name="inbound_digits"]', "0123456789");
+  expect((await page.inputValue('[name="inbound_digits"]')).length === 10, "10 digits fit the inbound field");
+  await page.fill('[name="inbound_digits"]', "");
   await page.fill('[name="outbound_digits"]', "0x");
   await page.fill('[name="update_time"]', "25:00");
   await page.click('form[data-step="advanced"] button[type="submit"]');
@@ -198,6 +234,11 @@ try {
   await traced.saveAs(pcap);
   say(`trace downloaded to ${pcap}: ${await page.textContent("#trace-state")}`);
   await snap("operations");
+
+  // On a phone and on a laptop.
+  await fitsAt(375);
+  await fitsAt(1280);
+  await page.setViewportSize({ width: 1100, height: 820 });
 
   // Reboot needs its word typed.
   await page.fill("#danger-confirm", "yes");

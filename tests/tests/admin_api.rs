@@ -354,6 +354,10 @@ fn the_admin_api_checks_every_field_guards_its_sessions_and_expires_its_links() 
             "{}",
             a.text
         );
+        // No part of the password comes back: not the whole, not the
+        // run of one character ("000" was echoed).
+        assert!(!a.text.contains(password), "{}", a.text);
+        assert!(!a.text.contains("000"), "{}", a.text);
     }
     let set = tls(
         &ca,
@@ -462,6 +466,19 @@ fn the_admin_api_checks_every_field_guards_its_sessions_and_expires_its_links() 
         "/api/onboarding/pbx",
         json!({"type": "mx-one", "name": "PBX", "address": "pbx.invalid", "csta_port": "8882"}),
     );
+    assert!(
+        refused(&p, "address").contains("does not resolve"),
+        "{}",
+        p.text
+    );
+    // One answer names every bad field, the host name that does not
+    // resolve among them.
+    let p = client.put(
+        "/api/onboarding/pbx",
+        json!({"type": "mx-one", "name": "", "address": "pbx.invalid", "csta_port": "0"}),
+    );
+    refused(&p, "name");
+    refused(&p, "csta_port");
     assert!(
         refused(&p, "address").contains("does not resolve"),
         "{}",

@@ -251,29 +251,40 @@ pub async fn gateway(
 
 /// `PUT /api/onboarding/pbx`.
 pub async fn pbx(State(s): State<AdminState>, _: Commander, Json(form): Json<PbxForm>) -> Response {
-    let mut step = match form.check() {
-        Ok(step) => step,
-        Err(e) => return invalid(e).into_response(),
+    let checked = form.check();
+    // A host name: where it resolves now is what the gateway uses. It is
+    // looked up whatever else is wrong, so that one answer names every
+    // bad field.
+    let address = form.address.trim();
+    let well_formed = checked
+        .as_ref()
+        .err()
+        .is_none_or(|e| !e.contains_key("address"));
+    let mut resolved = None;
+    let mut unresolved = None;
+    if well_formed && !address.is_empty() && address.parse::<std::net::IpAddr>().is_err() {
+        match tokio::net::lookup_host((address, 0)).await {
+            Ok(mut addrs) => match addrs.next() {
+                Some(a) => resolved = Some(a.ip()),
+                None => unresolved = Some(format!("{address} has no address")),
+            },
+            Err(e) => unresolved = Some(format!("{address} does not resolve: {e}")),
+        }
+    }
+    let mut step = match (checked, unresolved) {
+        (Ok(step), None) => step,
+        (Ok(_), Some(why)) => {
+            return invalid(BTreeMap::from([("address".into(), why)])).into_response();
+        }
+        (Err(mut e), why) => {
+            if let Some(why) = why {
+                e.insert("address".into(), why);
+            }
+            return invalid(e).into_response();
+        }
     };
     if step.address_ip.is_none() {
-        // A host name: where it resolves now is what the gateway uses.
-        match tokio::net::lookup_host((step.address.as_str(), 0)).await {
-            Ok(mut addrs) => step.address_ip = addrs.next().map(|a| a.ip()),
-            Err(e) => {
-                return invalid(BTreeMap::from([(
-                    "address".into(),
-                    format!("{} does not resolve: {e}", step.address),
-                )]))
-                .into_response();
-            }
-        }
-        if step.address_ip.is_none() {
-            return invalid(BTreeMap::from([(
-                "address".into(),
-                format!("{} has no address", step.address),
-            )]))
-            .into_response();
-        }
+        step.address_ip = resolved;
     }
     let before = s.admin.wizard.get();
     let mut next = before.clone();
