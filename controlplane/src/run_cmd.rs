@@ -209,6 +209,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
             pbx_side: pbx_side(&cfg, softphones, profile.name())?,
             trust: Some(Trust {
                 networks: Networks::new(cfg.trusted.clone()),
+                registrar: cfg.subscriber.as_ref().map(|s| s.registrar.ip()),
                 reject: cfg.reject_untrusted,
                 auth: cfg.pbx_auth.clone().map(|(realm, creds)| {
                     Challenger::new(&realm, Algorithm::Md5, creds, signalling::random())

@@ -190,6 +190,40 @@ fn softphone_users_register_with_digest_and_carry_calls_both_ways() {
     }
     assert!(!cloud.output().join("\n").contains("failed to decrypt"));
 
+    // Someone who is neither the registrar nor the PBX calls registered
+    // Softphone user 1001 straight at the subscriber side: no answer, no
+    // call, counted untrusted.
+    let counters = || http::get_with_token(at(ADMIN), "/api/counters", ADMIN_TOKEN).json;
+    let before = counters();
+    let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let me = stranger.local_addr().unwrap();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let invite = format!(
+        "INVITE sip:1001@{sub} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKforeign\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:666@127.0.0.2>;tag=f\r\nTo: <sip:1001@{sub}>\r\n\
+         Call-ID: foreign@127.0.0.2\r\nCSeq: 1 INVITE\r\nContact: <sip:666@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        sub = at(SUBSCRIBER),
+    );
+    stranger.send_to(invite.as_bytes(), at(SUBSCRIBER)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        stranger.recv(&mut buf).is_err(),
+        "a foreign source got an answer from the subscriber side"
+    );
+    let after = counters();
+    assert_eq!(
+        after["untrusted"].as_u64().unwrap(),
+        before["untrusted"].as_u64().unwrap() + 1,
+        "counted untrusted"
+    );
+    assert_eq!(after["calls"], before["calls"], "no call");
+
     // Kamailio restarted forgets every registration: all come back.
     kamailio.stop();
     gw.wait_for("does not answer", Duration::from_secs(15));

@@ -98,6 +98,9 @@ impl ServerTx {
 pub struct Trust {
     /// The PBX's addresses.
     pub networks: pbxlink_dataplane::net::Networks,
+    /// The subscriber side's registrar (`[subscriber] registrar`): trusted
+    /// there besides `networks`, where it may stand apart from the trunk.
+    pub registrar: Option<std::net::IpAddr>,
     /// Answer others 403 instead of nothing.
     pub reject: bool,
     /// Credentials the PBX's INVITEs must carry.
@@ -161,7 +164,23 @@ impl Core {
 
     /// Whether `ip` may use the PBX trunk; counted when not.
     pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
-        let ok = self.trust.as_ref().is_none_or(|t| t.networks.contains(ip));
+        self.trusts_on(ip, false)
+    }
+
+    /// Whether `ip` may reach the subscriber side (the trusted addresses
+    /// and the registrar); counted when not.
+    pub fn trusts_subscriber(&self, ip: std::net::IpAddr) -> bool {
+        self.trusts_on(ip, true)
+    }
+
+    /// Whether `ip` may reach the PBX trunk (or, with `subscriber`, the
+    /// subscriber side, where the registrar is trusted too); counted
+    /// when not.
+    fn trusts_on(&self, ip: std::net::IpAddr, subscriber: bool) -> bool {
+        let ok = self
+            .trust
+            .as_ref()
+            .is_none_or(|t| t.networks.contains(ip) || (subscriber && t.registrar == Some(ip)));
         if !ok {
             self.count(|c| &c.untrusted);
         }
@@ -225,7 +244,7 @@ impl Core {
     /// Handles one framed message received from `peer` on `side`.
     pub fn receive(&mut self, now: Instant, msg: &[u8], peer: Peer, side: Side) -> Inbound {
         if let (Side::Pbx, Peer::Udp(from) | Peer::Subscriber(from)) = (side, &peer) {
-            if !self.trusts(from.ip()) {
+            if !self.trusts_on(from.ip(), matches!(peer, Peer::Subscriber(_))) {
                 // Cheaply: nothing kept, no transaction; 403 if asked for.
                 let reject = self.trust.as_ref().is_some_and(|t| t.reject);
                 let reply = reject
@@ -458,6 +477,7 @@ mod tests {
         let c = Arc::new(Counters::default());
         let trust = |reject| Trust {
             networks: pbxlink_dataplane::net::Networks::new(vec!["127.0.0.1/32".parse().unwrap()]),
+            registrar: Some("127.0.0.3".parse().unwrap()),
             reject,
             auth: None,
         };
@@ -487,6 +507,29 @@ mod tests {
         );
         assert_eq!(c.untrusted.load(Ordering::Relaxed), 2);
         assert_eq!(c.requests.load(Ordering::Relaxed), 2, "never handled");
+        // The subscriber side: the trusted addresses and the registrar;
+        // the registrar is no one special on the trunk.
+        let registrar = "127.0.0.3:5060".parse().unwrap();
+        let options = req("OPTIONS", "z9hG4bKs", "OPTIONS");
+        assert_eq!(
+            status(core.receive(now, &options, Peer::Subscriber(registrar), Side::Pbx)),
+            ["SIP/2.0 200 OK"]
+        );
+        let again = req("OPTIONS", "z9hG4bKs2", "OPTIONS");
+        assert_eq!(
+            status(core.receive(
+                now,
+                &again,
+                Peer::Subscriber("127.0.0.1:5060".parse().unwrap()),
+                Side::Pbx
+            )),
+            ["SIP/2.0 200 OK"]
+        );
+        core.trust = Some(trust(false));
+        let stranger_there = Peer::Subscriber("127.0.0.2:5060".parse().unwrap());
+        assert!(status(core.receive(now, &options, stranger_there, Side::Pbx)).is_empty());
+        assert!(status(core.receive(now, &options, Peer::Udp(registrar), Side::Pbx)).is_empty());
+        assert_eq!(c.untrusted.load(Ordering::Relaxed), 4);
     }
 
     #[test]
@@ -502,6 +545,7 @@ mod tests {
                 networks: pbxlink_dataplane::net::Networks::new(vec![
                     "127.0.0.1/32".parse().unwrap(),
                 ]),
+                registrar: None,
                 reject: false,
                 auth: Some(Challenger::new(
                     "pbxlink",

@@ -261,6 +261,12 @@ pub async fn run(
             }
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
+                // Nobody but the registrar and the PBX's trusted addresses
+                // reaches the subscriber side: not its calls, not the
+                // registrations' answers (dropped unparsed, counted).
+                if !core.lock().expect("core lock").trusts_subscriber(from.ip()) {
+                    continue;
+                }
                 let now = Instant::now();
                 let Ok(Frame::Message(msg)) = framing::datagram(&buf[..n]) else {
                     continue;
