@@ -311,7 +311,7 @@ impl World {
     }
 
     /// An in-dialog request from the caller of placed call `n`.
-    fn from_caller(&mut self, n: usize, method: &str) {
+    fn caller_sends(&mut self, n: usize, method: &str) {
         if self.placed.is_empty() {
             return;
         }
@@ -382,9 +382,9 @@ impl World {
             }
             Step::CloudCalls => self.place(Side::Cloud, "201"),
             Step::Answer(n, code) => self.answer(n, code),
-            Step::Ack(n) => self.from_caller(n, "ACK"),
-            Step::Cancel(n) => self.from_caller(n, "CANCEL"),
-            Step::CallerBye(n) => self.from_caller(n, "BYE"),
+            Step::Ack(n) => self.caller_sends(n, "ACK"),
+            Step::Cancel(n) => self.caller_sends(n, "CANCEL"),
+            Step::CallerBye(n) => self.caller_sends(n, "BYE"),
             Step::CalleeBye(n) => self.callee_bye(n),
             Step::Cloud(up) => self.cloud_link(up),
             Step::Wait(secs) => self.wait(secs),
