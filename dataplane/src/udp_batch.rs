@@ -92,10 +92,12 @@ impl SendBatch {
         true
     }
 
-    /// Sends what is queued from `socket`; returns how many went out. A
-    /// datagram the kernel refuses is skipped.
+    /// Sends what is queued from `socket`; returns how many the kernel
+    /// accepted. A datagram it refuses (a full non-blocking socket, an
+    /// unreachable address) is skipped and not counted.
     pub fn send(&mut self, socket: &UdpSocket) -> usize {
         let mut done = 0;
+        let mut accepted = 0;
         while done < self.len {
             // SAFETY: msgs[done..len] are filled and point into `self`.
             let n = unsafe {
@@ -111,10 +113,10 @@ impl SendBatch {
                 continue;
             }
             done += n as usize;
+            accepted += n as usize;
         }
-        let sent = self.len;
         self.len = 0;
-        sent
+        accepted
     }
 }
 
@@ -190,5 +192,32 @@ impl RecvBatch {
             }
         }
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SendBatch;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn send_counts_what_the_kernel_accepted_not_what_was_queued() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sink.local_addr().unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut b = SendBatch::new(8);
+        assert!(b.push(b"one", to));
+        // An IPv6 destination from an IPv4 socket: the kernel refuses it.
+        assert!(b.push(b"refused", "[::1]:9".parse().unwrap()));
+        assert!(b.push(b"two", to));
+        assert_eq!(b.send(&socket), 2);
+        let mut buf = [0u8; 16];
+        sink.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        while let Ok(n) = sink.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(b.send(&socket), 0, "emptied");
     }
 }

@@ -340,6 +340,10 @@ fn floods_storms_and_slow_clients_are_refused_while_calls_go_on() {
         .unwrap();
 
     // The trusted PBX past its limit: 503 for every INVITE.
+    // idle_timeout (3 s) is for connections peers open: the trunk the
+    // gateway dialled, quiet between its pings, is still up.
+    let status = site.admin_get("/api/status");
+    assert_eq!(status["cloud_trunk"]["state"], "connected", "{status}");
     let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let pbx_at = pbx.local_addr().unwrap();
     pbx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

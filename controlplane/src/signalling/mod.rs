@@ -641,6 +641,7 @@ pub fn serve(
         let pbx_link = b2bua
             .as_ref()
             .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
+        let b2bua_keepalive = b2bua.as_ref().map(|b| b.config.pbx_keepalive);
         // Events for the cloud platform, when a tunnel carries them.
         let (sink, sink_rx) = match b2bua.as_ref().and_then(|b| b.pbx_side.tunnel.as_ref()) {
             Some(_) => {
@@ -760,9 +761,15 @@ pub fn serve(
         }
         tokio::spawn(accept(tcp, None, shared.clone(), slots));
         if let Some((pbx, path)) = pbx_link {
+            // Dialled by the gateway, like the cloud trunk: the PBX watch's
+            // OPTIONS keep it, not the idle limit of accepted connections.
+            let keepalive = b2bua_keepalive.unwrap_or(Duration::ZERO);
             tokio::spawn(pbx_link::run(
                 pbx,
-                shared.clone(),
+                Shared {
+                    idle: shared.idle.max(3 * keepalive),
+                    ..shared.clone()
+                },
                 path,
                 args.dscp,
                 c.clone(),
@@ -794,8 +801,13 @@ pub fn serve(
                 dscp: args.dscp,
                 path: cloud_path.clone(),
             };
+            // `[sip] idle_timeout` is for connections peers open to the
+            // gateway; the trunk it dialled is kept alive by its own pings
+            // and judged dead by their missing answers, so a short idle
+            // limit must not cut it between two pings.
             let cloud_side = Shared {
                 side: Side::Cloud,
+                idle: shared.idle.max(3 * cfg.ping),
                 ..shared.clone()
             };
             tokio::spawn(trunk::run(cfg, cloud_side));
