@@ -230,6 +230,20 @@ fn hostport(s: &[u8]) -> bool {
     }
 }
 
+/// A URI that is `sip:` or `sips:` must be one by [`sip_uri`] (a From,
+/// To or Contact naming a SIP URI that is not one would be written into
+/// the gateway's own Request-URIs); other schemes are left to their own
+/// rules.
+fn sip_uri_if_sip(uri: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(uri) else {
+        return false;
+    };
+    match scheme(text).as_deref() {
+        Some("sip" | "sips") => sip_uri(text),
+        _ => true,
+    }
+}
+
 /// A `sip:` or `sips:` URI as RFC 3261 §25.1 writes it: `[userinfo "@"]
 /// hostport *(";" uri-parameter) ["?" headers]`, where the user is one or
 /// more unreserved, escaped or user-unreserved characters, the password
@@ -387,7 +401,7 @@ fn name_addr(value: &str) -> bool {
     }
     if s.eat(b'<') {
         let uri = s.take_while(|b| b != b'>');
-        if !s.eat(b'>') || !absolute_uri(uri) {
+        if !s.eat(b'>') || !absolute_uri(uri) || !sip_uri_if_sip(uri) {
             return false;
         }
     } else {
@@ -395,7 +409,8 @@ fn name_addr(value: &str) -> bool {
             return false; // a display name without <URI>
         }
         let uri = s.take_while(|b| !matches!(b, b';' | b' ' | b'\t'));
-        if !absolute_uri(uri) || uri.contains(&b'?') || uri.contains(&b',') {
+        if !absolute_uri(uri) || uri.contains(&b'?') || uri.contains(&b',') || !sip_uri_if_sip(uri)
+        {
             return false;
         }
     }
@@ -481,6 +496,13 @@ mod tests {
         ] {
             assert!(!sip_uri(bad), "{bad}");
         }
+        // A From, To or Contact naming a SIP URI must hold one: the
+        // gateway writes Contacts into its own Request-URIs (found by
+        // the b2bua_call fuzz target: `<sips:[ua@198.51.100.9>`).
+        assert!(!name_addr_list("<sips:[ua@198.51.100.9>", true));
+        assert!(!name_addr_field("<sip:@@@:::>;tag=1"));
+        assert!(name_addr_field("\"Alice\" <sip:201@10.0.0.2>;tag=ft"));
+        assert!(name_addr_field("<tel:+4420;phone-context=x>"));
     }
 
     use super::*;
