@@ -69,3 +69,24 @@ pub fn loopback_accepts_xdp_frames() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Waits until `n` relays added to `plane` report up; panics on one that
+/// failed, or when not all are up within `within`.
+pub fn wait_relays_up(
+    plane: &mut pbxlink_dataplane::engine::DataPlane,
+    n: u16,
+    within: std::time::Duration,
+) {
+    use pbxlink_dataplane::control::Event;
+    let mut up = 0;
+    let deadline = std::time::Instant::now() + within;
+    while up < n && std::time::Instant::now() < deadline {
+        plane.drain_events(|e| match e {
+            Event::Added { .. } => up += 1,
+            Event::AddFailed { id, reason } => panic!("relay {id}: {reason:?}"),
+            _ => {}
+        });
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(up, n, "relays up");
+}

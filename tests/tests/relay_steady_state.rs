@@ -104,17 +104,7 @@ fn thousand_relays_relay_a_million_packets_without_allocating() {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    let mut up = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while up < RELAYS && Instant::now() < deadline {
-        plane.drain_events(|e| match e {
-            Event::Added { .. } => up += 1,
-            Event::AddFailed { id, reason } => panic!("relay {id}: {reason:?}"),
-            _ => {}
-        });
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(up, RELAYS, "relays up");
+    pbxlink_tests::wait_relays_up(&mut plane, RELAYS, Duration::from_secs(30));
 
     // Every round: one G.711 packet into each relay from each side. The
     // cloud's SRTP is made up front so the generator never allocates.

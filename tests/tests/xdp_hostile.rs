@@ -132,17 +132,7 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
         };
         plane.add_relay(spec).expect("room for the relay");
     }
-    let mut up = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while up < RELAYS && Instant::now() < deadline {
-        plane.drain_events(|e| match e {
-            Event::Added { .. } => up += 1,
-            Event::AddFailed { id, reason } => panic!("relay {id}: {reason:?}"),
-            _ => {}
-        });
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(up, RELAYS, "relays up");
+    pbxlink_tests::wait_relays_up(&mut plane, RELAYS, Duration::from_secs(20));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (at_pbx, at_cloud) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
