@@ -187,7 +187,7 @@ fn escaped_run(s: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
 /// are labels too), or an IPv6 reference; a port of 1 to 5 digits, at
 /// most 65535.
 fn hostport(s: &[u8]) -> bool {
-    let (host, port) = if s.first() == Some(&b'[') {
+    let port = if s.first() == Some(&b'[') {
         let Some(close) = s.iter().position(|&b| b == b']') else {
             return false;
         };
@@ -199,7 +199,7 @@ fn hostport(s: &[u8]) -> bool {
         {
             return false;
         }
-        (&s[..0], &s[close + 1..])
+        &s[close + 1..]
     } else {
         let colon = s.iter().position(|&b| b == b':').unwrap_or(s.len());
         let host = &s[..colon];
@@ -214,9 +214,8 @@ fn hostport(s: &[u8]) -> bool {
         if !labels_ok {
             return false;
         }
-        (host, &s[colon..])
+        &s[colon..]
     };
-    let _ = host;
     match port.strip_prefix(b":") {
         None => port.is_empty(),
         Some(p) => {

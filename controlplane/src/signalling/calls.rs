@@ -432,13 +432,13 @@ impl Calls {
             // The PBX's trunk runs over TCP and the gateway's connection to
             // it is down: nowhere to send the call.
             self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
-            return self.refuse_because(side, &p.head, 503, "the PBX trunk is down");
+            return self.unavailable(side, &p.head, "the PBX trunk is down");
         }
         if side == Side::Pbx && !self.cloud_up() {
             // The cloud trunk is down: 503 at once, so the PBX takes its
             // next route (for an emergency call above all), no slot held.
             self.counters.calls_unrouted.fetch_add(1, Ordering::Relaxed);
-            return self.refuse_because(side, &p.head, 503, "the cloud trunk is down");
+            return self.unavailable(side, &p.head, "the cloud trunk is down");
         }
         // Admission: the limit, then 2 more for emergency numbers, whose
         // relay ports are kept free for them too. Refused with the
@@ -1184,22 +1184,16 @@ impl Calls {
 
     /// A `503` refusing an INVITE for a reason the record and the log
     /// name (`Refused(503): the cloud trunk is down`).
-    fn refuse_because(
-        &mut self,
-        side: Side,
-        head: &Head,
-        code: u16,
-        reason: &'static str,
-    ) -> Option<Vec<u8>> {
+    fn unavailable(&mut self, side: Side, head: &Head, reason: &'static str) -> Option<Vec<u8>> {
         let to = head.start_line.split(' ').nth(1).unwrap_or_default();
         tracing::warn!(
-            "call from the {} to {to} refused {code}: {reason}",
+            "call from the {} to {to} refused 503: {reason}",
             match side {
                 Side::Pbx => "PBX",
                 Side::Cloud => "cloud",
             }
         );
-        self.refuse_with_reason(side, head, code, "Service Unavailable", Some(reason))
+        self.refuse_with_reason(side, head, 503, "Service Unavailable", Some(reason))
     }
 
     fn refuse_with_reason(
