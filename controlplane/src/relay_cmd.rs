@@ -100,6 +100,9 @@ fn totals(workers: &BTreeMap<usize, WorkerStats>) -> WorkerStats {
         t.xdp_sent += w.xdp_sent;
         t.xdp_received += w.xdp_received;
         t.xdp_kicks_failed += w.xdp_kicks_failed;
+        t.xdp_foreign_dropped += w.xdp_foreign_dropped;
+        t.xdp_foreign_passed += w.xdp_foreign_passed;
+        t.xdp_map_failures += w.xdp_map_failures;
     }
     t
 }
@@ -231,7 +234,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
             next_line += Duration::from_secs(1);
             let t = totals(&workers);
             println!(
-                "stats t={}s relays={} received={} sent={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_sent={} drops: {}",
+                "stats t={}s relays={} received={} sent={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_sent={} xdp_foreign_dropped={} xdp_foreign_passed={} drops: {}",
                 now.duration_since(started).as_secs(),
                 t.relays,
                 t.received,
@@ -241,6 +244,8 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
                 t.multishot_completions,
                 t.provided_buffer_completions,
                 t.xdp_sent,
+                t.xdp_foreign_dropped,
+                t.xdp_foreign_passed,
                 drops_text(&t.drops)
             );
         }
@@ -264,7 +269,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
     }
     let t = totals(&workers);
     println!(
-        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_received={} xdp_sent={} xdp_kicks_failed={} drops: {}",
+        "final: relays={} to_cloud_rtp={} to_cloud_rtcp={} to_lan_rtp={} to_lan_rtcp={} kernel_drops={} enobufs={} multishot={} provided_buffers={} xdp_received={} xdp_sent={} xdp_kicks_failed={} xdp_foreign_dropped={} xdp_foreign_passed={} xdp_map_failures={} drops: {}",
         finals.len(),
         sum.lan_to_cloud.rtp_out,
         sum.lan_to_cloud.rtcp_out,
@@ -277,6 +282,9 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<()> {
         t.xdp_received,
         t.xdp_sent,
         t.xdp_kicks_failed,
+        t.xdp_foreign_dropped,
+        t.xdp_foreign_passed,
+        t.xdp_map_failures,
         drops_text(&drops)
     );
     if failed > 0 {

@@ -135,6 +135,16 @@ pub struct WorkerStats {
     /// AF_XDP send kicks the kernel refused (xdp backend; the frames stay
     /// queued for the next).
     pub xdp_kicks_failed: u64,
+    /// Datagrams to a LAN leg from a source other than its peer, dropped by
+    /// the XDP program before they cost a frame (xdp backend).
+    pub xdp_foreign_dropped: u64,
+    /// Datagrams to a cloud leg from a source other than its peer, handed
+    /// by the XDP program to the relay's socket, where the relay checks
+    /// them (xdp backend).
+    pub xdp_foreign_passed: u64,
+    /// Updates of the XDP program's port map that failed (xdp backend: the
+    /// port then keeps its previous filter).
+    pub xdp_map_failures: u64,
 }
 
 /// Something a worker reports.

@@ -61,6 +61,11 @@ impl Socket {
     fn is_rtcp(self) -> bool {
         matches!(self, Socket::LanRtcp | Socket::CloudRtcp)
     }
+
+    /// Whether it is a cloud leg's socket (SRTP/SRTCP).
+    pub fn is_cloud(self) -> bool {
+        matches!(self, Socket::CloudRtp | Socket::CloudRtcp)
+    }
 }
 
 /// Which way media may flow, as the relay sees it.
@@ -305,6 +310,12 @@ impl Relay {
     /// The relay's id.
     pub fn id(&self) -> RelayId {
         self.id
+    }
+
+    /// The peer `socket` accepts packets from and sends to: configured or
+    /// latched, `None` until then.
+    pub fn peer(&self, socket: Socket) -> Option<SocketAddr> {
+        self.peers[socket as usize]
     }
 
     /// Changes which way media may flow (hold, resume).

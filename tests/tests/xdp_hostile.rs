@@ -6,10 +6,15 @@
 //! each packet marked with its relay — while a flooder sends, unpaced and
 //! as fast as one thread can, garbage and RTP/RTCP carrying the calls' own
 //! SSRCs (payload 0x55, never a call's) to all four ports of every relay,
-//! from a source no relay latched. In a debug build the worker is far
-//! slower than the flood, so its AF_XDP rings overflow (the kernel's drops
-//! are counted and shown); frames are reused under that pressure, which
-//! is where a flood's bytes could slip out. The peers check every
+//! from a source no relay latched, and half of it to the cloud ports from
+//! the cloud peer's own address (a spoofed source the XDP program cannot
+//! tell from the peer: those become frames, fail authentication in the
+//! relay, and must leave nothing). The XDP program drops what comes from
+//! elsewhere to a LAN leg and hands what comes from elsewhere to a cloud
+//! leg to its socket, both counted. In a debug build the worker is far
+//! slower than the spoofed flood, so its AF_XDP rings overflow (the
+//! kernel's drops are counted and shown); frames are reused under that
+//! pressure, which is where a flood's bytes could slip out. The peers check every
 //! datagram that reaches them: from a relay's own port, the call's marker
 //! and SSRC, and toward the cloud an SRTP packet that authenticates with
 //! that relay's key. The flooder must get nothing back.
@@ -159,8 +164,9 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
     // The flood: as fast as one thread sends, to every port of every relay.
     let flood_sent = Arc::new(AtomicU64::new(0));
     let flood = {
-        let (socket, stop, sent) = (
+        let (foreign, spoofed, stop, sent) = (
             flooder.try_clone().unwrap(),
+            cloud.try_clone().unwrap(),
             stop.clone(),
             flood_sent.clone(),
         );
@@ -169,16 +175,21 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
             let mut rng = 0x9e37_79b9_7f4a_7c15u64;
             let mut p = [0u8; 256];
             let mut k = 0u32;
+            let mut round = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                // Every other batch from the cloud peer's own address, to
+                // the cloud ports.
+                round += 1;
+                let from_peer = round % 2 == 0;
                 for _ in 0..64 {
                     rng ^= rng >> 12;
                     rng ^= rng << 25;
                     rng ^= rng >> 27;
                     let r = (k / 4) as u16 % RELAYS;
-                    let port = match k % 4 {
-                        0 => LAN_BASE + 2 * r,
-                        1 => LAN_BASE + 2 * r + 1,
-                        2 => CLOUD_BASE + 2 * r,
+                    let port = match (k % 4, from_peer) {
+                        (0, false) => LAN_BASE + 2 * r,
+                        (1, false) => LAN_BASE + 2 * r + 1,
+                        (0 | 2, _) => CLOUD_BASE + 2 * r,
                         _ => CLOUD_BASE + 2 * r + 1,
                     };
                     k = k.wrapping_add(1);
@@ -198,7 +209,8 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
                     };
                     batch.push(&p[..len], SocketAddr::from(([127, 0, 0, 1], port)));
                 }
-                sent.fetch_add(batch.send(&socket) as u64, Ordering::Relaxed);
+                let socket = if from_peer { &spoofed } else { &foreign };
+                sent.fetch_add(batch.send(socket) as u64, Ordering::Relaxed);
             }
         })
     };
@@ -210,6 +222,7 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
     let started = Instant::now();
     let mut n = 0u16;
     let mut kernel_drops = 0;
+    let (mut foreign_dropped, mut foreign_passed) = (0, 0);
     while started.elapsed() < Duration::from_secs(SECONDS) {
         let mut p = [0u8; 256];
         for r in 0..RELAYS {
@@ -223,6 +236,8 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
         plane.drain_events(|e| {
             if let Event::Worker { stats, .. } = e {
                 kernel_drops = stats.kernel_drops;
+                foreign_dropped = stats.xdp_foreign_dropped;
+                foreign_passed = stats.xdp_foreign_passed;
             }
         });
         std::thread::sleep(Duration::from_millis(20));
@@ -246,6 +261,7 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
     let flooded = flood_sent.load(Ordering::Relaxed);
     println!(
         "{SECONDS} s, {RELAYS} relays: flood {flooded} datagrams ({:.0}/s); the worker's kernel drops (rings full) {kernel_drops}; \
+         from other sources: {foreign_dropped} dropped by the XDP program (LAN legs), {foreign_passed} passed to the sockets (cloud legs); \
          at the PBX {good_pbx} call packets, {bad_pbx} others; at the cloud {good_cloud} call packets, {bad_cloud} others",
         flooded as f64 / SECONDS as f64
     );
@@ -258,6 +274,10 @@ fn hostile_frames_with_full_rings_never_leave_the_xdp_worker() {
     assert!(
         good_pbx > 0 && good_cloud > 0,
         "calls relayed both ways meanwhile"
+    );
+    assert!(
+        foreign_dropped > 0 && foreign_passed > 0,
+        "the XDP program kept other sources off the frames"
     );
     if cfg!(debug_assertions) {
         assert!(

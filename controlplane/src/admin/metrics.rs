@@ -180,6 +180,11 @@ pub fn render(s: &AdminState) -> String {
         &[("reason", "kernel")],
         c.get("media_kernel_drops"),
     );
+    t.sample(
+        "pbxlink_media_drops_total",
+        &[("reason", "xdp_foreign_source")],
+        c.get("media_xdp_foreign_dropped"),
+    );
     t.family(
         "pbxlink_media_drops_by_direction_total",
         "counter",

@@ -803,6 +803,8 @@ impl Calls {
             .store(sum(|w| w.xdp_received), Ordering::Relaxed);
         c.media_kernel_drops
             .store(sum(|w| w.kernel_drops), Ordering::Relaxed);
+        c.media_xdp_foreign_dropped
+            .store(sum(|w| w.xdp_foreign_dropped), Ordering::Relaxed);
         c.dataplane_events_dropped
             .store(sum(|w| w.events_dropped), Ordering::Relaxed);
         let bp = self.plane.backpressure();

@@ -213,6 +213,9 @@ pub struct Counters {
     media_received_xdp: AtomicU64,
     /// Media datagrams the kernel dropped before the data plane saw them.
     media_kernel_drops: AtomicU64,
+    /// Media datagrams to a LAN leg from another source than its peer,
+    /// dropped by the XDP program (xdp backend).
+    media_xdp_foreign_dropped: AtomicU64,
     /// Whether the gateway drains (a gauge: new calls get 503).
     draining: AtomicU64,
     /// Media port pairs calls hold now (a gauge).
@@ -305,6 +308,7 @@ impl Counters {
             ("media_sent_xdp", &self.media_sent_xdp),
             ("media_received_xdp", &self.media_received_xdp),
             ("media_kernel_drops", &self.media_kernel_drops),
+            ("media_xdp_foreign_dropped", &self.media_xdp_foreign_dropped),
             ("draining", &self.draining),
             ("port_pairs_in_use", &self.port_pairs_in_use),
             (

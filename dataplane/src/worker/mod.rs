@@ -10,7 +10,7 @@ pub mod xdp;
 
 use crate::control::{AddFailure, Channel, Command, Event, WorkerStats};
 use crate::drops::DropCounters;
-use crate::relay::{Relay, RelayId, RelaySpec, Socket, Verdict};
+use crate::relay::{Relay, RelayEvent, RelayId, RelaySpec, Socket, Verdict};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -136,6 +136,53 @@ pub struct Core {
     last_publish: Instant,
     /// Set by `Shutdown`.
     pub stopping: bool,
+    /// Sockets whose peer may have changed (a relay added, a leg latched,
+    /// moved or configured) since the backend last looked: kept only for a
+    /// backend that filters by peer outside the relay (xdp), in a table
+    /// allocated at start; `peers_lost` says it overflowed.
+    pub peer_changes: PeerChanges,
+}
+
+/// The sockets whose peer changed, for a backend that mirrors peers
+/// elsewhere (the XDP program's map). Bounded: allocated once; when full,
+/// `overflowed` asks the backend to look at every relay.
+#[derive(Debug, Default)]
+pub struct PeerChanges {
+    /// Whether changes are kept at all (off: the backend does not care).
+    pub tracked: bool,
+    /// Slot and socket, in order.
+    pub changed: Vec<(usize, Socket)>,
+    /// More changed than `changed` holds.
+    pub overflowed: bool,
+}
+
+impl PeerChanges {
+    /// Keeps changes, room for `n` of them.
+    pub fn tracking(n: usize) -> Self {
+        Self {
+            tracked: true,
+            changed: Vec::with_capacity(n),
+            overflowed: false,
+        }
+    }
+
+    #[inline]
+    fn note(&mut self, slot: usize, socket: Socket) {
+        if !self.tracked {
+            return;
+        }
+        if self.changed.len() < self.changed.capacity() {
+            self.changed.push((slot, socket));
+        } else {
+            self.overflowed = true;
+        }
+    }
+
+    /// Whether there is anything to look at.
+    #[inline]
+    pub fn pending(&self) -> bool {
+        !self.changed.is_empty() || self.overflowed
+    }
 }
 
 fn bind(spec: &RelaySpec, dscp: u8) -> Result<[UdpSocket; 4], AddFailure> {
@@ -187,6 +234,7 @@ impl Core {
             last_sweep: now,
             last_publish: now,
             stopping: false,
+            peer_changes: PeerChanges::default(),
         }
     }
 
@@ -230,6 +278,9 @@ impl Core {
             overflow: [0; 4],
             connected,
         });
+        for i in 0..4 {
+            self.peer_changes.note(slot, Socket::from_index(i));
+        }
         Ok(())
     }
 
@@ -281,10 +332,19 @@ impl Core {
                     None
                 }),
                 Command::SetRemote { id, lan, remote } => {
-                    if let Some(slot) = self.by_id.get(&id).and_then(|&s| self.slots[s].as_mut()) {
-                        if lan {
-                            connect_lan(&slot.sockets, remote, &mut slot.connected);
+                    if let Some(&at) = self.by_id.get(&id) {
+                        if let Some(slot) = self.slots[at].as_mut() {
+                            if lan {
+                                connect_lan(&slot.sockets, remote, &mut slot.connected);
+                            }
                         }
+                        let (rtp, rtcp) = if lan {
+                            (Socket::LanRtp, Socket::LanRtcp)
+                        } else {
+                            (Socket::CloudRtp, Socket::CloudRtcp)
+                        };
+                        self.peer_changes.note(at, rtp);
+                        self.peer_changes.note(at, rtcp);
                     }
                     self.with_relay(id, |r| {
                         r.set_remote(lan, remote);
@@ -369,6 +429,9 @@ impl Core {
         }
         let verdict = s.relay.handle(now, socket, src, buf, len);
         if let Some(event) = s.relay.poll_event(now) {
+            if let RelayEvent::Latched { socket, .. } = event {
+                self.peer_changes.note(slot, socket);
+            }
             let id = s.relay.id();
             if self
                 .channel

@@ -24,7 +24,7 @@ use super::epoll::SocketPath;
 use super::{Core, Origin, Registry};
 use crate::relay::{Socket, Verdict};
 use crate::xdp::frame::{self, Route};
-use crate::xdp::program::{self, Program};
+use crate::xdp::program::{self, Divert, Program};
 use crate::xdp::socket::{XskSocket, XskStats};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -74,7 +74,14 @@ impl Registry for FastPath {
         }
         self.sockets.epoll.register(slot, generation, sockets)?;
         for (i, addr) in local.iter().flatten().enumerate() {
-            self.program.divert(addr.port(), Some(*addr.ip()))?;
+            // No peer yet: every source comes through until the relay
+            // says whom it takes (`mirror_peers`, right after the add).
+            let how = Divert {
+                local: *addr.ip(),
+                peer: None,
+                others_to_socket: Socket::from_index(i).is_cloud(),
+            };
+            self.program.divert(addr.port(), Some(how))?;
             self.ports[addr.port() as usize] = (slot * 4 + i + 1) as u32;
         }
         self.local[slot] = local;
@@ -89,6 +96,52 @@ impl Registry for FastPath {
             self.ports[addr.port() as usize] = 0;
         }
         self.local[slot] = [None; 4];
+    }
+}
+
+impl FastPath {
+    /// Tells the program each changed socket's peer, so it drops (LAN) or
+    /// hands to the socket (cloud) every other source before it costs a
+    /// frame. Runs after whatever may change a peer: commands, the sockets'
+    /// datagrams, a frame the relay accepted.
+    fn mirror_peers(&mut self, core: &mut Core) {
+        if !core.peer_changes.pending() {
+            return;
+        }
+        if core.peer_changes.overflowed {
+            core.peer_changes.overflowed = false;
+            for slot in 0..self.local.len() {
+                for socket in Socket::ALL {
+                    self.mirror(core, slot, socket);
+                }
+            }
+        }
+        for i in 0..core.peer_changes.changed.len() {
+            let (slot, socket) = core.peer_changes.changed[i];
+            self.mirror(core, slot, socket);
+        }
+        core.peer_changes.changed.clear();
+    }
+
+    fn mirror(&self, core: &mut Core, slot: usize, socket: Socket) {
+        let Some(local) = self.local.get(slot).and_then(|l| l[socket as usize]) else {
+            return;
+        };
+        let Some(s) = core.slots.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let peer = match s.relay.peer(socket) {
+            Some(SocketAddr::V4(p)) => Some(p),
+            _ => None,
+        };
+        let how = Divert {
+            local: *local.ip(),
+            peer,
+            others_to_socket: socket.is_cloud(),
+        };
+        if self.program.divert(local.port(), Some(how)).is_err() {
+            core.stats.xdp_map_failures += 1;
+        }
     }
 }
 
@@ -147,6 +200,7 @@ pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
     let mut xsk = XskSocket::open(ifindex, queue)?;
     program.bind_socket(queue, xsk.as_raw_fd())?;
     let n = core.config.max_relays;
+    core.peer_changes = super::PeerChanges::tracking(n * 4);
     let mut fast = FastPath {
         program,
         sockets: SocketPath::new()?,
@@ -190,25 +244,38 @@ pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
             }
             if fds[2].revents & libc::POLLIN != 0 {
                 fast.sockets.serve(&mut core, Duration::ZERO);
+                fast.mirror_peers(&mut core);
             }
         }
         let now = Instant::now();
         if !core.channel.commands.is_empty() {
             core.commands(now, &mut fast);
+            fast.mirror_peers(&mut core);
         }
         turn(&mut core, &mut fast, &mut xsk, now);
         if now.saturating_duration_since(last_kernel) >= KERNEL_STATS_EVERY {
             last_kernel = now;
-            if let Ok(s) = xsk.stats() {
-                let lost = |s: &XskStats| s.rx_dropped + s.rx_ring_full + s.tx_invalid;
-                core.stats.kernel_drops += lost(&s).saturating_sub(lost(&kernel));
-                kernel = s;
-            }
+            kernel_counters(&mut core, &fast, &xsk, &mut kernel);
         }
         core.tick(now);
     }
+    kernel_counters(&mut core, &fast, &xsk, &mut kernel);
     core.publish();
     Ok(())
+}
+
+/// What the kernel counted for this worker: the AF_XDP socket's drops
+/// (since `last`) and the program's foreign sources.
+fn kernel_counters(core: &mut Core, fast: &FastPath, xsk: &XskSocket, last: &mut XskStats) {
+    if let Ok(s) = xsk.stats() {
+        let lost = |s: &XskStats| s.rx_dropped + s.rx_ring_full + s.tx_invalid;
+        core.stats.kernel_drops += lost(&s).saturating_sub(lost(last));
+        *last = s;
+    }
+    if let Ok(f) = fast.program.foreign() {
+        core.stats.xdp_foreign_dropped = f.dropped;
+        core.stats.xdp_foreign_passed = f.passed;
+    }
 }
 
 /// Takes up to [`FRAMES_PER_TURN`] received frames through their relays
@@ -225,6 +292,7 @@ fn turn(core: &mut Core, fast: &mut FastPath, xsk: &mut XskSocket, now: Instant)
         } else {
             xsk.recycle(addr);
         }
+        fast.mirror_peers(core);
     }
     if ready > 0 {
         xsk.release_received();

@@ -1,28 +1,40 @@
 //! The XDP program that diverts relay traffic to the worker's AF_XDP
-//! socket, its two maps, and its attachment to an interface. The program is
-//! a few dozen eBPF instructions, assembled here (no compiler, no libbpf):
+//! socket, its three maps, and its attachment to an interface. The program
+//! is a few dozen eBPF instructions, assembled here (no compiler, no libbpf):
 //!
 //! ```text
-//! IPv4, no options, not a fragment, UDP, and ports[dst port] == dst address
-//!     → redirect to xsks[rx queue] (XDP_PASS when no socket is there)
+//! IPv4, no options, not a fragment, UDP, and ports[dst port].local == dst address:
+//!     no peer yet, or the source is the peer → redirect to xsks[rx queue]
+//!                                              (XDP_PASS when no socket is there)
+//!     another source on a LAN leg            → count, XDP_DROP
+//!     another source on a cloud leg          → count, XDP_PASS (to the relay's socket)
 //! anything else → XDP_PASS (the kernel's stack, as without the program)
 //! ```
 //!
+//! So a flood from anywhere but a call's peers never costs the worker a
+//! frame: a LAN leg accepts nothing but its peer (the relay would drop it
+//! as an unexpected source), and a cloud leg, which may move to a source
+//! whose packets authenticate, hears the others on its ordinary socket,
+//! where the kernel's queue bounds them and the relay checks them.
+//!
 //! `ports` is an array indexed by the destination port as the program
-//! loads it (network byte order read little-endian); its value is the
-//! relay's bound IPv4 address (network order), 0 when the port is not a
-//! relay's. The attachment is a BPF link owned by this process: it goes
-//! away with the process, so a crash never leaves traffic diverted.
+//! loads it (network byte order read little-endian); its value says the
+//! relay's bound IPv4 address (0 when the port is not a relay's), its
+//! peer's address and port (0: not latched yet) and what to do with other
+//! sources. `foreign` counts those others: [dropped, passed]. The
+//! attachment is a BPF link owned by this process: it goes away with the
+//! process, so a crash never leaves traffic diverted.
 //! Raw `bpf(2)` calls live here (`unsafe` as in an FFI module); each block
 //! says why it holds.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -30,6 +42,7 @@ const MAP_ARRAY: u32 = 2;
 const MAP_XSKMAP: u32 = 17;
 const PROG_XDP: u32 = 6;
 const ATTACH_XDP: u32 = 37;
+const XDP_DROP: i32 = 1;
 const XDP_PASS: i32 = 2;
 const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_REDIRECT_MAP: i32 = 51;
@@ -37,6 +50,11 @@ const HELPER_REDIRECT_MAP: i32 = 51;
 const PORTS: u32 = 65_536;
 /// Entries in the socket map: receive queues.
 const QUEUES: u32 = 64;
+/// A port's entry: local address, peer address, peer port, what to do
+/// with other sources (all as the program loads them).
+const ENTRY: u32 = 12;
+/// Entries of the `foreign` counters: dropped (LAN), passed (cloud).
+const FOREIGN: u32 = 2;
 
 /// `union bpf_attr`, as bytes: every command's fields are plain integers at
 /// fixed offsets; the kernel wants the unused rest zeroed.
@@ -89,13 +107,23 @@ fn map(kind: u32, key: u32, value: u32, entries: u32) -> io::Result<OwnedFd> {
         .fd(BPF_MAP_CREATE)
 }
 
-fn update(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
+fn update(map: &OwnedFd, key: u32, value: &[u8]) -> io::Result<()> {
     Attr::new()
         .u32(0, map.as_raw_fd() as u32)
         .u64(8, &key as *const u32 as u64)
-        .u64(16, &value as *const u32 as u64)
+        .u64(16, value.as_ptr() as u64)
         .call(BPF_MAP_UPDATE_ELEM)
         .map(|_| ())
+}
+
+fn lookup_u64(map: &OwnedFd, key: u32) -> io::Result<u64> {
+    let mut value = 0u64;
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .u64(8, &key as *const u32 as u64)
+        .u64(16, &mut value as *mut u64 as u64)
+        .call(BPF_MAP_LOOKUP_ELEM)
+        .map(|_| value)
 }
 
 /// One eBPF instruction.
@@ -126,6 +154,8 @@ const LDX_W: u8 = 0x61;
 const LDX_H: u8 = 0x69;
 const LDX_B: u8 = 0x71;
 const STX_W: u8 = 0x63;
+/// `*(u64 *)(dst + off) += src`, atomically (BPF_STX | BPF_DW | BPF_ATOMIC, BPF_ADD).
+const ATOMIC_ADD_DW: u8 = 0xdb;
 const JGT_REG: u8 = 0x2d;
 const JNE_IMM: u8 = 0x55;
 const JNE_REG: u8 = 0x5d;
@@ -135,58 +165,165 @@ const EXIT: u8 = 0x95;
 const LD_IMM64: u8 = 0x18;
 const PSEUDO_MAP_FD: u8 = 1;
 
-/// The program, with the two maps' descriptors in place.
-fn instructions(ports: RawFd, xsks: RawFd) -> Vec<Insn> {
-    // Jumps name their target by label; offsets are resolved below.
-    const PASS: i16 = i16::MIN;
-    let p = vec![
-        insn(MOV64_REG, 6, 1, 0, 0),  // r6 = ctx
-        insn(LDX_W, 2, 6, 0, 0),      // r2 = ctx->data
-        insn(LDX_W, 3, 6, 4, 0),      // r3 = ctx->data_end
-        insn(MOV64_REG, 4, 2, 0, 0),  //
-        insn(ADD64_IMM, 4, 0, 0, 42), // r4 = data + eth + ip + udp
-        insn(JGT_REG, 4, 3, PASS, 0), // too short
-        insn(LDX_H, 5, 2, 12, 0),     // ethertype
-        insn(JNE_IMM, 5, 0, PASS, 8), //   != 0x0800 (read little-endian)
-        insn(LDX_B, 5, 2, 14, 0),     // version, header length
-        insn(JNE_IMM, 5, 0, PASS, 0x45),
-        insn(LDX_B, 5, 2, 23, 0), // protocol
-        insn(JNE_IMM, 5, 0, PASS, 17),
-        insn(LDX_H, 5, 2, 20, 0),         // flags and fragment offset
-        insn(AND64_IMM, 5, 0, 0, 0xff3f), // all but DF
-        insn(JNE_IMM, 5, 0, PASS, 0),
-        insn(LDX_W, 7, 2, 30, 0),  // r7 = destination address
-        insn(LDX_H, 5, 2, 36, 0),  // destination port
-        insn(STX_W, 10, 5, -4, 0), // key on the stack
-        insn(MOV64_REG, 2, 10, 0, 0),
-        insn(ADD64_IMM, 2, 0, 0, -4),
-        insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, ports),
-        insn(0, 0, 0, 0, 0),
-        insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP),
-        insn(JEQ_IMM, 0, 0, PASS, 0),
-        insn(LDX_W, 1, 0, 0, 0), // the relay's address, or 0
-        insn(JNE_REG, 1, 7, PASS, 0),
-        insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, xsks),
-        insn(0, 0, 0, 0, 0),
-        insn(LDX_W, 2, 6, 16, 0),           // ctx->rx_queue_index
-        insn(MOV64_IMM, 3, 0, 0, XDP_PASS), // no socket there: pass
-        insn(CALL, 0, 0, 0, HELPER_REDIRECT_MAP),
-        insn(EXIT, 0, 0, 0, 0),
-        // PASS:
-        insn(MOV64_IMM, 0, 0, 0, XDP_PASS),
-        insn(EXIT, 0, 0, 0, 0),
+/// Where a jump goes: written as a label, resolved to an offset.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Label {
+    /// Hand the redirect helper the frame.
+    Redirect,
+    /// Count a foreign source, then drop or pass it by the leg.
+    Foreign,
+    /// The leg says what: cloud passes, LAN drops.
+    Verdict,
+    /// XDP_PASS.
+    Pass,
+}
+
+enum Step {
+    Op(Insn),
+    /// A jump whose offset is the label's.
+    Jump(Insn, Label),
+    At(Label),
+}
+
+/// What a port's entry says about sources other than its peer.
+const LEG_LAN: u16 = 1;
+const LEG_CLOUD: u16 = 2;
+
+/// The program, with the maps' descriptors in place.
+fn instructions(ports: RawFd, xsks: RawFd, foreign: RawFd) -> Vec<Insn> {
+    use Label::*;
+    use Step::{At, Jump, Op};
+    let steps = [
+        Op(insn(MOV64_REG, 6, 1, 0, 0)), // r6 = ctx
+        Op(insn(LDX_W, 2, 6, 0, 0)),     // r2 = ctx->data
+        Op(insn(LDX_W, 3, 6, 4, 0)),     // r3 = ctx->data_end
+        Op(insn(MOV64_REG, 9, 2, 0, 0)), // r9 = data, kept across calls
+        Op(insn(MOV64_REG, 4, 2, 0, 0)),
+        Op(insn(ADD64_IMM, 4, 0, 0, 42)), // r4 = data + eth + ip + udp
+        Jump(insn(JGT_REG, 4, 3, 0, 0), Pass), // too short
+        Op(insn(LDX_H, 5, 9, 12, 0)),     // ethertype
+        Jump(insn(JNE_IMM, 5, 0, 0, 8), Pass), //   != 0x0800 (read little-endian)
+        Op(insn(LDX_B, 5, 9, 14, 0)),     // version, header length
+        Jump(insn(JNE_IMM, 5, 0, 0, 0x45), Pass),
+        Op(insn(LDX_B, 5, 9, 23, 0)), // protocol
+        Jump(insn(JNE_IMM, 5, 0, 0, 17), Pass),
+        Op(insn(LDX_H, 5, 9, 20, 0)), // flags and fragment offset
+        Op(insn(AND64_IMM, 5, 0, 0, 0xff3f)), // all but DF
+        Jump(insn(JNE_IMM, 5, 0, 0, 0), Pass),
+        Op(insn(LDX_W, 7, 9, 30, 0)),  // r7 = destination address
+        Op(insn(LDX_H, 5, 9, 36, 0)),  // destination port
+        Op(insn(STX_W, 10, 5, -4, 0)), // key on the stack
+        Op(insn(MOV64_REG, 2, 10, 0, 0)),
+        Op(insn(ADD64_IMM, 2, 0, 0, -4)),
+        Op(insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, ports)),
+        Op(insn(0, 0, 0, 0, 0)),
+        Op(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP)),
+        Jump(insn(JEQ_IMM, 0, 0, 0, 0), Pass),
+        Op(insn(MOV64_REG, 8, 0, 0, 0)), // r8 = the port's entry
+        Op(insn(LDX_W, 1, 8, 0, 0)),     // the relay's address, or 0
+        Jump(insn(JNE_REG, 1, 7, 0, 0), Pass),
+        Op(insn(LDX_W, 1, 8, 4, 0)), // the peer's address, 0 until latched
+        Jump(insn(JEQ_IMM, 1, 0, 0, 0), Redirect),
+        Op(insn(LDX_W, 2, 9, 26, 0)), // source address
+        Jump(insn(JNE_REG, 1, 2, 0, 0), Foreign),
+        Op(insn(LDX_H, 1, 8, 8, 0)),  // the peer's port
+        Op(insn(LDX_H, 2, 9, 34, 0)), // source port
+        Jump(insn(JNE_REG, 1, 2, 0, 0), Foreign),
+        At(Redirect),
+        Op(insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, xsks)),
+        Op(insn(0, 0, 0, 0, 0)),
+        Op(insn(LDX_W, 2, 6, 16, 0)),           // ctx->rx_queue_index
+        Op(insn(MOV64_IMM, 3, 0, 0, XDP_PASS)), // no socket there: pass
+        Op(insn(CALL, 0, 0, 0, HELPER_REDIRECT_MAP)),
+        Op(insn(EXIT, 0, 0, 0, 0)),
+        At(Foreign),
+        Op(insn(LDX_H, 8, 8, 10, 0)), // r8 = the leg: 1 LAN, 2 cloud
+        Op(insn(MOV64_REG, 1, 8, 0, 0)),
+        Op(insn(ADD64_IMM, 1, 0, 0, -1)), // counter: 0 dropped, 1 passed
+        Op(insn(STX_W, 10, 1, -8, 0)),
+        Op(insn(MOV64_REG, 2, 10, 0, 0)),
+        Op(insn(ADD64_IMM, 2, 0, 0, -8)),
+        Op(insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, foreign)),
+        Op(insn(0, 0, 0, 0, 0)),
+        Op(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP)),
+        Jump(insn(JEQ_IMM, 0, 0, 0, 0), Verdict),
+        Op(insn(MOV64_IMM, 1, 0, 0, 1)),
+        Op(insn(ATOMIC_ADD_DW, 0, 1, 0, 0)),
+        At(Verdict),
+        Jump(insn(JEQ_IMM, 8, 0, 0, LEG_CLOUD as i32), Pass),
+        Op(insn(MOV64_IMM, 0, 0, 0, XDP_DROP)),
+        Op(insn(EXIT, 0, 0, 0, 0)),
+        At(Pass),
+        Op(insn(MOV64_IMM, 0, 0, 0, XDP_PASS)),
+        Op(insn(EXIT, 0, 0, 0, 0)),
     ];
-    let pass = p.len() as i16 - 2;
-    p.iter()
-        .enumerate()
-        .map(|(pc, i)| {
-            let mut i = *i;
-            if i.off == PASS {
-                i.off = pass - pc as i16 - 1;
+    // Labels name the index of the next instruction.
+    let mut at = Vec::new();
+    let mut pc = 0i16;
+    for s in &steps {
+        match s {
+            At(l) => at.push((*l, pc)),
+            _ => pc += 1,
+        }
+    }
+    let target = |l: Label| at.iter().find(|(m, _)| *m == l).map(|(_, pc)| *pc);
+    let mut out = Vec::with_capacity(pc as usize);
+    for s in &steps {
+        match s {
+            Op(i) => out.push(*i),
+            Jump(i, l) => {
+                let here = out.len() as i16;
+                let to = target(*l).expect("every label is placed");
+                out.push(Insn {
+                    off: to - here - 1,
+                    ..*i
+                });
             }
-            i
-        })
-        .collect()
+            At(_) => {}
+        }
+    }
+    out
+}
+
+/// What the program does with a relay port's datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Divert {
+    /// The relay's bound address.
+    pub local: Ipv4Addr,
+    /// The one source it takes (configured or latched); until then every
+    /// source goes to the socket.
+    pub peer: Option<SocketAddrV4>,
+    /// Whether other sources go to the relay's ordinary socket (a cloud
+    /// leg, which may move to a source whose packets authenticate) or are
+    /// dropped (a LAN leg, which never moves).
+    pub others_to_socket: bool,
+}
+
+impl Divert {
+    fn entry(&self) -> [u8; ENTRY as usize] {
+        let mut e = [0u8; ENTRY as usize];
+        e[0..4].copy_from_slice(&self.local.octets());
+        if let Some(p) = self.peer {
+            e[4..8].copy_from_slice(&p.ip().octets());
+            e[8..10].copy_from_slice(&p.port().to_be_bytes());
+        }
+        let leg = if self.others_to_socket {
+            LEG_CLOUD
+        } else {
+            LEG_LAN
+        };
+        e[10..12].copy_from_slice(&leg.to_ne_bytes());
+        e
+    }
+}
+
+/// What the program did with sources other than a relay's peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Foreign {
+    /// Dropped before they cost a frame (LAN legs).
+    pub dropped: u64,
+    /// Handed to the relay's socket (cloud legs).
+    pub passed: u64,
 }
 
 /// The loaded program and maps, attached to one interface.
@@ -194,6 +331,7 @@ fn instructions(ports: RawFd, xsks: RawFd) -> Vec<Insn> {
 pub struct Program {
     ports: OwnedFd,
     xsks: OwnedFd,
+    foreign: OwnedFd,
     _prog: OwnedFd,
     _link: OwnedFd,
 }
@@ -263,9 +401,10 @@ impl Program {
     /// the driver has it, generic otherwise: every interface, loopback
     /// included).
     pub fn attach(ifindex: u32) -> io::Result<Self> {
-        let ports = map(MAP_ARRAY, 4, 4, PORTS)?;
+        let ports = map(MAP_ARRAY, 4, ENTRY, PORTS)?;
         let xsks = map(MAP_XSKMAP, 4, 4, QUEUES)?;
-        let insns = instructions(ports.as_raw_fd(), xsks.as_raw_fd());
+        let foreign = map(MAP_ARRAY, 4, 8, FOREIGN)?;
+        let insns = instructions(ports.as_raw_fd(), xsks.as_raw_fd(), foreign.as_raw_fd());
         let license = c"Apache-2.0";
         let mut log = vec![0u8; 64 * 1024];
         let load = Attr::new()
@@ -297,6 +436,7 @@ impl Program {
         Ok(Self {
             ports,
             xsks,
+            foreign,
             _prog: prog,
             _link: link,
         })
@@ -326,16 +466,24 @@ impl Program {
         }
     }
 
-    /// Diverts datagrams to `addr:port` to the socket (`None`: stops).
-    pub fn divert(&self, port: u16, addr: Option<Ipv4Addr>) -> io::Result<()> {
+    /// Diverts datagrams to `port` as `how` says (`None`: stops).
+    pub fn divert(&self, port: u16, how: Option<Divert>) -> io::Result<()> {
         let key = u16::from_le_bytes(port.to_be_bytes()) as u32;
-        let value = addr.map_or(0, |a| u32::from_ne_bytes(a.octets()));
-        update(&self.ports, key, value)
+        let value = how.map_or([0; ENTRY as usize], |d| d.entry());
+        update(&self.ports, key, &value)
     }
 
     /// Puts an AF_XDP socket behind receive queue `queue`.
     pub fn bind_socket(&self, queue: u32, xsk: RawFd) -> io::Result<()> {
-        update(&self.xsks, queue, xsk as u32)
+        update(&self.xsks, queue, &(xsk as u32).to_ne_bytes())
+    }
+
+    /// What the program has done with foreign sources since it loaded.
+    pub fn foreign(&self) -> io::Result<Foreign> {
+        Ok(Foreign {
+            dropped: lookup_u64(&self.foreign, 0)?,
+            passed: lookup_u64(&self.foreign, 1)?,
+        })
     }
 }
 
@@ -343,27 +491,60 @@ impl Program {
 mod tests {
     use super::*;
 
+    const JUMPS: [u8; 4] = [JGT_REG, JNE_IMM, JNE_REG, JEQ_IMM];
+
     #[test]
-    fn every_early_exit_lands_on_pass() {
-        let p = instructions(3, 4);
+    fn every_jump_lands_on_its_label() {
+        let p = instructions(3, 4, 5);
+        let exits: Vec<usize> = (0..p.len()).filter(|&i| p[i].code == EXIT).collect();
         let pass = p.len() - 2;
         assert_eq!((p[pass].code, p[pass].imm), (MOV64_IMM, XDP_PASS));
-        let jumps = [JGT_REG, JNE_IMM, JNE_REG, JEQ_IMM];
-        let mut n = 0;
+        let mut to_pass = 0;
         for (pc, i) in p.iter().enumerate() {
-            if jumps.contains(&i.code) {
-                assert_eq!(pc as i64 + i.off as i64 + 1, pass as i64, "jump at {pc}");
-                n += 1;
+            if JUMPS.contains(&i.code) {
+                let to = pc as i64 + i.off as i64 + 1;
+                assert!(to > pc as i64 && (to as usize) < p.len(), "jump at {pc}");
+                to_pass += usize::from(to as usize == pass);
             }
         }
-        assert_eq!(n, 7, "each of the seven checks can pass the packet on");
-        // Both maps are referenced by descriptor, in order.
+        assert_eq!(
+            to_pass, 8,
+            "seven checks and a cloud leg's verdict pass the packet on"
+        );
+        assert_eq!(exits.len(), 3, "redirect, drop, pass");
+        // The maps are referenced by descriptor, in order.
         let maps: Vec<i32> = p
             .iter()
             .filter(|i| i.code == LD_IMM64)
             .map(|i| i.imm)
             .collect();
-        assert_eq!(maps, [3, 4]);
+        assert_eq!(maps, [3, 4, 5]);
+    }
+
+    #[test]
+    fn an_entry_holds_what_the_program_compares() {
+        let d = Divert {
+            local: Ipv4Addr::new(127, 0, 0, 1),
+            peer: Some("127.0.0.2:40000".parse().unwrap()),
+            others_to_socket: false,
+        };
+        let e = d.entry();
+        assert_eq!(&e[0..4], &[127, 0, 0, 1]);
+        assert_eq!(&e[4..8], &[127, 0, 0, 2], "as the frame carries it");
+        assert_eq!(&e[8..10], &40000u16.to_be_bytes());
+        assert_eq!(u16::from_ne_bytes([e[10], e[11]]), LEG_LAN);
+        let none = Divert {
+            peer: None,
+            others_to_socket: true,
+            ..d
+        }
+        .entry();
+        assert_eq!(
+            &none[4..10],
+            &[0; 6],
+            "no peer: everything goes to the socket"
+        );
+        assert_eq!(u16::from_ne_bytes([none[10], none[11]]), LEG_CLOUD);
     }
 
     #[test]
