@@ -44,6 +44,11 @@ pub struct SendBatch {
     len: usize,
 }
 
+// SAFETY: the headers' raw pointers point only into the batch's own heap
+// buffers (`bufs`, `names`, `iovs`), which move with it and which nothing
+// else shares; a batch sent to another thread takes all it points at along.
+unsafe impl Send for SendBatch {}
+
 impl std::fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SendBatch({} queued)", self.len)

@@ -4,6 +4,7 @@
 //! double-CRLF ping, the single-CRLF pong) are recognised, not parsed as
 //! messages. Sans-IO: bytes in, frames out.
 
+pub use crate::error::FrameError;
 use crate::limits::{MAX_HEAD, MAX_LEADING_CRLF, MAX_MESSAGE};
 use crate::normalize;
 
@@ -16,30 +17,6 @@ pub enum Frame {
     Ping,
     /// A single-CRLF keep-alive pong.
     Pong,
-}
-
-/// Why framing failed. On a stream framing cannot resume: close it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FrameError {
-    /// No blank line within the head limit.
-    #[error("message head exceeds {MAX_HEAD} bytes")]
-    HeadTooLarge,
-    /// A datagram without the blank line that ends a head.
-    #[error("no blank line after the headers")]
-    NoBlankLine,
-    /// A stream message without Content-Length.
-    #[error("Content-Length is required on stream transports")]
-    MissingContentLength,
-    /// Content-Length is not a number, or more than a datagram holds.
-    #[error("bad Content-Length")]
-    BadContentLength,
-    /// Head and body exceed the message limit.
-    #[error("message exceeds {MAX_MESSAGE} bytes")]
-    MessageTooLarge,
-    /// More keep-alive CRLFs than any peer sends.
-    #[error("too many CRLFs before a message")]
-    TooManyCrlf,
 }
 
 fn find_blank_line(buf: &[u8]) -> Option<usize> {

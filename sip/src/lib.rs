@@ -3,6 +3,7 @@
 //!
 //! - [`framing`]: where one message ends on a stream (Content-Length) or in
 //!   a datagram; CRLF keep-alives (RFC 5626); size limits.
+//! - [`error`]: why a message was rejected (framing and parse reasons).
 //! - [`normalize`]: what `rsip` (the message model) does not handle: header
 //!   folding, compact header names, header and line limits.
 //! - [`grammar`]: RFC 3261 grammar of the fields the stack acts on.
@@ -20,6 +21,7 @@
 //! - [`register`]: users registered to a registrar, with digest and refresh.
 
 pub mod digest;
+pub mod error;
 pub mod framing;
 pub mod grammar;
 pub mod keepalive;

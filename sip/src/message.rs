@@ -2,63 +2,10 @@
 //! requires before anything may act on a message, then build the `rsip`
 //! model. Every rejection names its reason, for the 400 and for counters.
 
-use crate::framing::FrameError;
+use crate::error::FrameError;
+pub use crate::error::ParseError;
 use crate::grammar;
 use crate::normalize::{self, Head};
-
-/// Why a message was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ParseError {
-    /// Framing failed (size, Content-Length, no blank line).
-    #[error("{0}")]
-    Frame(#[from] FrameError),
-    /// The head is not UTF-8.
-    #[error("message head is not UTF-8")]
-    NotUtf8,
-    /// Nothing before the first CRLF.
-    #[error("missing start line")]
-    MissingStartLine,
-    /// The start line is not a request or status line.
-    #[error("malformed start line")]
-    BadStartLine,
-    /// A header line without a colon or with an invalid name.
-    #[error("malformed header field")]
-    BadHeader,
-    /// A header field over the line limit.
-    #[error("header field too long")]
-    HeaderTooLong,
-    /// More header fields than the limit.
-    #[error("too many header fields")]
-    TooManyHeaders,
-    /// The SIP version is not 2.0.
-    #[error("unsupported SIP version")]
-    BadVersion,
-    /// The Request-URI is malformed (brackets, LWS, escaped headers).
-    #[error("malformed Request-URI")]
-    BadRequestUri,
-    /// The Request-URI's scheme is not sip, sips or tel (answered 416).
-    #[error("unsupported URI scheme")]
-    UnsupportedUriScheme,
-    /// A header field that must appear once appears more often.
-    #[error("more than one {0} header")]
-    Duplicate(&'static str),
-    /// A header field the stack acts on breaks its RFC 3261 grammar.
-    #[error("malformed {0} header")]
-    BadField(&'static str),
-    /// A mandatory header is absent.
-    #[error("missing {0} header")]
-    Missing(&'static str),
-    /// CSeq is not `number method` with a 31-bit number.
-    #[error("malformed CSeq")]
-    BadCSeq,
-    /// The CSeq method differs from the request method.
-    #[error("CSeq method does not match the request method")]
-    CSeqMethodMismatch,
-    /// The body is not as long as Content-Length says.
-    #[error("body length does not match Content-Length")]
-    BodyLength,
-}
 
 /// A parsed, checked message.
 #[derive(Debug, Clone)]

@@ -2,8 +2,8 @@
 //! lines (RFC 3261 §7.3.1), expands compact header names, and enforces the
 //! header count and line limits. Owns no I/O.
 
+use crate::error::ParseError;
 use crate::limits::{MAX_HEADERS, MAX_LINE};
-use crate::message::ParseError;
 
 /// RFC 3261 §7.3.3 and later RFCs' compact forms.
 const COMPACT: [(u8, &str); 17] = [

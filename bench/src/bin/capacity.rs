@@ -25,7 +25,10 @@
 //! result: with `--tries N` it is run again (with `--calibrate`, at a
 //! lower flood rate: 70 % of the last, at most 95 % of what the machine
 //! really sent), loss is judged only on a run that is a result, and the
-//! command fails only if no try was one.
+//! command fails only if no try was one. With `--flood-on-relay-core` the
+//! flood comes from a thread of its own on the relay's core instead: its
+//! sending and the kernel's receive work then take that core's time from
+//! the relay (harsher than a flood from the network).
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
@@ -40,6 +43,8 @@ use pbxlink_tests::rtpengine::Rtpengine;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const SUITE: Suite = Suite::AesCm128HmacSha1_80;
@@ -114,9 +119,15 @@ struct Args {
     #[arg(long)]
     pbxlink: Option<PathBuf>,
     /// Flood the live relays' ports through the measured window: garbage
-    /// (random bytes) or rtp (well-formed RTP, unknown SSRCs).
+    /// (random bytes), rtp (well-formed RTP, unknown SSRCs) or calls
+    /// (RTP/RTCP with the calls' own SSRCs, SRTP without or with a wrong
+    /// tag), from sources no call latched.
     #[arg(long)]
     flood: Option<FloodKind>,
+    /// With --flood: flood from a thread of its own pinned to the relay's
+    /// core (CPU 1) instead of the generator's thread (CPU 0).
+    #[arg(long)]
+    flood_on_relay_core: bool,
     /// Flood datagrams a second (accepted by the kernel); a run that
     /// sends fewer is not a result.
     #[arg(long, default_value_t = 200_000)]
@@ -487,6 +498,8 @@ struct FloodOutcome {
     window: Duration,
     /// Datagrams the target's kernel found no socket for meanwhile.
     no_ports: u64,
+    /// The CPU the flood was sent from.
+    cpu: usize,
 }
 
 impl FloodOutcome {
@@ -603,7 +616,7 @@ impl Outcome {
             "flood": self.flood.as_ref().map(|f| serde_json::json!({
                 "kind": f.kind.to_string(), "asked_per_s": f.asked, "sent": f.sent,
                 "refused_by_kernel": f.refused, "rate_per_s": f.rate(),
-                "cores": {"generator_and_flood": GENERATOR_CPU, "relay": TARGET_CPU},
+                "cores": {"generator": GENERATOR_CPU, "flood": f.cpu, "relay": TARGET_CPU},
                 "kernel_no_socket": f.no_ports,
             })),
             "valid": !self.flagged(),
@@ -637,6 +650,29 @@ impl Outcome {
             }
         )
     }
+}
+
+/// Runs `flood` on a thread of its own pinned to `cpu` until told to
+/// stop; the thread hands it back with its counts. Between bursts it
+/// sleeps (the rate, not a spinning loop, decides what it costs the core).
+fn flood_on(
+    cpu: usize,
+    mut flood: Flood,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<anyhow::Result<Flood>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::spawn(move || {
+        pbxlink_dataplane::cpu::pin_to_cpu(cpu).context("pinning the flood")?;
+        while !stopped.load(Ordering::Relaxed) {
+            flood.catch_up(Instant::now());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(flood)
+    });
+    (stop, thread)
 }
 
 /// Per-call receive state.
@@ -689,6 +725,11 @@ fn run(
         None => None,
     };
     let mut flood_from: Option<(Instant, u64, u64, u64)> = None;
+    // With --flood-on-relay-core: the flood's own thread, and its stop.
+    let mut flooder: Option<(
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<anyhow::Result<Flood>>,
+    )> = None;
     let port_map = |pairs: &[(u16, usize)]| {
         let mut map = vec![usize::MAX; 65536];
         for &(p, c) in pairs {
@@ -761,6 +802,11 @@ fn run(
             flood_from = flood
                 .as_ref()
                 .map(|f| (now, f.sent, f.refused, udp_no_ports()));
+            if args.flood_on_relay_core {
+                if let Some(f) = flood.take() {
+                    flooder = Some(flood_on(TARGET_CPU, f));
+                }
+            }
         }
         // The calls whose 20 ms phase falls in this slice.
         let phase = slice as usize % slices_per_cycle;
@@ -800,8 +846,20 @@ fn run(
         }
         slice += 1;
     }
+    if let Some((stop, thread)) = flooder.take() {
+        stop.store(true, Ordering::Relaxed);
+        let f = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the flood's thread panicked"))??;
+        flood = Some(f);
+    }
     if let (Some(f), Some((from, sent0, refused0, no_ports0))) = (&flood, flood_from) {
         o.flood = Some(FloodOutcome {
+            cpu: if args.flood_on_relay_core {
+                TARGET_CPU
+            } else {
+                GENERATOR_CPU
+            },
             kind: f.kind(),
             asked: flood_rate,
             sent: f.sent - sent0,
@@ -1018,12 +1076,13 @@ fn run_to_a_result(args: &Args, wire: &Wire, target: &str) -> anyhow::Result<Out
         println!("{}", o.line());
         if let Some(f) = &o.flood {
             println!(
-                "  flood {}: {} datagrams accepted by the kernel at {:.0}/s (asked {}/s; {} refused) over the calls' ports, from the generator's thread on CPU {GENERATOR_CPU}, the relay on CPU {TARGET_CPU}; target CPU {:.0} % of its core; refused by the target's kernel (no socket for that source) {}; drops: {}",
+                "  flood {}: {} datagrams accepted by the kernel at {:.0}/s (asked {}/s; {} refused) over the calls' ports, from CPU {} (the generator on CPU {GENERATOR_CPU}, the relay on CPU {TARGET_CPU}); target CPU {:.0} % of its core; refused by the target's kernel (no socket for that source) {}; drops: {}",
                 f.kind,
                 f.sent,
                 f.rate(),
                 f.asked,
                 f.refused,
+                f.cpu,
                 o.cpu_share() * 100.0,
                 f.no_ports,
                 o.drops.as_deref().unwrap_or("not reported by this target"),

@@ -6,10 +6,11 @@
 //! used twice), and an unprotecting context recycles its least recently used
 //! source (which only forgets that source's replay history).
 
+use super::engine::{Role, SrtpError};
 use super::kdf::SessionKeys;
+use super::key::{MasterKey, Suite};
 use super::replay::{Window, estimate_index};
 use super::transform::{AesCm, GCM_TAG, Gcm};
-use super::{MasterKey, Role, SrtpError, Suite};
 use crate::drops::DropReason;
 use crate::rtp;
 

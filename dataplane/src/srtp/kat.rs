@@ -12,6 +12,7 @@
 #![allow(unsafe_code)]
 
 use super::ffi::cipher::*;
+use super::hex::unhex;
 use super::kdf::SessionKeys;
 use super::libsrtp::init_library;
 use super::transform;

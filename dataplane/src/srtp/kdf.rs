@@ -78,7 +78,7 @@ impl SessionKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::srtp::unhex;
+    use crate::srtp::hex::unhex;
 
     #[test]
     fn rfc3711_b3_key_derivation() {

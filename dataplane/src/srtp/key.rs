@@ -1,7 +1,7 @@
-//! SDES master keys (RFC 4568 `inline:` key-params): parsing, encoding and
-//! zeroising. Owns the key bytes; never logs them.
+//! SDES master keys (RFC 4568 `inline:` key-params) and the suites they
+//! are for: parsing, encoding and zeroising. Owns the key bytes; never logs
+//! them.
 
-use super::Suite;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -121,6 +121,91 @@ impl MasterKey {
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MasterKey({}, <redacted>)", self.suite)
+    }
+}
+
+/// The SDES crypto suites pbxlink offers and accepts (RFC 4568, RFC 7714).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Suite {
+    /// AES-128 counter mode, HMAC-SHA1 80-bit tag.
+    AesCm128HmacSha1_80,
+    /// AES-128 counter mode, HMAC-SHA1 32-bit tag on SRTP. SRTCP keeps the
+    /// 80-bit tag (RFC 4568 §6.2.1).
+    AesCm128HmacSha1_32,
+    /// AES-128 GCM with a 128-bit tag (RFC 7714).
+    AeadAes128Gcm,
+}
+
+impl Suite {
+    /// All suites, strongest first: the order an offer lists them.
+    pub const ALL: [Suite; 3] = [
+        Suite::AeadAes128Gcm,
+        Suite::AesCm128HmacSha1_80,
+        Suite::AesCm128HmacSha1_32,
+    ];
+
+    /// The name used in SDP `a=crypto` lines and on the command line.
+    pub fn sdp_name(self) -> &'static str {
+        match self {
+            Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Suite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            Suite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+        }
+    }
+
+    /// Parses an SDP suite name (case-sensitive, as RFC 4568 registers them).
+    pub fn from_sdp_name(name: &str) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.sdp_name() == name)
+    }
+
+    /// Master key length in bytes.
+    pub fn master_key_len(self) -> usize {
+        16
+    }
+
+    /// Master salt length in bytes: 112 bits for AES-CM, 96 for GCM.
+    pub fn master_salt_len(self) -> usize {
+        match self {
+            Suite::AeadAes128Gcm => 12,
+            _ => 14,
+        }
+    }
+
+    /// Length of the SDES `inline:` material (key ‖ salt).
+    pub fn master_len(self) -> usize {
+        self.master_key_len() + self.master_salt_len()
+    }
+
+    /// Authentication tag bytes added to each SRTP packet.
+    pub fn srtp_tag_len(self) -> usize {
+        match self {
+            Suite::AesCm128HmacSha1_80 => 10,
+            Suite::AesCm128HmacSha1_32 => 4,
+            Suite::AeadAes128Gcm => 16,
+        }
+    }
+
+    /// Bytes SRTCP adds: the E-flag/index word and the tag.
+    pub fn srtcp_overhead(self) -> usize {
+        4 + match self {
+            Suite::AeadAes128Gcm => 16,
+            _ => 10,
+        }
+    }
+}
+
+impl std::fmt::Display for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.sdp_name())
+    }
+}
+
+impl std::str::FromStr for Suite {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Suite::from_sdp_name(s).ok_or_else(|| KeyError::UnknownSuite(s.to_owned()))
     }
 }
 

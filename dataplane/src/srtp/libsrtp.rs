@@ -5,8 +5,9 @@
 //! `unsafe` is allowed (FFI); each block says why it holds.
 #![allow(unsafe_code)]
 
+use super::engine::{Role, SrtpError, TRAILER_ROOM};
 use super::ffi;
-use super::{MasterKey, Role, SrtpError, Suite, TRAILER_ROOM};
+use super::key::{MasterKey, Suite};
 use crate::drops::DropReason;
 use std::ffi::{CStr, c_int};
 use std::ptr::{self, NonNull};

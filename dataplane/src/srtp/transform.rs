@@ -161,7 +161,7 @@ impl Gcm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::srtp::unhex;
+    use crate::srtp::hex::unhex;
 
     #[test]
     fn rfc3711_b2_aes_cm_keystream() {

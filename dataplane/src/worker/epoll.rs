@@ -172,9 +172,10 @@ impl SocketPath {
 
     /// Waits up to `wait` for ready sockets (or the doorbell, when it is
     /// registered) and serves them: each ready socket a few batches of
-    /// `recvmmsg` through its relay and `sendmmsg`. Returns whether the
-    /// doorbell rang.
-    pub(super) fn serve(&mut self, core: &mut Core, wait: Duration) -> bool {
+    /// `recvmmsg` through its relay and `sendmmsg`, until `budget`
+    /// datagrams are read (the rest wait in their sockets: epoll is
+    /// level-triggered). Returns whether the doorbell rang.
+    pub(super) fn serve(&mut self, core: &mut Core, wait: Duration, budget: usize) -> bool {
         // SAFETY: events has EVENTS writable entries.
         let n = unsafe {
             libc::epoll_wait(
@@ -186,7 +187,11 @@ impl SocketPath {
         };
         let now = Instant::now();
         let mut doorbell = false;
+        let mut read = 0;
         for ev in self.events.iter().take(n.max(0) as usize) {
+            if read >= budget {
+                break;
+            }
             let data = ev.u64;
             if data == DOORBELL {
                 doorbell = true;
@@ -202,7 +207,9 @@ impl SocketPath {
             }
             for _ in 0..BATCHES_PER_SOCKET {
                 let socket = Socket::from_index(socket);
-                if drain_once(core, &mut self.batch, now, slot, socket) < BATCH {
+                let got = drain_once(core, &mut self.batch, now, slot, socket);
+                read += got;
+                if got < BATCH || read >= budget {
                     break;
                 }
             }
@@ -217,7 +224,7 @@ pub fn run(mut core: Core) -> io::Result<()> {
     path.epoll
         .add(core.channel.doorbell.as_raw_fd(), DOORBELL)?;
     while !core.stopping {
-        let rang = path.serve(&mut core, WAIT);
+        let rang = path.serve(&mut core, WAIT, usize::MAX);
         let now = Instant::now();
         if rang {
             crate::sys::eventfd_drain(&core.channel.doorbell);

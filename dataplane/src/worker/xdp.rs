@@ -37,6 +37,17 @@ const WAIT: Duration = Duration::from_millis(20);
 const FRAMES_PER_TURN: u32 = 1024;
 /// How often a busy worker looks at the relays' sockets and its doorbell.
 const SOCKETS_EVERY: Duration = Duration::from_millis(1);
+/// Datagrams the relays' sockets may take per look while frames wait:
+/// the fast path goes first, so a flood the program hands to the sockets
+/// (other sources to a cloud leg) cannot take the calls' frames' time.
+/// The rest wait in the sockets, and the kernel drops (and counts) what
+/// overflows them. 16 a millisecond: 16,000 a second, far more than the
+/// first packets of new calls need.
+const SOCKET_BUDGET_BUSY: usize = 16;
+/// Datagrams the sockets may take per look when no frame waits: a look
+/// stays short (well under a millisecond), so frames that arrive meanwhile
+/// wait no longer than that.
+const SOCKET_BUDGET_IDLE: usize = 256;
 /// How often the socket's kernel counters are read.
 const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 
@@ -243,7 +254,12 @@ pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
                 crate::sys::eventfd_drain(&core.channel.doorbell);
             }
             if fds[2].revents & libc::POLLIN != 0 {
-                fast.sockets.serve(&mut core, Duration::ZERO);
+                let budget = if idle {
+                    SOCKET_BUDGET_IDLE
+                } else {
+                    SOCKET_BUDGET_BUSY
+                };
+                fast.sockets.serve(&mut core, Duration::ZERO, budget);
                 fast.mirror_peers(&mut core);
             }
         }

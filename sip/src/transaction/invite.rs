@@ -3,7 +3,8 @@
 //! transaction at once, so retransmitted 2xx (client) and late ACK-less
 //! INVITE retransmissions (server) are still matched and absorbed.
 
-use super::{Backoff, Event, Output, State, Timers, Transport, earliest};
+use super::state::{Event, Output, State, Transport};
+use super::timers::{Backoff, Timers, earliest};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

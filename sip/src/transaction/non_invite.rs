@@ -1,6 +1,7 @@
 //! Non-INVITE client and server transactions (RFC 3261 §17.1.2, §17.2.2).
 
-use super::{Backoff, Event, Output, State, Timers, Transport, earliest};
+use super::state::{Event, Output, State, Transport};
+use super::timers::{Backoff, Timers, earliest};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
