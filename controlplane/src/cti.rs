@@ -182,7 +182,7 @@ impl Cti {
     pub fn start(
         config: CtiConfig,
         devices: watch::Receiver<Vec<String>>,
-        sink: Option<crate::tunnel::EventSink>,
+        sink: Option<crate::events::EventSink>,
     ) -> Cti {
         let names: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
         let view = Arc::new(Mutex::new(View::new(config.history)));
@@ -381,7 +381,7 @@ async fn drive(
     mut devices: watch::Receiver<Vec<String>>,
     view: Arc<Mutex<View>>,
     counters: Arc<CtiCounters>,
-    sink: Option<crate::tunnel::EventSink>,
+    sink: Option<crate::events::EventSink>,
 ) {
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
@@ -558,7 +558,7 @@ fn log_event(
     view: &Mutex<View>,
     device: &str,
     event: &Event,
-    sink: Option<&crate::tunnel::EventSink>,
+    sink: Option<&crate::events::EventSink>,
 ) {
     let at_ms = unix_ms();
     let mut v = view.lock().expect("cti view");

@@ -188,7 +188,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
         Some(B2buaSetup {
             plane,
             ports: PortPool::new(&spec.port_ranges)
-                .starting_at(u32::from_be_bytes(signalling::random()) as usize),
+                .starting_at(u32::from_be_bytes(crate::random::random()) as usize),
             config: calls,
             cdrs: cfg.cdr_file.clone(),
             drain: cfg.drain,
@@ -212,7 +212,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
                 registrar: cfg.subscriber.as_ref().map(|s| s.registrar.ip()),
                 reject: cfg.reject_untrusted,
                 auth: cfg.pbx_auth.clone().map(|(realm, creds)| {
-                    Challenger::new(&realm, Algorithm::Md5, creds, signalling::random())
+                    Challenger::new(&realm, Algorithm::Md5, creds, crate::random::random())
                 }),
             }),
         }),

@@ -3,7 +3,7 @@
 //! user sync, and carries bytes over one TLS connection to the platform,
 //! dialled again after a jittered back-off whenever it goes.
 //!
-//! Producers (calls, the CSTA link) hand events to an [`EventSink`]; the
+//! Producers (calls, the CSTA link) hand events to an [`crate::events::EventSink`]; the
 //! driver writes each batch to the outbox (synced) before offering it to
 //! the session, so an event is on disk before it is on the wire. The
 //! platform's commands are carried out here (sync) or by the CSTA link
@@ -11,6 +11,7 @@
 
 use crate::admin::{AdminState, CtiCommand, service, status_json};
 use crate::alarms::{CSTA_LOST, OUTBOX_OVERFLOW};
+use crate::events::unix_ms;
 use crate::outbox::Outbox;
 use crate::sync::UserSync;
 use pbxlink_tunnel::client::{ClientConfig, ClientOutput, TunnelClient};
@@ -90,7 +91,7 @@ pub fn gateway_id(state_dir: &std::path::Path) -> anyhow::Result<String> {
             return Ok(id.to_owned());
         }
     }
-    let id: String = crate::signalling::random::<8>()
+    let id: String = crate::random::random::<8>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -110,30 +111,6 @@ impl std::fmt::Debug for TunnelConfig {
             .field("account", &self.account)
             .field("gateway", &self.gateway)
             .finish_non_exhaustive()
-    }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Where producers put events for the platform. Never blocks, never
-/// drops: the outbox's bound applies once they are written.
-#[derive(Debug, Clone)]
-pub struct EventSink(mpsc::UnboundedSender<(String, u64, Value)>);
-
-impl EventSink {
-    /// A sink and the driver's end of it.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<(String, u64, Value)>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self(tx), rx)
-    }
-
-    /// An event of `kind` with `body`, now.
-    pub fn emit(&self, kind: &str, body: Value) {
-        let _ = self.0.send((kind.to_owned(), unix_ms(), body));
     }
 }
 
@@ -216,7 +193,7 @@ pub fn start(
     admin: AdminState,
 ) -> anyhow::Result<Tunnel> {
     let outbox = Outbox::open(&cfg.outbox_dir, cfg.outbox_events)?;
-    let tls = crate::signalling::tls::client(&cfg.ca)?;
+    let tls = crate::tls::client(&cfg.ca)?;
     tracing::info!(
         "tunnel: to {} as {} of account {}; {} event(s) waiting in the outbox",
         cfg.endpoint,
@@ -277,7 +254,7 @@ async fn drive(
     let mut stop_conn: Option<oneshot::Sender<()>> = None;
     let mut reconnect_at = Some(now);
     let mut failures = 0u32;
-    let mut rng = u64::from_be_bytes(crate::signalling::random()) | 1;
+    let mut rng = u64::from_be_bytes(crate::random::random()) | 1;
     let mut next_sync = cfg.sync_every.map(|d| now + d);
     let mut users_changed = admin.users.as_ref().map(|u| u.changes());
     let mut last_status = Value::Null;

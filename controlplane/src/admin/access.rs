@@ -101,7 +101,7 @@ impl Access {
         let key = match std::fs::read(&key_path) {
             Ok(k) if k.len() == 32 => k.try_into().expect("32 bytes"),
             _ => {
-                let k: [u8; 32] = crate::signalling::random();
+                let k: [u8; 32] = crate::random::random();
                 crate::state_file::write(&key_path, &k)
                     .with_context(|| format!("writing {}", key_path.display()))?;
                 k
@@ -133,7 +133,7 @@ impl Access {
     }
 
     fn hash(password: &str) -> Result<String, SetError> {
-        let salt = SaltString::encode_b64(&crate::signalling::random::<16>())
+        let salt = SaltString::encode_b64(&crate::random::random::<16>())
             .map_err(|e| SetError::Store(e.to_string()))?;
         argon2::Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -242,7 +242,7 @@ impl Access {
     }
 
     fn issue(&self, unix_now: u64) -> Session {
-        let id = hex(&crate::signalling::random::<16>());
+        let id = hex(&crate::random::random::<16>());
         let expires = unix_now + SESSION.as_secs();
         Session {
             csrf: self.mac(&format!("csrf.{id}"))[..32].to_owned(),

@@ -169,7 +169,7 @@ pub async fn start(state: AdminState) -> anyhow::Result<()> {
             &names,
         )?;
         let acceptor =
-            tokio_rustls::TlsAcceptor::from(crate::signalling::tls::server(&cert, &key)?);
+            tokio_rustls::TlsAcceptor::from(crate::tls::server(&cert, &key)?);
         match TcpListener::bind(addr).await {
             Ok(l) => {
                 tracing::info!(
@@ -223,7 +223,7 @@ pub fn run_setup(
             tracing::warn!("warning: [admin] https_listen is off: the wizard cannot be reached");
         }
         let cloud: CloudPath = Arc::new(Mutex::new(None));
-        let (sink, events) = crate::tunnel::EventSink::new();
+        let (sink, events) = crate::events::EventSink::new();
         let mut state = AdminState {
             admin,
             events: setup.tunnel.as_ref().map(|_| sink),

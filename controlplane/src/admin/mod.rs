@@ -180,7 +180,7 @@ pub struct AdminState {
     /// The admin page's own parts.
     pub admin: Arc<AdminSetup>,
     /// Events for the cloud platform (none: no tunnel).
-    pub events: Option<crate::tunnel::EventSink>,
+    pub events: Option<crate::events::EventSink>,
     /// The node's counters.
     pub counters: Arc<Counters>,
     /// The cloud trunk's connection (none while down).

@@ -99,7 +99,7 @@ fn at(port: u16) -> SocketAddr {
 }
 
 fn hex_token() -> String {
-    crate::signalling::random::<12>()
+    crate::random::random::<12>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -144,7 +144,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         patience: 0,
         gateway_id: String::new(),
         problems: Vec::new(),
-        rng: u64::from_be_bytes(crate::signalling::random()) | 1,
+        rng: u64::from_be_bytes(crate::random::random()) | 1,
     };
     println!("pbxlink demo: the whole product on loopback");
     println!("  pbxsim (the PBX) <-> pbxlink (the gateway) <-> cloudsim (the cloud platform)");

@@ -326,7 +326,7 @@ async fn ntp_check(server: &str) -> Result<String, String> {
 async fn stun(server: &str) -> Result<String, String> {
     use pbxlink_sip::stun;
     let (socket, to) = udp_to(server).await?;
-    let id: [u8; 12] = crate::signalling::random();
+    let id: [u8; 12] = crate::random::random();
     let request = stun::binding_request(id);
     let mapped = ask_udp(&socket, to, &request, |reply| {
         stun::mapped_address(reply, id).ok()
@@ -336,7 +336,7 @@ async fn stun(server: &str) -> Result<String, String> {
 }
 
 async fn tls(endpoint: &str, server_name: &str, ca: &std::path::Path) -> Result<String, String> {
-    let config = crate::signalling::tls::client(ca).map_err(|e| format!("{e:#}"))?;
+    let config = crate::tls::client(ca).map_err(|e| format!("{e:#}"))?;
     let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
         .map_err(|_| format!("{server_name:?} is not a server name"))?;
     let to = resolve(endpoint).await?;

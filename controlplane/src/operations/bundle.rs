@@ -56,7 +56,7 @@ pub struct Downloads {
 }
 
 fn token() -> String {
-    let bytes: [u8; 16] = crate::signalling::random();
+    let bytes: [u8; 16] = crate::random::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -5,6 +5,7 @@
 //! removed from the data plane. A relay's media timeout hangs the call up.
 
 use super::Counters;
+use crate::random::random;
 use super::core::Peer;
 use super::reliability::{Due, Received, Reliability};
 use super::udp::{UdpDest, UdpOut};
@@ -181,7 +182,7 @@ pub struct Calls {
     /// Where call records go (none: not kept).
     cdrs: Option<CdrLog>,
     /// Where call records also go, for the cloud platform (none: no tunnel).
-    events: Option<crate::tunnel::EventSink>,
+    events: Option<crate::events::EventSink>,
     /// Records of ended calls waiting for their relay's final counters.
     cdrs_pending: HashMap<u64, Cdr>,
     /// Retransmissions toward a PBX over UDP.
@@ -198,13 +199,6 @@ pub struct Calls {
 /// How long an ended call's Call-IDs still claim late responses (Timer F's
 /// 64 × T1).
 const LINGER: Duration = Duration::from_secs(32);
-
-/// `N` bytes from the OS's random source.
-pub fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).expect("the OS random source");
-    b
-}
 
 /// `N` random bytes in hex: tokens for Call-IDs, tags and branches.
 fn hex_token<const N: usize>() -> String {
@@ -257,7 +251,7 @@ pub struct RecordSinks {
     /// The rotating CDR file (none: not kept on disk).
     pub cdrs: Option<std::path::PathBuf>,
     /// The cloud platform's event stream (none: no tunnel).
-    pub events: Option<crate::tunnel::EventSink>,
+    pub events: Option<crate::events::EventSink>,
 }
 
 impl Calls {

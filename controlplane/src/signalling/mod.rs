@@ -18,7 +18,6 @@ pub mod pbx_link;
 mod reliability;
 mod stream;
 mod subscriber;
-pub mod tls;
 mod trunk;
 pub mod udp;
 
@@ -502,7 +501,7 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-pub use calls::{CallsConfig, CloudPath, SubscriberCalls, random};
+pub use calls::{CallsConfig, CloudPath, SubscriberCalls};
 pub use core::Trust;
 pub use subscriber::{Softphones, SubscriberSetup};
 
@@ -615,12 +614,12 @@ pub fn serve(
     let server_tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Some((
             args.tls.unwrap_or(SocketAddr::new(args.host, tls_port)),
-            TlsAcceptor::from(tls::server(cert, key)?),
+            TlsAcceptor::from(crate::tls::server(cert, key)?),
         )),
         _ if args.tls.is_some() => bail!("--tls needs --cert and --key"),
         _ => None,
     };
-    let client_tls = args.trunk_ca.as_deref().map(tls::client).transpose()?;
+    let client_tls = args.trunk_ca.as_deref().map(crate::tls::client).transpose()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -649,7 +648,7 @@ pub fn serve(
         // Events for the cloud platform, when a tunnel carries them.
         let (sink, sink_rx) = match b2bua.as_ref().and_then(|b| b.pbx_side.tunnel.as_ref()) {
             Some(_) => {
-                let (s, r) = crate::tunnel::EventSink::new();
+                let (s, r) = crate::events::EventSink::new();
                 (Some(s), Some(r))
             }
             None => (None, None),
@@ -862,7 +861,7 @@ async fn start_users_api(
         "users-api",
         &[api.listen.ip().to_string(), "pbxlink.local".to_owned()],
     )?;
-    let acceptor = TlsAcceptor::from(tls::server(&cert, &key)?);
+    let acceptor = TlsAcceptor::from(crate::tls::server(&cert, &key)?);
     let listener = TcpListener::bind(api.listen).await.with_context(|| {
         format!(
             "binding the user-config API on {} ([users] listen)",

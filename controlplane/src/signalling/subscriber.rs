@@ -162,8 +162,8 @@ pub async fn run(
 ) {
     let cfg = setup.config.clone();
     let now = Instant::now();
-    let seed = u64::from_be_bytes(super::random());
-    let token: String = super::random::<4>()
+    let seed = u64::from_be_bytes(crate::random::random());
+    let token: String = crate::random::random::<4>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
