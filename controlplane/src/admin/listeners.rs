@@ -168,8 +168,7 @@ pub async fn start(state: AdminState) -> anyhow::Result<()> {
             "admin",
             &names,
         )?;
-        let acceptor =
-            tokio_rustls::TlsAcceptor::from(crate::tls::server(&cert, &key)?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server(&cert, &key)?);
         match TcpListener::bind(addr).await {
             Ok(l) => {
                 tracing::info!(

@@ -4,12 +4,13 @@
 //! the cloud (the trunk's connection), and its relay is set up in and
 //! removed from the data plane. A relay's media timeout hangs the call up.
 
-use super::Counters;
-use crate::random::random;
-use super::core::Peer;
+use super::counters::Counters;
+use super::paths::CloudPath;
+use super::peer::Peer;
 use super::reliability::{Due, Received, Reliability};
 use super::udp::{UdpDest, UdpOut};
 use crate::cdr::{Cdr, CdrLog, Flow, rfc3339};
+use crate::random::random;
 use pbxlink_b2bua::call::{Call, End, Local, Output, PayloadTypes, Phase, Plan};
 use pbxlink_b2bua::digits::{self, DigitRule};
 use pbxlink_b2bua::leg::Side;
@@ -28,35 +29,9 @@ use pbxlink_sip::normalize::Head;
 use pbxlink_sip::sdp::Crypto;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
-
-/// The trunk's current connection (none while down).
-#[derive(Debug, Clone)]
-pub struct CloudConn {
-    /// Its write queue.
-    pub out: mpsc::Sender<Vec<u8>>,
-    /// The gateway's end of it.
-    pub local: SocketAddr,
-    /// That end as the cloud sees it, learned from the `received` and
-    /// `rport` of the keep-alives' responses (RFC 3581): behind NAT, the
-    /// router's address and port. Via and Contact toward the cloud name
-    /// it, so the cloud's requests come back over this connection
-    /// (RFC 5923-style reuse).
-    pub public: Option<SocketAddr>,
-}
-
-impl CloudConn {
-    /// The address the cloud reaches this connection by.
-    pub fn seen_as(&self) -> SocketAddr {
-        self.public.unwrap_or(self.local)
-    }
-}
-
-/// Where calls find the trunk's connection.
-pub type CloudPath = Arc<Mutex<Option<CloudConn>>>;
 
 /// Where the node's calls live on the network.
 #[derive(Debug, Clone)]
@@ -69,7 +44,7 @@ pub struct CallsConfig {
     pub pbx_addr: SocketAddr,
     /// The gateway's connection to the PBX when its trunk runs over TCP
     /// (none: UDP).
-    pub pbx_tcp: Option<super::pbx_link::PbxPath>,
+    pub pbx_tcp: Option<super::paths::PbxPath>,
     /// Address the relays bind, and the LAN address in SDP.
     pub lan_ip: IpAddr,
     /// Address in the cloud leg's SDP (the public one behind NAT).
@@ -107,7 +82,7 @@ pub struct SubscriberCalls {
     /// The users' domain on the PBX.
     pub domain: String,
     /// The Softphone users.
-    pub softphones: super::Softphones,
+    pub softphones: super::softphones::Softphones,
 }
 
 /// A call-record file is rotated past this size…

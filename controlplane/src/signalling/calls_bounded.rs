@@ -7,9 +7,10 @@
 //! gateway's); the data plane is the real one (epoll backend, loopback),
 //! so a confirmed call ends by its relay's media timeout as in the field.
 
-use super::Counters;
-use super::calls::{CallsConfig, CloudConn, CloudPath, RecordSinks, TIMER_C};
-use super::core::Peer;
+use super::calls::{CallsConfig, RecordSinks, TIMER_C};
+use super::counters::Counters;
+use super::paths::{CloudConn, CloudPath};
+use super::peer::Peer;
 use super::udp::UdpOut;
 use crate::signalling::calls::Calls;
 use pbxlink_b2bua::call::Local;

@@ -5,8 +5,9 @@
 //! B2BUA (issue 6) will handle. Responses go back to the caller (a trunk's
 //! client transactions). No I/O: bytes in, bytes out; time passed in.
 
-use super::Counters;
 use super::calls::Calls;
+use super::counters::Counters;
+pub use super::peer::Peer;
 use super::udp::UdpDest;
 use pbxlink_b2bua::leg::{Side, param};
 use pbxlink_sip::digest::{Challenger, Verdict};
@@ -18,7 +19,6 @@ use pbxlink_sip::transaction::{
 };
 use pbxlink_sip::{parse, reject};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,30 +26,6 @@ use std::time::Instant;
 /// Server transactions held at most; past this, requests are answered
 /// statelessly (and counted).
 const TRANSACTIONS: usize = 65_536;
-
-/// Who sent a request: where its transaction's retransmissions go.
-#[derive(Debug, Clone)]
-pub enum Peer {
-    /// A UDP source, on the PBX trunk's listener (or the cloud's).
-    Udp(SocketAddr),
-    /// A UDP source on the subscriber side's listener (the PBX reaching a
-    /// Softphone user the gateway registered).
-    Subscriber(SocketAddr),
-    /// A connection (TCP or TLS): reliable, never retransmitted to; with
-    /// its write queue when calls may need to send on it later.
-    Stream(Option<tokio::sync::mpsc::Sender<Vec<u8>>>),
-}
-
-impl Peer {
-    /// Where a reply over UDP goes (none for a connection).
-    pub fn udp_dest(&self) -> Option<UdpDest> {
-        match self {
-            Peer::Udp(a) => Some(UdpDest::trunk(*a)),
-            Peer::Subscriber(a) => Some(UdpDest::subscriber(*a)),
-            Peer::Stream(_) => None,
-        }
-    }
-}
 
 /// What a received message led to.
 #[derive(Debug)]

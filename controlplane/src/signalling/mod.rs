@@ -13,9 +13,14 @@ mod calls;
 #[cfg(test)]
 mod calls_bounded;
 mod core;
+mod counters;
 mod dns;
+mod dscp;
+mod paths;
 pub mod pbx_link;
+mod peer;
 mod reliability;
+mod softphones;
 mod stream;
 mod subscriber;
 mod trunk;
@@ -23,14 +28,15 @@ pub mod udp;
 
 use anyhow::{Context, bail};
 use core::{Core, Inbound, Peer};
+pub use counters::Counters;
+pub use dscp::set_dscp;
 use pbxlink_b2bua::leg::Side;
 use pbxlink_sip::framing::{self, Frame};
 use pbxlink_sip::reject;
 use pbxlink_sip::resolve::{Target, Transport as Wire};
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stream::Shared;
@@ -126,261 +132,6 @@ impl Role {
             Role::Subscriber => (5070, 5071),
             Role::Embedded => (19060, 19061),
         }
-    }
-}
-
-/// What the node saw, by outcome.
-#[derive(Debug, Default)]
-pub struct Counters {
-    requests: AtomicU64,
-    ok: AtomicU64,
-    not_implemented: AtomicU64,
-    rejected: AtomicU64,
-    dropped: AtomicU64,
-    responses_ignored: AtomicU64,
-    responses_unmatched: AtomicU64,
-    /// Responses for calls that had just ended (the BYE's 200), absorbed.
-    responses_after_end: AtomicU64,
-    retransmissions: AtomicU64,
-    stateless: AtomicU64,
-    acks_unmatched: AtomicU64,
-    cancels: AtomicU64,
-    keepalives: AtomicU64,
-    connections: AtomicU64,
-    connections_refused: AtomicU64,
-    closed_on_error: AtomicU64,
-    /// Connections closed after the idle time in silence.
-    closed_idle: AtomicU64,
-    /// Connections closed because a message took longer than the partial
-    /// time to arrive whole (a slow or stalled sender).
-    closed_slow: AtomicU64,
-    write_queue_full: AtomicU64,
-    tls_handshake_failures: AtomicU64,
-    trunk_connects: AtomicU64,
-    trunk_failures: AtomicU64,
-    trunk_pings_sent: AtomicU64,
-    trunk_pings_ok: AtomicU64,
-    calls: AtomicU64,
-    calls_refused: AtomicU64,
-    calls_ended: AtomicU64,
-    /// Calls that ended by a BYE from either side (answered, then hung up).
-    calls_completed: AtomicU64,
-    /// Calls the caller cancelled before the answer.
-    calls_cancelled: AtomicU64,
-    /// Calls the callee refused.
-    calls_rejected: AtomicU64,
-    /// Calls the gateway ended (media timeout, no ACK, shutdown, …).
-    calls_failed: AtomicU64,
-    calls_unrouted: AtomicU64,
-    /// Calls ended by their phase's bound: no final answer within Timer
-    /// C, no answer to a CANCEL, no ACK for an answer.
-    calls_timed_out: AtomicU64,
-    media_timeouts: AtomicU64,
-    relays_failed: AtomicU64,
-    /// Calls refused at the call limit (or with no relay ports left).
-    refused_at_limit: AtomicU64,
-    /// Calls to emergency numbers admitted.
-    emergency_calls: AtomicU64,
-    /// Calls refused (503 with Retry-After) while the gateway drained.
-    refused_draining: AtomicU64,
-    /// Requests from outside the PBX trunk's trusted addresses.
-    untrusted: AtomicU64,
-    /// The PBX's INVITEs challenged for digest credentials (401).
-    auth_challenges: AtomicU64,
-    /// The PBX's INVITEs with wrong credentials (403).
-    auth_failures: AtomicU64,
-    /// Call records that could not be written.
-    cdrs_failed: AtomicU64,
-    /// Forwarded re-INVITEs that met glare (491) and wait to be retried.
-    glare: AtomicU64,
-    /// Relays the data plane last reported running (a gauge).
-    relays: AtomicU64,
-    /// Relay port pairs another process held (set aside for a while).
-    ports_unbindable: AtomicU64,
-    /// OPTIONS sent to the PBX (retransmissions included).
-    pbx_pings_sent: AtomicU64,
-    /// Whether the PBX answers (a gauge: 0 not known yet, 1 yes, 2 lost).
-    pbx_trunk: AtomicU64,
-    /// Media datagrams the data plane received (as its workers last
-    /// reported, once a second).
-    media_received: AtomicU64,
-    /// Media datagrams it sent.
-    media_sent: AtomicU64,
-    /// Of those, sent as AF_XDP frames (the xdp backend's fast path).
-    media_sent_xdp: AtomicU64,
-    /// Media datagrams that came in through the XDP program (xdp backend).
-    media_received_xdp: AtomicU64,
-    /// Media datagrams the kernel dropped before the data plane saw them.
-    media_kernel_drops: AtomicU64,
-    /// Media datagrams to a LAN leg from another source than its peer,
-    /// dropped by the XDP program (xdp backend).
-    media_xdp_foreign_dropped: AtomicU64,
-    /// Whether the gateway drains (a gauge: new calls get 503).
-    draining: AtomicU64,
-    /// Media port pairs calls hold now (a gauge).
-    port_pairs_in_use: AtomicU64,
-    /// Commands to the data plane waiting for room in a worker's full
-    /// queue (a gauge: back-pressure now).
-    dataplane_commands_waiting: AtomicU64,
-    /// Commands that had to wait for room (sent later, in order).
-    dataplane_commands_delayed: AtomicU64,
-    /// New relays refused because their worker's queue was full (the
-    /// call fails: `relays_failed`).
-    dataplane_relays_refused: AtomicU64,
-    /// Commands refused because the waiting room was full too.
-    dataplane_commands_refused: AtomicU64,
-    /// Events the workers dropped because the control plane did not take
-    /// them in time.
-    dataplane_events_dropped: AtomicU64,
-    /// Media drops by reason and by direction.
-    media_drops: std::sync::Mutex<MediaDrops>,
-}
-
-/// The data plane's drops as the admin API and `/metrics` show them.
-#[derive(Debug, Default, Clone)]
-pub struct MediaDrops {
-    /// Every relay's drops by reason, as the workers last reported
-    /// (running relays and ended ones).
-    pub by_reason: pbxlink_dataplane::drops::DropCounters,
-    /// Ended relays' drops by direction: from the PBX, from the cloud, and
-    /// the relay's own (neither direction).
-    pub from_pbx: pbxlink_dataplane::drops::DropCounters,
-    /// See `from_pbx`.
-    pub from_cloud: pbxlink_dataplane::drops::DropCounters,
-    /// See `from_pbx`.
-    pub relay: pbxlink_dataplane::drops::DropCounters,
-}
-
-impl Counters {
-    /// Every counter by name, in a stable order.
-    pub fn pairs(&self) -> Vec<(&'static str, u64)> {
-        [
-            ("requests", &self.requests),
-            ("ok", &self.ok),
-            ("not_implemented", &self.not_implemented),
-            ("rejected", &self.rejected),
-            ("dropped", &self.dropped),
-            ("responses_ignored", &self.responses_ignored),
-            ("responses_unmatched", &self.responses_unmatched),
-            ("responses_after_end", &self.responses_after_end),
-            ("retransmissions", &self.retransmissions),
-            ("stateless", &self.stateless),
-            ("acks_unmatched", &self.acks_unmatched),
-            ("cancels", &self.cancels),
-            ("keepalives", &self.keepalives),
-            ("connections", &self.connections),
-            ("connections_refused", &self.connections_refused),
-            ("closed_on_error", &self.closed_on_error),
-            ("closed_idle", &self.closed_idle),
-            ("closed_slow", &self.closed_slow),
-            ("write_queue_full", &self.write_queue_full),
-            ("tls_handshake_failures", &self.tls_handshake_failures),
-            ("trunk_connects", &self.trunk_connects),
-            ("trunk_failures", &self.trunk_failures),
-            ("trunk_pings_sent", &self.trunk_pings_sent),
-            ("trunk_pings_ok", &self.trunk_pings_ok),
-            ("calls", &self.calls),
-            ("calls_refused", &self.calls_refused),
-            ("calls_ended", &self.calls_ended),
-            ("calls_completed", &self.calls_completed),
-            ("calls_cancelled", &self.calls_cancelled),
-            ("calls_rejected", &self.calls_rejected),
-            ("calls_failed", &self.calls_failed),
-            ("calls_unrouted", &self.calls_unrouted),
-            ("calls_timed_out", &self.calls_timed_out),
-            ("media_timeouts", &self.media_timeouts),
-            ("relays_failed", &self.relays_failed),
-            ("glare", &self.glare),
-            ("refused_at_limit", &self.refused_at_limit),
-            ("emergency_calls", &self.emergency_calls),
-            ("refused_draining", &self.refused_draining),
-            ("untrusted", &self.untrusted),
-            ("auth_challenges", &self.auth_challenges),
-            ("auth_failures", &self.auth_failures),
-            ("cdrs_failed", &self.cdrs_failed),
-            ("relays", &self.relays),
-            ("ports_unbindable", &self.ports_unbindable),
-            ("pbx_pings_sent", &self.pbx_pings_sent),
-            ("pbx_trunk", &self.pbx_trunk),
-            ("media_received", &self.media_received),
-            ("media_sent", &self.media_sent),
-            ("media_sent_xdp", &self.media_sent_xdp),
-            ("media_received_xdp", &self.media_received_xdp),
-            ("media_kernel_drops", &self.media_kernel_drops),
-            ("media_xdp_foreign_dropped", &self.media_xdp_foreign_dropped),
-            ("draining", &self.draining),
-            ("port_pairs_in_use", &self.port_pairs_in_use),
-            (
-                "dataplane_commands_waiting",
-                &self.dataplane_commands_waiting,
-            ),
-            (
-                "dataplane_commands_delayed",
-                &self.dataplane_commands_delayed,
-            ),
-            ("dataplane_relays_refused", &self.dataplane_relays_refused),
-            (
-                "dataplane_commands_refused",
-                &self.dataplane_commands_refused,
-            ),
-            ("dataplane_events_dropped", &self.dataplane_events_dropped),
-        ]
-        .iter()
-        .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))
-        .collect()
-    }
-
-    /// One counter by name (0 when there is none by that name).
-    pub fn get(&self, name: &str) -> u64 {
-        self.pairs()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, v)| v)
-    }
-
-    /// Whether the PBX answers: 0 not known (or not asked), 1 yes, 2 lost.
-    pub fn pbx_trunk(&self) -> u64 {
-        self.pbx_trunk.load(Ordering::Relaxed)
-    }
-
-    /// The media drops so far.
-    pub fn media_drops(&self) -> MediaDrops {
-        self.media_drops.lock().expect("media drops").clone()
-    }
-
-    /// Whether the gateway drains.
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed) != 0
-    }
-
-    /// Calls admitted and not yet ended.
-    pub fn calls_in_progress(&self) -> u64 {
-        let started = self.calls.load(Ordering::Relaxed);
-        started.saturating_sub(self.calls_ended.load(Ordering::Relaxed))
-    }
-
-    fn line(&self) -> String {
-        self.pairs()
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-/// Counts one more of something.
-pub fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Marks a socket's packets with `dscp` (IP TOS / IPv6 traffic class).
-pub fn set_dscp(socket: &impl AsFd, ipv6: bool, dscp: u8) -> std::io::Result<()> {
-    let s = socket2::SockRef::from(socket);
-    let tos = u32::from(dscp) << 2;
-    if ipv6 {
-        s.set_tclass_v6(tos)
-    } else {
-        s.set_tos_v4(tos)
     }
 }
 
@@ -501,9 +252,11 @@ async fn listen_tcp(addr: SocketAddr, dscp: u8) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-pub use calls::{CallsConfig, CloudPath, SubscriberCalls};
+pub use calls::{CallsConfig, SubscriberCalls};
 pub use core::Trust;
-pub use subscriber::{Softphones, SubscriberSetup};
+pub use paths::CloudPath;
+pub use softphones::Softphones;
+pub use subscriber::SubscriberSetup;
 
 /// The (UDP/TCP, TLS) ports of a listener role named in a configuration.
 pub fn role_ports(role: &str) -> (u16, u16) {
@@ -619,7 +372,11 @@ pub fn serve(
         _ if args.tls.is_some() => bail!("--tls needs --cert and --key"),
         _ => None,
     };
-    let client_tls = args.trunk_ca.as_deref().map(crate::tls::client).transpose()?;
+    let client_tls = args
+        .trunk_ca
+        .as_deref()
+        .map(crate::tls::client)
+        .transpose()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -639,7 +396,7 @@ pub fn serve(
             None => None,
         };
         let udp_out = udp::UdpOut::new(udp_out, sub_socket.is_some().then_some(sub_out));
-        let cloud_path: calls::CloudPath = Arc::new(Mutex::new(None));
+        let cloud_path: CloudPath = Arc::new(Mutex::new(None));
         let drain = b2bua.as_ref().map_or(Duration::ZERO, |b| b.drain);
         let pbx_link = b2bua
             .as_ref()

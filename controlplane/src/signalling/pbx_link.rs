@@ -6,16 +6,14 @@
 //! the cloud are refused (503) rather than sent where the PBX does not
 //! listen.
 
+use super::counters::Counters;
+use super::dscp::set_dscp;
+use super::paths::PbxPath;
 use super::stream::{self, Shared};
-use super::{Counters, set_dscp};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpSocket;
-use tokio::sync::mpsc;
-
-/// The current connection's write queue (none while down).
-pub type PbxPath = Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>;
 
 /// Between a failed or closed connection and the next attempt.
 const REDIAL: Duration = Duration::from_secs(2);

@@ -13,7 +13,7 @@
 //! (`write_queue_full`).
 
 use super::core::{Core, Inbound, Peer};
-use super::{Counters, bump};
+use super::counters::{Counters, bump};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_sip::framing::{Frame, StreamFramer};
 use pbxlink_sip::message::Parsed;

@@ -13,14 +13,15 @@
 //! registers again.
 
 use super::core::{Core, Inbound, Peer};
-use super::{Counters, set_dscp};
+use super::counters::Counters;
+use super::dscp::set_dscp;
+use super::softphones::{Softphone, Softphones};
 use crate::config::SubscriberConfig;
 use pbxlink_b2bua::leg::Side;
 use pbxlink_sip::digest::Credentials;
 use pbxlink_sip::framing::{self, Frame};
 use pbxlink_sip::keepalive::{Liveness, PbxWatch, WatchOutput};
 use pbxlink_sip::register::{RegOutput, RegState, RegistrarTarget, Registrations};
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,83 +30,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
-/// One Softphone user as calls and the admin API see them.
-#[derive(Debug, Clone)]
-struct Softphone {
-    creds: Option<Credentials>,
-    /// Its registration (none: not registering, see `note`).
-    state: Option<RegState>,
-    /// Why it is not registering.
-    note: Option<&'static str>,
-}
-
-impl Softphone {
-    fn registered(&self, now: Instant) -> bool {
-        matches!(self.state, Some(RegState::Registered { until }) if until > now)
-    }
-}
-
 /// What a user without a SIP password shows.
 const NO_PASSWORD: &str =
     "failed: no SIP password (the PBX pushes it as sip_password, or set [[subscriber.user]])";
-
-#[derive(Debug, Default)]
-struct View {
-    users: BTreeMap<String, Softphone>,
-    registrar: String,
-}
-
-/// The Softphone users, shared by the subscriber loop (which writes),
-/// the calls (which route by them) and the admin API (which shows them).
-#[derive(Debug, Clone, Default)]
-pub struct Softphones(Arc<Mutex<View>>);
-
-impl Softphones {
-    /// `user`'s credentials when it is a Softphone user with a password.
-    pub fn credentials(&self, user: &str) -> Option<Credentials> {
-        self.0
-            .lock()
-            .expect("softphones")
-            .users
-            .get(user)
-            .and_then(|s| s.creds.clone())
-    }
-
-    /// Whether `user` is a Softphone user here.
-    pub fn contains(&self, user: &str) -> bool {
-        self.0.lock().expect("softphones").users.contains_key(user)
-    }
-
-    /// Users registered now, and users in all.
-    pub fn registered(&self) -> (usize, usize) {
-        let now = Instant::now();
-        let v = self.0.lock().expect("softphones");
-        (
-            v.users.values().filter(|s| s.registered(now)).count(),
-            v.users.len(),
-        )
-    }
-
-    /// Every user and its state, for the admin API.
-    pub fn json(&self) -> Value {
-        let now = Instant::now();
-        let v = self.0.lock().expect("softphones");
-        json!({
-            "registrar": v.registrar,
-            "users": v.users.len(),
-            "registered": v.users.values().filter(|s| s.registered(now)).count(),
-            "softphones": v.users.iter().map(|(u, s)| json!({
-                "extension": u,
-                "registered": s.registered(now),
-                "state": match (&s.state, s.note) {
-                    (_, Some(note)) => note.to_owned(),
-                    (Some(state), None) => describe(state, now),
-                    (None, None) => "waiting".to_owned(),
-                },
-            })).collect::<Vec<_>>(),
-        })
-    }
-}
 
 /// What the subscriber side runs with.
 pub struct SubscriberSetup {
@@ -134,22 +61,6 @@ fn wanted(
         }
     }
     all
-}
-
-fn describe(state: &RegState, now: Instant) -> String {
-    match state {
-        RegState::Waiting => "waiting".into(),
-        RegState::Registering => "registering".into(),
-        RegState::Registered { until } => format!(
-            "registered ({} s left)",
-            until.saturating_duration_since(now).as_secs()
-        ),
-        RegState::Failed { reason, retry_at } => format!(
-            "failed: {reason} (next try in {} s)",
-            retry_at.saturating_duration_since(now).as_secs()
-        ),
-        RegState::Unregistering => "unregistering".into(),
-    }
 }
 
 /// Runs the subscriber side on `socket` until the node stops.

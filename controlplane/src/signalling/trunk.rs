@@ -10,8 +10,9 @@
 //! the handshake, answers a keep-alive with 503, lets one time out, or
 //! drops the connection is held back and the next one is tried (§4.3).
 
+use super::counters::{Counters, bump};
+use super::dscp::set_dscp;
 use super::stream::{self, Shared};
-use super::{Counters, bump, set_dscp};
 use pbxlink_sip::message::Parsed;
 use pbxlink_sip::resolve::{Failover, Target, Transport as Wire};
 use pbxlink_sip::transaction::{
@@ -45,7 +46,7 @@ pub struct TrunkConfig {
     /// DSCP for the connection.
     pub dscp: u8,
     /// Where the calls find the current connection.
-    pub path: super::calls::CloudPath,
+    pub path: super::paths::CloudPath,
 }
 
 /// Where the trunk's targets come from.
@@ -134,7 +135,7 @@ pub async fn run(cfg: TrunkConfig, shared: Shared) {
                 bump(&c.trunk_connects);
                 failover.succeeded(i);
                 tracing::info!("trunk: connected to {target} from {local}");
-                *cfg.path.lock().expect("cloud path") = Some(super::calls::CloudConn {
+                *cfg.path.lock().expect("cloud path") = Some(super::paths::CloudConn {
                     out: conn.out.clone(),
                     local,
                     public: None,
