@@ -14,13 +14,13 @@ mod http_error;
 mod https;
 mod latency;
 mod media_demo;
+mod node;
 mod node_control;
 mod onboarding;
 mod operations;
 mod outbox;
 mod random;
 mod relay_cmd;
-mod run_cmd;
 mod signalling;
 mod state_file;
 mod sync;
@@ -53,7 +53,7 @@ enum Command {
     Relay(relay_cmd::RelayArgs),
     /// Run the gateway from a configuration file: the PBX trunk, the cloud
     /// trunk, the data plane and calls between them.
-    Run(run_cmd::RunArgs),
+    Run(node::run::RunArgs),
     /// Check a configuration file: print the effective settings, or every
     /// problem found (exit status 2).
     CheckConfig(config::CheckArgs),
@@ -68,8 +68,8 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::MediaDemo(args) => media_demo::run(&args),
         Command::Relay(args) => relay_cmd::run(&args),
-        Command::SipListen(args) => signalling::run(&args),
+        Command::SipListen(args) => node::services::serve(&args, None).map(|_| ()),
         Command::CheckConfig(args) => config::check(&args),
-        Command::Run(args) => run_cmd::run(&args),
+        Command::Run(args) => node::run::run(&args),
     }
 }

@@ -51,7 +51,7 @@ mod relink;
 pub mod remote;
 mod wizard;
 
-pub use listeners::{run_setup, start};
+pub use listeners::start;
 
 use crate::config::AdminSettings;
 use crate::cti::Cti;

@@ -234,7 +234,7 @@ impl Counters {
         started.saturating_sub(self.calls_ended.load(Ordering::Relaxed))
     }
 
-    pub(super) fn line(&self) -> String {
+    pub fn line(&self) -> String {
         self.pairs()
             .iter()
             .map(|(n, v)| format!("{n}={v}"))

@@ -100,7 +100,7 @@ pub struct SipListenArgs {
     dscp: u8,
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
-    seconds: Option<u64>,
+    pub seconds: Option<u64>,
     /// Most simultaneous accepted connections, TCP and TLS together.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -298,13 +298,9 @@ impl SipListenArgs {
     }
 }
 
-/// Runs `pbxlink sip-listen`.
-pub fn run(args: &SipListenArgs) -> anyhow::Result<()> {
-    serve(args, None).map(|_| ())
-}
-
-/// What the node needs to carry calls (`pbxlink run`).
-pub struct B2buaSetup {
+/// What the call driver runs with (none: `sip-listen` answers requests
+/// without calls).
+pub struct CallsSetup {
     /// The running data plane.
     pub plane: pbxlink_dataplane::engine::DataPlane,
     /// Relay ports.
@@ -314,45 +310,35 @@ pub struct B2buaSetup {
     /// Who may use the PBX trunk.
     pub trust: Option<core::Trust>,
     /// Where call records go.
-    pub cdrs: Option<std::path::PathBuf>,
-    /// The admin page and API (none: off).
-    pub admin: Option<Arc<crate::admin::AdminSetup>>,
-    /// The profile the admin API reports (name, call limit).
-    pub profile: (String, usize),
-    /// How long calls up may go on after SIGTERM.
-    pub drain: Duration,
-    /// The PBX's users, its CSTA link and the APIs around them.
-    pub pbx_side: PbxSide,
+    pub cdrs: Option<PathBuf>,
+    /// Where events for the cloud platform go (none: no tunnel).
+    pub events: Option<crate::events::EventSink>,
 }
 
-/// What the node runs toward the PBX besides SIP: the users it pushes, the
-/// CSTA link monitoring them, and who may give commands.
-pub struct PbxSide {
-    /// The users (loaded from the state directory).
-    pub users: Arc<crate::users::Users>,
-    /// The CSTA link (none: off).
-    pub cti: Option<crate::cti::CtiConfig>,
-    /// The user-config API, where its certificate is kept, and who may
-    /// reach it (none: off).
-    pub users_api: Option<(
-        crate::config::UsersApiConfig,
-        PathBuf,
-        pbxlink_dataplane::net::Networks,
-    )>,
-    /// The admin API's command token.
-    pub admin_token: Option<String>,
-    /// The subscriber side (none: off).
-    pub subscriber: Option<SubscriberSetup>,
-    /// The tunnel to the cloud platform (none: off).
-    pub tunnel: Option<crate::tunnel::TunnelConfig>,
+/// The SIP side, running: what the node drains when it stops.
+pub struct Sip {
+    core: Arc<Mutex<Core>>,
 }
 
-/// Runs the node: listeners, the trunk, and calls when `b2bua` is given;
-/// how it ended (a restart the admin page asked for, or a stop).
-pub fn serve(
+impl Sip {
+    /// Drains the calls (see [`shut_down`]).
+    pub async fn drain(&self, drain: Duration, term: &mut tokio::signal::unix::Signal) {
+        shut_down(&self.core, drain, term).await;
+    }
+}
+
+/// Starts the SIP side on the runtime it is called from: the listeners
+/// (UDP, TCP, TLS), the subscriber side, the TCP link to the PBX and the
+/// cloud trunk, and the call driver when `calls` is given. `counters` and
+/// `cloud_path` are the node's, so the admin page and the tunnel read
+/// the same ones.
+pub async fn start(
     args: &SipListenArgs,
-    mut b2bua: Option<B2buaSetup>,
-) -> anyhow::Result<crate::node_control::Exit> {
+    c: Arc<Counters>,
+    cloud_path: CloudPath,
+    calls: Option<CallsSetup>,
+    sub: Option<SubscriberSetup>,
+) -> anyhow::Result<Sip> {
     let trunk_tls =
         args.trunk_domain.is_some() || args.trunk_targets.iter().any(|t| t.transport == Wire::Tls);
     if trunk_tls && args.trunk_ca.is_none() {
@@ -377,273 +363,145 @@ pub fn serve(
         .as_deref()
         .map(crate::tls::client)
         .transpose()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let c = Arc::new(Counters::default());
-        let (udp_out, udp_outgoing) = mpsc::unbounded_channel();
-        let (sub_out, sub_outgoing) = mpsc::unbounded_channel();
-        let sub = b2bua.as_mut().and_then(|b| b.pbx_side.subscriber.take());
-        let softphones = sub.as_ref().map(|s| s.view.clone());
-        let sub_socket = match &sub {
-            Some(s) => Some(subscriber::bind(&s.config, args.dscp).await.with_context(|| {
-                format!(
-                    "binding the subscriber side on UDP {} ([subscriber] listen, or \"off\")",
-                    s.config.listen
-                )
-            })?),
-            None => None,
-        };
-        let udp_out = udp::UdpOut::new(udp_out, sub_socket.is_some().then_some(sub_out));
-        let cloud_path: CloudPath = Arc::new(Mutex::new(None));
-        let drain = b2bua.as_ref().map_or(Duration::ZERO, |b| b.drain);
-        let pbx_link = b2bua
-            .as_ref()
-            .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
-        let b2bua_keepalive = b2bua.as_ref().map(|b| b.config.pbx_keepalive);
-        // Events for the cloud platform, when a tunnel carries them.
-        let (sink, sink_rx) = match b2bua.as_ref().and_then(|b| b.pbx_side.tunnel.as_ref()) {
-            Some(_) => {
-                let (s, r) = crate::events::EventSink::new();
-                (Some(s), Some(r))
-            }
-            None => (None, None),
-        };
-        let cti = b2bua.as_ref().and_then(|b| {
-            b.pbx_side.cti.clone().map(|cfg| {
-                crate::cti::Cti::start(cfg, b.pbx_side.users.cti_devices(), sink.clone())
-            })
-        });
-        if let Some(b) = &b2bua
-            && let Some((api, state_dir, trusted)) = &b.pbx_side.users_api
-        {
-            start_users_api(api, state_dir, trusted.clone(), b.pbx_side.users.clone()).await?;
-        }
-        let control = b2bua
-            .as_ref()
-            .and_then(|b| b.admin.as_ref().map(|a| a.control.clone()));
-        let mut admin_state = b2bua.as_ref().and_then(|b| {
-            Some(crate::admin::AdminState {
-                admin: b.admin.clone()?,
-                events: sink.clone(),
-                counters: c.clone(),
-                cloud: cloud_path.clone(),
-                started: Instant::now(),
-                profile: b.profile.clone(),
-                cti: cti.clone(),
-                users: Some(b.pbx_side.users.clone()),
-                token: b.pbx_side.admin_token.clone(),
-                softphones: softphones.clone(),
-                tunnel: None,
-            })
-        });
-        let tunnel = match (
-            b2bua.as_mut().and_then(|b| b.pbx_side.tunnel.take()),
-            sink_rx,
-            &admin_state,
-        ) {
-            (Some(cfg), Some(rx), Some(state)) => {
-                Some(crate::tunnel::start(cfg, rx, state.clone())?)
-            }
-            _ => None,
-        };
-        if let Some(state) = &mut admin_state {
-            state.tunnel = tunnel.clone();
-        }
-        if let Some(state) = admin_state {
-            crate::admin::start(state).await?;
-        }
-        let core = Arc::new(Mutex::new(match b2bua {
-            Some(b) => Core::with_calls(
+    let (udp_out, udp_outgoing) = mpsc::unbounded_channel();
+    let (sub_out, sub_outgoing) = mpsc::unbounded_channel();
+    let sub_socket = match &sub {
+        Some(s) => Some(
+            subscriber::bind(&s.config, args.dscp)
+                .await
+                .with_context(|| {
+                    format!(
+                        "binding the subscriber side on UDP {} ([subscriber] listen, or \"off\")",
+                        s.config.listen
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let udp_out = udp::UdpOut::new(udp_out, sub_socket.is_some().then_some(sub_out));
+    let pbx_link = calls
+        .as_ref()
+        .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
+    let keepalive = calls.as_ref().map(|b| b.config.pbx_keepalive);
+    let core = Arc::new(Mutex::new(match calls {
+        Some(b) => Core::with_calls(
+            c.clone(),
+            calls::Calls::new(
+                b.plane,
+                b.ports,
+                b.config,
+                udp_out.clone(),
+                cloud_path.clone(),
                 c.clone(),
-                calls::Calls::new(
-                    b.plane,
-                    b.ports,
-                    b.config,
-                    udp_out.clone(),
-                    cloud_path.clone(),
-                    c.clone(),
-                    calls::RecordSinks {
-                        cdrs: b.cdrs,
-                        events: sink,
-                    },
-                ),
-                b.trust,
+                calls::RecordSinks {
+                    cdrs: b.cdrs,
+                    events: b.events,
+                },
             ),
-            None => Core::new(c.clone()),
-        }));
-        let shared = Shared {
-            core: core.clone(),
-            counters: c.clone(),
-            idle: Duration::from_secs(args.idle_timeout),
-            partial: Duration::from_secs(args.partial_timeout),
-            side: Side::Pbx,
-        };
-        let udp = UdpSocket::bind(udp_addr)
-            .await
-            .with_context(|| format!("binding UDP {udp_addr}"))?;
-        set_dscp(&udp, udp_addr.is_ipv6(), args.dscp)?;
-        let tcp = listen_tcp(tcp_addr, args.dscp).await?;
-        // One cap over TCP and TLS together.
-        let slots = Arc::new(Semaphore::new(args.max_connections));
-        let mut line = format!(
-            "sip-listen: UDP {} TCP {}",
-            udp.local_addr()?,
-            tcp.local_addr()?
+            b.trust,
+        ),
+        None => Core::new(c.clone()),
+    }));
+    let shared = Shared {
+        core: core.clone(),
+        counters: c.clone(),
+        idle: Duration::from_secs(args.idle_timeout),
+        partial: Duration::from_secs(args.partial_timeout),
+        side: Side::Pbx,
+    };
+    let udp = UdpSocket::bind(udp_addr)
+        .await
+        .with_context(|| format!("binding UDP {udp_addr}"))?;
+    set_dscp(&udp, udp_addr.is_ipv6(), args.dscp)?;
+    let tcp = listen_tcp(tcp_addr, args.dscp).await?;
+    // One cap over TCP and TLS together.
+    let slots = Arc::new(Semaphore::new(args.max_connections));
+    let mut line = format!(
+        "sip-listen: UDP {} TCP {}",
+        udp.local_addr()?,
+        tcp.local_addr()?
+    );
+    if let Some((addr, acceptor)) = server_tls {
+        let l = listen_tcp(addr, args.dscp).await?;
+        line.push_str(&format!(" TLS {}", l.local_addr()?));
+        tokio::spawn(accept(l, Some(acceptor), shared.clone(), slots.clone()));
+    }
+    tracing::info!("{line} dscp {}", args.dscp);
+    tokio::spawn(serve_udp(
+        udp,
+        core.clone(),
+        c.clone(),
+        udp_outgoing,
+        udp_out,
+    ));
+    if let (Some(setup), Some(socket)) = (sub, sub_socket) {
+        tracing::info!(
+            "subscriber: UDP {} (Softphone users registering to {})",
+            socket.local_addr()?,
+            setup.config.registrar
         );
-        if let Some((addr, acceptor)) = server_tls {
-            let l = listen_tcp(addr, args.dscp).await?;
-            line.push_str(&format!(" TLS {}", l.local_addr()?));
-            tokio::spawn(accept(l, Some(acceptor), shared.clone(), slots.clone()));
-        }
-        tracing::info!("{line} dscp {}", args.dscp);
-        tokio::spawn(serve_udp(
-            udp,
+        tokio::spawn(subscriber::run(
+            socket,
+            setup,
             core.clone(),
             c.clone(),
-            udp_outgoing,
-            udp_out,
+            sub_outgoing,
         ));
-        if let (Some(setup), Some(socket)) = (sub, sub_socket) {
-            tracing::info!(
-                "subscriber: UDP {} (Softphone users registering to {})",
-                socket.local_addr()?,
-                setup.config.registrar
-            );
-            tokio::spawn(subscriber::run(
-                socket,
-                setup,
-                core.clone(),
-                c.clone(),
-                sub_outgoing,
-            ));
-        }
-        tokio::spawn(accept(tcp, None, shared.clone(), slots));
-        if let Some((pbx, path)) = pbx_link {
-            // Dialled by the gateway, like the cloud trunk: the PBX watch's
-            // OPTIONS keep it, not the idle limit of accepted connections.
-            let keepalive = b2bua_keepalive.unwrap_or(Duration::ZERO);
-            tokio::spawn(pbx_link::run(
-                pbx,
-                Shared {
-                    idle: shared.idle.max(3 * keepalive),
-                    ..shared.clone()
-                },
-                path,
-                args.dscp,
-                c.clone(),
-            ));
-        }
-        let targets = match &args.trunk_domain {
-            Some(domain) => Some(trunk::Targets::Dns {
-                resolver: Box::new(dns::resolver(args.dns_server)?),
-                domain: domain.clone(),
-                transports: vec![Wire::Tls],
-            }),
-            None if !args.trunk_targets.is_empty() => {
-                Some(trunk::Targets::Static(args.trunk_targets.clone()))
-            }
-            None => None,
-        };
-        if let Some(targets) = targets {
-            let cfg = trunk::TrunkConfig {
-                targets,
-                hold: Duration::from_secs(args.trunk_hold),
-                tls: client_tls,
-                // RFC 5922: a resolved domain is what the certificate names.
-                server_name: args
-                    .trunk_server_name
-                    .clone()
-                    .or_else(|| args.trunk_domain.clone()),
-                ping: Duration::from_secs(args.trunk_ping.max(1)),
-                connect_timeout: Duration::from_secs(args.partial_timeout),
-                dscp: args.dscp,
-                path: cloud_path.clone(),
-            };
-            // `[sip] idle_timeout` is for connections peers open to the
-            // gateway; the trunk it dialled is kept alive by its own pings
-            // and judged dead by their missing answers, so a short idle
-            // limit must not cut it between two pings.
-            let cloud_side = Shared {
-                side: Side::Cloud,
-                idle: shared.idle.max(3 * cfg.ping),
+    }
+    tokio::spawn(accept(tcp, None, shared.clone(), slots));
+    if let Some((pbx, path)) = pbx_link {
+        // Dialled by the gateway, like the cloud trunk: the PBX watch's
+        // OPTIONS keep it, not the idle limit of accepted connections.
+        let keepalive = keepalive.unwrap_or(Duration::ZERO);
+        tokio::spawn(pbx_link::run(
+            pbx,
+            Shared {
+                idle: shared.idle.max(3 * keepalive),
                 ..shared.clone()
-            };
-            tokio::spawn(trunk::run(cfg, cloud_side));
+            },
+            path,
+            args.dscp,
+            c.clone(),
+        ));
+    }
+    let targets = match &args.trunk_domain {
+        Some(domain) => Some(trunk::Targets::Dns {
+            resolver: Box::new(dns::resolver(args.dns_server)?),
+            domain: domain.clone(),
+            transports: vec![Wire::Tls],
+        }),
+        None if !args.trunk_targets.is_empty() => {
+            Some(trunk::Targets::Static(args.trunk_targets.clone()))
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let exit = tokio::select! {
-            _ = tokio::signal::ctrl_c() => crate::node_control::Exit::Stop,
-            _ = term.recv() => crate::node_control::Exit::Stop,
-            why = async {
-                match &control {
-                    Some(c) => c.requested().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                tracing::info!("restart: {why}");
-                crate::node_control::Exit::Restart(why)
-            }
-            _ = async {
-                match args.seconds {
-                    Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                    None => std::future::pending().await,
-                }
-            } => crate::node_control::Exit::Stop,
+        None => None,
+    };
+    if let Some(targets) = targets {
+        let cfg = trunk::TrunkConfig {
+            targets,
+            hold: Duration::from_secs(args.trunk_hold),
+            tls: client_tls,
+            // RFC 5922: a resolved domain is what the certificate names.
+            server_name: args
+                .trunk_server_name
+                .clone()
+                .or_else(|| args.trunk_domain.clone()),
+            ping: Duration::from_secs(args.trunk_ping.max(1)),
+            connect_timeout: Duration::from_secs(args.partial_timeout),
+            dscp: args.dscp,
+            path: cloud_path.clone(),
         };
-        shut_down(&core, drain, &mut term).await;
-        if let Some(cti) = &cti {
-            cti.stop().await;
-        }
-        // The calls' records and the link's events are in the outbox.
-        if let Some(t) = &tunnel {
-            t.stop().await;
-        }
-        tracing::info!("final: {}", c.line());
-        anyhow::Ok(exit)
-    })
-}
-
-/// Starts the PBX's user-config API (HTTPS) for the PBX's addresses.
-async fn start_users_api(
-    api: &crate::config::UsersApiConfig,
-    state_dir: &std::path::Path,
-    trusted: pbxlink_dataplane::net::Networks,
-    users: Arc<crate::users::Users>,
-) -> anyhow::Result<()> {
-    let (cert, key) = crate::https::certificate(
-        api.tls.clone(),
-        state_dir,
-        "users-api",
-        &[api.listen.ip().to_string(), "pbxlink.local".to_owned()],
-    )?;
-    let acceptor = TlsAcceptor::from(crate::tls::server(&cert, &key)?);
-    let listener = TcpListener::bind(api.listen).await.with_context(|| {
-        format!(
-            "binding the user-config API on {} ([users] listen)",
-            api.listen
-        )
-    })?;
-    tracing::info!(
-        "users: user-config API on https://{}/api/v1/users, certificate {} (SHA-256 {})",
-        api.listen,
-        cert.display(),
-        crate::https::fingerprint(&cert)?
-    );
-    let router = crate::users::api::router(crate::users::api::ApiState::new(
-        users,
-        api.username.clone(),
-        api.password.clone(),
-    ));
-    tokio::spawn(crate::https::serve(
-        listener,
-        acceptor,
-        router,
-        Arc::new(move |ip| trusted.contains(ip)),
-        crate::https::Limits::default(),
-    ));
-    Ok(())
+        // `[sip] idle_timeout` is for connections peers open to the
+        // gateway; the trunk it dialled is kept alive by its own pings
+        // and judged dead by their missing answers, so a short idle
+        // limit must not cut it between two pings.
+        let cloud_side = Shared {
+            side: Side::Cloud,
+            idle: shared.idle.max(3 * cfg.ping),
+            ..shared.clone()
+        };
+        tokio::spawn(trunk::run(cfg, cloud_side));
+    }
+    Ok(Sip { core })
 }
 
 /// Drains the calls: those up may go on for `drain` (new ones are refused

@@ -2,10 +2,11 @@
 //! listeners, the cloud trunk, the data plane and the B2BUA carrying calls
 //! between them — from a checked configuration file.
 
+use super::services::{self, B2buaSetup, PbxSide};
 use crate::config::{self, CloudTargets};
 use crate::node_control::{Exit, NodeControl};
 use crate::operations::log_file::{LogFile, Rotation};
-use crate::signalling::{self, B2buaSetup, CallsConfig, SipListenArgs, Trust};
+use crate::signalling::{self, CallsConfig, SipListenArgs, Trust};
 use anyhow::Context;
 use pbxlink_b2bua::call::Local;
 use pbxlink_dataplane::engine::{Backend, DataPlane, DataPlaneConfig};
@@ -78,7 +79,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
     }
     let control = NodeControl::default();
     if let Some(setup) = config::setup_config(&args.config, &table)? {
-        return crate::admin::run_setup(setup, &args.config, control, args.seconds);
+        return super::setup::run_setup(setup, &args.config, control, args.seconds);
     }
     let cfg = config::load_with(&args.config, &overlay)?;
     let resources = Resources::detect();
@@ -183,7 +184,7 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
             }),
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
-    signalling::serve(
+    services::serve(
         &listen,
         Some(B2buaSetup {
             plane,
@@ -225,7 +226,7 @@ fn pbx_side(
     cfg: &config::Config,
     softphones: signalling::Softphones,
     profile_name: &str,
-) -> anyhow::Result<signalling::PbxSide> {
+) -> anyhow::Result<PbxSide> {
     let store = crate::users::store::Store::new(&cfg.state_dir)?;
     let users_file = store.path().to_owned();
     let users = crate::users::Users::load(store)
@@ -268,7 +269,7 @@ fn pbx_side(
         .as_ref()
         .map(|t| crate::tunnel::TunnelConfig::from_settings(t, &cfg.state_dir, profile_name))
         .transpose()?;
-    Ok(signalling::PbxSide {
+    Ok(PbxSide {
         users,
         tunnel,
         cti,
