@@ -14,8 +14,8 @@
 //! - `POST /api/auth/logout`, `POST /api/auth/password {"old", "new"}`:
 //!   every session ends.
 
-use super::AdminState;
 use super::access::{COOKIE, LoginError, SESSION, Session, SetError};
+use super::state::AdminState;
 use crate::http_error::HttpError;
 use crate::https::Peer;
 use axum::extract::{FromRequestParts, State};

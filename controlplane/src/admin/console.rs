@@ -18,8 +18,9 @@
 //! Destructive actions need their word typed, so no stray click (or
 //! script without the word) can do them.
 
-use super::AdminState;
 use super::auth::{Commander, SignedIn};
+use super::parts::{TraceState, trace_json};
+use super::state::AdminState;
 use crate::http_error::HttpError;
 use crate::operations::bundle::{Download, Fetch, log_bundle};
 use crate::operations::host::Reset;
@@ -57,7 +58,7 @@ pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
     let Some(dir) = &s.admin.log_dir else {
         return Err("this gateway does not write its log to disk".into());
     };
-    let status = serde_json::to_string_pretty(&super::status_json(s)).unwrap_or_default();
+    let status = serde_json::to_string_pretty(&super::state::status_json(s)).unwrap_or_default();
     let versions = serde_json::to_string_pretty(&part_versions()).unwrap_or_default();
     let bytes = log_bundle(dir, &[("status.json", status), ("versions.json", versions)])
         .map_err(|e| format!("the log bundle could not be made: {e}"))?;
@@ -113,39 +114,6 @@ pub async fn download(State(s): State<AdminState>, Path(token): Path<String>) ->
         )
         .into_response(),
         Fetch::Unknown => HttpError::new(StatusCode::NOT_FOUND, "no such download").into_response(),
-    }
-}
-
-/// The call trace running or last made.
-#[derive(Debug, Clone)]
-pub enum TraceState {
-    /// None made yet.
-    Idle,
-    /// Capturing until then.
-    Running {
-        /// When it ends.
-        until: Instant,
-    },
-    /// Made: its link and what it holds.
-    Done(Value),
-    /// It could not run.
-    Failed(String),
-}
-
-/// The trace's state as the page and the platform read it.
-pub fn trace_json(t: &TraceState) -> Value {
-    match t {
-        TraceState::Idle => json!({ "state": "idle" }),
-        TraceState::Running { until } => json!({
-            "state": "running",
-            "ends_in_s": until.saturating_duration_since(Instant::now()).as_secs_f64().ceil(),
-        }),
-        TraceState::Done(v) => {
-            let mut v = v.clone();
-            v["state"] = json!("done");
-            v
-        }
-        TraceState::Failed(why) => json!({ "state": "failed", "error": why }),
     }
 }
 

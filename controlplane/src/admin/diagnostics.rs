@@ -10,58 +10,23 @@
 //! - `POST /api/diagnostics`: run them again now (202).
 //! - `GET /api/alarms`: the alarms up.
 
-use super::AdminState;
 use super::auth::{Commander, SignedIn};
+use super::parts::{Diagnostics, Report};
+use super::state::AdminState;
 use crate::alarms::{DIAGNOSTIC_FAILED, Raised};
 use crate::cdr::rfc3339;
-use crate::diagnostics::{Checked, Outcome, Plan};
+use crate::diagnostics::Outcome;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
-use tokio::sync::Notify;
 
 /// Between runs while a check fails.
 pub const RERUN_FAILING: Duration = Duration::from_secs(300);
 /// Between runs while all pass.
 pub const RERUN_PASSING: Duration = Duration::from_secs(3600);
-
-/// The last run.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// When it ended.
-    pub at: SystemTime,
-    /// Each check.
-    pub checks: Vec<Checked>,
-}
-
-/// The checks, their last run and the door to ask for another.
-#[derive(Debug, Default)]
-pub struct Diagnostics {
-    /// What is checked (empty: not configured yet).
-    pub plan: Plan,
-    last: Mutex<Option<Report>>,
-    running: std::sync::atomic::AtomicBool,
-    again: Notify,
-}
-
-impl Diagnostics {
-    /// Diagnostics running `plan`.
-    pub fn new(plan: Plan) -> Self {
-        Self {
-            plan,
-            ..Self::default()
-        }
-    }
-
-    /// The last run, if any.
-    pub fn last(&self) -> Option<Report> {
-        self.last.lock().expect("diagnostics").clone()
-    }
-}
 
 /// Runs the diagnostics now and then, for as long as the gateway runs.
 pub fn start(s: AdminState) {

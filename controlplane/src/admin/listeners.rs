@@ -14,7 +14,8 @@
 //! (`crate::node::setup`).
 
 use super::auth::{self, Via};
-use super::{AdminState, console, metrics, page, wizard};
+use super::state::AdminState;
+use super::{console, metrics, page, wizard};
 use crate::https::{Limits, Peer};
 use axum::Extension;
 use axum::extract::{ConnectInfo, Request};
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 fn router(state: AdminState) -> axum::Router<()> {
-    super::api_routes()
+    super::api::api_routes()
         .route("/api/auth", get(auth::state))
         .route("/api/auth/setup", post(auth::setup))
         .route("/api/auth/login", post(auth::login))

@@ -16,8 +16,9 @@
 //!   applied when the stored one is kept, and the gateway starts again
 //!   with them.
 
-use super::AdminState;
 use super::auth::{Commander, SignedIn};
+use super::parts::{RelinkState, state_json};
+use super::state::AdminState;
 use crate::http_error::HttpError;
 use crate::onboarding::Onboarding;
 use axum::Json;
@@ -26,33 +27,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-/// Where a relink stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum RelinkState {
-    /// None asked for.
-    #[default]
-    Idle,
-    /// Asked; the platform's answer awaited.
-    Waiting {
-        /// The gateway replaced.
-        replaces: String,
-        /// `stored` or `own`.
-        network: String,
-    },
-    /// The platform refused, or the settings could not be taken.
-    Failed(String),
-}
-
-fn state_json(r: &RelinkState) -> Value {
-    match r {
-        RelinkState::Idle => json!({ "state": "idle" }),
-        RelinkState::Waiting { replaces, network } => {
-            json!({ "state": "waiting", "replaces": replaces, "network": network })
-        }
-        RelinkState::Failed(why) => json!({ "state": "failed", "error": why }),
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -15,8 +15,9 @@
 //!   the same command sent again after the restart (its answer lost in
 //!   the cut) is answered `done` rather than carried out twice.
 
-use super::AdminState;
-use super::console::{collect_logs, reset_gateway, start_trace, trace_json};
+use super::console::{collect_logs, reset_gateway, start_trace};
+use super::parts::trace_json;
+use super::state::AdminState;
 use crate::operations::bundle::Fetch;
 use crate::operations::host::Reset;
 use base64::Engine;

@@ -17,13 +17,11 @@
 //! - `POST /api/onboarding/complete`: `Onboarding complete` once every
 //!   step is done.
 
-use super::AdminState;
 use super::auth::{Commander, SignedIn};
+use super::parts::{invalid, status_word};
+use super::state::AdminState;
 use crate::http_error::HttpError;
-use crate::onboarding::store::Store;
-use crate::onboarding::{
-    AdvancedForm, ConnectForm, FieldErrors, GatewayForm, Onboarding, PbxForm, pbx_types,
-};
+use crate::onboarding::{AdvancedForm, ConnectForm, GatewayForm, Onboarding, PbxForm, pbx_types};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -32,108 +30,6 @@ use pbxlink_users::Status;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-/// The wizard's settings and where they go.
-#[derive(Debug)]
-pub struct Wizard {
-    store: Store,
-    current: Mutex<Onboarding>,
-    config: PathBuf,
-}
-
-impl Wizard {
-    /// The settings kept in `state_dir`, for the configuration at `config`.
-    pub fn open(state_dir: &Path, config: &Path) -> anyhow::Result<Wizard> {
-        let store = Store::new(state_dir);
-        let current = store.load()?;
-        Ok(Wizard {
-            store,
-            current: Mutex::new(current),
-            config: config.to_owned(),
-        })
-    }
-
-    /// What was entered so far.
-    pub fn get(&self) -> Onboarding {
-        self.current.lock().expect("wizard").clone()
-    }
-
-    /// Saves `next` in place of what was entered.
-    fn save(&self, next: Onboarding) -> Result<(), HttpError> {
-        self.store.save(&next).map_err(|e| {
-            HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the settings cannot be kept: {e:#}"),
-            )
-        })?;
-        *self.current.lock().expect("wizard") = next;
-        Ok(())
-    }
-
-    /// Forgets every setting (data or factory reset).
-    pub fn forget(&self) -> anyhow::Result<()> {
-        self.store.forget()?;
-        *self.current.lock().expect("wizard") = Onboarding::default();
-        Ok(())
-    }
-
-    /// The configuration's problems with `next`'s settings laid over it
-    /// (none to report while `[cloud]` is not there yet: the gateway
-    /// keeps to its wizard until it is).
-    fn check_config(&self, next: &Onboarding) -> Result<(), HttpError> {
-        let table = crate::config::read_table(&self.config, &next.overlay())
-            .map_err(|e| invalid(BTreeMap::from([("_config".into(), e.to_string())])))?;
-        if !crate::config::configured(&table, "pbx") || !crate::config::configured(&table, "cloud")
-        {
-            return Ok(());
-        }
-        let base = self.config.parent().unwrap_or(Path::new("."));
-        crate::config::parse_table(table, base)
-            .map(|_| ())
-            .map_err(|problems| {
-                invalid(BTreeMap::from([(
-                    "_config".into(),
-                    format!(
-                        "the gateway's configuration would not accept it: {}",
-                        problems.join("; ")
-                    ),
-                )]))
-            })
-    }
-}
-
-fn invalid(errors: FieldErrors) -> HttpError {
-    HttpError::with_body(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        json!({ "error": "some fields need attention", "errors": errors }),
-    )
-}
-
-/// A step's name as the page shows it.
-fn step_label(step: &str) -> &str {
-    match step {
-        "gateway" => "Gateway",
-        "pbx" => "PBX",
-        "connect" => "Connect",
-        "deployment" => "Deployment",
-        "advanced" => "Advanced",
-        other => other,
-    }
-}
-
-/// The status word the page shows for onboarding.
-pub fn status_word(o: &Onboarding) -> String {
-    if o.complete {
-        "Onboarding complete".into()
-    } else {
-        match o.next_step() {
-            Some(step) => format!("Onboarding: {} step next", step_label(step)),
-            None => "Onboarding: review the overview and finish".into(),
-        }
-    }
-}
 
 fn onboarding_json(s: &AdminState, o: &Onboarding) -> Value {
     json!({

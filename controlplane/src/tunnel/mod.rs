@@ -9,11 +9,15 @@
 //! platform's commands are carried out here (sync) or by the CSTA link
 //! (CTI), each answered once.
 
+pub mod handle;
+
 use crate::admin::{AdminState, CtiCommand, service, status_json};
 use crate::alarms::{CSTA_LOST, OUTBOX_OVERFLOW};
 use crate::events::unix_ms;
 use crate::outbox::Outbox;
 use crate::sync::UserSync;
+pub use handle::Tunnel;
+use handle::{Ask, View};
 use pbxlink_tunnel::client::{ClientConfig, ClientOutput, TunnelClient};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -111,72 +115,6 @@ impl std::fmt::Debug for TunnelConfig {
             .field("account", &self.account)
             .field("gateway", &self.gateway)
             .finish_non_exhaustive()
-    }
-}
-
-enum Ask {
-    Sync(oneshot::Sender<Value>),
-    Stop(oneshot::Sender<()>),
-}
-
-#[derive(Debug, Default)]
-struct View {
-    state: String,
-    session: Option<String>,
-    backlog: usize,
-    acked: u64,
-    last_id: u64,
-    dropped: u64,
-    write_failures: u64,
-    events_sent: u64,
-    acks_beyond_sent: u64,
-    commands: u64,
-    syncs: u64,
-    connects: u64,
-}
-
-/// The running tunnel, as the admin API holds it.
-#[derive(Clone)]
-pub struct Tunnel {
-    asks: mpsc::Sender<Ask>,
-    view: Arc<Mutex<View>>,
-    gateway: String,
-}
-
-impl Tunnel {
-    /// Runs a user sync now; its report.
-    pub async fn sync_now(&self) -> Option<Value> {
-        let (tx, rx) = oneshot::channel();
-        self.asks.send(Ask::Sync(tx)).await.ok()?;
-        rx.await.ok()
-    }
-
-    /// Writes what is queued to the outbox and stops (at shutdown).
-    pub async fn stop(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.asks.send(Ask::Stop(tx)).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(3), rx).await;
-        }
-    }
-
-    /// Its state, for `/api/status` and `/api/tunnel`.
-    pub fn json(&self) -> Value {
-        let v = self.view.lock().expect("tunnel view");
-        json!({
-            "state": v.state,
-            "gateway": self.gateway,
-            "session": v.session,
-            "backlog": v.backlog,
-            "acked": v.acked,
-            "last_id": v.last_id,
-            "outbox_dropped": v.dropped,
-            "outbox_write_failures": v.write_failures,
-            "events_sent": v.events_sent,
-            "acks_beyond_sent": v.acks_beyond_sent,
-            "commands": v.commands,
-            "syncs": v.syncs,
-            "connects": v.connects,
-        })
     }
 }
 
