@@ -187,12 +187,19 @@ const ROUTES: &[(&str, &[&str], bool)] = &[
     ("/api/operations/relink", &["GET", "POST"], false),
 ];
 
-/// The routes the admin router's source declares.
+/// The routes the admin router's source declares (every file of the
+/// admin module).
 fn declared_routes() -> Vec<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../controlplane/src/admin");
     let mut routes = Vec::new();
-    for file in ["listeners.rs", "mod.rs"] {
-        let text = std::fs::read_to_string(src.join(file)).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
         for piece in text.split(".route(").skip(1) {
             let path = piece.trim_start().trim_start_matches('"');
             routes.push(path[..path.find('"').unwrap()].to_owned());

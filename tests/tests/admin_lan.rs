@@ -202,6 +202,9 @@ fn the_wizards_static_lan_lands_on_the_interface_inside_a_test_namespace() {
         "admin: wizard: LAN: DHCP on lan0: left to the system's DHCP client",
         Duration::from_secs(5),
     );
+    // The saved step restarts the gateway (a third start): stopped once it
+    // is up again, not while the new process is still being born.
+    gw.wait_count("admin: page on https://", 3, Duration::from_secs(20));
     gw.stop();
 }
 
