@@ -1,19 +1,17 @@
 //! `pbxlink`: the gateway binary: `run` (the gateway from a configuration
-//! file), `demo` (the whole product on loopback with pbxsim and cloudsim),
-//! and the tools around them (see ARCHITECTURE.md).
+//! file) and the tools around it. The demos are another program
+//! (`pbxlink-demo`, the `demos` crate).
 
 mod admin;
 mod alarms;
 mod cdr;
 mod config;
 mod cti;
-mod demo;
 mod diagnostics;
 mod events;
 mod http_error;
 mod https;
 mod latency;
-mod media_demo;
 mod node;
 mod node_control;
 mod onboarding;
@@ -40,15 +38,6 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole product on loopback from an embedded default: the
-    /// gateway between pbxsim (the PBX) and cloudsim (the cloud platform);
-    /// users pushed and synced, CTI from the cloud, calls both ways with a
-    /// line of stats a second, until Ctrl-C or --seconds.
-    Demo(demo::DemoArgs),
-    /// Run generated calls through the media core alone: a simulated PBX
-    /// and cloud exchanging G.711 and DTMF both ways through relays (no
-    /// SIP), every packet verified, with a transfer mid-call.
-    MediaDemo(media_demo::MediaDemoArgs),
     /// Run static relays (no SIP): plain RTP on LAN ports, SRTP on cloud ports.
     Relay(relay_cmd::RelayArgs),
     /// Run the gateway from a configuration file: the PBX trunk, the cloud
@@ -65,8 +54,6 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     operations::structured_log::init();
     match Cli::parse().command {
-        Command::Demo(args) => demo::run(&args),
-        Command::MediaDemo(args) => media_demo::run(&args),
         Command::Relay(args) => relay_cmd::run(&args),
         Command::SipListen(args) => node::services::serve(&args, None).map(|_| ()),
         Command::CheckConfig(args) => config::check(&args),

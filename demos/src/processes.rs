@@ -25,9 +25,9 @@ pub struct Process {
     log: PathBuf,
 }
 
-/// The binary `name` next to the running `pbxlink`.
+/// The binary `name` next to the running `pbxlink-demo` (the same build).
 pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe().context("finding the pbxlink binary")?;
+    let me = std::env::current_exe().context("finding the pbxlink-demo binary")?;
     let path = me.with_file_name(name);
     if !path.is_file() {
         bail!(

@@ -1,4 +1,4 @@
-//! `pbxlink demo`: the whole product on loopback from an embedded default
+//! `pbxlink-demo`: the whole product on loopback from an embedded default
 //! configuration. The gateway (`pbxlink run`) sits between pbxsim (the
 //! PBX: CSTA servers, a SIP trunk with G.711, a user pusher) and cloudsim
 //! (the cloud platform: the management tunnel's server, a SIP-TLS
@@ -15,12 +15,9 @@
 //! talks to the processes only through their public interfaces: control
 //! APIs, the admin API, the PBX's push.
 
-mod api;
-mod processes;
-
+use crate::api::Api;
+use crate::processes::{Process, sibling, stop_leftovers};
 use anyhow::{Context, bail, ensure};
-use api::Api;
-use processes::{Process, sibling, stop_leftovers};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +27,13 @@ use std::time::{Duration, Instant};
 
 /// The gateway's configuration, with `{name}` holes filled at start.
 const GATEWAY_TOML: &str = include_str!("gateway.toml");
+
+/// `N` bytes from the OS's random source.
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random source");
+    b
+}
 
 /// Loopback ports (TCP unless said).
 const CLOUD_SIP: u16 = 25_802;
@@ -57,7 +61,7 @@ const CALL_SECONDS: (u64, u64) = (4, 10);
 /// Beyond its planned end, a call still up this long is counted stuck.
 const CALL_GRACE: Duration = Duration::from_secs(15);
 
-/// Options of `pbxlink demo`.
+/// Options of `pbxlink-demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Seconds of calls, then the calls finish and the run is checked
@@ -99,10 +103,7 @@ fn at(port: u16) -> SocketAddr {
 }
 
 fn hex_token() -> String {
-    crate::random::random::<12>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    random::<12>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
@@ -144,9 +145,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         patience: 0,
         gateway_id: String::new(),
         problems: Vec::new(),
-        rng: u64::from_be_bytes(crate::random::random()) | 1,
+        rng: u64::from_be_bytes(random()) | 1,
     };
-    println!("pbxlink demo: the whole product on loopback");
+    println!("pbxlink-demo: the whole product on loopback");
     println!("  pbxsim (the PBX) <-> pbxlink (the gateway) <-> cloudsim (the cloud platform)");
     println!(
         "  logs, configuration and call records in {}",
@@ -406,10 +407,10 @@ impl Demo {
             .replace("{push_password}", &format!("push-{tunnel_token}"));
         let path = dir.join("pbxlink.toml");
         std::fs::write(&path, config)?;
-        let me = std::env::current_exe()?;
+        let gateway = sibling("pbxlink")?;
         let args = ["run".into(), "--config".into(), path.display().to_string()];
         self.procs
-            .push(Process::start("gateway", &me, &args, &dir)?);
+            .push(Process::start("gateway", &gateway, &args, &dir)?);
         let gateway = self.gateway.clone();
         let status = self
             .wait(

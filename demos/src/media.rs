@@ -1,4 +1,4 @@
-//! `pbxlink media-demo`: the media core alone on an embedded default (the
+//! `pbxlink-demo media`: the media core alone on an embedded default (the
 //! whole product's demo is `pbxlink demo`). The data plane starts as
 //! in production (profile, pinned workers, io_uring where usable) with one
 //! relay per call on loopback; a simulated PBX sends G.711 and RFC 4733 DTMF
@@ -28,7 +28,7 @@ const TELEPHONE_EVENT_PT: u8 = 101;
 const LAN_BASE: u16 = 28_000;
 const CLOUD_BASE: u16 = 30_000;
 
-/// Options of `pbxlink media-demo`.
+/// Options of `pbxlink-demo media`.
 #[derive(Debug, clap::Args)]
 pub struct MediaDemoArgs {
     /// Simultaneous calls (25 = the Small profile's limit).
