@@ -7,7 +7,8 @@
 //! gateway's); the data plane is the real one (epoll backend, loopback),
 //! so a confirmed call ends by its relay's media timeout as in the field.
 
-use super::calls::{CallsConfig, RecordSinks, TIMER_C};
+use super::calls::bounds::TIMER_C;
+use super::calls::{CallsConfig, RecordSinks};
 use super::counters::Counters;
 use super::paths::{CloudConn, CloudPath};
 use super::peer::Peer;
