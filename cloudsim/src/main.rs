@@ -1,6 +1,6 @@
 //! `cloudsim`: the cloud platform, on loopback, for pbxlink's tests and
 //! demo — the management tunnel's server with an account store
-//! (docs/tunnel.md), a SIP-TLS endpoint answering and placing calls with
+//! (docs/protocols-tunnel.md), a SIP-TLS endpoint answering and placing calls with
 //! SDES-SRTP, NTP and STUN services, and a control API. Its certificates are made at start; the
 //! CA is written where the gateway is told to trust it.
 

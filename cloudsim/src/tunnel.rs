@@ -1,4 +1,4 @@
-//! cloudsim's side of the management tunnel (docs/tunnel.md), written
+//! cloudsim's side of the management tunnel (docs/protocols-tunnel.md), written
 //! from the document with its own framing and plain JSON values: a TLS
 //! listener; per connection a `hello` checked against the accounts, then
 //! events stored once and acknowledged, pings answered, commands sent and

@@ -1,7 +1,7 @@
 //! The gateway's alarms (SPEC §7): conditions an operator must act on.
 //! An alarm is raised once (again only when its text changes) with when
 //! and why, and cleared when its condition goes. Whoever raises or clears
-//! one tells the log and the platform (an `alarm` event, docs/tunnel.md);
+//! one tells the log and the platform (an `alarm` event, docs/protocols-tunnel.md);
 //! this module only keeps the list the page (`GET /api/alarms`) and
 //! `/metrics` read.
 

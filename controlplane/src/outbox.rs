@@ -1,5 +1,5 @@
 //! The events the gateway owes the cloud platform, on disk until the
-//! platform acknowledges them (docs/tunnel.md): call records, CTI events,
+//! platform acknowledges them (docs/protocols-tunnel.md): call records, CTI events,
 //! call histories, user syncs, status and alarms. Each event gets the next
 //! id and is appended to `STATE_DIR/outbox/events.log` (one JSON line) and
 //! synced before it may be sent; the highest acknowledged id is kept in

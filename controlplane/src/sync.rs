@@ -217,7 +217,7 @@ mod tests {
         );
         assert_eq!(second.events[0].1["removed"][0], "1001");
         // Nothing changed: still one (empty) sync_batch and one sync_errors
-        // (docs/tunnel.md), so the platform sees every sync complete.
+        // (docs/protocols-tunnel.md), so the platform sees every sync complete.
         let mut s = UserSync::open(&dir);
         s.commit(second).unwrap();
         let third = s.run(&d);

@@ -3,7 +3,7 @@
 //! This crate is sans-IO: it parses, checks, renumbers and (un)protects
 //! packets in buffers it is handed, with time passed in. It owns no socket,
 //! no thread and no clock; the io_uring workers that drive it live beside it
-//! (see ARCHITECTURE.md). Nothing here panics on packet bytes or allocates
+//! (see docs/architecture.md). Nothing here panics on packet bytes or allocates
 //! per packet.
 
 pub mod backlog;

@@ -1,5 +1,5 @@
 //! pbxlink's management tunnel to the cloud platform, sans-IO
-//! (docs/tunnel.md): bytes and time in, bytes to send, acknowledgements
+//! (docs/protocols-tunnel.md): bytes and time in, bytes to send, acknowledgements
 //! and commands out. The TLS connection and the outbox on disk belong to
 //! the control plane.
 //!

@@ -1,4 +1,4 @@
-//! The tunnel's messages (docs/tunnel.md): a JSON object with `v` (the
+//! The tunnel's messages (docs/protocols-tunnel.md): a JSON object with `v` (the
 //! protocol's major version) and `type`. Reading tells a known message
 //! from one of an unknown type (answered `unknown_type`), one of another
 //! major version, and one missing what it must carry — each its own case,

@@ -5,7 +5,7 @@
 //! link, passes commands to them, and keeps only its own parts
 //! ([`AdminSetup`]: the account, the wizard's settings, downloads). Where
 //! it listens: `listeners`; who may do what: `auth`; the page's endpoints:
-//! `wizard`, `console`, `metrics`; the operator's guide: docs/admin.md.
+//! `wizard`, `console`, `metrics`; the operator's guide: docs/operations/admin-page.md.
 //!
 //! Reading:
 //! - `GET /api/status`: the status word (SPEC §7: `Connected`, or

@@ -1,5 +1,5 @@
 //! The console functions the cloud platform runs through the management
-//! tunnel (docs/tunnel.md "Commands"): the same ones the admin page has,
+//! tunnel (docs/protocols-tunnel.md "Commands"): the same ones the admin page has,
 //! carried out by the same code (`console`, `operations::host`).
 //!
 //! - `collect_logs`: makes a log bundle; answers its size and link.

@@ -353,7 +353,7 @@ async fn tls(endpoint: &str, server_name: &str, ca: &std::path::Path) -> Result<
         .protocol_version()
         .map_or_else(|| "TLS".to_owned(), |v| format!("{v:?}"));
     // Closed politely (close_notify), having sent nothing: the platform
-    // sees a handshake and a clean close, no hello (docs/tunnel.md).
+    // sees a handshake and a clean close, no hello (docs/protocols-tunnel.md).
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(2),
         tokio::io::AsyncWriteExt::shutdown(&mut tls),

@@ -1,4 +1,4 @@
-//! The management tunnel's tokio driver (docs/tunnel.md): one task owns
+//! The management tunnel's tokio driver (docs/protocols-tunnel.md): one task owns
 //! the sans-IO session (`pbxlink-tunnel`), the outbox on disk and the
 //! user sync, and carries bytes over one TLS connection to the platform,
 //! dialled again after a jittered back-off whenever it goes.
