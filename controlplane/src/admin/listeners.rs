@@ -113,9 +113,9 @@ async fn peer_of(
 }
 
 /// Starts the admin listeners `state.admin.settings` names (inside a tokio
-/// runtime). A port that cannot be bound is told and left off.
+/// runtime), and advertises the page by mDNS. A port that cannot be bound
+/// is told and left off.
 pub async fn start(state: AdminState) -> anyhow::Result<()> {
-    super::diagnostics::start(state.clone());
     let settings = state.admin.settings.clone();
     let page_port = settings.listen.or(settings.https_listen).map(|a| a.port());
     if let (Some((name, addr)), Some(port)) = (&settings.mdns, page_port)

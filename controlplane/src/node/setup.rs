@@ -62,6 +62,7 @@ pub fn run_setup(
             let cfg = crate::tunnel::TunnelConfig::from_settings(t, &setup.state_dir, "setup")?;
             state.tunnel = Some(crate::tunnel::start(cfg, events, state.clone())?);
         }
+        crate::admin::diagnostics::start(state.clone());
         crate::admin::start(state)
             .await
             .context("starting the admin page")?;
