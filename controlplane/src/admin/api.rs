@@ -2,9 +2,9 @@
 //! users, Softphones, the CSTA link and its commands, the tunnel, the PBX
 //! connection).
 
-use super::state::{AdminState, CtiCommand, service, status_json};
 use super::{auth, diagnostics};
 use crate::http_error::HttpError;
+use crate::operations::state::{AdminState, CtiCommand, service, status_json};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -15,9 +15,9 @@
 //!   every session ends.
 
 use super::access::{COOKIE, LoginError, SESSION, Session, SetError};
-use super::state::AdminState;
 use crate::http_error::HttpError;
 use crate::https::Peer;
+use crate::operations::state::AdminState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};

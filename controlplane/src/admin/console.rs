@@ -19,11 +19,12 @@
 //! script without the word) can do them.
 
 use super::auth::{Commander, SignedIn};
-use super::parts::{TraceState, trace_json};
-use super::state::AdminState;
 use crate::http_error::HttpError;
-use crate::operations::bundle::{Download, Fetch, log_bundle};
+use crate::operations::bundle::Fetch;
+use crate::operations::console::{collect_logs, part_versions, reset_gateway, start_trace};
 use crate::operations::host::Reset;
+use crate::operations::parts::trace_json;
+use crate::operations::state::AdminState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -32,54 +33,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Instant;
 
-/// Each part's version (all built from one tree, so one number, but the
-/// parts are named as the platform lists them).
-pub fn part_versions() -> Value {
-    let v = env!("CARGO_PKG_VERSION");
-    json!({
-        "gateway": v,
-        "control_plane": v,
-        "data_plane": v,
-        "sip": v,
-        "csta": v,
-        "tunnel_protocol": pbxlink_tunnel::message::VERSION,
-        "build": option_env!("PBXLINK_BUILD").unwrap_or("local"),
-    })
-}
-
 /// `GET /api/versions`.
 pub async fn versions(_: SignedIn) -> Json<Value> {
     Json(part_versions())
-}
-
-/// Makes a log bundle and its link (the admin page and the tunnel's
-/// `collect_logs`).
-pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
-    let Some(dir) = &s.admin.log_dir else {
-        return Err("this gateway does not write its log to disk".into());
-    };
-    let status = serde_json::to_string_pretty(&super::state::status_json(s)).unwrap_or_default();
-    let versions = serde_json::to_string_pretty(&part_versions()).unwrap_or_default();
-    let bytes = log_bundle(dir, &[("status.json", status), ("versions.json", versions)])
-        .map_err(|e| format!("the log bundle could not be made: {e}"))?;
-    let size = bytes.len();
-    let token = s.admin.downloads.add(
-        Download {
-            file_name: format!("pbxlink-logs-{}.tar.gz", super::auth::unix_now()),
-            content_type: "application/gzip",
-            bytes,
-        },
-        Instant::now(),
-    );
-    tracing::info!(
-        "admin: log bundle made ({size} bytes), its link expires in {} s",
-        s.admin.downloads.ttl().as_secs()
-    );
-    Ok(json!({
-        "url": format!("/downloads/{token}"),
-        "bytes": size,
-        "expires_in_s": s.admin.downloads.ttl().as_secs(),
-    }))
 }
 
 /// `POST /api/operations/logs`.
@@ -122,67 +78,6 @@ pub async fn download(State(s): State<AdminState>, Path(token): Path<String>) ->
 pub struct TraceBody {
     #[serde(default)]
     seconds: Value,
-}
-
-/// Starts a call trace (the admin page and the tunnel's `trace`).
-pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, String)> {
-    use crate::operations::trace::{MAX_SECONDS, capture};
-    if !(1..=MAX_SECONDS).contains(&seconds) {
-        return Err((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("seconds: from 1 to {MAX_SECONDS}"),
-        ));
-    }
-    {
-        let mut t = s.admin.trace.lock().expect("trace");
-        if let TraceState::Running { .. } = *t {
-            return Err((
-                StatusCode::CONFLICT,
-                "a call trace is running already".into(),
-            ));
-        }
-        *t = TraceState::Running {
-            until: Instant::now() + std::time::Duration::from_secs(seconds),
-        };
-    }
-    tracing::info!("trace: capturing SIP and media headers for {seconds} s");
-    let admin = s.admin.clone();
-    tokio::task::spawn_blocking(move || {
-        let next = match capture(&admin.trace_ports, seconds) {
-            Ok(c) => {
-                let bytes = c.pcap.len();
-                let token = admin.downloads.add(
-                    Download {
-                        file_name: format!("pbxlink-trace-{}.pcap", super::auth::unix_now()),
-                        content_type: "application/vnd.tcpdump.pcap",
-                        bytes: c.pcap,
-                    },
-                    Instant::now(),
-                );
-                tracing::info!(
-                    "trace: done: {} SIP and {} media packet(s), {bytes} bytes{}",
-                    c.sip,
-                    c.media,
-                    c.cut
-                        .map_or(String::new(), |why| format!(" (stopped at {why})"))
-                );
-                TraceState::Done(json!({
-                    "url": format!("/downloads/{token}"),
-                    "bytes": bytes,
-                    "sip_packets": c.sip,
-                    "media_packets": c.media,
-                    "stopped_at": c.cut,
-                    "expires_in_s": admin.downloads.ttl().as_secs(),
-                }))
-            }
-            Err(e) => {
-                tracing::warn!("trace: failed: {e}");
-                TraceState::Failed(e.to_string())
-            }
-        };
-        *admin.trace.lock().expect("trace") = next;
-    });
-    Ok(trace_json(&s.admin.trace.lock().expect("trace")))
 }
 
 /// `POST /api/operations/trace`.
@@ -290,23 +185,4 @@ pub async fn reset(
         }
         Err(e) => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
-}
-
-/// Forgets what `kind` forgets (the admin page and the tunnel's
-/// `data_reset`); the files removed. The caller restarts the gateway.
-pub fn reset_gateway(s: &AdminState, kind: Reset, from: &str) -> Result<Vec<String>, String> {
-    let name = match kind {
-        Reset::Data => "data",
-        Reset::Factory => "factory",
-    };
-    if kind == Reset::Factory {
-        s.admin.access.forget().map_err(|e| format!("{e:?}"))?;
-    }
-    let removed = s.admin.host.reset(kind)?;
-    s.admin.wizard.forget().map_err(|e| format!("{e:#}"))?;
-    tracing::info!(
-        "admin: {name} reset from {from}: removed {}",
-        removed.join(", ")
-    );
-    Ok(removed)
 }

@@ -11,11 +11,11 @@
 //! - `GET /api/alarms`: the alarms up.
 
 use super::auth::{Commander, SignedIn};
-use super::parts::{Diagnostics, Report};
-use super::state::AdminState;
 use crate::alarms::{DIAGNOSTIC_FAILED, Raised};
 use crate::cdr::rfc3339;
 use crate::diagnostics::Outcome;
+use crate::operations::parts::{Diagnostics, Report};
+use crate::operations::state::AdminState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

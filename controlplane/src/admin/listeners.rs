@@ -14,9 +14,9 @@
 //! (`crate::node::setup`).
 
 use super::auth::{self, Via};
-use super::state::AdminState;
 use super::{console, metrics, page, wizard};
 use crate::https::{Limits, Peer};
+use crate::operations::state::AdminState;
 use axum::Extension;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{StatusCode, header};

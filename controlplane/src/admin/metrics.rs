@@ -11,7 +11,7 @@
 //!   request time histogram, and every node counter as
 //!   `pbxlink_node_<name>`.
 
-use super::state::AdminState;
+use crate::operations::state::AdminState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -39,20 +39,17 @@
 //!   forgets the PBX's users) — refused 409 while a user holds the CTI or
 //!   Softphone role or a user sync runs (SPEC §5).
 
-mod access;
+pub(crate) mod access;
 mod api;
 mod auth;
 mod console;
 pub mod diagnostics;
 mod listeners;
-mod mdns;
+pub(crate) mod mdns;
 mod metrics;
 mod page;
-mod parts;
 mod relink;
-pub mod remote;
-mod state;
 mod wizard;
 
+pub(crate) use crate::operations::state::{AdminSetup, AdminState, Watch};
 pub use listeners::start;
-pub(crate) use state::{AdminSetup, AdminState, CtiCommand, Watch, service, status_json};

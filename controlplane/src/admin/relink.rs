@@ -17,10 +17,9 @@
 //!   with them.
 
 use super::auth::{Commander, SignedIn};
-use super::parts::{RelinkState, state_json};
-use super::state::AdminState;
 use crate::http_error::HttpError;
-use crate::onboarding::Onboarding;
+use crate::operations::parts::{RelinkState, state_json};
+use crate::operations::state::AdminState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -93,56 +92,4 @@ pub async fn ask(State(s): State<AdminState>, _: Commander, Json(b): Json<Relink
 /// `GET /api/operations/relink`.
 pub async fn state(State(s): State<AdminState>, _: SignedIn) -> Json<Value> {
     Json(state_json(&s.admin.relink.lock().expect("relink")))
-}
-
-/// The platform's `relink` command: takes the stored settings (the
-/// caller restarts the gateway).
-pub fn take(s: &AdminState, args: &Value) -> Result<Value, String> {
-    let replaces = args["replaces"].as_str().unwrap_or_default();
-    let network = {
-        let waiting = s.admin.relink.lock().expect("relink");
-        match &*waiting {
-            RelinkState::Waiting {
-                replaces: r,
-                network,
-            } if r == replaces => network.clone(),
-            _ => {
-                return Err(format!(
-                    "no relink in place of {replaces:?} was asked for here"
-                ));
-            }
-        }
-    };
-    let fail = |why: String| {
-        tracing::warn!("admin: relink failed: {why}");
-        *s.admin.relink.lock().expect("relink") = RelinkState::Failed(why.clone());
-        Err(why)
-    };
-    if let Some(why) = args["error"].as_str() {
-        return fail(format!("the platform says: {why}"));
-    }
-    let mut next: Onboarding = match serde_json::from_value(args["onboarding"].clone()) {
-        Ok(o) => o,
-        Err(e) => return fail(format!("the stored settings cannot be read: {e}")),
-    };
-    let own = s.admin.wizard.get().gateway;
-    match (&mut next.gateway, network.as_str()) {
-        (Some(g), "stored") => {
-            if let Err(why) = s.admin.host.apply_lan(&g.lan) {
-                return fail(format!(
-                    "the stored LAN settings could not be applied: {why}"
-                ));
-            }
-        }
-        (Some(g), _) => {
-            g.lan = own.map_or(crate::onboarding::Lan::Dhcp, |o| o.lan);
-        }
-        (None, _) => {}
-    }
-    if let Err(e) = super::wizard::keep(s, next) {
-        return fail(format!("the settings cannot be kept: {e:?}"));
-    }
-    *s.admin.relink.lock().expect("relink") = RelinkState::Idle;
-    tracing::info!("admin: relinked in place of {replaces} ({network} network settings)");
-    Ok(json!({ "relinked": replaces, "network": network }))
 }

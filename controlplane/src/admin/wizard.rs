@@ -18,10 +18,11 @@
 //!   step is done.
 
 use super::auth::{Commander, SignedIn};
-use super::parts::{invalid, status_word};
-use super::state::AdminState;
 use crate::http_error::HttpError;
 use crate::onboarding::{AdvancedForm, ConnectForm, GatewayForm, Onboarding, PbxForm, pbx_types};
+use crate::operations::console::keep;
+use crate::operations::parts::{invalid, status_word};
+use crate::operations::state::AdminState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -66,24 +67,6 @@ fn apply(s: &AdminState, before: &Onboarding, next: Onboarding, what: &str) -> R
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-/// Keeps `next`, and tells the platform (an `onboarding` event, no
-/// password in it): it holds each gateway's settings for a replacement
-/// to relink to.
-pub(super) fn keep(s: &AdminState, next: Onboarding) -> Result<(), HttpError> {
-    s.admin.wizard.save(next.clone())?;
-    if let Some(events) = &s.events {
-        let mut told = next;
-        if let Some(pbx) = &mut told.pbx {
-            pbx.password = None;
-        }
-        events.emit(
-            "onboarding",
-            serde_json::to_value(&told).unwrap_or_default(),
-        );
-    }
-    Ok(())
 }
 
 fn saved(

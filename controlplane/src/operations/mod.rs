@@ -4,7 +4,11 @@
 //! links.
 
 pub mod bundle;
+pub mod commands;
+pub mod console;
 pub mod host;
 pub mod log_file;
+pub mod parts;
+pub mod state;
 pub mod structured_log;
 pub mod trace;

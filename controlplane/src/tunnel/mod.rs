@@ -11,9 +11,9 @@
 
 pub mod handle;
 
-use crate::admin::{AdminState, CtiCommand, service, status_json};
 use crate::alarms::{CSTA_LOST, OUTBOX_OVERFLOW};
 use crate::events::unix_ms;
+use crate::operations::state::{AdminState, CtiCommand, service, status_json};
 use crate::outbox::Outbox;
 use crate::sync::UserSync;
 pub use handle::Tunnel;
@@ -271,10 +271,11 @@ async fn drive(
                             });
                         }
                         _ => {
-                            let result = crate::admin::remote::carry_out(&admin, &id, &name, &args)
-                                .unwrap_or_else(|| {
-                                    Err(format!("{name:?} is not a command this gateway knows"))
-                                });
+                            let result =
+                                crate::operations::commands::carry_out(&admin, &id, &name, &args)
+                                    .unwrap_or_else(|| {
+                                        Err(format!("{name:?} is not a command this gateway knows"))
+                                    });
                             client.answer(Instant::now(), &id, result);
                         }
                     }

@@ -1,6 +1,6 @@
 //! The console functions the cloud platform runs through the management
 //! tunnel (docs/protocols-tunnel.md "Commands"): the same ones the admin page has,
-//! carried out by the same code (`console`, `operations::host`).
+//! carried out by the same code ([`super::console`], [`super::host`]).
 //!
 //! - `collect_logs`: makes a log bundle; answers its size and link.
 //! - `trace {"seconds": N}`: starts a call trace; `trace {}` tells it
@@ -10,16 +10,16 @@
 //!   the platform cannot reach the LAN, so it reads a download through
 //!   the tunnel while the link lives.
 //! - `reboot`, `data_reset`, `relink` (the settings of the gateway this
-//!   one replaces, `admin::relink`): answered first, then the gateway
+//!   one replaces): answered first, then the gateway
 //!   drains and starts again. The command's id is kept in the state directory, so
 //!   the same command sent again after the restart (its answer lost in
 //!   the cut) is answered `done` rather than carried out twice.
 
-use super::console::{collect_logs, reset_gateway, start_trace};
+use super::bundle::Fetch;
+use super::console::{collect_logs, reset_gateway, start_trace, take};
+use super::host::Reset;
 use super::parts::trace_json;
 use super::state::AdminState;
-use crate::operations::bundle::Fetch;
-use crate::operations::host::Reset;
 use base64::Engine;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -50,7 +50,7 @@ pub fn carry_out(
         "trace" => trace(s, args),
         "download" => download(s, args),
         "reboot" => restart(s, id, "reboot", |_| Ok(json!({}))),
-        "relink" => restart(s, id, "relink", |s| super::relink::take(s, args)),
+        "relink" => restart(s, id, "relink", |s| take(s, args)),
         "data_reset" => restart(s, id, "data reset", |s| {
             let removed = reset_gateway(s, Reset::Data, "the cloud platform")?;
             Ok(json!({ "removed": removed }))

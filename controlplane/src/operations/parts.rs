@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 pub struct Wizard {
     store: Store,
     current: Mutex<Onboarding>,
-    pub(super) config: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 impl Wizard {
@@ -42,7 +42,7 @@ impl Wizard {
     }
 
     /// Saves `next` in place of what was entered.
-    pub(super) fn save(&self, next: Onboarding) -> Result<(), HttpError> {
+    pub(crate) fn save(&self, next: Onboarding) -> Result<(), HttpError> {
         self.store.save(&next).map_err(|e| {
             HttpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,7 +63,7 @@ impl Wizard {
     /// The configuration's problems with `next`'s settings laid over it
     /// (none to report while `[cloud]` is not there yet: the gateway
     /// keeps to its wizard until it is).
-    pub(super) fn check_config(&self, next: &Onboarding) -> Result<(), HttpError> {
+    pub(crate) fn check_config(&self, next: &Onboarding) -> Result<(), HttpError> {
         let table = crate::config::read_table(&self.config, &next.overlay())
             .map_err(|e| invalid(BTreeMap::from([("_config".into(), e.to_string())])))?;
         if !crate::config::configured(&table, "pbx") || !crate::config::configured(&table, "cloud")
@@ -85,7 +85,7 @@ impl Wizard {
     }
 }
 
-pub(super) fn invalid(errors: FieldErrors) -> HttpError {
+pub(crate) fn invalid(errors: FieldErrors) -> HttpError {
     HttpError::with_body(
         StatusCode::UNPROCESSABLE_ENTITY,
         json!({ "error": "some fields need attention", "errors": errors }),
@@ -130,9 +130,9 @@ pub struct Report {
 pub struct Diagnostics {
     /// What is checked (empty: not configured yet).
     pub plan: Plan,
-    pub(super) last: Mutex<Option<Report>>,
-    pub(super) running: std::sync::atomic::AtomicBool,
-    pub(super) again: Notify,
+    pub(crate) last: Mutex<Option<Report>>,
+    pub(crate) running: std::sync::atomic::AtomicBool,
+    pub(crate) again: Notify,
 }
 
 impl Diagnostics {

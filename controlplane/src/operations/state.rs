@@ -1,12 +1,11 @@
-//! What the admin page and the tunnel both act on: the admin page's own
+//! The operations interface — what the admin page and the tunnel both act on: the admin page's own
 //! parts ([`AdminSetup`]), the node's handles they read ([`AdminState`]),
 //! the gateway's status as both report it, and the CTI commands both
 //! accept. The HTTP handlers (`api`, `wizard`, …) and the tunnel's
 //! commands are adapters over it.
 
-use super::access;
-use super::mdns;
 use super::parts::{Diagnostics, RelinkState, TraceState, Wizard};
+use crate::admin::{access, mdns};
 use crate::config::AdminSettings;
 use crate::cti::Cti;
 use crate::node_control::NodeControl;

@@ -1,0 +1,217 @@
+//! The operations both the admin page and the cloud platform run, by the
+//! same code: the parts' versions, a log bundle, a call trace, a reset,
+//! the wizard's settings kept (and told to the platform), and a relink
+//! taken. The page's handlers (`crate::admin`) and the tunnel's commands
+//! ([`super::commands`]) call these.
+
+use super::bundle::{Download, log_bundle};
+use super::host::Reset;
+use super::parts::{RelinkState, TraceState, trace_json};
+use super::state::AdminState;
+use crate::http_error::HttpError;
+use crate::onboarding::Onboarding;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// Each part's version (all built from one tree, so one number, but the
+/// parts are named as the platform lists them).
+pub fn part_versions() -> Value {
+    let v = env!("CARGO_PKG_VERSION");
+    json!({
+        "gateway": v,
+        "control_plane": v,
+        "data_plane": v,
+        "sip": v,
+        "csta": v,
+        "tunnel_protocol": pbxlink_tunnel::message::VERSION,
+        "build": option_env!("PBXLINK_BUILD").unwrap_or("local"),
+    })
+}
+
+/// Makes a log bundle and its link (the admin page and the tunnel's
+/// `collect_logs`).
+pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
+    let Some(dir) = &s.admin.log_dir else {
+        return Err("this gateway does not write its log to disk".into());
+    };
+    let status = serde_json::to_string_pretty(&super::state::status_json(s)).unwrap_or_default();
+    let versions = serde_json::to_string_pretty(&part_versions()).unwrap_or_default();
+    let bytes = log_bundle(dir, &[("status.json", status), ("versions.json", versions)])
+        .map_err(|e| format!("the log bundle could not be made: {e}"))?;
+    let size = bytes.len();
+    let token = s.admin.downloads.add(
+        Download {
+            file_name: format!("pbxlink-logs-{}.tar.gz", unix_now()),
+            content_type: "application/gzip",
+            bytes,
+        },
+        Instant::now(),
+    );
+    tracing::info!(
+        "admin: log bundle made ({size} bytes), its link expires in {} s",
+        s.admin.downloads.ttl().as_secs()
+    );
+    Ok(json!({
+        "url": format!("/downloads/{token}"),
+        "bytes": size,
+        "expires_in_s": s.admin.downloads.ttl().as_secs(),
+    }))
+}
+
+/// Starts a call trace (the admin page and the tunnel's `trace`).
+pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, String)> {
+    use crate::operations::trace::{MAX_SECONDS, capture};
+    if !(1..=MAX_SECONDS).contains(&seconds) {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("seconds: from 1 to {MAX_SECONDS}"),
+        ));
+    }
+    {
+        let mut t = s.admin.trace.lock().expect("trace");
+        if let TraceState::Running { .. } = *t {
+            return Err((
+                StatusCode::CONFLICT,
+                "a call trace is running already".into(),
+            ));
+        }
+        *t = TraceState::Running {
+            until: Instant::now() + std::time::Duration::from_secs(seconds),
+        };
+    }
+    tracing::info!("trace: capturing SIP and media headers for {seconds} s");
+    let admin = s.admin.clone();
+    tokio::task::spawn_blocking(move || {
+        let next = match capture(&admin.trace_ports, seconds) {
+            Ok(c) => {
+                let bytes = c.pcap.len();
+                let token = admin.downloads.add(
+                    Download {
+                        file_name: format!("pbxlink-trace-{}.pcap", unix_now()),
+                        content_type: "application/vnd.tcpdump.pcap",
+                        bytes: c.pcap,
+                    },
+                    Instant::now(),
+                );
+                tracing::info!(
+                    "trace: done: {} SIP and {} media packet(s), {bytes} bytes{}",
+                    c.sip,
+                    c.media,
+                    c.cut
+                        .map_or(String::new(), |why| format!(" (stopped at {why})"))
+                );
+                TraceState::Done(json!({
+                    "url": format!("/downloads/{token}"),
+                    "bytes": bytes,
+                    "sip_packets": c.sip,
+                    "media_packets": c.media,
+                    "stopped_at": c.cut,
+                    "expires_in_s": admin.downloads.ttl().as_secs(),
+                }))
+            }
+            Err(e) => {
+                tracing::warn!("trace: failed: {e}");
+                TraceState::Failed(e.to_string())
+            }
+        };
+        *admin.trace.lock().expect("trace") = next;
+    });
+    Ok(trace_json(&s.admin.trace.lock().expect("trace")))
+}
+
+/// Forgets what `kind` forgets (the admin page and the tunnel's
+/// `data_reset`); the files removed. The caller restarts the gateway.
+pub fn reset_gateway(s: &AdminState, kind: Reset, from: &str) -> Result<Vec<String>, String> {
+    let name = match kind {
+        Reset::Data => "data",
+        Reset::Factory => "factory",
+    };
+    if kind == Reset::Factory {
+        s.admin.access.forget().map_err(|e| format!("{e:?}"))?;
+    }
+    let removed = s.admin.host.reset(kind)?;
+    s.admin.wizard.forget().map_err(|e| format!("{e:#}"))?;
+    tracing::info!(
+        "admin: {name} reset from {from}: removed {}",
+        removed.join(", ")
+    );
+    Ok(removed)
+}
+
+/// Keeps `next`, and tells the platform (an `onboarding` event, no
+/// password in it): it holds each gateway's settings for a replacement
+/// to relink to.
+pub fn keep(s: &AdminState, next: Onboarding) -> Result<(), HttpError> {
+    s.admin.wizard.save(next.clone())?;
+    if let Some(events) = &s.events {
+        let mut told = next;
+        if let Some(pbx) = &mut told.pbx {
+            pbx.password = None;
+        }
+        events.emit(
+            "onboarding",
+            serde_json::to_value(&told).unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+/// The platform's `relink` command: takes the stored settings (the
+/// caller restarts the gateway).
+pub fn take(s: &AdminState, args: &Value) -> Result<Value, String> {
+    let replaces = args["replaces"].as_str().unwrap_or_default();
+    let network = {
+        let waiting = s.admin.relink.lock().expect("relink");
+        match &*waiting {
+            RelinkState::Waiting {
+                replaces: r,
+                network,
+            } if r == replaces => network.clone(),
+            _ => {
+                return Err(format!(
+                    "no relink in place of {replaces:?} was asked for here"
+                ));
+            }
+        }
+    };
+    let fail = |why: String| {
+        tracing::warn!("admin: relink failed: {why}");
+        *s.admin.relink.lock().expect("relink") = RelinkState::Failed(why.clone());
+        Err(why)
+    };
+    if let Some(why) = args["error"].as_str() {
+        return fail(format!("the platform says: {why}"));
+    }
+    let mut next: Onboarding = match serde_json::from_value(args["onboarding"].clone()) {
+        Ok(o) => o,
+        Err(e) => return fail(format!("the stored settings cannot be read: {e}")),
+    };
+    let own = s.admin.wizard.get().gateway;
+    match (&mut next.gateway, network.as_str()) {
+        (Some(g), "stored") => {
+            if let Err(why) = s.admin.host.apply_lan(&g.lan) {
+                return fail(format!(
+                    "the stored LAN settings could not be applied: {why}"
+                ));
+            }
+        }
+        (Some(g), _) => {
+            g.lan = own.map_or(crate::onboarding::Lan::Dhcp, |o| o.lan);
+        }
+        (None, _) => {}
+    }
+    if let Err(e) = keep(s, next) {
+        return fail(format!("the settings cannot be kept: {e:?}"));
+    }
+    *s.admin.relink.lock().expect("relink") = RelinkState::Idle;
+    tracing::info!("admin: relinked in place of {replaces} ({network} network settings)");
+    Ok(json!({ "relinked": replaces, "network": network }))
+}
+
+/// Seconds since the Unix epoch, for download file names.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
