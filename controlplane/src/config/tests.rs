@@ -317,7 +317,10 @@ fn the_example_file_is_a_configuration_the_gateway_takes() {
     );
     assert_eq!(c.dscp, 24);
     assert_eq!(c.drain, Duration::from_secs(30));
-    assert_eq!(c.outbound_digits.strip, "9");
+    assert_eq!(
+        c.outbound_digits.strip, "",
+        "written out: the defaults only"
+    );
     // Every key the example shows commented out is a key the gateway
     // knows, with a value it takes.
     let every = example(true);
@@ -325,8 +328,9 @@ fn the_example_file_is_a_configuration_the_gateway_takes() {
         every.contains("\nauth_username = "),
         "keys were uncommented"
     );
-    if let Err(problems) = parse(&every, base()) {
-        panic!("the example with every key: {problems:#?}");
+    match parse(&every, base()) {
+        Ok(c) => assert_eq!(c.outbound_digits.strip, "9"),
+        Err(problems) => panic!("the example with every key: {problems:#?}"),
     }
 }
 
@@ -390,5 +394,59 @@ fn the_example_file_shows_every_key_the_code_takes() {
     assert!(
         missing.is_empty(),
         "pbxlink.example.toml does not show: {missing:?}"
+    );
+}
+
+/// Each key the example writes out (not commented), besides those the
+/// smallest file needs, shows the code's default: the smallest file with
+/// that one line added is the same configuration as without it. (So the
+/// reference's "default" column, made from the example, is the code's.)
+#[test]
+fn the_example_writes_out_defaults_only() {
+    let here = base().join("Cargo.toml").display().to_string();
+    let minimal = std::fs::read_to_string(base().join("../docs/reference/minimal.toml"))
+        .expect("docs/reference/minimal.toml")
+        .replace("\"cloud-ca.pem\"", &format!("{here:?}"));
+    let plain = format!("{:?}", parse(&minimal, base()).expect("the smallest file"));
+    let mut section = String::new();
+    let mut not_defaults = Vec::new();
+    let mut checked = 0;
+    for line in example(false).lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            section = name.to_owned();
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if line.starts_with(['#', ' ']) {
+            continue;
+        }
+        let header = format!("[{section}]\n");
+        let required = minimal.split(&header).nth(1).is_some_and(|rest| {
+            rest.split("\n[")
+                .next()
+                .unwrap_or("")
+                .contains(&format!("{key} = "))
+        });
+        if required {
+            continue;
+        }
+        let with = if minimal.contains(&header) {
+            minimal.replacen(&header, &format!("{header}{line}\n"), 1)
+        } else {
+            format!("{minimal}\n{header}{line}\n")
+        };
+        checked += 1;
+        match parse(&with, base()) {
+            Ok(c) if format!("{c:?}") == plain => {}
+            Ok(_) => not_defaults.push(format!("[{section}] {line}")),
+            Err(p) => not_defaults.push(format!("[{section}] {line}: {p:?}")),
+        }
+    }
+    assert!(checked > 30, "only {checked} keys written out");
+    assert!(
+        not_defaults.is_empty(),
+        "pbxlink.example.toml writes out values that are not the defaults (comment them out): {not_defaults:#?}"
     );
 }
