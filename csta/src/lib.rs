@@ -19,3 +19,6 @@ pub mod link;
 pub mod message;
 pub mod session;
 pub mod xml;
+
+/// This crate's version, as its build (Cargo) sets it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -35,3 +35,6 @@ pub mod xdp;
 pub use direction::{CloudToLan, DirectionConfig, DirectionCounters, LanToCloud};
 pub use drops::{DropCounters, DropReason};
 pub use srtp::{MasterKey, Suite};
+
+/// This crate's version, as its build (Cargo) sets it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -37,3 +37,6 @@ pub mod stun;
 pub mod transaction;
 
 pub use message::{ParseError, parse};
+
+/// This crate's version, as its build (Cargo) sets it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

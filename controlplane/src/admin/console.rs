@@ -21,10 +21,11 @@
 use super::auth::{Commander, SignedIn};
 use crate::http_error::HttpError;
 use crate::operations::bundle::Fetch;
-use crate::operations::console::{collect_logs, part_versions, reset_gateway, start_trace};
+use crate::operations::console::{collect_logs, reset_gateway, start_trace};
 use crate::operations::host::Reset;
 use crate::operations::parts::trace_json;
 use crate::operations::state::AdminState;
+use crate::operations::versions::part_versions;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};

@@ -8,26 +8,12 @@ use super::bundle::{Download, log_bundle};
 use super::host::Reset;
 use super::parts::{RelinkState, TraceState, trace_json};
 use super::state::AdminState;
+use super::versions::part_versions;
 use crate::http_error::HttpError;
 use crate::onboarding::Onboarding;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::time::Instant;
-
-/// Each part's version (all built from one tree, so one number, but the
-/// parts are named as the platform lists them).
-pub fn part_versions() -> Value {
-    let v = env!("CARGO_PKG_VERSION");
-    json!({
-        "gateway": v,
-        "control_plane": v,
-        "data_plane": v,
-        "sip": v,
-        "csta": v,
-        "tunnel_protocol": pbxlink_tunnel::message::VERSION,
-        "build": option_env!("PBXLINK_BUILD").unwrap_or("local"),
-    })
-}
 
 /// Makes a log bundle and its link (the admin page and the tunnel's
 /// `collect_logs`).

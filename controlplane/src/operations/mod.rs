@@ -12,3 +12,4 @@ pub mod parts;
 pub mod state;
 pub mod structured_log;
 pub mod trace;
+pub mod versions;

@@ -182,6 +182,7 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
         "profile": s.profile.0,
         "call_limit": s.profile.1,
         "uptime_seconds": s.started.elapsed().as_secs(),
+        "versions": super::versions::part_versions(),
     })
 }
 
