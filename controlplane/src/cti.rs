@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -369,12 +369,6 @@ struct Conn {
     stop: Option<oneshot::Sender<()>>,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 async fn drive(
     config: CtiConfig,
     mut commands: mpsc::Receiver<Command>,
@@ -560,7 +554,7 @@ fn log_event(
     event: &Event,
     sink: Option<&crate::events::EventSink>,
 ) {
-    let at_ms = unix_ms();
+    let at_ms = crate::events::unix_ms();
     let mut v = view.lock().expect("cti view");
     let ended = v.history.handle_event(at_ms, device, event);
     let seq = v.next_seq;

@@ -28,7 +28,7 @@ pub fn collect_logs(s: &AdminState) -> Result<Value, String> {
     let size = bytes.len();
     let token = s.admin.downloads.add(
         Download {
-            file_name: format!("pbxlink-logs-{}.tar.gz", unix_now()),
+            file_name: format!("pbxlink-logs-{}.tar.gz", crate::events::unix_ms() / 1000),
             content_type: "application/gzip",
             bytes,
         },
@@ -74,7 +74,10 @@ pub fn start_trace(s: &AdminState, seconds: u64) -> Result<Value, (StatusCode, S
                 let bytes = c.pcap.len();
                 let token = admin.downloads.add(
                     Download {
-                        file_name: format!("pbxlink-trace-{}.pcap", unix_now()),
+                        file_name: format!(
+                            "pbxlink-trace-{}.pcap",
+                            crate::events::unix_ms() / 1000
+                        ),
                         content_type: "application/vnd.tcpdump.pcap",
                         bytes: c.pcap,
                     },
@@ -193,11 +196,4 @@ pub fn take(s: &AdminState, args: &Value) -> Result<Value, String> {
     *s.admin.relink.lock().expect("relink") = RelinkState::Idle;
     tracing::info!("admin: relinked in place of {replaces} ({network} network settings)");
     Ok(json!({ "relinked": replaces, "network": network }))
-}
-
-/// Seconds since the Unix epoch, for download file names.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
