@@ -134,8 +134,8 @@ pub(super) fn admin_settings(
             .into_iter()
             .flatten()
             .map(|a| a.ip())
+            .chain(lan)
             .find(|ip| !ip.is_unspecified())
-            .or(lan)
             .map(|ip| (name.to_ascii_lowercase(), ip))
     };
     AdminSettings {

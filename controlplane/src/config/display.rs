@@ -69,21 +69,7 @@ impl fmt::Display for Config {
             self.keepalive_seconds
         )?;
         writeln!(f, "sip: role {}, DSCP {}", self.sip_role, self.dscp)?;
-        writeln!(
-            f,
-            "admin: {}{}",
-            self.admin.listen.map_or("off".to_owned(), |a| format!(
-                "API on http://{a}/api/status"
-            )) + &self
-                .admin
-                .https_listen
-                .map_or(String::new(), |a| format!(", page on https://{a}/")),
-            if self.admin.token.is_some() {
-                ", commands with the API token"
-            } else {
-                ", read-only"
-            }
-        )?;
+        writeln!(f, "admin: {}", admin_line(&self.admin))?;
         writeln!(
             f,
             "subscriber: {}",
@@ -136,5 +122,39 @@ impl fmt::Display for Config {
             rule(&self.outbound_digits),
             rule(&self.inbound_digits)
         )
+    }
+}
+
+/// Where the admin page and API answer, and whether the API takes commands.
+fn admin_line(admin: &super::AdminSettings) -> String {
+    let api = admin.listen.map_or("off".to_owned(), |a| {
+        format!("API on http://{a}/api/status")
+    });
+    let page = admin
+        .https_listen
+        .map_or(String::new(), |a| format!(", page on https://{a}/"));
+    let token = if admin.token.is_some() {
+        ", commands with the API token"
+    } else {
+        ", read-only"
+    };
+    format!("{api}{page}{token}")
+}
+
+impl std::fmt::Display for super::SetupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "setup: the admin page alone, no calls until the wizard is done; missing: {}",
+            self.missing.join("; ")
+        )?;
+        writeln!(f, "admin: {}", admin_line(&self.admin))?;
+        let tunnel = match (&self.tunnel, self.tunnel_problems.first()) {
+            (Some(t), _) => format!("to {} while the wizard waits", t.endpoint),
+            (None, Some(p)) => format!("off: {p}"),
+            (None, None) => "off (not linked)".to_owned(),
+        };
+        writeln!(f, "tunnel: {tunnel}")?;
+        write!(f, "state: {}", self.state_dir.display())
     }
 }

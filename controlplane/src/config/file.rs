@@ -77,12 +77,22 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             .ok()
     };
     let lan_address = ip("gateway", "lan_address", &file.gateway.lan_address);
+    // The packaged file's "0.0.0.0" serves the setup page on every
+    // address; calls need the one address the PBX and SDP name.
+    let unspecified_lan = lan_address.is_some_and(|a| a.is_unspecified());
     let public_address = file
         .gateway
         .public_address
         .as_deref()
         .map(|v| ip("gateway", "public_address", v));
     let pbx_address = ip("pbx", "address", &file.pbx.address);
+    if unspecified_lan {
+        problems.push(format!(
+            "[gateway] lan_address = {:?}: calls need this gateway's own LAN address \
+             (e.g. \"192.168.1.20\"; the wizard's Gateway step sets it with a static address)",
+            file.gateway.lan_address
+        ));
+    }
     let profile = match file.gateway.profile.as_str() {
         "auto" => None,
         p => match p.parse::<Profile>() {

@@ -450,3 +450,35 @@ fn the_example_writes_out_defaults_only() {
         "pbxlink.example.toml writes out values that are not the defaults (comment them out): {not_defaults:#?}"
     );
 }
+
+/// The Debian package's /etc/pbxlink/pbxlink.toml: the setup page on every
+/// address (no mDNS name for "0.0.0.0"), and no calls until the LAN
+/// address is a real one.
+#[test]
+fn the_packaged_file_starts_the_setup_page_and_waits_for_a_lan_address() {
+    let packaged = include_str!("../../debian/pbxlink.toml");
+    let table: toml::Table = toml::from_str(packaged).unwrap();
+    let setup = setup_config(Path::new("/etc/pbxlink/pbxlink.toml"), &table)
+        .unwrap()
+        .expect("setup mode: no [pbx], no [cloud]");
+    assert_eq!(setup.state_dir, Path::new("/var/lib/pbxlink"));
+    assert_eq!(setup.admin.listen, Some("0.0.0.0:80".parse().unwrap()));
+    assert_eq!(
+        setup.admin.https_listen,
+        Some("0.0.0.0:443".parse().unwrap())
+    );
+    assert_eq!(setup.admin.mdns, None, "no address to advertise yet");
+    let linked = format!(
+        "{packaged}\n[pbx]\ntype = \"mivoice-5000\"\naddress = \"192.168.1.10\"\n\
+         [cloud]\ndomain = \"sip.cloud.example\"\nca = \"Cargo.toml\"\n"
+    );
+    let problems = parse(&linked, base()).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("[gateway] lan_address = \"0.0.0.0\": calls need")),
+        "{problems:?}"
+    );
+    let set = linked.replace("\"0.0.0.0\"", "\"192.168.1.20\"");
+    assert!(parse(&set, base()).is_ok());
+}
