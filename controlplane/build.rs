@@ -1,7 +1,9 @@
 //! Sets what the gateway reports of its build: the commit it was built
 //! from (`PBXLINK_COMMIT`, "unknown" outside a git checkout) and when
 //! (`PBXLINK_BUILD_DATE`: `SOURCE_DATE_EPOCH` when the packager sets it,
-//! else the commit's date), so no version is written by hand.
+//! else the commit's date), and its version (`PBXLINK_VERSION`: the
+//! crate's, or `PBXLINK_RELEASE_VERSION` when a release sets one), so no
+//! version is written by hand.
 
 use std::path::Path;
 use std::process::Command;
@@ -31,6 +33,14 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    // A release's version, when release engineering sets one other than
+    // the crate's (the updates' tests build two versions this way).
+    println!("cargo:rerun-if-env-changed=PBXLINK_RELEASE_VERSION");
+    let version = std::env::var("PBXLINK_RELEASE_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| std::env::var("CARGO_PKG_VERSION").expect("cargo sets it"));
+    println!("cargo:rustc-env=PBXLINK_VERSION={version}");
     let commit = git_dir
         .and_then(|_| git(&["rev-parse", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());

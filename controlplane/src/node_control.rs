@@ -62,6 +62,12 @@ impl NodeControl {
     }
 }
 
+/// Set on the release a start hands over to (`operations::update::launch`):
+/// the update journal was acted on.
+pub const TAKEN_OVER: &str = "PBXLINK_UPDATE_TAKEN_OVER";
+/// Set with it when that start rolled back.
+pub const ROLLED_BACK: &str = "PBXLINK_UPDATE_ROLLED_BACK";
+
 /// Starts this binary again in this process, with the same arguments;
 /// returns only if that fails.
 pub fn exec_self() -> anyhow::Error {
@@ -71,9 +77,11 @@ pub fn exec_self() -> anyhow::Error {
         Err(e) => return anyhow::anyhow!("finding the pbxlink binary to restart: {e}"),
     };
     tracing::info!("restarting: {}", me.display());
-    let e = std::process::Command::new(&me)
-        .args(std::env::args_os().skip(1))
-        .exec();
+    let mut cmd = std::process::Command::new(&me);
+    cmd.args(std::env::args_os().skip(1));
+    // The next start acts on the update journal anew.
+    cmd.env_remove(TAKEN_OVER).env_remove(ROLLED_BACK);
+    let e = cmd.exec();
     anyhow::anyhow!("restarting {}: {e}", me.display())
 }
 

@@ -99,4 +99,6 @@ pub struct Config {
     pub subscriber: Option<SubscriberConfig>,
     /// The tunnel to the cloud platform (none: off).
     pub tunnel: Option<TunnelSettings>,
+    /// Signed software updates.
+    pub update: super::update::UpdateSettings,
 }

@@ -110,3 +110,7 @@ pub(super) fn pbx_trunk() -> String {
 pub(super) fn cs3() -> u8 {
     24
 }
+
+pub(super) fn health_seconds() -> u64 {
+    120
+}

@@ -70,6 +70,14 @@ impl fmt::Display for Config {
         )?;
         writeln!(f, "sip: role {}, DSCP {}", self.sip_role, self.dscp)?;
         writeln!(f, "admin: {}", admin_line(&self.admin))?;
+        match &self.update.public_key {
+            Some(k) => writeln!(
+                f,
+                "update: releases signed by {k}, health check within {} s",
+                self.update.health.as_secs()
+            )?,
+            None => writeln!(f, "update: off (no [update] public_key: offers are refused)")?,
+        }
         writeln!(
             f,
             "subscriber: {}",
@@ -126,7 +134,7 @@ impl fmt::Display for Config {
 }
 
 /// Where the admin page and API answer, and whether the API takes commands.
-fn admin_line(admin: &super::AdminSettings) -> String {
+fn admin_line(admin: &super::admin::AdminSettings) -> String {
     let api = admin.listen.map_or("off".to_owned(), |a| {
         format!("API on http://{a}/api/status")
     });
@@ -141,7 +149,7 @@ fn admin_line(admin: &super::AdminSettings) -> String {
     format!("{api}{page}{token}")
 }
 
-impl std::fmt::Display for super::SetupConfig {
+impl std::fmt::Display for super::setup::SetupConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,

@@ -9,6 +9,7 @@ use super::digits::DigitsSection;
 use super::error::ConfigError;
 use super::gateway::GatewaySection;
 use super::log::{LOG_LEVELS, LogSection};
+use super::update::{UpdateSection, update_settings};
 use super::pbx::{PbxSection, PbxType, csta_settings};
 use super::sip::SipSection;
 use super::subscriber::{SubscriberSection, subscriber};
@@ -46,6 +47,8 @@ pub(super) struct File {
     tunnel: TunnelSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    update: UpdateSection,
 }
 
 /// Reads and checks `path`.
@@ -333,6 +336,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     let csta = csta_settings(&file.pbx, pbx_type, pbx_address, &mut problems);
     let tunnel = tunnel_settings(&file.tunnel, &ca, base, &mut problems);
     let users_api = users_api(&file.users, lan_address, &mut problems);
+    let update = update_settings(&file.update, &mut problems);
     let subscriber = subscriber(
         &file.subscriber,
         lan_address,
@@ -398,6 +402,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             prepend: file.digits.inbound_prepend,
         },
         admin,
+        update,
         state_dir: base.join(&file.gateway.state_dir),
         users_api,
         history_calls: file.users.history_calls,

@@ -4,7 +4,7 @@
 //! prints the effective configuration or the errors.
 //!
 //! One module per section (`gateway`, `pbx`, `cloud`, `sip`, `digits`,
-//! `admin`, `subscriber`, `users`, `tunnel`, `log`), each with its keys as
+//! `admin`, `subscriber`, `users`, `tunnel`, `log`, `update`), each with its keys as
 //! the file has them and what they become once checked; every default in
 //! `defaults`; the whole file documented by example in
 //! `pbxlink.example.toml` at the top of the repository, which a test loads.
@@ -27,6 +27,7 @@ mod subscriber;
 #[cfg(test)]
 mod tests;
 mod tunnel;
+mod update;
 mod users;
 
 pub use admin::AdminSettings;
@@ -38,4 +39,5 @@ pub use log::log_level;
 pub use setup::{SetupConfig, setup_config};
 pub use subscriber::SubscriberConfig;
 pub use tunnel::TunnelSettings;
+pub use update::{UpdateSettings, update_health};
 pub use users::UsersApiConfig;

@@ -55,7 +55,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("warning: the structured log is not written to disk: {e:#}");
     }
-    let ended = run_once(args, &state_dir);
+    // The update journal first: which whole version runs (this binary,
+    // or a release exec'd in its place), a roll-back owed.
+    let health = std::fs::read_to_string(&args.config)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .map_or_else(
+            || config::update_health(&toml::Table::new()),
+            |t| config::update_health(&t),
+        );
+    let launch = crate::operations::update::launch::take_over(&state_dir, health);
+    let ended = run_once(args, &state_dir, launch);
     if let Ok(Exit::Restart(why)) = &ended {
         tracing::info!("starting again: {why}");
     }
@@ -68,7 +78,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
 }
 
-fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit> {
+fn run_once(
+    args: &RunArgs,
+    state_dir: &std::path::Path,
+    launch: crate::operations::update::launch::Launch,
+) -> anyhow::Result<Exit> {
     let overlay = crate::onboarding::store::Store::new(state_dir)
         .load()?
         .overlay();
@@ -184,6 +198,26 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
             }),
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
+    let admin = crate::admin::AdminSetup::open(
+        cfg.admin.clone(),
+        &cfg.state_dir,
+        &args.config,
+        control.clone(),
+        cfg.tunnel.as_ref().map(|t| t.account.clone()),
+        Vec::new(),
+        crate::admin::Watch {
+            trace_ports: trace_ports(&cfg, sip_port, &spec.port_ranges),
+            diagnostics: crate::diagnostics::Plan::for_config(&cfg),
+        },
+    )?;
+    let wizard = admin.clone();
+    let updater = crate::operations::update::Updater::new(
+        &cfg.state_dir,
+        cfg.update.clone(),
+        control,
+        launch.journal,
+        Box::new(move || wizard.wizard.get().advanced.map(|a| a.update_time)),
+    );
     services::serve(
         &listen,
         Some(B2buaSetup {
@@ -193,18 +227,8 @@ fn run_once(args: &RunArgs, state_dir: &std::path::Path) -> anyhow::Result<Exit>
             config: calls,
             cdrs: cfg.cdr_file.clone(),
             drain: cfg.drain,
-            admin: Some(crate::admin::AdminSetup::open(
-                cfg.admin.clone(),
-                &cfg.state_dir,
-                &args.config,
-                control,
-                cfg.tunnel.as_ref().map(|t| t.account.clone()),
-                Vec::new(),
-                crate::admin::Watch {
-                    trace_ports: trace_ports(&cfg, sip_port, &spec.port_ranges),
-                    diagnostics: crate::diagnostics::Plan::for_config(&cfg),
-                },
-            )?),
+            admin: Some(admin),
+            update: Some((updater, launch.rolled_back_now)),
             // The limit enforced: the file's, under the profile's.
             profile: (profile.name().to_owned(), call_limit),
             pbx_side: pbx_side(&cfg, softphones, profile.name())?,

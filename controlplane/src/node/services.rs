@@ -29,6 +29,8 @@ pub struct B2buaSetup {
     pub cdrs: Option<std::path::PathBuf>,
     /// The admin page and API (none: off).
     pub admin: Option<Arc<crate::admin::AdminSetup>>,
+    /// Software updates, and whether this start rolled one back.
+    pub update: Option<(Arc<crate::operations::update::Updater>, bool)>,
     /// The profile the admin API reports (name, call limit).
     pub profile: (String, usize),
     /// How long calls up may go on after SIGTERM.
@@ -106,6 +108,7 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
                 token: b.pbx_side.admin_token.clone(),
                 softphones: softphones.clone(),
                 tunnel: None,
+                update: b.update.as_ref().map(|(u, _)| u.clone()),
             })
         });
         let tunnel = match (
@@ -120,6 +123,11 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         };
         if let Some(state) = &mut admin_state {
             state.tunnel = tunnel.clone();
+        }
+        if let (Some(state), Some((u, rolled_back_now))) =
+            (&admin_state, b2bua.as_ref().and_then(|b| b.update.clone()))
+        {
+            start_updates(state, u, rolled_back_now);
         }
         if let Some(state) = admin_state {
             // The start-up diagnostics, then now and then while it runs.
@@ -166,6 +174,42 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         tracing::info!("final: {}", c.line());
         anyhow::Ok(exit)
     })
+}
+
+/// Updates: their reports to the alarms and the platform, alarms a
+/// failed update left, the apply task and the health check a new version
+/// owes.
+fn start_updates(
+    state: &crate::admin::AdminState,
+    u: Arc<crate::operations::update::Updater>,
+    rolled_back_now: bool,
+) {
+    use crate::operations::update::{Report, health};
+    let to = state.clone();
+    u.set_reporter(Box::new(move |r| match r {
+        Report::Event(body) => {
+            if let Some(e) = &to.events {
+                e.emit("update", body);
+            }
+        }
+        Report::Alarm(code, text, tell) => {
+            to.admin
+                .alarms
+                .raise(code, "update", &text, crate::cdr::rfc3339(std::time::SystemTime::now()));
+            if tell && let Some(e) = &to.events {
+                e.emit(
+                    "alarm",
+                    serde_json::json!({ "alarm": code, "raised": true, "source": "update", "detail": text }),
+                );
+            }
+        }
+    }));
+    u.raise_left_alarms(rolled_back_now);
+    tokio::spawn(crate::operations::update::apply::run(u.clone()));
+    let checked = state.clone();
+    tokio::spawn(health::run(u, move || {
+        health::verdict(&crate::operations::state::status_json(&checked))
+    }));
 }
 
 /// Starts the PBX's user-config API (HTTPS) for the PBX's addresses.

@@ -52,6 +52,7 @@ pub fn run_setup(
             token: setup.admin.token.clone(),
             softphones: None,
             tunnel: None,
+            update: None,
         };
         for p in &setup.tunnel_problems {
             tracing::warn!("warning: the tunnel stays off until this is fixed: {p}");

@@ -51,6 +51,9 @@ pub fn carry_out(
         "download" => download(s, args),
         "reboot" => restart(s, id, "reboot", |_| Ok(json!({}))),
         "relink" => restart(s, id, "relink", |s| take(s, args)),
+        "update_offer" => updater(s).and_then(|u| u.offer(args)),
+        "update_piece" => updater(s).and_then(|u| u.piece(args)),
+        "update_status" => updater(s).map(|u| u.json()),
         "data_reset" => restart(s, id, "data reset", |s| {
             let removed = reset_gateway(s, Reset::Data, "the cloud platform")?;
             Ok(json!({ "removed": removed }))
@@ -58,6 +61,12 @@ pub fn carry_out(
         _ => return None,
     };
     Some(result)
+}
+
+fn updater(s: &AdminState) -> Result<&std::sync::Arc<super::update::Updater>, String> {
+    s.update
+        .as_ref()
+        .ok_or_else(|| "updates wait for onboarding: the gateway does not carry calls yet".into())
 }
 
 fn trace(s: &AdminState, args: &Value) -> Result<Value, String> {

@@ -12,4 +12,5 @@ pub mod parts;
 pub mod state;
 pub mod structured_log;
 pub mod trace;
+pub mod update;
 pub mod versions;

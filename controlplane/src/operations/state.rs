@@ -145,6 +145,8 @@ pub struct AdminState {
     pub softphones: Option<crate::signalling::Softphones>,
     /// The tunnel to the cloud platform (none: off).
     pub tunnel: Option<crate::tunnel::handle::Tunnel>,
+    /// Software updates (none: before onboarding).
+    pub update: Option<Arc<crate::operations::update::Updater>>,
 }
 
 /// The gateway's status (`GET /api/status`; the tunnel's status events).
@@ -156,7 +158,10 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
         _ => "not known yet",
     };
     let onboarding = super::parts::status_word(&s.admin.wizard.get());
-    let status = if !s.admin.missing.is_empty() {
+    let update_word = s.update.as_ref().and_then(|u| u.status_word());
+    let status = if let Some(word) = update_word {
+        word
+    } else if !s.admin.missing.is_empty() {
         onboarding.clone()
     } else if pbx == "lost" {
         "Lost trunk connection to PBX".into()
@@ -183,6 +188,7 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
         "call_limit": s.profile.1,
         "uptime_seconds": s.started.elapsed().as_secs(),
         "versions": super::versions::part_versions(),
+        "update": s.update.as_ref().map(|u| u.json()),
     })
 }
 

@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+/// The gateway's version (the crate's, or the release's as its build set it).
+pub const GATEWAY: &str = env!("PBXLINK_VERSION");
 /// The commit the gateway was built from ("unknown" outside a checkout).
 pub const COMMIT: &str = env!("PBXLINK_COMMIT");
 /// When: the commit's date, or `@SECONDS` as a packager's
@@ -14,7 +16,7 @@ pub const BUILD_DATE: &str = env!("PBXLINK_BUILD_DATE");
 /// Each part's version and the build's.
 pub fn part_versions() -> Value {
     json!({
-        "gateway": env!("CARGO_PKG_VERSION"),
+        "gateway": GATEWAY,
         "data_plane": pbxlink_dataplane::VERSION,
         "sip": pbxlink_sip::VERSION,
         "csta": pbxlink_csta::VERSION,

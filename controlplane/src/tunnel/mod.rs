@@ -177,7 +177,7 @@ async fn drive(
             account: cfg.account.clone(),
             gateway: cfg.gateway.clone(),
             token: cfg.token.clone(),
-            versions: json!({ "pbxlink": env!("CARGO_PKG_VERSION"), "protocol": pbxlink_tunnel::message::VERSION }),
+            versions: json!({ "pbxlink": crate::operations::versions::GATEWAY, "protocol": pbxlink_tunnel::message::VERSION }),
             profile: cfg.profile.clone(),
             window: 256,
             hello_timeout: Duration::from_secs(10),
