@@ -14,7 +14,10 @@
 //!   through the gateway; `GET /sip/calls`: every call kept with its SRTP
 //!   counts; `GET /sip/calls/{id}`: one; `GET /sip/stats`: totals over
 //!   every call and the calls by state.
+//! - `POST /releases`, `GET /releases`, `POST /releases/{version}/offer`:
+//!   the release store (`releases`).
 
+use crate::releases::Store;
 use crate::sip::SipEndpoint;
 use crate::tunnel::{Shared, command};
 use axum::extract::{Path, Query, State};
@@ -29,6 +32,7 @@ use serde_json::{Value, json};
 struct Ctl {
     platform: Shared,
     sip: SipEndpoint,
+    releases: Store,
 }
 
 fn error(status: StatusCode, m: impl Into<String>) -> Response {
@@ -127,8 +131,61 @@ async fn stats(State(c): State<Ctl>) -> Json<Value> {
     Json(c.sip.stats())
 }
 
+#[derive(Deserialize)]
+struct NewRelease {
+    version: String,
+    binary: std::path::PathBuf,
+}
+
+async fn add_release(State(c): State<Ctl>, Json(b): Json<NewRelease>) -> Response {
+    let store = c.releases.clone();
+    match tokio::task::spawn_blocking(move || store.add(&b.version, &b.binary)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn list_releases(State(c): State<Ctl>) -> Json<Value> {
+    Json(json!({ "public_key": c.releases.public_key(), "releases": c.releases.list() }))
+}
+
+#[derive(Deserialize)]
+struct Offer {
+    gateway: Option<String>,
+    #[serde(default = "scheduled")]
+    apply: String,
+    #[serde(default)]
+    tamper: bool,
+}
+
+fn scheduled() -> String {
+    "scheduled".into()
+}
+
+async fn offer_release(
+    State(c): State<Ctl>,
+    Path(version): Path<String>,
+    Json(b): Json<Offer>,
+) -> Response {
+    match c
+        .releases
+        .offer(
+            &c.platform,
+            b.gateway.as_deref(),
+            &version,
+            &b.apply,
+            b.tamper,
+        )
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
 /// The routes.
-pub fn router(platform: Shared, sip: SipEndpoint) -> Router {
+pub fn router(platform: Shared, sip: SipEndpoint, releases: Store) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/gateways/{id}/events", get(events))
@@ -137,5 +194,11 @@ pub fn router(platform: Shared, sip: SipEndpoint) -> Router {
         .route("/sip/calls", get(calls).post(place))
         .route("/sip/calls/{id}", get(call))
         .route("/sip/stats", get(stats))
-        .with_state(Ctl { platform, sip })
+        .route("/releases", get(list_releases).post(add_release))
+        .route("/releases/{version}/offer", post(offer_release))
+        .with_state(Ctl {
+            platform,
+            sip,
+            releases,
+        })
 }

@@ -7,6 +7,7 @@
 mod control;
 mod ntp;
 mod pki;
+mod releases;
 mod sip;
 mod store;
 mod stun;
@@ -53,6 +54,10 @@ struct Args {
     /// to 65,534).
     #[arg(long, default_value_t = u16::MAX)]
     rtp_ports: u16,
+    /// Where the public key its releases are signed with is written
+    /// (minisign, base64: the gateway's `[update] public_key`).
+    #[arg(long)]
+    update_key_out: Option<PathBuf>,
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
@@ -123,7 +128,8 @@ fn main() -> anyhow::Result<()> {
             println!("cloudsim: STUN on {at}");
             tokio::spawn(udp_service(socket, stun::answer));
         }
-        let app = control::router(platform.clone(), sip);
+        let releases = releases::Store::new(args.update_key_out.as_deref())?;
+        let app = control::router(platform.clone(), sip, releases);
         tokio::spawn(async move {
             let _ = axum::serve(control, app).await;
         });

@@ -30,7 +30,7 @@ mod users;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pbxlink", version, about = "PBX ↔ cloud media gateway")]
+#[command(name = "pbxlink", version = operations::versions::GATEWAY, about = "PBX ↔ cloud media gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

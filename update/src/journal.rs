@@ -243,11 +243,23 @@ mod tests {
             panic!("a roll-back");
         };
         assert_eq!(to, v("0.1.0"));
-        assert!(matches!(journal, Journal::RollingBack { critical: true, .. }));
-        assert!(matches!(then, Journal::Failed { critical: true, at_ms: 1000, .. }));
+        assert!(matches!(
+            journal,
+            Journal::RollingBack { critical: true, .. }
+        ));
+        assert!(matches!(
+            then,
+            Journal::Failed {
+                critical: true,
+                at_ms: 1000,
+                ..
+            }
+        ));
         assert_eq!(then.status_word(), Some("Update Error"));
         // A cut while rolling back finishes the roll-back.
-        assert!(matches!(journal.at_start(2000, 60_000), Start::RollBack { to, .. } if to == v("0.1.0")));
+        assert!(
+            matches!(journal.at_start(2000, 60_000), Start::RollBack { to, .. } if to == v("0.1.0"))
+        );
     }
 
     #[test]
@@ -276,7 +288,9 @@ mod tests {
                 other => panic!("start {n}: {other:?}"),
             }
         }
-        assert!(matches!(j.at_start(9000, 60_000), Start::RollBack { to, then: Journal::Failed { critical: false, .. }, .. } if to == v("0.1.0")));
+        assert!(
+            matches!(j.at_start(9000, 60_000), Start::RollBack { to, then: Journal::Failed { critical: false, .. }, .. } if to == v("0.1.0"))
+        );
     }
 
     #[test]
@@ -306,7 +320,15 @@ mod tests {
             cause,
             "version 0.2.0 failed its health check: the PBX trunk is down"
         );
-        assert_eq!(Journal::Done { version: v("0.2.0"), from: v("0.1.0"), at_ms: 1 }.checked(Ok(()), 2), None);
+        assert_eq!(
+            Journal::Done {
+                version: v("0.2.0"),
+                from: v("0.1.0"),
+                at_ms: 1
+            }
+            .checked(Ok(()), 2),
+            None
+        );
     }
 
     #[test]

@@ -187,7 +187,13 @@ mod tests {
             signed_version("pbxlink 1.2.3\ttimestamp:1\tfile:x").unwrap(),
             v("1.2.3")
         );
-        for bad in ["", "pbxlink", "pbxlink 1.2", "other 1.2.3", "pbxlink 1.2.3 extra"] {
+        for bad in [
+            "",
+            "pbxlink",
+            "pbxlink 1.2",
+            "other 1.2.3",
+            "pbxlink 1.2.3 extra",
+        ] {
             assert!(signed_version(bad).is_err(), "{bad:?}");
         }
         let data = b"x";

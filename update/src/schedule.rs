@@ -27,7 +27,11 @@ pub fn next_apply(update_time: Option<&str>, now_ms: u64) -> Result<u64, String>
     let at = minutes_of(t)? * 60_000;
     let midnight = now_ms - now_ms % DAY_MS;
     let today = midnight + at;
-    Ok(if today >= now_ms { today } else { today + DAY_MS })
+    Ok(if today >= now_ms {
+        today
+    } else {
+        today + DAY_MS
+    })
 }
 
 #[cfg(test)]

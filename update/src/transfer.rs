@@ -100,7 +100,10 @@ mod tests {
         );
         let mut t = Transfer::new(10).unwrap();
         assert_eq!(t.piece(0, 4), Ok(4));
-        assert_eq!(t.piece(0, 4), Err(TransferError::Offset { got: 0, want: 4 }));
+        assert_eq!(
+            t.piece(0, 4),
+            Err(TransferError::Offset { got: 0, want: 4 })
+        );
         assert_eq!(t.piece(4, 0), Err(TransferError::Empty));
         assert_eq!(
             t.piece(4, 7),
@@ -113,6 +116,13 @@ mod tests {
         assert!(!t.complete());
         assert_eq!(t.piece(4, 6), Ok(10));
         assert!(t.complete());
-        assert_eq!(t.piece(10, 1).unwrap_err(), TransferError::PastEnd { offset: 10, len: 1, size: 10 });
+        assert_eq!(
+            t.piece(10, 1).unwrap_err(),
+            TransferError::PastEnd {
+                offset: 10,
+                len: 1,
+                size: 10
+            }
+        );
     }
 }

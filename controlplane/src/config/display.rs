@@ -76,7 +76,10 @@ impl fmt::Display for Config {
                 "update: releases signed by {k}, health check within {} s",
                 self.update.health.as_secs()
             )?,
-            None => writeln!(f, "update: off (no [update] public_key: offers are refused)")?,
+            None => writeln!(
+                f,
+                "update: off (no [update] public_key: offers are refused)"
+            )?,
         }
         writeln!(
             f,

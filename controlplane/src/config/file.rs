@@ -9,11 +9,11 @@ use super::digits::DigitsSection;
 use super::error::ConfigError;
 use super::gateway::GatewaySection;
 use super::log::{LOG_LEVELS, LogSection};
-use super::update::{UpdateSection, update_settings};
 use super::pbx::{PbxSection, PbxType, csta_settings};
 use super::sip::SipSection;
 use super::subscriber::{SubscriberSection, subscriber};
 use super::tunnel::{TunnelSection, tunnel_settings};
+use super::update::{UpdateSection, update_settings};
 use super::users::{UsersSection, users_api};
 
 use pbxlink_b2bua::digits::{DigitRule, is_dial_string};

@@ -43,6 +43,17 @@ pub struct RunArgs {
 /// again (the same process, the configuration read anew).
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let state_dir = config::state_dir_of(&args.config);
+    // The update journal first, before the log takes over stdout: which
+    // whole version runs (this binary, or a release exec'd in its place),
+    // a roll-back owed.
+    let health = std::fs::read_to_string(&args.config)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .map_or_else(
+            || config::update_health(&toml::Table::new()),
+            |t| config::update_health(&t),
+        );
+    let launch = crate::operations::update::launch::take_over(&state_dir, health);
     let log = match LogFile::start(&state_dir.join("logs"), Rotation::default()) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -55,16 +66,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("warning: the structured log is not written to disk: {e:#}");
     }
-    // The update journal first: which whole version runs (this binary,
-    // or a release exec'd in its place), a roll-back owed.
-    let health = std::fs::read_to_string(&args.config)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .map_or_else(
-            || config::update_health(&toml::Table::new()),
-            |t| config::update_health(&t),
-        );
-    let launch = crate::operations::update::launch::take_over(&state_dir, health);
     let ended = run_once(args, &state_dir, launch);
     if let Ok(Exit::Restart(why)) = &ended {
         tracing::info!("starting again: {why}");

@@ -127,7 +127,10 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         if let (Some(state), Some((u, rolled_back_now))) =
             (&admin_state, b2bua.as_ref().and_then(|b| b.update.clone()))
         {
-            start_updates(state, u, rolled_back_now);
+            let pbx_watched = b2bua
+                .as_ref()
+                .is_some_and(|b| !b.config.pbx_keepalive.is_zero());
+            start_updates(state, u, rolled_back_now, pbx_watched);
         }
         if let Some(state) = admin_state {
             // The start-up diagnostics, then now and then while it runs.
@@ -183,6 +186,7 @@ fn start_updates(
     state: &crate::admin::AdminState,
     u: Arc<crate::operations::update::Updater>,
     rolled_back_now: bool,
+    pbx_watched: bool,
 ) {
     use crate::operations::update::{Report, health};
     let to = state.clone();
@@ -208,7 +212,10 @@ fn start_updates(
     tokio::spawn(crate::operations::update::apply::run(u.clone()));
     let checked = state.clone();
     tokio::spawn(health::run(u, move || {
-        health::verdict(&crate::operations::state::status_json(&checked))
+        health::verdict(
+            &crate::operations::state::status_json(&checked),
+            pbx_watched,
+        )
     }));
 }
 

@@ -41,14 +41,19 @@ pub async fn run(u: Arc<Updater>, check: impl Fn() -> Result<(), String>) {
 }
 
 /// The verdict on the gateway's status (`/api/status`): each part that
-/// must be up, or what is not.
-pub fn verdict(status: &serde_json::Value) -> Result<(), String> {
+/// must be up, or what is not. The PBX trunk counts when it is watched
+/// (`[pbx] keepalive_seconds` above 0: without OPTIONS the gateway cannot
+/// know it).
+pub fn verdict(status: &serde_json::Value, pbx_watched: bool) -> Result<(), String> {
     let mut down = Vec::new();
-    if status["pbx_trunk"] != "up" {
+    if pbx_watched && status["pbx_trunk"] != "up" {
         down.push(format!("the PBX trunk is {}", status["pbx_trunk"]));
     }
     if status["cloud_trunk"]["state"] != "connected" {
-        down.push(format!("the cloud trunk is {}", status["cloud_trunk"]["state"]));
+        down.push(format!(
+            "the cloud trunk is {}",
+            status["cloud_trunk"]["state"]
+        ));
     }
     match &status["tunnel"] {
         serde_json::Value::Null => {}
@@ -70,12 +75,16 @@ mod tests {
     #[test]
     fn every_part_must_be_up() {
         let up = json!({"pbx_trunk": "up", "cloud_trunk": {"state": "connected"}, "tunnel": "connected"});
-        assert_eq!(verdict(&up), Ok(()));
-        let no_tunnel = json!({"pbx_trunk": "up", "cloud_trunk": {"state": "connected"}, "tunnel": null});
-        assert_eq!(verdict(&no_tunnel), Ok(()), "no tunnel configured");
+        assert_eq!(verdict(&up, true), Ok(()));
+        let no_tunnel =
+            json!({"pbx_trunk": "up", "cloud_trunk": {"state": "connected"}, "tunnel": null});
+        assert_eq!(verdict(&no_tunnel, true), Ok(()), "no tunnel configured");
+        let unwatched = json!({"pbx_trunk": "not known yet", "cloud_trunk": {"state": "connected"}, "tunnel": "connected"});
+        assert_eq!(verdict(&unwatched, false), Ok(()), "keepalive_seconds = 0");
+        assert!(verdict(&unwatched, true).is_err(), "not up yet");
         let down = json!({"pbx_trunk": "lost", "cloud_trunk": {"state": "down"}, "tunnel": "down: refused"});
         assert_eq!(
-            verdict(&down),
+            verdict(&down, true),
             Err("the PBX trunk is \"lost\", the cloud trunk is \"down\", the tunnel is \"down: refused\"".into())
         );
     }

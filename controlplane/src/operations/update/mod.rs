@@ -274,19 +274,14 @@ impl Updater {
 
     fn verify_and_stage(&self, inc: Incoming) {
         let key = self.settings.public_key.as_deref().unwrap_or_default();
-        let verified = match release::verify(
-            &inc.bytes,
-            &inc.signature,
-            key,
-            &inc.version,
-            &self.running,
-        ) {
-            Ok(v) => v,
-            Err(e) => {
-                self.refuse(&inc.version, e.to_string());
-                return;
-            }
-        };
+        let verified =
+            match release::verify(&inc.bytes, &inc.signature, key, &inc.version, &self.running) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.refuse(&inc.version, e.to_string());
+                    return;
+                }
+            };
         if let Err(why) = self.releases.stage(&inc.version, &inc.bytes) {
             self.refuse(&inc.version, why);
             return;

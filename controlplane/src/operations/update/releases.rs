@@ -140,21 +140,22 @@ impl Releases {
     }
 
     /// Points `current` at `version` in one rename, synced. `pause` is
-    /// a test's window into the critical phase (between the journal's
-    /// `Switching` and the rename); zero otherwise.
+    /// a test's window into the critical phase (after the rename, before
+    /// the journal says the switch is done); zero otherwise.
     pub fn switch(&self, version: &Version, pause: std::time::Duration) -> std::io::Result<()> {
-        if !pause.is_zero() {
-            tracing::warn!(
-                "update: pausing {} ms inside the critical phase (PBXLINK_TEST_SWITCH_PAUSE_MS)",
-                pause.as_millis()
-            );
-            std::thread::sleep(pause);
-        }
         let tmp = self.dir.join("current.new");
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(version.to_string(), &tmp)?;
         fs::rename(&tmp, self.dir.join("current"))?;
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        if !pause.is_zero() {
+            tracing::warn!(
+                "update: critical phase: switched `current` to {version}; pausing {} ms (PBXLINK_TEST_SWITCH_PAUSE_MS)",
+                pause.as_millis()
+            );
+            std::thread::sleep(pause);
+        }
+        Ok(())
     }
 
     /// Forgets `current` (the package's binary runs): a package upgrade
@@ -174,7 +175,9 @@ impl Releases {
         for e in entries.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Ok(v) = Version::parse(name) else { continue };
+            let Ok(v) = Version::parse(name) else {
+                continue;
+            };
             if !keep.contains(&&v) {
                 let _ = fs::remove_dir_all(e.path());
             }
@@ -209,7 +212,11 @@ mod tests {
             Path::new("/usr/bin/pbxlink")
         );
         // Not an executable, or not gzip: refused, nothing left.
-        assert!(r.stage(&v2, &gz(b"#!/bin/sh\n")).unwrap_err().contains("ELF"));
+        assert!(
+            r.stage(&v2, &gz(b"#!/bin/sh\n"))
+                .unwrap_err()
+                .contains("ELF")
+        );
         assert!(r.stage(&v2, b"plain").unwrap_err().contains("unpacking"));
         assert!(!r.executable(&v2).exists());
         let bin = r.stage(&v2, &gz(b"\x7fELF rest")).unwrap();
