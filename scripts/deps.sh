@@ -9,8 +9,9 @@ PBXLINK_BUILD_PACKAGES=(libsrtp2-dev pkg-config)
 # for the NAT test's network namespaces and MASQUERADE router, coturn as
 # the cloud's STUN server there; kamailio as the PBX's registrar for the
 # Softphone users' tests; chromium for the admin page's browser test
-# (playwright-core from npm drives it).
-PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn kamailio chromium)
+# (playwright-core from npm drives it); OpenSSH's server and client for
+# support's SSH window; curl for the package and support tests.
+PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn kamailio chromium openssh-server openssh-client curl)
 
 pbxlink_apt_install() {
     local missing=() p
@@ -39,4 +40,16 @@ pbxlink_browser_install() {
     [ -d tests/browser/node_modules/playwright-core ] && return 0
     echo "==> installing playwright-core (npm ci in tests/browser)"
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# The gateway's own account, as the Debian package's postinst makes it
+# (support's SSH logs in as it): a system user with a shell, no password.
+pbxlink_account() {
+    getent passwd pbxlink >/dev/null && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "==> making the pbxlink account"
+    $sudo adduser --system --group --quiet --home /var/lib/pbxlink --no-create-home \
+        --shell /bin/sh --gecos "pbxlink gateway" pbxlink &&
+        $sudo usermod -p '*' pbxlink
 }

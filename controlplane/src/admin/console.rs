@@ -135,6 +135,38 @@ fn typed(confirm: &str, word: &str) -> Result<(), HttpError> {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportKey {
+    key: String,
+}
+
+/// `GET /api/operations/support-ssh`: the window, its time left.
+pub async fn support_state(State(s): State<AdminState>, _: Commander) -> Response {
+    Json(s.admin.support.json(std::time::SystemTime::now())).into_response()
+}
+
+/// `POST /api/operations/support-ssh {"key"}`: opens support's SSH window.
+pub async fn support_on(
+    State(s): State<AdminState>,
+    _: Commander,
+    Json(b): Json<SupportKey>,
+) -> Response {
+    match crate::operations::console::support_on(&s, &b.key, "the admin page") {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
+    }
+}
+
+/// `DELETE /api/operations/support-ssh`: closes it early.
+pub async fn support_off(State(s): State<AdminState>, _: Commander) -> Response {
+    Json(crate::operations::console::support_off(
+        &s,
+        "closed from the admin page",
+    ))
+    .into_response()
+}
+
 /// `POST /api/operations/reboot`.
 pub async fn reboot(State(s): State<AdminState>, _: Commander, Json(b): Json<Confirm>) -> Response {
     if let Err(e) = typed(&b.confirm, "reboot") {

@@ -54,6 +54,12 @@ fn router(state: AdminState) -> axum::Router<()> {
             get(console::trace_state).post(console::trace),
         )
         .route("/api/operations/reboot", post(console::reboot))
+        .route(
+            "/api/operations/support-ssh",
+            get(console::support_state)
+                .post(console::support_on)
+                .delete(console::support_off),
+        )
         .route("/api/operations/reset", post(console::reset))
         .route(
             "/api/operations/relink",

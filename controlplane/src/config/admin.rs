@@ -61,6 +61,8 @@ pub struct AdminSettings {
     /// The name advertised by mDNS (`NAME.local`) and the address it
     /// stands for (none: not advertised).
     pub mdns: Option<(String, IpAddr)>,
+    /// Support's SSH access (`[support]`).
+    pub support: super::support::SupportSettings,
 }
 
 pub(super) fn listen_key(
@@ -85,6 +87,7 @@ pub(super) fn listen_key(
 
 pub(super) fn admin_settings(
     a: &AdminSection,
+    support: &super::support::SupportSection,
     lan: Option<IpAddr>,
     base: &Path,
     problems: &mut Vec<String>,
@@ -139,6 +142,7 @@ pub(super) fn admin_settings(
             .map(|ip| (name.to_ascii_lowercase(), ip))
     };
     AdminSettings {
+        support: super::support::support_settings(support, lan, problems),
         mdns,
         listen,
         https_listen,

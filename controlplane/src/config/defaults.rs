@@ -114,3 +114,15 @@ pub(super) fn cs3() -> u8 {
 pub(super) fn health_seconds() -> u64 {
     120
 }
+
+pub(super) fn ssh_port() -> u16 {
+    22
+}
+
+pub(super) fn ssh_user() -> String {
+    "pbxlink".into()
+}
+
+pub(super) fn support_window_seconds() -> u64 {
+    86_400
+}

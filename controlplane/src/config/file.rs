@@ -12,6 +12,7 @@ use super::log::{LOG_LEVELS, LogSection};
 use super::pbx::{PbxSection, PbxType, csta_settings};
 use super::sip::SipSection;
 use super::subscriber::{SubscriberSection, subscriber};
+use super::support::SupportSection;
 use super::tunnel::{TunnelSection, tunnel_settings};
 use super::update::{UpdateSection, update_settings};
 use super::users::{UsersSection, users_api};
@@ -49,6 +50,8 @@ pub(super) struct File {
     log: LogSection,
     #[serde(default)]
     update: UpdateSection,
+    #[serde(default)]
+    support: SupportSection,
 }
 
 /// Reads and checks `path`.
@@ -319,7 +322,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
             file.pbx.keepalive_seconds
         ));
     }
-    let admin = admin_settings(&file.admin, lan_address, base, &mut problems);
+    let admin = admin_settings(&file.admin, &file.support, lan_address, base, &mut problems);
     let d = &file.digits;
     for (key, v) in [
         ("outbound_strip", &d.outbound_strip),

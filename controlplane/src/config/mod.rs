@@ -4,7 +4,7 @@
 //! prints the effective configuration or the errors.
 //!
 //! One module per section (`gateway`, `pbx`, `cloud`, `sip`, `digits`,
-//! `admin`, `subscriber`, `users`, `tunnel`, `log`, `update`), each with its keys as
+//! `admin`, `subscriber`, `users`, `tunnel`, `log`, `update`, `support`), each with its keys as
 //! the file has them and what they become once checked; every default in
 //! `defaults`; the whole file documented by example in
 //! `pbxlink.example.toml` at the top of the repository, which a test loads.
@@ -24,6 +24,7 @@ mod pbx;
 mod setup;
 mod sip;
 mod subscriber;
+mod support;
 #[cfg(test)]
 mod tests;
 mod tunnel;
@@ -38,6 +39,7 @@ pub use file::{configured, load_with, parse_table, read_table, state_dir_of};
 pub use log::log_level;
 pub use setup::{SetupConfig, setup_config};
 pub use subscriber::SubscriberConfig;
+pub use support::SupportSettings;
 pub use tunnel::TunnelSettings;
 pub use update::{UpdateSettings, update_health};
 pub use users::UsersApiConfig;

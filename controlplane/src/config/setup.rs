@@ -56,6 +56,8 @@ pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConf
         admin: AdminSection,
         #[serde(default)]
         tunnel: TunnelSection,
+        #[serde(default)]
+        support: super::support::SupportSection,
         #[serde(default, rename = "log")]
         _log: LogSection,
     }
@@ -64,7 +66,7 @@ pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConf
         problems,
     };
     let mut only = toml::Table::new();
-    for k in ["gateway", "admin", "tunnel", "log"] {
+    for k in ["gateway", "admin", "tunnel", "support", "log"] {
         if let Some(v) = table.get(k) {
             only.insert(k.into(), v.clone());
         }
@@ -80,7 +82,13 @@ pub fn setup_config(path: &Path, table: &toml::Table) -> Result<Option<SetupConf
             file.gateway.lan_address
         )])
     })?;
-    let admin = admin_settings(&file.admin, Some(lan_address), base, &mut problems);
+    let admin = admin_settings(
+        &file.admin,
+        &file.support,
+        Some(lan_address),
+        base,
+        &mut problems,
+    );
     // The tunnel's CA defaults to the cloud trunk's, when [cloud] names one.
     let cloud_ca = table
         .get("cloud")

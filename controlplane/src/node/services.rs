@@ -135,6 +135,7 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         if let Some(state) = admin_state {
             // The start-up diagnostics, then now and then while it runs.
             crate::admin::diagnostics::start(state.clone());
+            crate::operations::console::support_watch(state.clone());
             crate::admin::start(state).await?;
         }
         let calls = b2bua.map(|b| CallsSetup {

@@ -64,6 +64,7 @@ pub fn run_setup(
             state.tunnel = Some(crate::tunnel::start(cfg, events, state.clone())?);
         }
         crate::admin::diagnostics::start(state.clone());
+        crate::operations::console::support_watch(state.clone());
         crate::admin::start(state)
             .await
             .context("starting the admin page")?;

@@ -54,6 +54,7 @@ pub fn carry_out(
         "update_offer" => updater(s).and_then(|u| u.offer(args)),
         "update_piece" => updater(s).and_then(|u| u.piece(args)),
         "update_status" => updater(s).map(|u| u.json()),
+        "support_ssh" => support_ssh(s, args),
         "data_reset" => restart(s, id, "data reset", |s| {
             let removed = reset_gateway(s, Reset::Data, "the cloud platform")?;
             Ok(json!({ "removed": removed }))
@@ -61,6 +62,21 @@ pub fn carry_out(
         _ => return None,
     };
     Some(result)
+}
+
+/// `support_ssh {"key"}` opens the window, `{"off": true}` closes it,
+/// `{}` asks.
+fn support_ssh(s: &AdminState, args: &Value) -> Result<Value, String> {
+    if args["off"] == true {
+        return Ok(super::console::support_off(
+            s,
+            "the cloud platform closed it",
+        ));
+    }
+    match args["key"].as_str() {
+        Some(key) => super::console::support_on(s, key, "the cloud platform"),
+        None => Ok(s.admin.support.json(std::time::SystemTime::now())),
+    }
 }
 
 fn updater(s: &AdminState) -> Result<&std::sync::Arc<super::update::Updater>, String> {

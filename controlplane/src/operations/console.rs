@@ -1,7 +1,7 @@
 //! The operations both the admin page and the cloud platform run, by the
 //! same code: the parts' versions, a log bundle, a call trace, a reset,
-//! the wizard's settings kept (and told to the platform), and a relink
-//! taken. The page's handlers (`crate::admin`) and the tunnel's commands
+//! the wizard's settings kept (and told to the platform), a relink
+//! taken, and support's SSH window opened and closed. The page's handlers (`crate::admin`) and the tunnel's commands
 //! ([`super::commands`]) call these.
 
 use super::bundle::{Download, log_bundle};
@@ -196,4 +196,78 @@ pub fn take(s: &AdminState, args: &Value) -> Result<Value, String> {
     *s.admin.relink.lock().expect("relink") = RelinkState::Idle;
     tracing::info!("admin: relinked in place of {replaces} ({network} network settings)");
     Ok(json!({ "relinked": replaces, "network": network }))
+}
+
+/// Tells the log and the platform what support's SSH did
+/// (`support_ssh` events).
+fn support_event(events: &Option<crate::events::EventSink>, body: Value) {
+    tracing::info!("support ssh: {body}");
+    if let Some(e) = events {
+        e.emit("support_ssh", body);
+    }
+}
+
+/// What sshd saw, told to the log and the platform.
+fn support_seen(
+    events: Option<crate::events::EventSink>,
+) -> impl Fn(super::support_ssh::Seen) + Send + 'static {
+    use super::support_ssh::Seen;
+    move |seen| match seen {
+        Seen::Login { user, from, key } => support_event(
+            &events,
+            json!({ "event": "login", "user": user, "from": from, "key": key }),
+        ),
+        Seen::Refused { line } => {
+            support_event(&events, json!({ "event": "refused", "detail": line }))
+        }
+        Seen::Exited(why) => tracing::info!("support ssh: sshd stopped ({why})"),
+    }
+}
+
+/// Opens support's SSH window for `key` (the page and the platform's
+/// `support_ssh`); `by` says who asked.
+pub fn support_on(s: &AdminState, key: &str, by: &str) -> Result<Value, String> {
+    let now = std::time::SystemTime::now();
+    let until = s
+        .admin
+        .support
+        .open(key, now, support_seen(s.events.clone()))?;
+    support_event(
+        &s.events,
+        json!({ "event": "started", "by": by, "until": crate::cdr::rfc3339(until) }),
+    );
+    Ok(s.admin.support.json(now))
+}
+
+/// Closes support's SSH window (asked early, or its end).
+pub fn support_off(s: &AdminState, why: &str) -> Value {
+    if s.admin.support.close() {
+        support_event(&s.events, json!({ "event": "stopped", "why": why }));
+    }
+    s.admin.support.json(std::time::SystemTime::now())
+}
+
+/// At start: the window kept on disk resumed for what is left; then its
+/// end watched each second.
+pub fn support_watch(s: AdminState) {
+    let now = std::time::SystemTime::now();
+    match s.admin.support.resume(now, support_seen(s.events.clone())) {
+        Some(Ok(until)) => support_event(
+            &s.events,
+            json!({ "event": "started", "by": "a restart (the window goes on)", "until": crate::cdr::rfc3339(until) }),
+        ),
+        Some(Err(why)) => {
+            tracing::warn!("support ssh: the window kept on disk cannot resume: {why}")
+        }
+        None => {}
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if s.admin.support.ended(std::time::SystemTime::now()) {
+                support_off(&s, "the window ended");
+            }
+        }
+    });
 }

@@ -11,6 +11,7 @@ pub mod log_file;
 pub mod parts;
 pub mod state;
 pub mod structured_log;
+pub mod support_ssh;
 pub mod trace;
 pub mod update;
 pub mod versions;

@@ -56,6 +56,8 @@ pub struct AdminSetup {
     pub mdns: std::sync::OnceLock<mdns::Advertised>,
     /// The call trace running or last made.
     pub trace: std::sync::Mutex<TraceState>,
+    /// Support's SSH access.
+    pub support: crate::operations::support_ssh::SupportSsh,
 }
 
 /// What the admin side looks at for the operator: the ports a call
@@ -98,6 +100,10 @@ impl AdminSetup {
             mdns: std::sync::OnceLock::new(),
             relink: std::sync::Mutex::default(),
             trace: std::sync::Mutex::new(TraceState::Idle),
+            support: crate::operations::support_ssh::SupportSsh::new(
+                settings.support.clone(),
+                state_dir,
+            ),
             settings,
             state_dir: state_dir.to_owned(),
             control,
@@ -189,6 +195,7 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
         "uptime_seconds": s.started.elapsed().as_secs(),
         "versions": super::versions::part_versions(),
         "update": s.update.as_ref().map(|u| u.json()),
+        "support_ssh": s.admin.support.json(std::time::SystemTime::now()),
     })
 }
 
