@@ -203,6 +203,12 @@ try {
   // Operations: the log bundle through its temporary link.
   await page.click('#nav [data-view="operations"]');
   await page.locator("#versions dd").first().waitFor();
+  // Support access: closed, and a key that is not one refused with why
+  // (opening it for real is tests/tests/support_ssh.rs's, in namespaces).
+  await page.locator("#support-state", { hasText: "Closed" }).waitFor();
+  await page.fill("#support-key", "ssh-ed25519 not-a-key");
+  await page.click('#support-form button[type="submit"]');
+  await page.locator("#support-form .form-error", { hasText: "key:" }).waitFor();
   // The start-up diagnostics ran against the cloud: one STUN server the
   // test left dead fails its check and raises an alarm; the rest pass.
   const dead = process.env.PBXLINK_DEAD_STUN;

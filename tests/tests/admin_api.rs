@@ -183,6 +183,11 @@ const ROUTES: &[(&str, &[&str], bool)] = &[
     ("/api/operations/logs", &["POST"], false),
     ("/api/operations/trace", &["GET", "POST"], false),
     ("/api/operations/reboot", &["POST"], false),
+    (
+        "/api/operations/support-ssh",
+        &["GET", "POST", "DELETE"],
+        false,
+    ),
     ("/api/operations/reset", &["POST"], false),
     ("/api/operations/relink", &["GET", "POST"], false),
 ];

@@ -142,7 +142,7 @@ pub struct SupportKey {
 }
 
 /// `GET /api/operations/support-ssh`: the window, its time left.
-pub async fn support_state(State(s): State<AdminState>, _: Commander) -> Response {
+pub async fn support_state(State(s): State<AdminState>, _: SignedIn) -> Response {
     Json(s.admin.support.json(std::time::SystemTime::now())).into_response()
 }
 

@@ -343,6 +343,7 @@ async function loadOperations() {
   }
   pollTrace();
   loadDiagnostics();
+  loadSupport();
   const t = await api("GET", "/api/tunnel");
   $("#gateway-id").textContent = (t.status === 200 && t.body.gateway) || "not linked to the platform";
   const v = await api("GET", "/api/versions");
@@ -354,6 +355,38 @@ async function loadOperations() {
     dl.append(dt, dd);
   }
 }
+
+// Support's SSH window: open, its time left, closed early.
+function timeLeft(s) {
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return h ? `${h} h ${m} min` : `${m} min ${s % 60} s`;
+}
+
+async function loadSupport() {
+  const r = await api("GET", "/api/operations/support-ssh");
+  const slot = $("#support-state");
+  if (r.status !== 200) { slot.textContent = ""; return; }
+  const b = r.body;
+  $("#support-close").hidden = !b.enabled;
+  slot.textContent = b.enabled
+    ? `Open on ${b.listen} for ${b.user}: ${timeLeft(b.seconds_left)} left (until ${b.until})`
+    : `Closed${b.listen ? "" : " (it needs the gateway's LAN address)"}`;
+}
+
+$("#support-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const { key } = values(form);
+  const r = await api("POST", "/api/operations/support-ssh", { key });
+  formErrors(form, r.status === 200 ? null : r.body);
+  if (r.status === 200) form.reset();
+  loadSupport();
+});
+
+$("#support-close").addEventListener("click", async () => {
+  await api("DELETE", "/api/operations/support-ssh");
+  loadSupport();
+});
 
 async function loadDiagnostics() {
   const a = await api("GET", "/api/alarms");
