@@ -40,6 +40,17 @@ fn main() {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| std::env::var("CARGO_PKG_VERSION").expect("cargo sets it"));
+    // The updater compares versions: a release's must be one (semver's
+    // MAJOR.MINOR.PATCH, with an optional -pre or +build part).
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    assert!(
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.parse::<u64>().is_ok()),
+        "PBXLINK_RELEASE_VERSION={version:?} is not a version (MAJOR.MINOR.PATCH)"
+    );
     println!("cargo:rustc-env=PBXLINK_VERSION={version}");
     let commit = git_dir
         .and_then(|_| git(&["rev-parse", "HEAD"]))
