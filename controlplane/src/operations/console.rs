@@ -248,7 +248,7 @@ pub fn support_off(s: &AdminState, why: &str) -> Value {
 }
 
 /// At start: the window kept on disk resumed for what is left; then its
-/// end watched each second.
+/// end watched (asleep until it comes).
 pub fn support_watch(s: AdminState) {
     let now = std::time::SystemTime::now();
     match s.admin.support.resume(now, support_seen(s.events.clone())) {
@@ -261,12 +261,24 @@ pub fn support_watch(s: AdminState) {
         }
         None => {}
     }
+    // No ticking: it sleeps until the open window's end, or until one opens.
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
-            tick.tick().await;
-            if s.admin.support.ended(std::time::SystemTime::now()) {
-                support_off(&s, "the window ended");
+            let left = s.admin.support.until().map(|u| {
+                u.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            });
+            match left {
+                None => s.admin.support.opened.notified().await,
+                Some(left) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(left) => {}
+                        () = s.admin.support.opened.notified() => continue,
+                    }
+                    if s.admin.support.ended(std::time::SystemTime::now()) {
+                        support_off(&s, "the window ended");
+                    }
+                }
             }
         }
     });

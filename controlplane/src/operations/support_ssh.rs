@@ -63,6 +63,8 @@ pub struct SupportSsh {
     settings: SupportSettings,
     dir: PathBuf,
     server: Mutex<Option<(Child, SystemTime)>>,
+    /// Wakes the watch of the window's end when a window opens.
+    pub(crate) opened: tokio::sync::Notify,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -134,6 +136,7 @@ impl SupportSsh {
             settings,
             dir: state_dir.join("support-ssh"),
             server: Mutex::new(None),
+            opened: tokio::sync::Notify::new(),
         }
     }
 
@@ -361,6 +364,7 @@ impl SupportSsh {
             }
         }
         *self.server.lock().expect("sshd") = Some((child, until));
+        self.opened.notify_one();
         Ok(until)
     }
 
