@@ -15,8 +15,19 @@ use std::sync::Arc;
 /// Commands a worker queue holds. Bounded so a stuck worker shows up as
 /// `QueueFull` at the control plane instead of growing memory.
 pub const COMMAND_QUEUE: usize = 1024;
-/// Events a worker may have outstanding before it starts dropping them.
+/// Events a worker may have outstanding before it starts dropping them:
+/// the most, for a worker of many relays ([`event_room`]).
 pub const EVENT_QUEUE: usize = 8192;
+
+/// Events a worker holding `max_relays` relays may have outstanding: 16 a
+/// relay (its end, its time-out, a leg latched or moved, telephone events
+/// between two drains of the control plane), at least 512, at most
+/// [`EVENT_QUEUE`]. An event is about 600 bytes and a queue is written
+/// through when made, so a small site's worker keeps about 300 KiB here
+/// rather than 5 MiB.
+pub fn event_room(max_relays: usize) -> usize {
+    max_relays.saturating_mul(16).clamp(512, EVENT_QUEUE)
+}
 
 /// A command to one worker.
 #[derive(Debug)]
@@ -226,11 +237,16 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// A fresh channel.
+    /// A fresh channel with room for [`EVENT_QUEUE`] events.
     pub fn new() -> std::io::Result<Arc<Self>> {
+        Self::with_event_room(EVENT_QUEUE)
+    }
+
+    /// A fresh channel with room for `events` events ([`event_room`]).
+    pub fn with_event_room(events: usize) -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             commands: ArrayQueue::new(COMMAND_QUEUE),
-            events: ArrayQueue::new(EVENT_QUEUE),
+            events: ArrayQueue::new(events.max(1)),
             doorbell: crate::sys::eventfd()?,
         }))
     }

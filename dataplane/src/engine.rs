@@ -158,7 +158,8 @@ impl DataPlane {
         let mut threads = Vec::with_capacity(workers);
         let cpus = &resources.cpus;
         for index in 0..workers {
-            let channel = Channel::new().map_err(|source| StartError::Worker {
+            let room = crate::control::event_room(config.max_relays_per_worker);
+            let channel = Channel::with_event_room(room).map_err(|source| StartError::Worker {
                 worker: index,
                 source,
             })?;

@@ -240,7 +240,18 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: std::time::Duration) {
         libc::poll(
             fds.as_mut_ptr(),
             fds.len() as libc::nfds_t,
-            timeout.as_millis().min(i32::MAX as u128) as i32,
+            timeout_ms(timeout),
         )
     };
+}
+
+/// A wait as poll(2) and epoll_wait(2) take it: milliseconds, rounded up
+/// (a wait shorter than a millisecond is not a busy loop), and
+/// `Duration::MAX` as -1 (no timeout).
+pub fn timeout_ms(wait: std::time::Duration) -> i32 {
+    if wait == std::time::Duration::MAX {
+        -1
+    } else {
+        wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+    }
 }

@@ -174,6 +174,15 @@ impl PbxWatch {
         true
     }
 
+    /// When [`PbxWatch::handle_timeout`] is next due: the next OPTIONS, or
+    /// the pending one's retransmission or time-out if sooner.
+    pub fn poll_timeout(&self) -> Instant {
+        self.pending
+            .as_ref()
+            .and_then(|(_, tx)| tx.poll_timeout())
+            .map_or(self.next_at, |t| t.min(self.next_at))
+    }
+
     /// The next thing to do.
     pub fn poll_output(&mut self) -> Option<WatchOutput> {
         self.out.pop_front()

@@ -109,6 +109,7 @@ fn run_once(
             backend: args.backend,
             // Each relay holds 4 ports: no worker needs more than the pool.
             max_relays_per_worker: (spec.call_limit as usize).clamp(16, 4096),
+            buffers_per_worker: receive_buffers(spec.call_limit),
             xdp_interface: args
                 .xdp_interface
                 .clone()
@@ -367,4 +368,14 @@ fn public_by_stun(
         }
     }
     None
+}
+
+/// Receive buffers per data-plane worker for a profile's calls: 32 a call
+/// (a worker's whole share of 20 ms of both directions' packets, many
+/// times over), a power of two from 1,024 (2 MiB, a Small site) to 4,096
+/// (8 MiB, the most a worker's ring is given).
+fn receive_buffers(call_limit: u32) -> u16 {
+    (call_limit.saturating_mul(32))
+        .next_power_of_two()
+        .clamp(1024, 4096) as u16
 }

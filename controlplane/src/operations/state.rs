@@ -155,14 +155,16 @@ pub struct AdminState {
     pub update: Option<Arc<crate::operations::update::Updater>>,
 }
 
-/// The gateway's status (`GET /api/status`; the tunnel's status events).
-pub(crate) fn status_json(s: &AdminState) -> Value {
-    let c = &s.counters;
-    let pbx = match c.pbx_trunk() {
+fn pbx_word(s: &AdminState) -> &'static str {
+    match s.counters.pbx_trunk() {
         1 => "up",
         2 => "lost",
         _ => "not known yet",
-    };
+    }
+}
+
+/// The status word, and the onboarding word it may be.
+fn status_word(s: &AdminState, pbx: &str) -> (String, String) {
     let onboarding = super::parts::status_word(&s.admin.wizard.get());
     let update_word = s.update.as_ref().and_then(|u| u.status_word());
     let status = if let Some(word) = update_word {
@@ -174,6 +176,35 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
     } else {
         "Connected".into()
     };
+    (status, onboarding)
+}
+
+fn csta_word(s: &AdminState) -> String {
+    s.cti.as_ref().map_or("off".to_owned(), Cti::status_word)
+}
+
+/// What the tunnel's status events carry, and nothing more: read every
+/// two seconds to see a change, so it costs an idle gateway little.
+pub(crate) fn status_brief(s: &AdminState) -> Value {
+    let pbx = pbx_word(s);
+    let cloud = if s.cloud.lock().expect("cloud path").is_some() {
+        "connected"
+    } else {
+        "down"
+    };
+    json!({
+        "status": status_word(s, pbx).0,
+        "csta": csta_word(s),
+        "pbx_trunk": pbx,
+        "cloud_trunk": cloud,
+    })
+}
+
+/// The gateway's status (`GET /api/status`).
+pub(crate) fn status_json(s: &AdminState) -> Value {
+    let c = &s.counters;
+    let pbx = pbx_word(s);
+    let (status, onboarding) = status_word(s, pbx);
     let cloud = s.cloud.lock().expect("cloud path").as_ref().map_or_else(
         || json!({ "state": "down" }),
         |conn| json!({ "state": "connected", "local": conn.local.to_string(), "seen_as": conn.seen_as().to_string() }),
@@ -183,7 +214,7 @@ pub(crate) fn status_json(s: &AdminState) -> Value {
         "onboarding": onboarding,
         "pbx_trunk": pbx,
         "cloud_trunk": cloud,
-        "csta": s.cti.as_ref().map_or("off".to_owned(), Cti::status_word),
+        "csta": csta_word(s),
         "tunnel": s.tunnel.as_ref().map(|t| t.json()["state"].clone()),
         "users_onboarded": s.users.as_ref().map(|u| u.read(|d| d.onboarded())),
         "softphones_registered": s.softphones.as_ref().map(|p| p.registered().0),

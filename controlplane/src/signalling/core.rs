@@ -21,7 +21,7 @@ use pbxlink_sip::{parse, reject};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Server transactions held at most; past this, requests are answered
 /// statelessly (and counted).
@@ -90,7 +90,14 @@ pub struct Core {
     counters: Arc<Counters>,
     calls: Option<Calls>,
     trust: Option<Trust>,
+    /// Notified when a message turns a quiet core busy, so the loop that
+    /// runs its timers ([`Core::next_tick`]) stops sleeping.
+    kick: Arc<tokio::sync::Notify>,
 }
+
+/// How often a busy core's timers run: transactions' retransmissions and
+/// time-outs, the data plane's events, the calls' own timers.
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// A response to `head` with `code`, echoing what RFC 3261 §8.2.6.2 asks.
 fn response(head: &Head, code: u16, phrase: &str) -> Option<Vec<u8>> {
@@ -125,6 +132,29 @@ impl Core {
             counters,
             calls: None,
             trust: None,
+            kick: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// What is notified when the core turns busy.
+    pub fn kick(&self) -> Arc<tokio::sync::Notify> {
+        self.kick.clone()
+    }
+
+    /// Nothing in flight: no transaction, and the calls (if carried) quiet.
+    fn quiet(&self) -> bool {
+        self.table.is_empty() && self.calls.as_ref().is_none_or(Calls::quiet)
+    }
+
+    /// When [`Core::tick`] and [`Core::timeouts`] should next run: a tick
+    /// from now while anything is in flight; else the PBX watch's next
+    /// OPTIONS; else never (an idle gateway's signalling sleeps until a
+    /// message comes).
+    pub fn next_tick(&self, now: Instant) -> Option<Instant> {
+        if self.quiet() {
+            self.calls.as_ref().and_then(Calls::next_timeout)
+        } else {
+            Some(now + TICK)
         }
     }
 
@@ -219,6 +249,15 @@ impl Core {
 
     /// Handles one framed message received from `peer` on `side`.
     pub fn receive(&mut self, now: Instant, msg: &[u8], peer: Peer, side: Side) -> Inbound {
+        let was_quiet = self.quiet();
+        let inbound = self.handle(now, msg, peer, side);
+        if was_quiet && !self.quiet() {
+            self.kick.notify_one();
+        }
+        inbound
+    }
+
+    fn handle(&mut self, now: Instant, msg: &[u8], peer: Peer, side: Side) -> Inbound {
         if let (Side::Pbx, Peer::Udp(from) | Peer::Subscriber(from)) = (side, &peer) {
             if !self.trusts_on(from.ip(), matches!(peer, Peer::Subscriber(_))) {
                 // Cheaply: nothing kept, no transaction; 403 if asked for.

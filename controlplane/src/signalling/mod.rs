@@ -143,10 +143,22 @@ async fn serve_udp(
     out: udp::UdpOut,
 ) {
     let mut buf = vec![0u8; 65_536];
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // The core's timers run when it says (`Core::next_tick`): every tick
+    // while anything is in flight, at the PBX watch's next OPTIONS when
+    // quiet; a message that turns it busy elsewhere (the cloud's trunk)
+    // kicks this loop awake.
+    let kick = core.lock().expect("core lock").kick();
+    let mut due = Some(Instant::now());
     loop {
+        let sleep = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tick.tick() => {
+            () = sleep => {
+                due = None;
                 let sends = {
                     let mut core = core.lock().expect("core lock");
                     core.tick(Instant::now());
@@ -194,7 +206,15 @@ async fn serve_udp(
                     let _ = socket.send_to(&r, from).await;
                 }
             }
+            () = kick.notified() => {}
         }
+        // A tick already due stays due: a stream of messages must not
+        // push it back.
+        let want = core.lock().expect("core lock").next_tick(Instant::now());
+        due = match (due, want) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 

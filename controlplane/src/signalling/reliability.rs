@@ -281,6 +281,15 @@ impl Reliability {
         due
     }
 
+    /// Nothing waiting: no request to retransmit, no answer or provisional
+    /// waiting for its acknowledgement, no response kept for repeats.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+            && self.answers.is_empty()
+            && self.provisionals.is_empty()
+            && self.latest.is_empty()
+    }
+
     /// Requests, unacknowledged answers and kept responses held.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -151,12 +151,27 @@ pub async fn run(
     let pushed = setup.users.borrow_and_update().clone();
     apply_users(&mut regs, &setup.view, &pushed, now);
     let mut buf = vec![0u8; 65_536];
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut last_count = usize::MAX;
     let mut last_print = Instant::now();
     loop {
+        // Timers run when the registrations or the watch next want the
+        // time (paced registrations, refreshes, retransmissions, the next
+        // OPTIONS), never on a fixed tick.
+        let due = [
+            regs.poll_timeout(),
+            watch.as_ref().map(PbxWatch::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let sleep = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tick.tick() => {
+            () = sleep => {
                 let now = Instant::now();
                 regs.handle_timeout(now);
                 if let Some(w) = &mut watch {

@@ -242,7 +242,6 @@ async fn keep(
 ) -> Ended {
     let mut pending: HashMap<ClientKey, NonInviteClient> = HashMap::new();
     let mut tick = tokio::time::interval(cfg.ping);
-    let mut timers = tokio::time::interval(Duration::from_millis(200));
     let mut cseq = 0u32;
     let matched = |p: Box<Parsed>, pending: &mut HashMap<ClientKey, NonInviteClient>| {
         let code = pbxlink_sip::message::status_code(&p.head.start_line);
@@ -269,6 +268,18 @@ async fn keep(
         code
     };
     loop {
+        // The keep-alives' retransmissions and time-outs when they are due
+        // (over TLS only Timer F: 32 s), not on a fixed tick.
+        let due = pending
+            .values()
+            .filter_map(NonInviteClient::poll_timeout)
+            .min();
+        let timers = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut conn.reader => {
                 // Responses read before the close still count.
@@ -297,7 +308,7 @@ async fn keep(
                     return Ended::Unavailable;
                 }
             }
-            _ = timers.tick() => {
+            () = timers => {
                 let now = Instant::now();
                 for tx in pending.values_mut() {
                     tx.handle_timeout(now);

@@ -13,7 +13,7 @@ pub mod handle;
 
 use crate::alarms::{CSTA_LOST, OUTBOX_OVERFLOW};
 use crate::events::unix_ms;
-use crate::operations::state::{AdminState, CtiCommand, service, status_json};
+use crate::operations::state::{AdminState, CtiCommand, service, status_brief, status_json};
 use crate::outbox::Outbox;
 use crate::sync::UserSync;
 pub use handle::Tunnel;
@@ -382,13 +382,7 @@ async fn drive(
                 run_sync(&mut sync, &admin, &mut outbox, &mut client, &view);
             }
             _ = status_tick.tick() => {
-                let s = status_json(&admin);
-                let brief = json!({
-                    "status": s["status"],
-                    "csta": s["csta"],
-                    "pbx_trunk": s["pbx_trunk"],
-                    "cloud_trunk": s["cloud_trunk"]["state"],
-                });
+                let brief = status_brief(&admin);
                 if brief != last_status {
                     if last_status["csta"] != brief["csta"] && !last_status.is_null() {
                         let lost = brief["csta"].as_str().is_some_and(|c| c.starts_with("Lost"));

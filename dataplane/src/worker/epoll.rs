@@ -170,7 +170,7 @@ impl SocketPath {
         })
     }
 
-    /// Waits up to `wait` for ready sockets (or the doorbell, when it is
+    /// Waits up to `wait` (`Duration::MAX`: with no timeout) for ready sockets (or the doorbell, when it is
     /// registered) and serves them: each ready socket a few batches of
     /// `recvmmsg` through its relay and `sendmmsg`, until `budget`
     /// datagrams are read (the rest wait in their sockets: epoll is
@@ -182,7 +182,7 @@ impl SocketPath {
                 self.epoll.fd,
                 self.events.as_mut_ptr(),
                 EVENTS as i32,
-                wait.as_millis() as i32,
+                crate::sys::timeout_ms(wait),
             )
         };
         let now = Instant::now();
@@ -224,7 +224,12 @@ pub fn run(mut core: Core) -> io::Result<()> {
     path.epoll
         .add(core.channel.doorbell.as_raw_fd(), DOORBELL)?;
     while !core.stopping {
-        let rang = path.serve(&mut core, WAIT, usize::MAX);
+        let wait = if core.may_sleep() {
+            Duration::MAX
+        } else {
+            WAIT
+        };
+        let rang = path.serve(&mut core, wait, usize::MAX);
         let now = Instant::now();
         if rang {
             crate::sys::eventfd_drain(&core.channel.doorbell);

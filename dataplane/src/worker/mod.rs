@@ -134,6 +134,9 @@ pub struct Core {
     removed_drops: DropCounters,
     last_sweep: Instant,
     last_publish: Instant,
+    /// The counters as last published, `turns` left out: an idle worker
+    /// with nothing new to say sleeps until a command or a packet.
+    published: WorkerStats,
     /// Set by `Shutdown`.
     pub stopping: bool,
     /// Sockets whose peer may have changed (a relay added, a leg latched,
@@ -233,6 +236,7 @@ impl Core {
             removed_drops: DropCounters::default(),
             last_sweep: now,
             last_publish: now,
+            published: WorkerStats::default(),
             stopping: false,
             peer_changes: PeerChanges::default(),
         }
@@ -473,6 +477,18 @@ impl Core {
         }
     }
 
+    /// Whether the worker may sleep with no timeout: it holds no relay (no
+    /// sweep is due) and its counters are published as they stand. A
+    /// command rings the doorbell and a datagram completes a receive, so
+    /// nothing is missed; an idle gateway's worker then costs no wake-up.
+    pub fn may_sleep(&self) -> bool {
+        self.free.len() == self.slots.len()
+            && WorkerStats {
+                turns: self.published.turns,
+                ..self.stats
+            } == self.published
+    }
+
     /// Publishes the worker's counters.
     pub fn publish(&mut self) {
         let mut drops = self.removed_drops;
@@ -491,5 +507,6 @@ impl Core {
             stats: self.stats,
         };
         self.emit(e);
+        self.published = self.stats;
     }
 }

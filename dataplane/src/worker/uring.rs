@@ -18,15 +18,16 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-/// Submission queue entries. Each received packet may add one send.
-const SQ_ENTRIES: u32 = 4096;
-/// Completion queue entries: receives, sends and control together.
-const CQ_ENTRIES: u32 = 4 * SQ_ENTRIES;
+/// Completion queue entries per submission queue entry: receives, sends
+/// and control together. The submission queue has an entry per receive
+/// buffer (each received packet may add one send), at least 256.
+const CQ_PER_SQ: u32 = 4;
 /// Completions handled per turn, so commands and timers are never starved
 /// for more than one batch (about 4 ms of packets at a full ring).
 const CQES_PER_TURN: usize = 4096;
-/// Longest wait for a completion when idle: the timer granularity for
-/// sweeps and stats.
+/// Longest wait for a completion while relays run: the timer granularity
+/// for sweeps and stats. With none (and the counters published) the wait
+/// has no timeout ([`Core::may_sleep`]).
 const WAIT: Duration = Duration::from_millis(20);
 /// Completions to gather per `io_uring_enter` while packets flow: one
 /// system call then serves dozens of packets.
@@ -97,12 +98,15 @@ pub fn probe() -> io::Result<Vec<&'static str>> {
     ])
 }
 
-/// Receive buffers and the ring that lends them to the kernel.
+/// Receive buffers and the ring that lends them to the kernel. The
+/// buffers are an anonymous mapping: their pages cost memory only once a
+/// datagram has landed in them (an idle worker's stay unbacked), where a
+/// zeroed heap allocation of this alignment is written through at once.
 struct BufferPool {
     ring: *mut u8,
     ring_layout: Layout,
     data: *mut u8,
-    data_layout: Layout,
+    data_len: usize,
     entries: u16,
     tail: u16,
 }
@@ -115,18 +119,34 @@ impl BufferPool {
         );
         let ring_layout =
             Layout::from_size_align(entries as usize * 16, 4096).map_err(io::Error::other)?;
-        let data_layout =
-            Layout::from_size_align(entries as usize * BUF_SIZE, 4096).map_err(io::Error::other)?;
-        // SAFETY: both layouts have non-zero size.
-        let (ring, data) = unsafe { (alloc_zeroed(ring_layout), alloc_zeroed(data_layout)) };
-        if ring.is_null() || data.is_null() {
+        let data_len = entries as usize * BUF_SIZE;
+        // SAFETY: an anonymous private mapping of non-zero length, not tied
+        // to any existing memory; the result is checked below.
+        let data = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                data_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if data == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the layout has non-zero size.
+        let ring = unsafe { alloc_zeroed(ring_layout) };
+        if ring.is_null() {
+            // SAFETY: mapped just above with this length, not yet shared.
+            unsafe { libc::munmap(data, data_len) };
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
         Ok(Self {
             ring,
             ring_layout,
-            data,
-            data_layout,
+            data: data.cast(),
+            data_len,
             entries,
             tail: 0,
         })
@@ -165,11 +185,12 @@ impl BufferPool {
 
 impl Drop for BufferPool {
     fn drop(&mut self) {
-        // SAFETY: allocated in new() with these layouts; the ring that used
+        // SAFETY: the ring allocated and the data mapped in new() with
+        // these layout and length; the ring that used
         // them is dropped first (field order in Uring).
         unsafe {
             dealloc(self.ring, self.ring_layout);
-            dealloc(self.data, self.data_layout);
+            libc::munmap(self.data.cast(), self.data_len);
         }
     }
 }
@@ -253,13 +274,17 @@ impl Registry for Uring {
     }
 }
 
+fn sq_entries(buffers: u16) -> u32 {
+    u32::from(buffers).clamp(256, 4096)
+}
+
 /// Runs the worker loop until `Shutdown`.
 pub fn run(mut core: Core) -> io::Result<()> {
     let ring: IoUring = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
-        .setup_cqsize(CQ_ENTRIES)
-        .build(SQ_ENTRIES)?;
+        .setup_cqsize(CQ_PER_SQ * sq_entries(core.config.buffers))
+        .build(sq_entries(core.config.buffers))?;
     let files = (core.config.max_relays * 4) as u32;
     ring.submitter().register_files_sparse(files)?;
     let entries = core.config.buffers;
@@ -316,6 +341,8 @@ pub fn run(mut core: Core) -> io::Result<()> {
     while !core.stopping {
         let entered = if flowing {
             u.ring.submitter().submit_with_args(BATCH_WANT, &busy)
+        } else if core.may_sleep() {
+            u.ring.submitter().submit_and_wait(1)
         } else {
             u.ring.submitter().submit_with_args(1, &idle)
         };

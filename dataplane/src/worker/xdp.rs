@@ -248,7 +248,14 @@ pub fn run(mut core: Core, interface: &str) -> io::Result<()> {
             for f in &mut fds {
                 f.revents = 0;
             }
-            crate::sys::poll(&mut fds, if idle { WAIT } else { Duration::ZERO });
+            let wait = if !idle {
+                Duration::ZERO
+            } else if core.may_sleep() {
+                Duration::MAX
+            } else {
+                WAIT
+            };
+            crate::sys::poll(&mut fds, wait);
             last_poll = Instant::now();
             if fds[1].revents & libc::POLLIN != 0 {
                 crate::sys::eventfd_drain(&core.channel.doorbell);

@@ -424,6 +424,24 @@ impl Calls {
         }
     }
 
+    /// Nothing to look after until a message comes: no call, no record
+    /// waiting for its relay's counters, no retransmission, no relay
+    /// running (its events and counters come every second), no command
+    /// waiting for room, not draining.
+    pub fn quiet(&self) -> bool {
+        self.active.is_empty()
+            && self.cdrs_pending.is_empty()
+            && self.reliable.is_empty()
+            && self.draining.is_none()
+            && self.workers.iter().all(|w| w.relays == 0)
+            && self.plane.backpressure().waiting == 0
+    }
+
+    /// When the PBX watch next needs the time (none: no watch).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.watch.as_ref().map(PbxWatch::poll_timeout)
+    }
+
     /// Data-plane events: a media timeout hangs its call up; the workers'
     /// relay counts are printed when they change. The PBX watch's timers.
     pub fn tick(&mut self, now: Instant) {
