@@ -229,6 +229,18 @@ pub fn render(s: &AdminState) -> String {
         "1 while the SIP-TLS trunk to the cloud is connected.",
         u8::from(s.cloud.lock().map(|c| c.is_some()).unwrap_or(false)),
     );
+    let name = "pbxlink_call_setup_added_seconds";
+    t.0.push_str(&format!(
+        "# HELP {name} What the gateway adds to a call's set-up: step=\"invite\", a new call's INVITE in to its INVITE out to the other side; step=\"answer\", the answer (2xx) in to the answer out.\n# TYPE {name} histogram\n"
+    ));
+    s.counters
+        .setup_invite
+        .0
+        .series(&mut t.0, name, "step=\"invite\"");
+    s.counters
+        .setup_answer
+        .0
+        .series(&mut t.0, name, "step=\"answer\"");
     if let Some(cti) = &s.cti {
         let k = &cti.counters;
         t.one(

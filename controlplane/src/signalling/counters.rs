@@ -7,6 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// What the node saw, by outcome.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// What the gateway adds to a call's set-up: a new call's INVITE in
+    /// to its INVITE out to the other side…
+    pub setup_invite: crate::latency::Added,
+    /// …and the answer (2xx to that INVITE) in to the answer out.
+    pub setup_answer: crate::latency::Added,
     pub(super) requests: AtomicU64,
     pub(super) ok: AtomicU64,
     pub(super) not_implemented: AtomicU64,

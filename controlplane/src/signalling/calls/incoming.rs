@@ -222,6 +222,8 @@ impl Calls {
                 answered: None,
                 phase: Phase::Proceeding,
                 phase_since: now,
+                invite_in: Some(now),
+                answer_in: None,
             },
         );
         self.flush(now, id);

@@ -125,6 +125,20 @@ struct Active {
     /// phase has its bound ([`bound`]).
     phase: Phase,
     phase_since: Instant,
+    /// When the call's INVITE came in, until its INVITE to the other side
+    /// goes out; when its answer came in, until the answer goes out (the
+    /// set-up delay the gateway adds, `pbxlink_call_setup_added_seconds`).
+    invite_in: Option<Instant>,
+    answer_in: Option<Instant>,
+}
+
+/// Whether `bytes`, a message the gateway wrote, is a 2xx to an INVITE.
+fn answers_invite(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"SIP/2.0 2")
+        && bytes
+            .split(|&b| b == b'\n')
+            .find(|l| l.starts_with(b"CSeq:"))
+            .is_some_and(|l| l.trim_ascii_end().ends_with(b" INVITE"))
 }
 
 /// Every call in progress.
@@ -281,9 +295,20 @@ impl Calls {
     /// also kept for retransmission. False when the cloud trunk is down:
     /// the message had nowhere to go.
     fn send(&mut self, now: Instant, id: u64, to: Side, bytes: Vec<u8>, request: bool) -> bool {
-        let Some(a) = self.active.get(&id) else {
+        let Some(a) = self.active.get_mut(&id) else {
             return true;
         };
+        let step = if request && bytes.starts_with(b"INVITE ") {
+            a.invite_in.take().map(|t| (t, &self.counters.setup_invite))
+        } else if !request && answers_invite(&bytes) {
+            a.answer_in.take().map(|t| (t, &self.counters.setup_answer))
+        } else {
+            None
+        };
+        if let Some((since, h)) = step {
+            h.0.observe(Instant::now().saturating_duration_since(since));
+        }
+        let a = &*a;
         let udp = match (to, &a.pbx_path) {
             (Side::Pbx, Peer::Stream(None)) => Some(UdpDest::trunk(self.cfg.pbx_addr)),
             (Side::Pbx, path) => path.udp_dest(),
@@ -380,6 +405,11 @@ impl Calls {
             return late;
         };
         if let Some(a) = self.active.get_mut(&id) {
+            let code = pbxlink_sip::message::status_code(&p.head.start_line);
+            let to_invite = p.head.get("CSeq").is_some_and(|c| c.ends_with("INVITE"));
+            if (200..300).contains(&code) && to_invite && a.answered.is_none() {
+                a.answer_in.get_or_insert(now);
+            }
             a.call.on_response(side, &p.head, body(msg));
         }
         self.flush(now, id);
