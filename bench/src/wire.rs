@@ -137,7 +137,8 @@ impl Wire {
     }
 }
 
-fn setns(ns: &File) -> anyhow::Result<()> {
+/// Moves the calling thread into the network namespace `ns`.
+pub(crate) fn setns(ns: &File) -> anyhow::Result<()> {
     // SAFETY: setns on a namespace file we hold open; affects only the
     // calling thread's network namespace.
     let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };

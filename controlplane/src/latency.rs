@@ -12,8 +12,9 @@ pub const BUCKETS: [f64; 12] = [
 
 /// Finer bounds for what the gateway itself adds (a message in to its
 /// counterpart out: well under a millisecond when all is well), in seconds.
-pub const FINE_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+pub const FINE_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    5.0,
 ];
 
 /// A histogram of [`FINE_BUCKETS`]: what the gateway adds to a step.

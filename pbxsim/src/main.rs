@@ -141,6 +141,11 @@ struct RunArgs {
     /// to 65,534).
     #[arg(long, default_value_t = u16::MAX)]
     rtp_ports: u16,
+    /// Send every SIP call's RTP on one 20 ms clock, as a TDM PBX's media
+    /// board frames all its channels (default: each call on its own clock,
+    /// from its answer).
+    #[arg(long)]
+    shared_media_clock: bool,
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
@@ -209,6 +214,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     gateway,
                     rtp: simsip::RtpPorts::new(args.rtp_base, args.rtp_ports),
                     answer_delay: Duration::from_millis(args.answer_delay_ms),
+                    shared_clock: args.shared_media_clock,
                 },
             )
             .await?,

@@ -32,6 +32,10 @@ pub struct SipOptions {
     pub rtp: simsip::RtpPorts,
     /// How long a user's phone rings before it answers a gateway's call.
     pub answer_delay: Duration,
+    /// Whether every call's packets go out on one 20 ms clock (as a TDM
+    /// PBX's media board frames all its channels) rather than each call on
+    /// its own clock from its answer.
+    pub shared_clock: bool,
 }
 
 /// One call's media counts.
@@ -106,6 +110,8 @@ pub struct SipAgent {
     options: SipOptions,
     sim: Shared,
     totals: Arc<MediaTotals>,
+    /// The shared media clock's tick (with `shared_clock`).
+    clock: Arc<tokio::sync::Notify>,
 }
 
 impl SipAgent {
@@ -126,7 +132,18 @@ impl SipAgent {
             options,
             sim,
             totals: Arc::default(),
+            clock: Arc::default(),
         };
+        if agent.options.shared_clock {
+            let clock = agent.clock.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                loop {
+                    tick.tick().await;
+                    clock.notify_waiters();
+                }
+            });
+        }
         let a = agent.clone();
         tokio::spawn(async move { a.receive().await });
         Ok(agent)
@@ -624,13 +641,22 @@ impl SipAgent {
         let times = Arc::new(SentTimes::new(ssrc));
         let tx_times = times.clone();
         let mut stop_tx_side = stop_rx.clone();
+        let clock = self.options.shared_clock.then(|| self.clock.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let mut seq: u16 = 1;
             let mut ts: u32 = 0;
             loop {
+                let next = async {
+                    match &clock {
+                        Some(c) => c.notified().await,
+                        None => {
+                            tick.tick().await;
+                        }
+                    }
+                };
                 tokio::select! {
-                    _ = tick.tick() => {}
+                    () = next => {}
                     _ = stop_tx_side.changed() => return,
                 }
                 let mut p = Vec::with_capacity(172);
