@@ -276,4 +276,26 @@ mod tests {
         w.handle_timeout(t0 + Duration::from_secs(4));
         assert!(drain(&mut w).0.is_empty());
     }
+
+    #[test]
+    fn the_watch_asks_for_the_time_only_when_something_is_due() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut w = PbxWatch::new(
+            t0,
+            Duration::from_secs(30),
+            "10.0.0.2:5060".parse().unwrap(),
+            "SIP/2.0/UDP 10.0.0.5:5060",
+            false,
+            "w3",
+        );
+        assert_eq!(w.poll_timeout(), t0, "the first OPTIONS at once");
+        w.handle_timeout(t0);
+        let (sent, _) = drain(&mut w);
+        // Unanswered over UDP: its retransmission (Timer E, 500 ms) first.
+        assert_eq!(w.poll_timeout(), t0 + ms(500));
+        // Answered: nothing until the next OPTIONS, 30 s on.
+        assert!(w.handle_response(t0 + ms(20), &answer(&sent[0], 200)));
+        assert_eq!(w.poll_timeout(), t0 + Duration::from_secs(30));
+    }
 }

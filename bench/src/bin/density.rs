@@ -583,3 +583,29 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_setup_p99_is_the_first_bucket_holding_99_percent() {
+        let metrics = "\
+# TYPE pbxlink_call_setup_added_seconds histogram
+pbxlink_call_setup_added_seconds_bucket{step=\"invite\",le=\"0.00025\"} 90
+pbxlink_call_setup_added_seconds_bucket{step=\"invite\",le=\"0.001\"} 98
+pbxlink_call_setup_added_seconds_bucket{step=\"invite\",le=\"0.003\"} 99
+pbxlink_call_setup_added_seconds_bucket{step=\"invite\",le=\"+Inf\"} 100
+pbxlink_call_setup_added_seconds_bucket{step=\"answer\",le=\"0.00025\"} 100
+pbxlink_call_setup_added_seconds_bucket{step=\"answer\",le=\"+Inf\"} 100
+";
+        let invite = setup_buckets(metrics, "invite");
+        assert_eq!(invite.len(), 4);
+        assert_eq!(quantile(&invite, 0.99), (0.003, 100));
+        assert_eq!(
+            quantile(&setup_buckets(metrics, "answer"), 0.99),
+            (0.00025, 100)
+        );
+        assert_eq!(quantile(&[], 0.99), (f64::INFINITY, 0));
+    }
+}

@@ -39,8 +39,15 @@ pub(super) fn history_calls() -> usize {
     20
 }
 
+/// The state directory systemd made for the unit (`$STATE_DIRECTORY`,
+/// its first path: a template unit's site `pbxlink@SITE` gets
+/// /var/lib/pbxlink/SITE), else /var/lib/pbxlink.
 pub(super) fn state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/pbxlink")
+    std::env::var("STATE_DIRECTORY")
+        .ok()
+        .and_then(|v| v.split(':').next().map(str::to_owned))
+        .filter(|p| p.starts_with('/'))
+        .map_or_else(|| PathBuf::from("/var/lib/pbxlink"), PathBuf::from)
 }
 
 pub(super) fn drain() -> u64 {

@@ -379,3 +379,13 @@ fn receive_buffers(call_limit: u32) -> u16 {
         .next_power_of_two()
         .clamp(1024, 4096) as u16
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn receive_buffers_follow_the_profile() {
+        assert_eq!(super::receive_buffers(25), 1024, "Small: 2 MiB");
+        assert_eq!(super::receive_buffers(125), 4096);
+        assert_eq!(super::receive_buffers(100_000), 4096, "never past 8 MiB");
+    }
+}

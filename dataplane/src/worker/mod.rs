@@ -510,3 +510,30 @@ impl Core {
         self.published = self.stats;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_worker_sleeps_only_once_its_counters_are_published() {
+        let channel = Channel::new().unwrap();
+        let config = WorkerConfig {
+            index: 0,
+            cpu: None,
+            max_relays: 4,
+            buffers: 256,
+            dscp: 0,
+        };
+        let mut core = Core::new(config, channel.clone());
+        assert!(core.may_sleep(), "nothing held, nothing to say");
+        core.stats.received += 1; // a stray datagram, counted
+        core.stats.turns += 1;
+        assert!(!core.may_sleep(), "a count not yet published");
+        core.publish();
+        assert!(core.may_sleep());
+        assert!(matches!(channel.events.pop(), Some(Event::Worker { .. })));
+        core.stats.turns += 5;
+        assert!(core.may_sleep(), "turns alone are nothing new");
+    }
+}

@@ -684,3 +684,19 @@ impl Calls {
         !self.cdrs_pending.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_answer_to_an_invite_is_known_by_its_status_and_cseq() {
+        let ok = b"SIP/2.0 200 OK\r\nVia: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        assert!(super::answers_invite(ok));
+        let bye = b"SIP/2.0 200 OK\r\nVia: x\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        assert!(!super::answers_invite(bye));
+        let ringing = b"SIP/2.0 180 Ringing\r\nCSeq: 1 INVITE\r\n\r\n";
+        assert!(!super::answers_invite(ringing));
+        assert!(!super::answers_invite(
+            b"INVITE sip:a@b SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n"
+        ));
+    }
+}
