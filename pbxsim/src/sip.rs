@@ -57,6 +57,8 @@ struct SipCall {
     pbx_call: Option<String>,
     media: Arc<Media>,
     stop: Option<watch::Sender<bool>>,
+    /// Stops the call's sending only (its receiving goes on).
+    stop_sending: Option<watch::Sender<bool>>,
     // Dialog.
     call_id: String,
     local_tag: String,
@@ -69,6 +71,10 @@ struct SipCall {
     /// Ended (its outcome counted).
     over: bool,
 }
+
+/// How long a hanging-up call still counts what comes back after it
+/// stopped sending (its packets' round trip is about a millisecond).
+const IN_FLIGHT: Duration = Duration::from_millis(100);
 
 /// Ended calls kept for the control API.
 const ENDED_KEPT: usize = 1000;
@@ -258,6 +264,7 @@ impl SipAgent {
             pbx_call: Some(pbx_call),
             media: Arc::default(),
             stop: None,
+            stop_sending: None,
             call_id,
             local_tag: tag,
             remote_tag: String::new(),
@@ -295,6 +302,20 @@ impl SipAgent {
     }
 
     async fn hang_up(&self, id: u64) {
+        // Sending stops first; what is still on its way back (through the
+        // gateway and the cloud's echo) is counted before the BYE ends the
+        // receiving: a call's count ends whole, with nothing in flight.
+        {
+            let mut a = self.inner.lock().expect("sip");
+            let Some(c) = a.calls.get_mut(&id) else {
+                return;
+            };
+            if c.state != "connected" {
+                return;
+            }
+            c.stop_sending = None;
+        }
+        tokio::time::sleep(IN_FLIGHT).await;
         let bye = {
             let mut a = self.inner.lock().expect("sip");
             let Some(c) = a.calls.get_mut(&id) else {
@@ -340,6 +361,7 @@ impl SipAgent {
             };
             c.state = how.into();
             c.stop = None;
+            c.stop_sending = None;
             let device = if c.direction == "outgoing" {
                 c.from.clone()
             } else {
@@ -476,6 +498,7 @@ impl SipAgent {
             pbx_call: Some(pbx_call.clone()),
             media: Arc::default(),
             stop: None,
+            stop_sending: None,
             call_id,
             local_tag: tag.clone(),
             remote_tag: tag_of(msg.get("From").unwrap_or_default()),
@@ -631,8 +654,10 @@ impl SipAgent {
         };
         let socket = Arc::new(socket);
         let (stop_tx, mut stop_rx) = watch::channel(false);
+        let (stop_sending, mut stop_tx_side) = watch::channel(false);
         if let Some(c) = self.inner.lock().expect("sip").calls.get_mut(&id) {
             c.stop = Some(stop_tx);
+            c.stop_sending = Some(stop_sending);
         }
         let (tx_sock, rx_sock) = (socket.clone(), socket);
         let (tx_media, rx_media) = (media.clone(), media);
@@ -640,7 +665,6 @@ impl SipAgent {
         let ssrc: u32 = 0x5bc5_0000 | (id as u32 & 0xffff);
         let times = Arc::new(SentTimes::new(ssrc));
         let tx_times = times.clone();
-        let mut stop_tx_side = stop_rx.clone();
         let clock = self.options.shared_clock.then(|| self.clock.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));

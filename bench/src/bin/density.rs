@@ -58,9 +58,10 @@ struct Args {
     #[arg(long, default_value = "/tmp/pbxlink-density")]
     dir: PathBuf,
     /// Fail unless every call connected and ended as placed with no packet
-    /// lost or refused, the set-up delay's p99 is under --max-setup-ms,
-    /// and every idle site stayed within --max-idle-wakeups and
-    /// --max-idle-rss-mib (and --max-idle-cpu, unless --no-cpu-bound).
+    /// lost or refused (every packet the PBXs sent came back through the
+    /// cloud), the set-up delay's p99 is under --max-setup-ms, and every
+    /// idle site stayed within --max-idle-wakeups and --max-idle-rss-mib
+    /// (and --max-idle-cpu, unless --no-cpu-bound).
     #[arg(long)]
     require: bool,
     /// Idle bound: percent of a core per site.
@@ -550,10 +551,10 @@ fn main() -> anyhow::Result<()> {
                 t["ended_as_placed"], t["failed"]
             ));
         }
-        if t["lost"] != 0 || t["refused"] != 0 {
+        if t["lost"] != 0 || t["refused"] != 0 || t["rtp_sent"] != t["rtp_received"] {
             problems.push(format!(
-                "{} packets lost, {} refused",
-                t["lost"], t["refused"]
+                "{} packets lost, {} refused, {} of {} back",
+                t["lost"], t["refused"], t["rtp_received"], t["rtp_sent"]
             ));
         }
         if inv_p99 * 1e3 >= args.max_setup_ms
