@@ -29,11 +29,25 @@ pub fn event_room(max_relays: usize) -> usize {
     max_relays.saturating_mul(16).clamp(512, EVENT_QUEUE)
 }
 
+/// A relay whose sockets are bound: LAN RTP, LAN RTCP, cloud RTP, cloud
+/// RTCP.
+#[derive(Debug)]
+pub struct BoundRelay {
+    /// The relay.
+    pub spec: RelaySpec,
+    /// Its sockets, bound to its ports.
+    pub sockets: [std::net::UdpSocket; 4],
+}
+
 /// A command to one worker.
 #[derive(Debug)]
 pub enum Command {
     /// Bind the relay's four ports and start relaying.
     Add(Box<RelaySpec>),
+    /// Start relaying on the four sockets the control plane bound already
+    /// (so media that comes before the worker takes the command waits in
+    /// them rather than meeting a closed port).
+    AddBound(Box<BoundRelay>),
     /// Change which way media flows (hold, resume).
     SetDirection {
         /// Relay.

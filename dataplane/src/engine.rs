@@ -3,7 +3,7 @@
 //! channel; relays placed on the least-loaded worker; events gathered.
 
 use crate::backlog::{Backlog, Backpressure};
-use crate::control::{Channel, Command, Event, QueueFull};
+use crate::control::{BoundRelay, Channel, Command, Event, QueueFull};
 use crate::profile::{Profile, Resources};
 use crate::relay::{RelayId, RelaySpec};
 use crate::worker::{self, Core, WorkerConfig};
@@ -113,6 +113,8 @@ pub struct DataPlane {
     load: Vec<usize>,
     placement: HashMap<RelayId, usize>,
     backend: Backend,
+    /// DSCP of the relays' RTP sockets.
+    dscp: u8,
     /// What features of its backend the workers use (empty for epoll).
     pub features: Vec<&'static str>,
 }
@@ -205,6 +207,7 @@ impl DataPlane {
             threads,
             placement: HashMap::new(),
             backend,
+            dscp: config.dscp,
             features,
         })
     }
@@ -233,15 +236,22 @@ impl DataPlane {
         )
     }
 
-    /// Adds a relay on the least-loaded worker; returns that worker. The
-    /// outcome arrives as `Added` or `AddFailed`. Refused while that
-    /// worker's queue is full or commands wait for it (see `backlog`).
+    /// Adds a relay on the least-loaded worker; returns that worker. Its
+    /// sockets are bound here, before this returns, so media that comes
+    /// before the worker takes the relay waits in them (a port that could
+    /// not be bound is left to the worker, which reports it). The outcome
+    /// arrives as `Added` or `AddFailed`. Refused while that worker's queue
+    /// is full or commands wait for it (see `backlog`).
     pub fn add_relay(&mut self, spec: RelaySpec) -> Result<usize, QueueFull> {
         let worker = (0..self.load.len())
             .min_by_key(|&w| self.load[w])
             .unwrap_or(0);
         let id = spec.id;
-        self.backlogs[worker].add(&self.channels[worker], worker, Command::Add(Box::new(spec)))?;
+        let cmd = match crate::worker::bind(&spec, self.dscp) {
+            Ok(sockets) => Command::AddBound(Box::new(BoundRelay { spec, sockets })),
+            Err(_) => Command::Add(Box::new(spec)),
+        };
+        self.backlogs[worker].add(&self.channels[worker], worker, cmd)?;
         self.load[worker] += 1;
         self.placement.insert(id, worker);
         Ok(worker)

@@ -8,7 +8,7 @@ pub mod epoll;
 pub mod uring;
 pub mod xdp;
 
-use crate::control::{AddFailure, Channel, Command, Event, WorkerStats};
+use crate::control::{AddFailure, BoundRelay, Channel, Command, Event, WorkerStats};
 use crate::drops::DropCounters;
 use crate::relay::{Relay, RelayEvent, RelayId, RelaySpec, Socket, Verdict};
 use std::collections::HashMap;
@@ -188,7 +188,9 @@ impl PeerChanges {
     }
 }
 
-fn bind(spec: &RelaySpec, dscp: u8) -> Result<[UdpSocket; 4], AddFailure> {
+/// Binds a relay's four sockets as its worker reads them (non-blocking,
+/// overflow counted, DSCP on the RTP ones).
+pub(crate) fn bind(spec: &RelaySpec, dscp: u8) -> Result<[UdpSocket; 4], AddFailure> {
     let ports = [
         spec.lan_port,
         spec.lan_port.wrapping_add(1),
@@ -253,6 +255,7 @@ impl Core {
         &mut self,
         now: Instant,
         spec: &RelaySpec,
+        bound: Option<[UdpSocket; 4]>,
         registry: &mut impl Registry,
     ) -> Result<(), AddFailure> {
         if self.by_id.contains_key(&spec.id) {
@@ -260,7 +263,10 @@ impl Core {
         }
         let slot = *self.free.last().ok_or(AddFailure::TableFull)?;
         let relay = Relay::new(now, spec).map_err(|_| AddFailure::Srtp)?;
-        let sockets = bind(spec, self.config.dscp)?;
+        let sockets = match bound {
+            Some(sockets) => sockets,
+            None => bind(spec, self.config.dscp)?,
+        };
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         registry
             .register(slot, self.generations[slot], &sockets)
@@ -312,24 +318,37 @@ impl Core {
     }
 
     /// Handles up to [`COMMANDS_PER_TURN`] queued commands.
+    /// Adds a relay and says how it went.
+    fn added(
+        &mut self,
+        now: Instant,
+        spec: &RelaySpec,
+        bound: Option<[UdpSocket; 4]>,
+        registry: &mut impl Registry,
+    ) {
+        let e = match self.add(now, spec, bound, registry) {
+            Ok(()) => Event::Added {
+                id: spec.id,
+                worker: self.config.index,
+            },
+            Err(reason) => Event::AddFailed {
+                id: spec.id,
+                reason,
+            },
+        };
+        self.emit(e);
+    }
+
     pub fn commands(&mut self, now: Instant, registry: &mut impl Registry) {
         for _ in 0..COMMANDS_PER_TURN {
             let Some(cmd) = self.channel.commands.pop() else {
                 break;
             };
             match cmd {
-                Command::Add(spec) => {
-                    let e = match self.add(now, &spec, registry) {
-                        Ok(()) => Event::Added {
-                            id: spec.id,
-                            worker: self.config.index,
-                        },
-                        Err(reason) => Event::AddFailed {
-                            id: spec.id,
-                            reason,
-                        },
-                    };
-                    self.emit(e);
+                Command::Add(spec) => self.added(now, &spec, None, registry),
+                Command::AddBound(b) => {
+                    let BoundRelay { spec, sockets } = *b;
+                    self.added(now, &spec, Some(sockets), registry);
                 }
                 Command::SetDirection { id, direction } => self.with_relay(id, |r| {
                     r.set_direction(direction);
