@@ -146,6 +146,10 @@ struct RunArgs {
     /// from its answer).
     #[arg(long)]
     shared_media_clock: bool,
+    /// Milliseconds a call it hangs up stops sending before its BYE,
+    /// counting what is still on its way back (0: the BYE at once).
+    #[arg(long, default_value_t = 0)]
+    hangup_drain_ms: u64,
     /// Exit after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
@@ -215,6 +219,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     rtp: simsip::RtpPorts::new(args.rtp_base, args.rtp_ports),
                     answer_delay: Duration::from_millis(args.answer_delay_ms),
                     shared_clock: args.shared_media_clock,
+                    hangup_drain: Duration::from_millis(args.hangup_drain_ms),
                 },
             )
             .await?,

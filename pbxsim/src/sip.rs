@@ -36,6 +36,9 @@ pub struct SipOptions {
     /// PBX's media board frames all its channels) rather than each call on
     /// its own clock from its answer.
     pub shared_clock: bool,
+    /// How long a call it hangs up still counts what comes back after it
+    /// stopped sending, before its BYE (zero: the BYE at once).
+    pub hangup_drain: Duration,
 }
 
 /// One call's media counts.
@@ -71,10 +74,6 @@ struct SipCall {
     /// Ended (its outcome counted).
     over: bool,
 }
-
-/// How long a hanging-up call still counts what comes back after it
-/// stopped sending (its packets' round trip is about a millisecond).
-const IN_FLIGHT: Duration = Duration::from_millis(100);
 
 /// Ended calls kept for the control API.
 const ENDED_KEPT: usize = 1000;
@@ -305,17 +304,19 @@ impl SipAgent {
         // Sending stops first; what is still on its way back (through the
         // gateway and the cloud's echo) is counted before the BYE ends the
         // receiving: a call's count ends whole, with nothing in flight.
-        {
-            let mut a = self.inner.lock().expect("sip");
-            let Some(c) = a.calls.get_mut(&id) else {
-                return;
-            };
-            if c.state != "connected" {
-                return;
+        if !self.options.hangup_drain.is_zero() {
+            {
+                let mut a = self.inner.lock().expect("sip");
+                let Some(c) = a.calls.get_mut(&id) else {
+                    return;
+                };
+                if c.state != "connected" {
+                    return;
+                }
+                c.stop_sending = None;
             }
-            c.stop_sending = None;
+            tokio::time::sleep(self.options.hangup_drain).await;
         }
-        tokio::time::sleep(IN_FLIGHT).await;
         let bye = {
             let mut a = self.inner.lock().expect("sip");
             let Some(c) = a.calls.get_mut(&id) else {

@@ -397,7 +397,7 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     let mut rows = Vec::new();
     let mut merged: BTreeMap<&str, Vec<(f64, u64)>> = BTreeMap::new();
-    let mut totals = json!({"rtp_sent": 0, "rtp_received": 0, "lost": 0, "refused": 0, "ended_as_placed": 0, "failed": 0});
+    let mut totals = json!({"rtp_sent": 0, "srtp_decrypted": 0, "srtp_echoed": 0, "rtp_received": 0, "lost": 0, "refused": 0, "ended_as_placed": 0, "failed": 0});
     for (k, s) in sites.sites.iter().enumerate() {
         let pbx = get(s.pbx_control(), "/sip/stats");
         let cloud = get(s.cloud_control(), "/sip/stats");
@@ -425,13 +425,15 @@ fn main() -> anyhow::Result<()> {
             "idle": {"cpu_percent": icpu, "wakeups_per_s": iwake, "rss_kib": idle_mem[k].0, "pss_kib": idle_mem[k].1},
             "loaded": {"cpu_percent": cpu, "wakeups_per_s": wake, "rss_kib": loaded_mem[k].0, "pss_kib": loaded_mem[k].1},
             "rtp_sent": pbx["rtp_sent"], "rtp_received": pbx["rtp_received"],
-            "srtp_decrypted": cloud["srtp_decrypted"],
+            "srtp_decrypted": cloud["srtp_decrypted"], "srtp_echoed": cloud["srtp_sent"],
             "lost": lost, "refused": refused,
             "ended_as_placed": ended, "failed": calls_seen - ended,
             "round_trip_p99_us": pbx["round_trip"]["all"]["p99_us"],
         });
         for key in [
             "rtp_sent",
+            "srtp_decrypted",
+            "srtp_echoed",
             "rtp_received",
             "lost",
             "refused",
@@ -501,8 +503,13 @@ fn main() -> anyhow::Result<()> {
         loaded.host_busy
     );
     println!(
-        "media: {} RTP sent by the PBXs, {} came back through the cloud, lost (gaps at either end) {}, SRTP refused by the clouds {}",
-        totals["rtp_sent"], totals["rtp_received"], totals["lost"], totals["refused"]
+        "media: {} RTP sent by the PBXs, {} decrypted by the clouds and {} echoed, {} came back; lost (gaps at either end) {}, SRTP refused by the clouds {}",
+        totals["rtp_sent"],
+        totals["srtp_decrypted"],
+        totals["srtp_echoed"],
+        totals["rtp_received"],
+        totals["lost"],
+        totals["refused"]
     );
     println!(
         "calls: {} ended as placed, {} failed; set-up delay the gateways add, p99: INVITE in to out <= {:.2} ms ({inv_n} calls), answer in to out <= {:.2} ms ({ans_n})",
