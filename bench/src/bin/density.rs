@@ -229,6 +229,19 @@ fn quantile(buckets: &[(f64, u64)], q: f64) -> (f64, u64) {
     (bound, total)
 }
 
+/// Calls in `state` at every site's PBX (pbxsim's `/sip/stats`).
+fn pbx_calls(sites: &Sites, state: &str) -> u64 {
+    sites
+        .sites
+        .iter()
+        .map(|s| {
+            get(s.pbx_control(), "/sip/stats")["calls"][state]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 fn wait_ready(sites: &mut Sites, within: Duration) -> anyhow::Result<()> {
     let until = Instant::now() + within;
     let mut waiting: Vec<usize> = (0..sites.sites.len()).collect();
@@ -338,15 +351,7 @@ fn main() -> anyhow::Result<()> {
     // Every call connected (pbxsim says so once the 200 came).
     let until = Instant::now() + ramp + Duration::from_secs(20);
     let connected = loop {
-        let up: u64 = sites
-            .sites
-            .iter()
-            .map(|s| {
-                get(s.pbx_control(), "/sip/stats")["calls"]["connected"]
-                    .as_u64()
-                    .unwrap_or(0)
-            })
-            .sum();
+        let up = pbx_calls(&sites, "connected");
         if up as usize >= total || Instant::now() > until {
             break up;
         }
@@ -363,15 +368,7 @@ fn main() -> anyhow::Result<()> {
     all_pids.extend(sites.sites.iter().map(|s| s.cloud.pid()));
     let loaded = measure(&all_pids, args.seconds);
     let loaded_mem: Vec<(u64, u64)> = gateways.iter().map(|&p| memory(p)).collect();
-    let still: u64 = sites
-        .sites
-        .iter()
-        .map(|s| {
-            get(s.pbx_control(), "/sip/stats")["calls"]["connected"]
-                .as_u64()
-                .unwrap_or(0)
-        })
-        .sum();
+    let still = pbx_calls(&sites, "connected");
     sites.check_running()?;
 
     // The calls end as placed (pbxsim hangs up, the last placed last),
@@ -379,15 +376,7 @@ fn main() -> anyhow::Result<()> {
     let end = t0 + ramp + Duration::from_secs(hold + 30);
     std::thread::sleep((t0 + Duration::from_secs(hold)).saturating_duration_since(Instant::now()));
     loop {
-        let ended: u64 = sites
-            .sites
-            .iter()
-            .map(|s| {
-                get(s.pbx_control(), "/sip/stats")["calls"]["ended by pbxsim"]
-                    .as_u64()
-                    .unwrap_or(0)
-            })
-            .sum();
+        let ended = pbx_calls(&sites, "ended by pbxsim");
         if ended as usize >= total || Instant::now() > end {
             break;
         }
