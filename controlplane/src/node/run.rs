@@ -375,7 +375,9 @@ fn public_by_stun(
 /// times over), a power of two from 1,024 (2 MiB, a Small site) to 4,096
 /// (8 MiB, the most a worker's ring is given).
 fn receive_buffers(call_limit: u32) -> u16 {
-    (call_limit.saturating_mul(32))
+    // 128 calls already ask for the most (and `max`'s limit is no number
+    // to multiply).
+    (call_limit.min(128) * 32)
         .next_power_of_two()
         .clamp(1024, 4096) as u16
 }
@@ -387,5 +389,7 @@ mod tests {
         assert_eq!(super::receive_buffers(25), 1024, "Small: 2 MiB");
         assert_eq!(super::receive_buffers(125), 4096);
         assert_eq!(super::receive_buffers(100_000), 4096, "never past 8 MiB");
+        assert_eq!(super::receive_buffers(u32::MAX), 4096, "the max profile");
+        assert_eq!(super::receive_buffers(0), 1024);
     }
 }
