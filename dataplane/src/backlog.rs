@@ -4,7 +4,9 @@
 //! a busy worker delays them, never loses them. New relays are not kept
 //! waiting: while anything waits, adding one is refused (the call fails
 //! cleanly instead of piling up work). Bounded: past [`BACKLOG_MAX`] even
-//! a running relay's command is refused. Everything is counted.
+//! a running relay's command is refused. Everything is counted. Commands
+//! are queued without ringing the worker's doorbell: the caller rings it
+//! once for what it queued.
 
 use crate::control::{Channel, Command, QueueFull};
 use std::collections::VecDeque;
@@ -35,20 +37,23 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    /// Sends what waits, in order, while the queue takes it.
-    pub fn flush(&mut self, channel: &Channel) {
+    /// Sends what waits, in order, while the queue takes it; how many went.
+    pub fn flush(&mut self, channel: &Channel) -> usize {
+        let mut sent = 0;
         while let Some(cmd) = self.waiting.pop_front() {
-            if let Err(cmd) = channel.try_send(cmd) {
+            if let Err(cmd) = channel.try_push(cmd) {
                 self.waiting.push_front(cmd);
-                return;
+                break;
             }
+            sent += 1;
         }
+        sent
     }
 
     /// A new relay: sent now, or refused (never kept waiting).
     pub fn add(&mut self, channel: &Channel, worker: usize, cmd: Command) -> Result<(), QueueFull> {
         self.flush(channel);
-        if self.waiting.is_empty() && channel.try_send(cmd).is_ok() {
+        if self.waiting.is_empty() && channel.try_push(cmd).is_ok() {
             return Ok(());
         }
         self.adds_refused += 1;
@@ -64,7 +69,7 @@ impl Backlog {
     ) -> Result<(), QueueFull> {
         self.flush(channel);
         let cmd = if self.waiting.is_empty() {
-            match channel.try_send(cmd) {
+            match channel.try_push(cmd) {
                 Ok(()) => return Ok(()),
                 Err(cmd) => cmd,
             }

@@ -272,9 +272,20 @@ impl Channel {
 
     /// Queues a command and wakes the worker; a full queue hands it back.
     pub fn try_send(&self, cmd: Command) -> Result<(), Command> {
-        self.commands.push(cmd)?;
-        crate::sys::eventfd_ring(&self.doorbell);
+        self.try_push(cmd)?;
+        self.ring();
         Ok(())
+    }
+
+    /// Queues a command without waking the worker (the caller rings once
+    /// for a batch); a full queue hands it back.
+    pub fn try_push(&self, cmd: Command) -> Result<(), Command> {
+        self.commands.push(cmd)
+    }
+
+    /// Wakes the worker to take what was queued.
+    pub fn ring(&self) {
+        crate::sys::eventfd_ring(&self.doorbell);
     }
 }
 

@@ -112,6 +112,10 @@ pub struct DataPlane {
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     load: Vec<usize>,
     placement: HashMap<RelayId, usize>,
+    /// Per worker: commands were queued since its doorbell last rang.
+    owed: Vec<bool>,
+    /// Doorbells wait for [`DataPlane::ring_doorbells`].
+    held: bool,
     backend: Backend,
     /// DSCP of the relays' RTP sockets.
     dscp: u8,
@@ -206,6 +210,8 @@ impl DataPlane {
             channels,
             threads,
             placement: HashMap::new(),
+            owed: vec![false; workers],
+            held: false,
             backend,
             dscp: config.dscp,
             features,
@@ -252,6 +258,7 @@ impl DataPlane {
             Err(_) => Command::Add(Box::new(spec)),
         };
         self.backlogs[worker].add(&self.channels[worker], worker, cmd)?;
+        self.owe(worker);
         self.load[worker] += 1;
         self.placement.insert(id, worker);
         Ok(worker)
@@ -267,11 +274,41 @@ impl DataPlane {
         };
         let removing = matches!(cmd, Command::Remove { .. });
         self.backlogs[worker].send(&self.channels[worker], worker, cmd)?;
+        self.owe(worker);
         if removing {
             self.placement.remove(&id);
             self.load[worker] = self.load[worker].saturating_sub(1);
         }
         Ok(())
+    }
+
+    /// Holds the workers' doorbells: commands queued from now on wake
+    /// their worker at [`DataPlane::ring_doorbells`], once a worker, not
+    /// one by one. The control plane holds them while it handles a
+    /// message, so the answer it forwards is on its way before a worker
+    /// (maybe on the same CPU) wakes to set the call's relay up.
+    pub fn hold_doorbells(&mut self) {
+        self.held = true;
+    }
+
+    /// Rings the doorbell of every worker given commands since they were
+    /// held, and stops holding them.
+    pub fn ring_doorbells(&mut self) {
+        self.held = false;
+        for (owed, ch) in self.owed.iter_mut().zip(&self.channels) {
+            if std::mem::take(owed) {
+                ch.ring();
+            }
+        }
+    }
+
+    /// A command went to `worker`: ring now, or owe it while held.
+    fn owe(&mut self, worker: usize) {
+        if self.held {
+            self.owed[worker] = true;
+        } else {
+            self.channels[worker].ring();
+        }
     }
 
     /// What back-pressure on the command queues has done so far.
@@ -286,9 +323,12 @@ impl DataPlane {
     /// Sends waiting commands the workers have made room for, then takes
     /// every event waiting from every worker.
     pub fn drain_events(&mut self, mut f: impl FnMut(Event)) {
-        for (b, ch) in self.backlogs.iter_mut().zip(&self.channels) {
-            b.flush(ch);
+        for (w, (b, ch)) in self.backlogs.iter_mut().zip(&self.channels).enumerate() {
+            if b.flush(ch) > 0 {
+                self.owed[w] = true;
+            }
         }
+        self.ring_doorbells();
         for ch in &self.channels {
             while let Some(e) = ch.events.pop() {
                 f(e);
@@ -299,9 +339,12 @@ impl DataPlane {
     /// Asks every worker to remove its relays and stop, then waits for them.
     /// Events emitted on the way out stay readable with `drain_events`.
     pub fn shutdown(&mut self) -> std::io::Result<()> {
+        self.ring_doorbells();
         for (b, ch) in self.backlogs.iter_mut().zip(&self.channels) {
             while !b.is_empty() {
-                b.flush(ch);
+                if b.flush(ch) > 0 {
+                    ch.ring();
+                }
                 std::thread::yield_now();
             }
         }

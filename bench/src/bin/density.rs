@@ -73,7 +73,8 @@ struct Args {
     /// Idle bound: resident MiB per site.
     #[arg(long, default_value_t = 16.0)]
     max_idle_rss_mib: f64,
-    /// Bound on the p99 of each set-up step the gateways add (ms).
+    /// Bound on the p99 of each set-up step the gateways add (ms). Missing
+    /// only this bound exits with status 3 (see SLOW_EXIT).
     #[arg(long, default_value_t = 5.0)]
     max_setup_ms: f64,
     /// With --require: leave the idle CPU unchecked (a CI machine's speed
@@ -81,6 +82,11 @@ struct Args {
     #[arg(long)]
     no_cpu_bound: bool,
 }
+
+/// The exit status when everything held but the set-up delay's bound: on
+/// a shared or busy host that is the machine's scheduling, so a caller may
+/// measure again; any other failure exits 1.
+const SLOW_EXIT: i32 = 3;
 
 /// A process's cumulative CPU (ns, all threads) and context switches.
 #[derive(Debug, Clone, Copy, Default)]
@@ -533,6 +539,9 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(p, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
+    // Every gateway and peer stopped, their namespaces gone, before the
+    // verdict (an exit skips destructors).
+    drop(sites);
     if args.require {
         let mut problems = Vec::new();
         let t = &totals;
@@ -553,17 +562,21 @@ fn main() -> anyhow::Result<()> {
                 t["lost"], t["refused"], t["rtp_received"], t["rtp_sent"]
             ));
         }
-        if inv_p99 * 1e3 >= args.max_setup_ms
-            || ans_p99 * 1e3 >= args.max_setup_ms
-            || inv_n as usize != total
-        {
+        if inv_n as usize != total || ans_n as usize != total {
             problems.push(format!(
-                "set-up p99 {:.2} / {:.2} ms over {} calls",
-                inv_p99 * 1e3,
-                ans_p99 * 1e3,
-                inv_n
+                "set-up delay measured for {inv_n} INVITEs and {ans_n} answers of {total} calls"
             ));
         }
+        // The one figure a busy or shared host moves: judged apart.
+        let slow = (inv_p99 * 1e3 >= args.max_setup_ms || ans_p99 * 1e3 >= args.max_setup_ms)
+            .then(|| {
+                format!(
+                    "set-up p99 {:.2} ms (INVITE) / {:.2} ms (answer) over {total} calls, bound {} ms",
+                    inv_p99 * 1e3,
+                    ans_p99 * 1e3,
+                    args.max_setup_ms
+                )
+            });
         if idle_wake_max > args.max_idle_wakeups {
             problems.push(format!(
                 "an idle site woke {idle_wake_max:.2} times a second"
@@ -574,6 +587,18 @@ fn main() -> anyhow::Result<()> {
         }
         if !args.no_cpu_bound && idle_cpu_max > args.max_idle_cpu {
             problems.push(format!("an idle site used {idle_cpu_max:.4} % of a core"));
+        }
+        if let Some(slow) = &slow {
+            problems.push(slow.clone());
+        }
+        if problems.len() == 1 && slow.is_some() {
+            // Only the timing missed: the exit status says so, and a
+            // caller may measure again (the CI step tries up to 3 times).
+            eprintln!(
+                "density: {} (timing only: exit status {SLOW_EXIT})",
+                problems[0]
+            );
+            std::process::exit(SLOW_EXIT);
         }
         ensure!(problems.is_empty(), "density: {}", problems.join("; "));
         println!("density: every requirement holds");

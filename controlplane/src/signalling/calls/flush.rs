@@ -16,8 +16,16 @@ use std::time::{Duration, Instant, SystemTime};
 impl Calls {
     /// Carries out what call `id` asked for. A message the cloud cannot
     /// be sent (its trunk down) ends the call at once: 503 to the PBX
-    /// before an answer, BYE after.
+    /// before an answer, BYE after. The data-plane commands go out with
+    /// the messages, their workers woken once at the end: a forwarded
+    /// answer is on its way before its relay's worker takes the CPU.
     pub(super) fn flush(&mut self, now: Instant, id: u64) {
+        self.plane.hold_doorbells();
+        self.carry_out(now, id);
+        self.plane.ring_doorbells();
+    }
+
+    fn carry_out(&mut self, now: Instant, id: u64) {
         let mut ended = false;
         let mut unreachable = false;
         loop {
