@@ -1,6 +1,7 @@
 //! Call detail records: one JSON line per call — both legs' Call-IDs, who
 //! called whom, when it started, was answered and ended, why it ended, and
-//! the packets and loss each way — appended to a file that is rotated by
+//! the packets and loss each way, and each leg's quality (loss, jitter,
+//! round trip, the far ends' own reports) — appended to a file that is rotated by
 //! size (`cdr.jsonl` → `cdr.jsonl.1` → … → `cdr.jsonl.N`, the oldest
 //! dropped). A record that cannot be written is counted, never blocking a
 //! call.
@@ -25,7 +26,7 @@ pub struct Flow {
 }
 
 /// One call's record.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Cdr {
     /// The gateway's number for the call (as in `call N:` lines).
     pub call: u64,
@@ -51,6 +52,9 @@ pub struct Cdr {
     pub to_cloud: Flow,
     /// Cloud → PBX.
     pub to_pbx: Flow,
+    /// Media quality per leg and direction (none when no media was
+    /// relayed): see `call_quality`.
+    pub quality: Option<crate::call_quality::CallQuality>,
 }
 
 /// RFC 3339 UTC time with milliseconds, e.g. `2026-11-24T02:23:05.120Z`.
@@ -166,6 +170,7 @@ mod tests {
                 rtp: 5,
                 ..Flow::default()
             },
+            quality: None,
         }
     }
 

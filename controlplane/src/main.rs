@@ -4,6 +4,7 @@
 
 mod admin;
 mod alarms;
+mod call_quality;
 mod cdr;
 mod config;
 mod cti;

@@ -21,6 +21,7 @@ pub mod net;
 pub mod ports;
 pub mod profile;
 pub mod ptmap;
+pub mod quality;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;

@@ -13,8 +13,10 @@
 use crate::direction::{CloudToLan, DirectionConfig, DirectionCounters, LanToCloud};
 use crate::drops::{DropCounters, DropReason};
 use crate::net::Networks;
+use crate::quality::{LegQuality, RtcpWatch};
 use crate::rtp;
 use crate::srtp::{MasterKey, SrtpError, Suite};
+use crate::stats::StreamSummary;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -229,6 +231,14 @@ pub struct RelayStats {
     pub cloud_lost: i64,
     /// Jitter of the cloud's stream, RTP units.
     pub cloud_jitter: u32,
+    /// The PBX's stream as the gateway receives it.
+    pub from_pbx: StreamSummary,
+    /// The cloud's stream as the gateway receives it.
+    pub from_cloud: StreamSummary,
+    /// The PBX's leg: the PBX's reports on what it gets, the round trip.
+    pub pbx_leg: LegQuality,
+    /// The cloud's leg: the cloud's reports, the round trip.
+    pub cloud_leg: LegQuality,
 }
 
 impl RelayStats {
@@ -268,6 +278,8 @@ pub struct Relay {
     failure_alarm: bool,
     drops: DropCounters,
     pending: Option<RelayEvent>,
+    /// Each leg's far-end reports and round trip, from the RTCP carried.
+    rtcp_seen: RtcpWatch,
 }
 
 fn rtcp_of(a: SocketAddr) -> SocketAddr {
@@ -304,6 +316,7 @@ impl Relay {
             failure_alarm: false,
             drops: DropCounters::default(),
             pending: None,
+            rtcp_seen: RtcpWatch::default(),
         })
     }
 
@@ -399,6 +412,9 @@ impl Relay {
                     return self.drop(DropReason::DirectionInactive);
                 }
                 let out = if rtcp {
+                    if let Some(clear) = buf.get(..len) {
+                        self.rtcp_seen.from_pbx(now, clear);
+                    }
                     self.up.rtcp(buf, len)
                 } else {
                     self.up.rtp(now, buf, len)
@@ -427,6 +443,11 @@ impl Relay {
                         return Verdict::Drop(reason);
                     }
                 };
+                if rtcp {
+                    if let Some(clear) = buf.get(..len) {
+                        self.rtcp_seen.from_cloud(now, clear);
+                    }
+                }
                 // Authenticated: the cloud leg may latch or move here.
                 if self.peers[socket as usize] != Some(src) {
                     self.peers[socket as usize] = Some(src);
@@ -512,6 +533,10 @@ impl Relay {
             lan_lost: self.up.stats().lost(),
             cloud_lost: self.down.stats().lost(),
             cloud_jitter: self.down.stats().jitter(),
+            from_pbx: self.up.stats().summary(),
+            from_cloud: self.down.stats().summary(),
+            pbx_leg: self.rtcp_seen.pbx.quality(),
+            cloud_leg: self.rtcp_seen.cloud.quality(),
         }
     }
 }

@@ -52,6 +52,76 @@ impl RtcpPacket {
     }
 }
 
+/// One reception report block of an SR or RR (RFC 3550 §6.4.1): what the
+/// sender of the report received of source `ssrc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportBlock {
+    /// The source reported on.
+    pub ssrc: u32,
+    /// Lost since the previous report, in 1/256.
+    pub fraction_lost: u8,
+    /// Lost since the start (24-bit signed: duplicates make it negative).
+    pub cumulative_lost: i32,
+    /// Extended highest sequence number received.
+    pub highest_seq: u32,
+    /// Interarrival jitter, in the source's RTP timestamp units.
+    pub jitter: u32,
+    /// Last SR: the middle 32 bits of its NTP timestamp (0: none yet).
+    pub lsr: u32,
+    /// Delay since that SR, in 1/65536 s.
+    pub dlsr: u32,
+}
+
+impl ReportBlock {
+    fn read(b: &[u8]) -> Option<Self> {
+        let word = |i: usize| {
+            b.get(i..i + 4)
+                .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+        };
+        let lost = word(4)?;
+        // 24-bit two's complement in the low bits.
+        let cumulative_lost = ((lost << 8) as i32) >> 8;
+        Some(Self {
+            ssrc: word(0)?,
+            fraction_lost: (lost >> 24) as u8,
+            cumulative_lost,
+            highest_seq: word(8)?,
+            jitter: word(12)?,
+            lsr: word(16)?,
+            dlsr: word(20)?,
+        })
+    }
+}
+
+impl RtcpPacket {
+    /// An SR's NTP timestamp, its middle 32 bits: what a receiver's report
+    /// block echoes as LSR. None for other packets.
+    pub fn sr_ntp_middle(&self, buf: &[u8]) -> Option<u32> {
+        if self.packet_type != SR {
+            return None;
+        }
+        let o = self.offset + RTCP_MIN_SRTCP_HEADER + 2;
+        let w = buf.get(o..(o + 4).min(self.offset + self.len))?;
+        Some(u32::from_be_bytes(w.try_into().ok()?))
+    }
+
+    /// The report blocks of an SR or RR (none for other packets), as many
+    /// as its count says and its length holds.
+    pub fn report_blocks<'a>(&self, buf: &'a [u8]) -> impl Iterator<Item = ReportBlock> + 'a {
+        let first = match self.packet_type {
+            SR => RTCP_MIN_SRTCP_HEADER + SENDER_INFO_LEN,
+            RR => RTCP_MIN_SRTCP_HEADER,
+            _ => self.len,
+        };
+        let end = (self.offset + self.len).min(buf.len());
+        let start = (self.offset + first).min(end);
+        let blocks = buf[start..end].chunks_exact(REPORT_BLOCK_LEN);
+        blocks
+            .take(self.count as usize)
+            .filter_map(ReportBlock::read)
+    }
+}
+
 /// Validates a compound RTCP packet; returns the number of packets in it.
 pub fn validate(buf: &[u8]) -> Result<usize, DropReason> {
     let mut n = 0;

@@ -26,7 +26,28 @@ pub struct StreamStats {
     expected_prior: u64,
     transit: Option<i64>,
     jitter_x16: u64,
+    jitter_max_x16: u64,
+    late: u64,
     ssrc_changes: u64,
+}
+
+/// One stream's receive figures, as a relay publishes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// The stream's RTP clock (jitter's unit), Hz.
+    pub clock_rate_hz: u32,
+    /// Packets received from the current source.
+    pub received: u64,
+    /// Packets expected from its first to its highest sequence number.
+    pub expected: u64,
+    /// Expected less received (RFC 3550 A.3; negative with duplicates).
+    pub lost: i64,
+    /// Packets late or duplicated (at or behind the highest sequence).
+    pub late: u64,
+    /// Interarrival jitter now, RTP units (A.8).
+    pub jitter: u32,
+    /// The most it has been.
+    pub jitter_max: u32,
 }
 
 /// What the last update decided about a packet's sequence number.
@@ -61,6 +82,8 @@ impl StreamStats {
             expected_prior: 0,
             transit: None,
             jitter_x16: 0,
+            jitter_max_x16: 0,
+            late: 0,
             ssrc_changes: 0,
         }
     }
@@ -76,6 +99,8 @@ impl StreamStats {
         self.expected_prior = 0;
         self.transit = None;
         self.jitter_x16 = 0;
+        self.jitter_max_x16 = 0;
+        self.late = 0;
     }
 
     /// Accounts one valid packet. `timed` is false for packets whose
@@ -122,6 +147,9 @@ impl StreamStats {
         }
         self.received += 1;
         self.bytes += payload_len as u64;
+        if verdict == SeqVerdict::Late {
+            self.late += 1;
+        }
         if timed {
             self.update_jitter(now, rtp_ts);
         }
@@ -137,6 +165,7 @@ impl StreamStats {
         if let Some(prev) = self.transit {
             let d = (transit - prev).unsigned_abs();
             self.jitter_x16 = self.jitter_x16 + d - ((self.jitter_x16 + 8) >> 4);
+            self.jitter_max_x16 = self.jitter_max_x16.max(self.jitter_x16);
         }
         self.transit = Some(transit);
     }
@@ -192,6 +221,19 @@ impl StreamStats {
     /// Interarrival jitter in RTP timestamp units.
     pub fn jitter(&self) -> u32 {
         (self.jitter_x16 >> 4) as u32
+    }
+
+    /// The figures a relay publishes.
+    pub fn summary(&self) -> StreamSummary {
+        StreamSummary {
+            clock_rate_hz: self.clock_rate_hz,
+            received: self.received,
+            expected: self.expected(),
+            lost: self.lost(),
+            late: self.late,
+            jitter: self.jitter(),
+            jitter_max: (self.jitter_max_x16 >> 4) as u32,
+        }
     }
 
     /// How many times the source changed SSRC.

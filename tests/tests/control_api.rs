@@ -151,6 +151,67 @@ fn hold_resume_stats_and_removal_on_epoll() {
     hold_and_resume(Backend::Epoll, 27_900);
 }
 
+/// RTCP carried through a relay tells its figures each leg's quality: the
+/// PBX's SR goes to the cloud, the cloud's RR naming it comes back (SRTCP,
+/// rtcp-mux), and the relay's stats hold the cloud's report and the cloud
+/// leg's round trip (arrival less the SR's passing less the cloud's DLSR).
+#[test]
+fn the_cloud_legs_report_and_round_trip_come_from_the_rtcp_carried() {
+    use pbxlink_dataplane::srtp::{Role, SrtpContext};
+    let port = 27_980;
+    let suite = Suite::AesCm128HmacSha1_80;
+    let Rig {
+        mut plane,
+        pbx,
+        cloud,
+    } = rig(Backend::Uring, 256, suite, 11, port);
+    // The PBX's SR: NTP 0x0000_0001_2345_6789_0000_0000 (middle 0x2345_6789).
+    let mut sr = vec![0x80, 200, 0, 6, 0, 0, 0, 0x42];
+    sr.extend_from_slice(&0x0001_2345_6789_0000u64.to_be_bytes());
+    sr.extend_from_slice(&[0; 12]);
+    pbx.send_to(&sr, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = cloud.recv_from(&mut buf).expect("the SR, as SRTCP");
+    assert!(n > sr.len(), "protected: {n} bytes");
+    std::thread::sleep(Duration::from_millis(50));
+    // The cloud's RR on the gateway's stream: 8/256 lost since its last,
+    // 12 in all, jitter 400, naming that SR, held 20 ms (1310/65536 s).
+    let mut rr = rr_clear();
+    let mut tx = SrtpContext::new(suite, &test_key(suite, 2), Role::Protect).unwrap();
+    let len = rr.len();
+    rr.resize(len + 64, 0);
+    let len = tx.protect_rtcp(&mut rr, len).unwrap();
+    cloud.send_to(&rr[..len], from).unwrap();
+    let mut to_pbx = [0u8; 256];
+    pbx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (n, _) = pbx.recv_from(&mut to_pbx).expect("the RR, in the clear");
+    assert_eq!(&to_pbx[..n], &rr_clear(), "relayed unchanged");
+    let q = stats(&mut plane, 11).cloud_leg;
+    assert_eq!(
+        (q.reports, q.fraction_lost, q.cumulative_lost, q.jitter),
+        (1, 8, 12, 400)
+    );
+    assert_eq!(q.rtt_samples, 1);
+    // At least the 50 ms waited less the 20 ms held; far under a second.
+    assert!(
+        (30_000..1_000_000).contains(&q.rtt_last_us),
+        "round trip {} µs",
+        q.rtt_last_us
+    );
+    plane.shutdown().unwrap();
+}
+
+/// The cloud's RR of the test above, unprotected.
+fn rr_clear() -> Vec<u8> {
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 0x77, 0, 0, 0, 0x42];
+    rr.extend_from_slice(&((8u32 << 24) | 12).to_be_bytes());
+    rr.extend_from_slice(&1000u32.to_be_bytes());
+    rr.extend_from_slice(&400u32.to_be_bytes());
+    rr.extend_from_slice(&0x2345_6789u32.to_be_bytes());
+    rr.extend_from_slice(&1310u32.to_be_bytes());
+    rr
+}
+
 /// With a provided-buffer ring of 16 buffers, a burst runs the ring dry: the
 /// kernel ends the multishot receive with ENOBUFS; the worker counts it,
 /// re-arms, and the relay keeps relaying.

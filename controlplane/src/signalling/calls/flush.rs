@@ -214,6 +214,7 @@ impl Calls {
                         cause: format!("{why:?}"),
                         to_cloud: Flow::default(),
                         to_pbx: Flow::default(),
+                        quality: None,
                     };
                     if a.relayed {
                         // Written when the relay's final counters come.

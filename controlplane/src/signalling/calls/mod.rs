@@ -508,6 +508,7 @@ impl Calls {
                     };
                     cdr.to_cloud = flow(&stats.lan_to_cloud, stats.lan_lost);
                     cdr.to_pbx = flow(&stats.cloud_to_lan, stats.cloud_lost);
+                    cdr.quality = Some(crate::call_quality::CallQuality::of(&stats));
                     finished.push(cdr);
                 }
                 if let Ok(mut d) = self.counters.media_drops.lock() {

@@ -89,6 +89,7 @@ impl Calls {
             },
             to_cloud: Flow::default(),
             to_pbx: Flow::default(),
+            quality: None,
         };
         self.record(&cdr);
     }

@@ -1,0 +1,220 @@
+//! A call's media quality as its record carries it, per leg and direction,
+//! from the relay's final figures: what the gateway measured of each far
+//! end's stream (received, lost, late, RFC 3550 jitter), what each far end
+//! reported of the stream the gateway sent it (its RTCP reception reports),
+//! and each leg's round trip (SR → RR through the gateway). Times in
+//! milliseconds, loss in percent.
+
+use pbxlink_dataplane::quality::LegQuality;
+use pbxlink_dataplane::relay::RelayStats;
+use pbxlink_dataplane::stats::StreamSummary;
+use serde::Serialize;
+
+/// Both legs of a call.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct CallQuality {
+    /// Between the PBX and the gateway.
+    pub pbx_leg: Leg,
+    /// Between the gateway and the cloud.
+    pub cloud_leg: Leg,
+}
+
+/// One leg.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Leg {
+    /// Toward the gateway: the far end's stream as the gateway received it.
+    pub inbound: Received,
+    /// Away from the gateway: the far end's own reports on what it got
+    /// (none when it sent no RTCP report).
+    pub outbound: Option<Reported>,
+    /// The leg's round trip, when an SR and its report passed.
+    pub rtt_ms: Option<Spread>,
+}
+
+/// A stream as the gateway received it.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Received {
+    /// Packets received.
+    pub packets: u64,
+    /// Sequence gaps: expected less received (RFC 3550 A.3).
+    pub lost: i64,
+    /// `lost` over expected, percent.
+    pub loss_percent: f64,
+    /// Packets late or duplicated.
+    pub late: u64,
+    /// Interarrival jitter at the end, and the most it was, ms.
+    pub jitter_ms: f64,
+    /// The most the jitter was, ms.
+    pub jitter_max_ms: f64,
+}
+
+/// A stream as its receiver reported it (its RTCP reception reports).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Reported {
+    /// Reports received.
+    pub reports: u64,
+    /// Its last cumulative loss.
+    pub lost: i64,
+    /// Its last fraction lost, percent.
+    pub loss_percent: f64,
+    /// The most any report said, percent.
+    pub loss_max_percent: f64,
+    /// Its last jitter, ms.
+    pub jitter_ms: f64,
+    /// The most any report said, ms.
+    pub jitter_max_ms: f64,
+}
+
+/// Least, mean and most.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Spread {
+    /// Least.
+    pub min: f64,
+    /// Mean.
+    pub avg: f64,
+    /// Most.
+    pub max: f64,
+}
+
+/// Rounds to 0.01 (records stay readable).
+fn r2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// RTP units at `clock_hz` in ms (an unknown clock: 8 kHz, G.711's).
+fn rtp_ms(units: u32, clock_hz: u32) -> f64 {
+    let hz = if clock_hz == 0 { 8000 } else { clock_hz };
+    r2(units as f64 * 1000.0 / hz as f64)
+}
+
+impl Received {
+    fn of(s: &StreamSummary) -> Self {
+        let loss = if s.expected == 0 {
+            0.0
+        } else {
+            (s.lost.max(0) as f64) * 100.0 / s.expected as f64
+        };
+        Self {
+            packets: s.received,
+            lost: s.lost,
+            loss_percent: r2(loss),
+            late: s.late,
+            jitter_ms: rtp_ms(s.jitter, s.clock_rate_hz),
+            jitter_max_ms: rtp_ms(s.jitter_max, s.clock_rate_hz),
+        }
+    }
+}
+
+impl Leg {
+    /// `inbound` measured here; `q` from the far end's reports on the
+    /// stream sent to it, clocked at `out_clock_hz`.
+    fn of(inbound: &StreamSummary, q: &LegQuality, out_clock_hz: u32) -> Self {
+        let outbound = (q.reports > 0).then(|| Reported {
+            reports: q.reports,
+            lost: q.cumulative_lost as i64,
+            loss_percent: r2(q.fraction_lost as f64 * 100.0 / 256.0),
+            loss_max_percent: r2(q.fraction_lost_max as f64 * 100.0 / 256.0),
+            jitter_ms: rtp_ms(q.jitter, out_clock_hz),
+            jitter_max_ms: rtp_ms(q.jitter_max, out_clock_hz),
+        });
+        let rtt_ms = q.rtt_mean_us().map(|mean| Spread {
+            min: r2(q.rtt_min_us as f64 / 1000.0),
+            avg: r2(mean as f64 / 1000.0),
+            max: r2(q.rtt_max_us as f64 / 1000.0),
+        });
+        Self {
+            inbound: Received::of(inbound),
+            outbound,
+            rtt_ms,
+        }
+    }
+}
+
+impl CallQuality {
+    /// From a relay's figures. The stream the gateway sends a far end is
+    /// the other far end's, so its clock is that one's.
+    pub fn of(stats: &RelayStats) -> Self {
+        Self {
+            pbx_leg: Leg::of(
+                &stats.from_pbx,
+                &stats.pbx_leg,
+                stats.from_cloud.clock_rate_hz,
+            ),
+            cloud_leg: Leg::of(
+                &stats.from_cloud,
+                &stats.cloud_leg,
+                stats.from_pbx.clock_rate_hz,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_become_milliseconds_and_percent_per_leg_and_direction() {
+        let stats = RelayStats {
+            from_pbx: StreamSummary {
+                clock_rate_hz: 8000,
+                received: 1000,
+                expected: 1000,
+                lost: 0,
+                late: 0,
+                jitter: 8,
+                jitter_max: 16,
+            },
+            from_cloud: StreamSummary {
+                clock_rate_hz: 8000,
+                received: 970,
+                expected: 1000,
+                lost: 30,
+                late: 4,
+                jitter: 240,
+                jitter_max: 400,
+            },
+            cloud_leg: LegQuality {
+                reports: 3,
+                fraction_lost: 8,
+                fraction_lost_max: 13,
+                cumulative_lost: 25,
+                jitter: 80,
+                jitter_max: 160,
+                rtt_samples: 2,
+                rtt_last_us: 60_000,
+                rtt_min_us: 40_000,
+                rtt_max_us: 60_000,
+                rtt_sum_us: 100_000,
+            },
+            ..RelayStats::default()
+        };
+        let q = CallQuality::of(&stats);
+        let cloud_in = q.cloud_leg.inbound;
+        assert_eq!(
+            (cloud_in.packets, cloud_in.lost, cloud_in.late),
+            (970, 30, 4)
+        );
+        assert_eq!(cloud_in.loss_percent, 3.0);
+        assert_eq!((cloud_in.jitter_ms, cloud_in.jitter_max_ms), (30.0, 50.0));
+        let out = q.cloud_leg.outbound.unwrap();
+        assert_eq!((out.reports, out.lost), (3, 25));
+        assert_eq!((out.loss_percent, out.loss_max_percent), (3.13, 5.08));
+        assert_eq!((out.jitter_ms, out.jitter_max_ms), (10.0, 20.0));
+        assert_eq!(
+            q.cloud_leg.rtt_ms,
+            Some(Spread {
+                min: 40.0,
+                avg: 50.0,
+                max: 60.0
+            })
+        );
+        // The PBX sent no report: its outbound side and round trip unknown.
+        assert_eq!(q.pbx_leg.outbound, None);
+        assert_eq!(q.pbx_leg.rtt_ms, None);
+        assert_eq!(q.pbx_leg.inbound.jitter_ms, 1.0);
+        let json = serde_json::to_value(q).unwrap();
+        assert_eq!(json["cloud_leg"]["inbound"]["loss_percent"], 3.0);
+        assert!(json["pbx_leg"]["outbound"].is_null());
+    }
+}
