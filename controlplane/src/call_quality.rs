@@ -2,7 +2,8 @@
 //! from the relay's final figures: what the gateway measured of each far
 //! end's stream (received, lost, late, RFC 3550 jitter), what each far end
 //! reported of the stream the gateway sent it (its RTCP reception reports),
-//! and each leg's round trip (SR → RR through the gateway). Times in
+//! and each leg's round trip (SR → RR through the gateway); and per
+//! direction of the call a G.107 rating and MOS (see [`Score`]). Times in
 //! milliseconds, loss in percent.
 
 use pbxlink_dataplane::quality::LegQuality;
@@ -10,13 +11,81 @@ use pbxlink_dataplane::relay::RelayStats;
 use pbxlink_dataplane::stats::StreamSummary;
 use serde::Serialize;
 
-/// Both legs of a call.
+/// Both legs of a call, and the score of each direction.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct CallQuality {
     /// Between the PBX and the gateway.
     pub pbx_leg: Leg,
     /// Between the gateway and the cloud.
     pub cloud_leg: Leg,
+    /// PBX → cloud: what the cloud's user hears of the PBX's.
+    pub to_cloud: Score,
+    /// Cloud → PBX.
+    pub to_pbx: Score,
+}
+
+/// One direction of a call rated by the G.107 E-model ([`crate::emodel`])
+/// from what the gateway knows of it end to end: the loss of both hops
+/// (the one it measured coming in, the one the far end reported going
+/// out), and a one-way delay of half of both legs' round trips (a leg with
+/// no round trip counts nothing) plus a jitter buffer of twice the worse
+/// hop's jitter plus one 20 ms packet. The codec is taken as G.711 with
+/// packet-loss concealment (Ie 0, Bpl 25.1). Everything else keeps G.107's
+/// defaults: a clean direction rates 93.2, MOS 4.41.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Score {
+    /// The loss rated, percent (both hops).
+    pub loss_percent: f64,
+    /// The one-way delay rated, ms.
+    pub delay_ms: f64,
+    /// Transmission rating R, 0–100.
+    pub r: f64,
+    /// MOS-CQ, 1–4.5.
+    pub mos: f64,
+}
+
+/// One packet, the least a receiver buffers, ms.
+const PACKET_MS: f64 = 20.0;
+
+impl Score {
+    /// `inbound` the first hop as measured here, `outbound` the second as
+    /// its receiver reported it, `sent` the packets sent on that hop;
+    /// `rtt_ms` both legs' round trips.
+    fn of(
+        inbound: &Received,
+        outbound: Option<&Reported>,
+        sent: u64,
+        rtt_ms: [Option<Spread>; 2],
+    ) -> Self {
+        let first = inbound.loss_percent.clamp(0.0, 100.0) / 100.0;
+        let second = outbound
+            .map(|o| {
+                if sent == 0 {
+                    o.loss_percent
+                } else {
+                    o.lost.max(0) as f64 * 100.0 / sent as f64
+                }
+            })
+            .unwrap_or(0.0)
+            .clamp(0.0, 100.0)
+            / 100.0;
+        let loss_percent = (1.0 - (1.0 - first) * (1.0 - second)) * 100.0;
+        let jitter = outbound.map_or(0.0, |o| o.jitter_ms).max(inbound.jitter_ms);
+        let network: f64 = rtt_ms.iter().flatten().map(|s| s.avg / 2.0).sum();
+        let delay_ms = network + 2.0 * jitter + PACKET_MS;
+        let r = crate::emodel::rating(&crate::emodel::Conditions {
+            delay_ms,
+            loss_percent,
+            burst_ratio: 1.0,
+            codec: crate::emodel::Codec::G711_PLC,
+        });
+        Self {
+            loss_percent: r2(loss_percent),
+            delay_ms: r2(delay_ms),
+            r: r2(r),
+            mos: r2(crate::emodel::mos(r)),
+        }
+    }
 }
 
 /// One leg.
@@ -134,17 +203,32 @@ impl CallQuality {
     /// From a relay's figures. The stream the gateway sends a far end is
     /// the other far end's, so its clock is that one's.
     pub fn of(stats: &RelayStats) -> Self {
+        let pbx_leg = Leg::of(
+            &stats.from_pbx,
+            &stats.pbx_leg,
+            stats.from_cloud.clock_rate_hz,
+        );
+        let cloud_leg = Leg::of(
+            &stats.from_cloud,
+            &stats.cloud_leg,
+            stats.from_pbx.clock_rate_hz,
+        );
+        let rtt = [pbx_leg.rtt_ms, cloud_leg.rtt_ms];
         Self {
-            pbx_leg: Leg::of(
-                &stats.from_pbx,
-                &stats.pbx_leg,
-                stats.from_cloud.clock_rate_hz,
+            to_cloud: Score::of(
+                &pbx_leg.inbound,
+                cloud_leg.outbound.as_ref(),
+                stats.lan_to_cloud.rtp_out,
+                rtt,
             ),
-            cloud_leg: Leg::of(
-                &stats.from_cloud,
-                &stats.cloud_leg,
-                stats.from_pbx.clock_rate_hz,
+            to_pbx: Score::of(
+                &cloud_leg.inbound,
+                pbx_leg.outbound.as_ref(),
+                stats.cloud_to_lan.rtp_out,
+                rtt,
             ),
+            pbx_leg,
+            cloud_leg,
         }
     }
 }
@@ -213,8 +297,37 @@ mod tests {
         assert_eq!(q.pbx_leg.outbound, None);
         assert_eq!(q.pbx_leg.rtt_ms, None);
         assert_eq!(q.pbx_leg.inbound.jitter_ms, 1.0);
+        // PBX → cloud: no loss coming in, 25 of the 0 sent reported lost
+        // going out (no count sent: the report's last fraction, 3.13 %);
+        // cloud → PBX: 3 % measured, the PBX reported nothing.
+        assert_eq!(q.to_cloud.loss_percent, 3.13);
+        assert_eq!(q.to_pbx.loss_percent, 3.0);
+        // Delay: half the cloud leg's 50 ms round trip, twice the worse
+        // jitter, one packet.
+        assert_eq!(q.to_pbx.delay_ms, 25.0 + 60.0 + 20.0);
+        assert!(q.to_pbx.mos < 4.41 && q.to_pbx.mos > 3.0, "{:?}", q.to_pbx);
         let json = serde_json::to_value(q).unwrap();
         assert_eq!(json["cloud_leg"]["inbound"]["loss_percent"], 3.0);
         assert!(json["pbx_leg"]["outbound"].is_null());
+        assert!(json["to_pbx"]["mos"].as_f64().is_some());
+    }
+
+    #[test]
+    fn a_clean_call_scores_g107s_default_less_its_packet() {
+        let clean = StreamSummary {
+            clock_rate_hz: 8000,
+            received: 500,
+            expected: 500,
+            ..StreamSummary::default()
+        };
+        let q = CallQuality::of(&RelayStats {
+            from_pbx: clean,
+            from_cloud: clean,
+            ..RelayStats::default()
+        });
+        for s in [q.to_cloud, q.to_pbx] {
+            assert_eq!((s.loss_percent, s.delay_ms), (0.0, 20.0));
+            assert!(s.mos >= 4.35, "{s:?}");
+        }
     }
 }

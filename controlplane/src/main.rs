@@ -9,6 +9,7 @@ mod cdr;
 mod config;
 mod cti;
 mod diagnostics;
+mod emodel;
 mod events;
 mod http_error;
 mod https;

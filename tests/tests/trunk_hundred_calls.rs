@@ -190,6 +190,12 @@ fn a_hundred_concurrent_calls_cross_with_audio_and_complete_records() {
             assert_eq!(q[leg]["inbound"]["lost"].as_i64(), Some(0), "{leg}: {r}");
             assert!(q[leg]["inbound"]["jitter_ms"].as_f64().is_some(), "{r}");
         }
+        // On loopback both directions rate as clean G.711 (G.107: 4.41
+        // with no loss or delay).
+        for way in ["to_cloud", "to_pbx"] {
+            let mos = q[way]["mos"].as_f64().expect("a MOS");
+            assert!((4.0..=4.5).contains(&mos), "{way}: {r}");
+        }
         if q["cloud_leg"]["outbound"].is_object() {
             cloud_reports += 1;
         }
