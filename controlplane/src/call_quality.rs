@@ -6,10 +6,12 @@
 //! direction of the call a G.107 rating and MOS (see [`Score`]). Times in
 //! milliseconds, loss in percent.
 
+use crate::latency::Latency;
 use pbxlink_dataplane::quality::LegQuality;
 use pbxlink_dataplane::relay::RelayStats;
 use pbxlink_dataplane::stats::StreamSummary;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Both legs of a call, and the score of each direction.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -233,6 +235,111 @@ impl CallQuality {
     }
 }
 
+/// A call whose direction rates under this MOS is a poor call.
+pub const POOR_MOS: f64 = 3.6;
+
+/// MOS buckets: G.107 Annex B's bands (4.34 very satisfied, 4.03
+/// satisfied, 3.6 some users dissatisfied, 3.1 many, 2.58 nearly all).
+const MOS_BUCKETS: [f64; 9] = [1.5, 2.0, 2.58, 3.1, 3.6, 4.03, 4.2, 4.34, 4.5];
+/// Jitter buckets, seconds.
+const JITTER_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
+/// Loss buckets, ratio.
+const LOSS_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
+
+/// Quality over the calls that ended, for `/metrics`: a histogram of each
+/// direction's MOS, of each leg's and way's jitter and loss, and the poor
+/// calls (a direction under [`POOR_MOS`]).
+#[derive(Debug)]
+pub struct QualityMetrics {
+    mos: [Latency; 2],
+    jitter: [Latency; 4],
+    loss: [Latency; 4],
+    poor: [AtomicU64; 2],
+}
+
+impl Default for QualityMetrics {
+    fn default() -> Self {
+        let h = |b: &'static [f64]| Latency::new(b);
+        Self {
+            mos: [h(&MOS_BUCKETS), h(&MOS_BUCKETS)],
+            jitter: std::array::from_fn(|_| h(&JITTER_BUCKETS)),
+            loss: std::array::from_fn(|_| h(&LOSS_BUCKETS)),
+            poor: Default::default(),
+        }
+    }
+}
+
+/// Directions, as labelled.
+const DIRECTIONS: [&str; 2] = ["to_cloud", "to_pbx"];
+/// Leg and way of each hop, as labelled: the way is seen from the gateway
+/// (in: measured here; out: the far end's reports).
+const HOPS: [(&str, &str); 4] = [
+    ("pbx", "in"),
+    ("pbx", "out"),
+    ("cloud", "in"),
+    ("cloud", "out"),
+];
+
+impl QualityMetrics {
+    /// Counts a call that ended with these figures.
+    pub fn observe(&self, q: &CallQuality) {
+        for (i, s) in [q.to_cloud, q.to_pbx].iter().enumerate() {
+            self.mos[i].observe_value(s.mos);
+            if s.mos < POOR_MOS {
+                self.poor[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        for (i, leg) in [q.pbx_leg, q.cloud_leg].iter().enumerate() {
+            self.jitter[2 * i].observe_value(leg.inbound.jitter_ms / 1000.0);
+            self.loss[2 * i].observe_value(leg.inbound.loss_percent / 100.0);
+            if let Some(out) = leg.outbound {
+                self.jitter[2 * i + 1].observe_value(out.jitter_ms / 1000.0);
+                self.loss[2 * i + 1].observe_value(out.loss_percent / 100.0);
+            }
+        }
+    }
+
+    /// Poor calls so far, per direction.
+    pub fn poor(&self) -> [u64; 2] {
+        [0, 1].map(|i| self.poor[i].load(Ordering::Relaxed))
+    }
+
+    /// The families in Prometheus text.
+    pub fn prometheus(&self, out: &mut String) {
+        let name = "pbxlink_call_mos";
+        out.push_str(&format!(
+            "# HELP {name} Each ended call's MOS-CQ per direction (G.107 E-model).\n# TYPE {name} histogram\n"
+        ));
+        for (h, d) in self.mos.iter().zip(DIRECTIONS) {
+            h.series(out, name, &format!("direction=\"{d}\""));
+        }
+        let name = "pbxlink_call_poor_total";
+        out.push_str(&format!(
+            "# HELP {name} Calls that ended with a direction's MOS under {POOR_MOS}.\n# TYPE {name} counter\n"
+        ));
+        for (n, d) in self.poor().iter().zip(DIRECTIONS) {
+            out.push_str(&format!("{name}{{direction=\"{d}\"}} {n}\n"));
+        }
+        for (name, help, hs) in [
+            (
+                "pbxlink_call_jitter_seconds",
+                "Each ended call's jitter per leg: way=\"in\" measured by the gateway, way=\"out\" as the far end reported it.",
+                &self.jitter,
+            ),
+            (
+                "pbxlink_call_loss_ratio",
+                "Each ended call's packet loss per leg: way=\"in\" measured by the gateway, way=\"out\" as the far end reported it.",
+                &self.loss,
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+            for (h, (leg, way)) in hs.iter().zip(HOPS) {
+                h.series(out, name, &format!("leg=\"{leg}\",way=\"{way}\""));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +417,21 @@ mod tests {
         assert_eq!(json["cloud_leg"]["inbound"]["loss_percent"], 3.0);
         assert!(json["pbx_leg"]["outbound"].is_null());
         assert!(json["to_pbx"]["mos"].as_f64().is_some());
+        // Into the metrics: the cloud's inbound 3 % loss and 30 ms jitter.
+        let m = QualityMetrics::default();
+        m.observe(&q);
+        let mut text = String::new();
+        m.prometheus(&mut text);
+        for line in [
+            "pbxlink_call_loss_ratio_bucket{leg=\"cloud\",way=\"in\",le=\"0.02\"} 0\n",
+            "pbxlink_call_loss_ratio_bucket{leg=\"cloud\",way=\"in\",le=\"0.03\"} 1\n",
+            "pbxlink_call_jitter_seconds_bucket{leg=\"cloud\",way=\"in\",le=\"0.03\"} 1\n",
+            "pbxlink_call_jitter_seconds_bucket{leg=\"cloud\",way=\"in\",le=\"0.02\"} 0\n",
+            "pbxlink_call_jitter_seconds_count{leg=\"pbx\",way=\"out\"} 0\n",
+            "pbxlink_call_mos_count{direction=\"to_pbx\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A latency histogram the way Prometheus reads one: fixed buckets
 //! (seconds, cumulative on output), a sum and a count, all atomics, so
-//! any task may observe and `/metrics` may read without a lock.
+//! any task may observe and `/metrics` may read without a lock. The same
+//! holds other values (a MOS, a loss ratio) in their own unit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -55,13 +56,19 @@ impl Latency {
 
     /// Counts one observation.
     pub fn observe(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+        self.observe_value(took.as_secs_f64());
+    }
+
+    /// Counts one observation of a value in the bounds' unit (a MOS, a
+    /// ratio); a negative or non-finite one counts as 0.
+    pub fn observe_value(&self, v: f64) {
+        let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            .fetch_add((v * 1e6).round() as u64, Ordering::Relaxed);
     }
 
     /// Observations so far.

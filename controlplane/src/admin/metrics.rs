@@ -241,6 +241,7 @@ pub fn render(s: &AdminState) -> String {
         .setup_answer
         .0
         .series(&mut t.0, name, "step=\"answer\"");
+    s.counters.quality.prometheus(&mut t.0);
     if let Some(cti) = &s.cti {
         let k = &cti.counters;
         t.one(

@@ -12,6 +12,8 @@ pub struct Counters {
     pub setup_invite: crate::latency::Added,
     /// …and the answer (2xx to that INVITE) in to the answer out.
     pub setup_answer: crate::latency::Added,
+    /// The media quality of the calls that ended.
+    pub quality: crate::call_quality::QualityMetrics,
     pub(super) requests: AtomicU64,
     pub(super) ok: AtomicU64,
     pub(super) not_implemented: AtomicU64,

@@ -96,6 +96,9 @@ impl Calls {
 
     /// Writes a call's record (counted when it cannot be).
     pub(super) fn record(&mut self, cdr: &Cdr) {
+        if let Some(q) = &cdr.quality {
+            self.counters.quality.observe(q);
+        }
         if let Some(log) = self.cdrs.as_mut() {
             if log.write(cdr).is_err() {
                 self.counters.cdrs_failed.fetch_add(1, Ordering::Relaxed);
