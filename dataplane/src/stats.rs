@@ -28,10 +28,14 @@ pub struct StreamStats {
     jitter_x16: u64,
     jitter_max_x16: u64,
     late: u64,
+    /// Received, expected and late of the sources before the current one
+    /// (a new SSRC or a restarted sequence): the call's totals go on.
+    earlier: (u64, u64, u64),
     ssrc_changes: u64,
 }
 
-/// One stream's receive figures, as a relay publishes them.
+/// One stream's receive figures, as a relay publishes them: over the
+/// whole call, every source it had.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamSummary {
     /// The stream's RTP clock (jitter's unit), Hz.
@@ -84,11 +88,17 @@ impl StreamStats {
             jitter_x16: 0,
             jitter_max_x16: 0,
             late: 0,
+            earlier: (0, 0, 0),
             ssrc_changes: 0,
         }
     }
 
     fn restart(&mut self, seq: u16) {
+        if self.received > 0 {
+            self.earlier.0 += self.received;
+            self.earlier.1 += self.expected();
+            self.earlier.2 += self.late;
+        }
         self.base_seq = seq as u32;
         self.max_seq = seq;
         self.bad_seq = RTP_SEQ_MOD + 1;
@@ -99,7 +109,6 @@ impl StreamStats {
         self.expected_prior = 0;
         self.transit = None;
         self.jitter_x16 = 0;
-        self.jitter_max_x16 = 0;
         self.late = 0;
     }
 
@@ -223,14 +232,17 @@ impl StreamStats {
         (self.jitter_x16 >> 4) as u32
     }
 
-    /// The figures a relay publishes.
+    /// The figures a relay publishes: totals over every source the
+    /// stream had, jitter of the current one (its peak of all).
     pub fn summary(&self) -> StreamSummary {
+        let received = self.earlier.0 + self.received;
+        let expected = self.earlier.1 + self.expected();
         StreamSummary {
             clock_rate_hz: self.clock_rate_hz,
-            received: self.received,
-            expected: self.expected(),
-            lost: self.lost(),
-            late: self.late,
+            received,
+            expected,
+            lost: expected as i64 - received as i64,
+            late: self.earlier.2 + self.late,
             jitter: self.jitter(),
             jitter_max: (self.jitter_max_x16 >> 4) as u32,
         }
@@ -278,6 +290,24 @@ mod tests {
         assert_eq!(s.take_fraction_lost(), (2 * 256 / 40) as u8);
         assert_eq!(s.take_fraction_lost(), 0);
         assert_eq!(s.jitter(), 0, "perfectly paced arrivals have no jitter");
+    }
+
+    #[test]
+    fn the_summary_totals_every_source_of_the_call() {
+        let mut s = StreamStats::new(8000);
+        let t0 = Instant::now();
+        // 10 packets, one missing, one duplicated; then a new SSRC with 5.
+        for seq in [1u16, 2, 3, 5, 6, 7, 7, 8, 9, 10, 11] {
+            s.update(t0, 1, seq, 0, 160, false);
+        }
+        for seq in 500..505u16 {
+            s.update(t0, 2, seq, 0, 160, false);
+        }
+        let sum = s.summary();
+        assert_eq!((sum.received, sum.expected, sum.late), (16, 16, 1));
+        assert_eq!(sum.lost, 0, "the duplicate makes up for the gap, as A.3");
+        assert_eq!(s.received(), 5, "the current source alone");
+        assert_eq!(s.lost(), 0);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The media core allocates nothing per packet: after set-up and warm-up,
 //! 60,000 packets per suite through both directions (RTP and RTCP, with a
-//! transfer jump, DTMF and drops) leave the global allocator untouched.
+//! transfer jump, DTMF and drops) leave the global allocator untouched,
+//! and so does reading that RTCP for each leg's quality (`RtcpWatch`).
 //!
 //! One test in this binary, so no other test thread allocates meanwhile.
 
+use pbxlink_dataplane::quality::RtcpWatch;
 use pbxlink_dataplane::srtp::Suite;
 use pbxlink_dataplane::{CloudToLan, DirectionConfig, LanToCloud};
 use pbxlink_tests::counting_alloc::{Counting, allocations};
@@ -31,6 +33,7 @@ fn steady_state_packets_allocate_nothing() {
         let mut down = CloudToLan::new(suite, &cloud, cfg).unwrap();
         let mut buf = vec![0u8; 2048];
         let mut dup = vec![0u8; 2048];
+        let mut watch = RtcpWatch::default();
         let mut relay = |round: u32, count: bool| {
             let before = allocations();
             for (i, p) in rtp.iter().enumerate() {
@@ -50,9 +53,12 @@ fn steady_state_packets_allocate_nothing() {
                 }
             }
             for p in &rtcp {
+                let now = t0 + Duration::from_secs(round as u64);
+                watch.from_pbx(now, p);
                 buf[..p.len()].copy_from_slice(p);
                 let n = up.rtcp(&mut buf, p.len()).unwrap();
-                cloud_rx.rtcp(&mut buf, n).unwrap();
+                let n = cloud_rx.rtcp(&mut buf, n).unwrap();
+                watch.from_cloud(now, &buf[..n]);
             }
             let after = allocations();
             if count {
@@ -68,6 +74,8 @@ fn steady_state_packets_allocate_nothing() {
             relay(round, true);
         }
         assert_eq!(up.counters().rtp_out, 21_000);
+        let seen = |q: pbxlink_dataplane::quality::LegQuality| q.reports;
+        assert!(seen(watch.pbx.quality()) > 0 && seen(watch.cloud.quality()) > 0);
         assert!(down.counters().telephone_events > 0);
         assert_eq!(
             down.counters().drops.total(),

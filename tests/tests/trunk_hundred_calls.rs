@@ -173,20 +173,14 @@ fn a_hundred_concurrent_calls_cross_with_audio_and_complete_records() {
         let (to_cloud, to_pbx) = media[&n];
         assert_eq!(r["to_cloud"]["rtp"].as_u64(), Some(to_cloud), "{r}");
         assert_eq!(r["to_pbx"]["rtp"].as_u64(), Some(to_pbx), "{r}");
-        // Each leg's inbound stream as the gateway received it: every
-        // packet relayed was a packet of the far end's stream; on loopback
-        // next to no loss (a busy 2-core machine may drop one in 100).
+        // Each leg's inbound stream as the gateway received it: at least
+        // every packet it relayed (a packet dropped after it was counted,
+        // a late duplicate, is not relayed); on loopback next to no loss
+        // (a busy 2-core machine may drop one in 100).
         let q = &r["quality"];
-        assert_eq!(
-            q["pbx_leg"]["inbound"]["packets"].as_u64(),
-            Some(to_cloud),
-            "{r}"
-        );
-        assert_eq!(
-            q["cloud_leg"]["inbound"]["packets"].as_u64(),
-            Some(to_pbx),
-            "{r}"
-        );
+        let received = |leg: &str| q[leg]["inbound"]["packets"].as_u64().expect("packets");
+        assert!(received("pbx_leg") >= to_cloud, "{r}");
+        assert!(received("cloud_leg") >= to_pbx, "{r}");
         for leg in ["pbx_leg", "cloud_leg"] {
             let loss = q[leg]["inbound"]["loss_percent"].as_f64().expect("loss");
             assert!(loss < 1.0, "{leg}: {r}");
