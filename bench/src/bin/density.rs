@@ -73,10 +73,16 @@ struct Args {
     /// Idle bound: resident MiB per site.
     #[arg(long, default_value_t = 16.0)]
     max_idle_rss_mib: f64,
-    /// Bound on the p99 of each set-up step the gateways add (ms). Missing
-    /// only this bound exits with status 3 (see SLOW_EXIT).
+    /// Bound on the --setup-quantile of each set-up step the gateways add
+    /// (ms). Missing only this bound exits with status 3 (see SLOW_EXIT).
     #[arg(long, default_value_t = 5.0)]
     max_setup_ms: f64,
+    /// Which quantile of the set-up delay --max-setup-ms bounds (0.99: the
+    /// p99). Over a few calls the p99 is the slowest call, which a host's
+    /// scheduling (another tenant, a stolen vCPU) decides; a short run
+    /// judges a lower quantile, and prints the p99 all the same.
+    #[arg(long, default_value_t = 0.99)]
+    setup_quantile: f64,
     /// With --require: leave the idle CPU unchecked (a CI machine's speed
     /// is not the product's).
     #[arg(long)]
@@ -135,8 +141,9 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("status", "VmRSS:"), field("smaps_rollup", "Pss:"))
 }
 
-/// Host CPU time (busy, all) in clock ticks, from /proc/stat.
-fn host_cpu() -> (u64, u64) {
+/// Host CPU time (busy, all, stolen by the hypervisor) in clock ticks,
+/// from /proc/stat.
+fn host_cpu() -> (u64, u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let v: Vec<u64> = text
         .lines()
@@ -148,7 +155,14 @@ fn host_cpu() -> (u64, u64) {
         .collect();
     let all: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (all - idle, all)
+    (all - idle, all, v.get(7).copied().unwrap_or(0))
+}
+
+/// The share of the host's CPU time the hypervisor took between two
+/// [`host_cpu`] readings (percent): time a guest's runnable thread waits
+/// with no fault of its own.
+fn steal_percent(from: (u64, u64, u64), to: (u64, u64, u64)) -> f64 {
+    (to.2 - from.2) as f64 * 100.0 / (to.1 - from.1).max(1) as f64
 }
 
 /// One measured window of a set of processes.
@@ -158,15 +172,17 @@ struct Window {
     per: Vec<(f64, f64)>,
     /// The host's busy share of all its cores over the window (percent).
     host_busy: f64,
+    /// Of all its cores' time, the share stolen by the hypervisor (percent).
+    steal: f64,
 }
 
 fn measure(pids: &[u32], seconds: u64) -> Window {
     let before: Vec<Sample> = pids.iter().map(|&p| sample(p)).collect();
-    let (hb, ha) = host_cpu();
+    let host0 = host_cpu();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
     let secs = t0.elapsed().as_secs_f64();
-    let (hb2, ha2) = host_cpu();
+    let host1 = host_cpu();
     let per = pids
         .iter()
         .zip(&before)
@@ -180,7 +196,8 @@ fn measure(pids: &[u32], seconds: u64) -> Window {
         .collect();
     Window {
         per,
-        host_busy: (hb2 - hb) as f64 * 100.0 / (ha2 - ha).max(1) as f64,
+        host_busy: (host1.0 - host0.0) as f64 * 100.0 / (host1.1 - host0.1).max(1) as f64,
+        steal: steal_percent(host0, host1),
     }
 }
 
@@ -282,6 +299,10 @@ fn mib(kib: u64) -> f64 {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(
+        args.setup_quantile > 0.0 && args.setup_quantile <= 1.0,
+        "--setup-quantile is a share of the calls, over 0 and at most 1"
+    );
+    ensure!(
         args.calls >= 1 && args.calls <= 25,
         "--calls: 1 to 25 (a Small site's limit)"
     );
@@ -331,6 +352,7 @@ fn main() -> anyhow::Result<()> {
     let ramp = Duration::from_millis(1000 * total as u64 / args.rate);
     let hold = ramp.as_secs() + 10 + args.seconds + 5;
     let gap = Duration::from_micros(1_000_000 / args.rate);
+    let host0 = host_cpu();
     let t0 = Instant::now();
     let mut placed = 0usize;
     let mut refused = Vec::new();
@@ -363,8 +385,9 @@ fn main() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    let setup_steal = steal_percent(host0, host_cpu());
     println!(
-        "  {placed} calls placed at {} a second; {connected} connected after {:.1} s",
+        "  {placed} calls placed at {} a second; {connected} connected after {:.1} s (CPU time stolen by the hypervisor meanwhile: {setup_steal:.1} %)",
         args.rate,
         t0.elapsed().as_secs_f64()
     );
@@ -448,8 +471,11 @@ fn main() -> anyhow::Result<()> {
     let (lrss, lpss): (u64, u64) = loaded_mem
         .iter()
         .fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1));
-    let (inv_p99, inv_n) = quantile(merged.get("invite").map_or(&[][..], |v| v), 0.99);
-    let (ans_p99, ans_n) = quantile(merged.get("answer").map_or(&[][..], |v| v), 0.99);
+    let step = |name: &str, q: f64| quantile(merged.get(name).map_or(&[][..], |v| v), q);
+    let (inv_p99, inv_n) = step("invite", 0.99);
+    let (ans_p99, ans_n) = step("answer", 0.99);
+    let judged = args.setup_quantile;
+    let (inv_q, ans_q) = (step("invite", judged).0, step("answer", judged).0);
 
     println!();
     println!(
@@ -491,11 +517,12 @@ fn main() -> anyhow::Result<()> {
         idle.host_busy
     );
     println!(
-        "loaded, {total} calls ({still} up through the window): gateways {gw_cpu:.1} % of a core in all ({:.2} % a site), {gw_wake:.0} wake-ups/s, RSS {:.1} MiB, PSS {:.1} MiB; the peers (pbxsim, cloudsim) {peers_cpu:.1} %; host busy {:.1} % of {cpus} cores",
+        "loaded, {total} calls ({still} up through the window): gateways {gw_cpu:.1} % of a core in all ({:.2} % a site), {gw_wake:.0} wake-ups/s, RSS {:.1} MiB, PSS {:.1} MiB; the peers (pbxsim, cloudsim) {peers_cpu:.1} %; host busy {:.1} % of {cpus} cores, stolen {:.1} %",
         gw_cpu / n as f64,
         mib(lrss),
         mib(lpss),
-        loaded.host_busy
+        loaded.host_busy,
+        loaded.steal
     );
     println!(
         "media: {} RTP sent by the PBXs, {} decrypted by the clouds and {} echoed, {} came back; lost (gaps at either end) {}, SRTP refused by the clouds {}",
@@ -531,8 +558,10 @@ fn main() -> anyhow::Result<()> {
         "idle_seconds": args.idle_seconds, "loaded_seconds": args.seconds,
         "rows": rows, "totals": totals,
         "idle": {"cpu_percent": gw_idle_cpu, "wakeups_per_s": gw_idle_wake, "rss_kib": irss, "pss_kib": ipss, "host_busy_percent": idle.host_busy},
-        "loaded": {"cpu_percent": gw_cpu, "wakeups_per_s": gw_wake, "rss_kib": lrss, "pss_kib": lpss, "peers_cpu_percent": peers_cpu, "host_busy_percent": loaded.host_busy, "connected_through_window": still},
+        "loaded": {"cpu_percent": gw_cpu, "wakeups_per_s": gw_wake, "rss_kib": lrss, "pss_kib": lpss, "peers_cpu_percent": peers_cpu, "host_busy_percent": loaded.host_busy, "steal_percent": loaded.steal, "connected_through_window": still},
+        "setup_steal_percent": setup_steal,
         "setup_p99_seconds": {"invite": inv_p99, "answer": ans_p99, "invite_calls": inv_n, "answer_calls": ans_n},
+        "setup_judged": {"quantile": judged, "invite_seconds": inv_q, "answer_seconds": ans_q},
         "vendor": {"cores": n, "memory_gib": n},
     });
     if let Some(p) = &args.json {
@@ -568,12 +597,13 @@ fn main() -> anyhow::Result<()> {
             ));
         }
         // The one figure a busy or shared host moves: judged apart.
-        let slow = (inv_p99 * 1e3 >= args.max_setup_ms || ans_p99 * 1e3 >= args.max_setup_ms)
+        let slow = (inv_q * 1e3 >= args.max_setup_ms || ans_q * 1e3 >= args.max_setup_ms)
             .then(|| {
                 format!(
-                    "set-up p99 {:.2} ms (INVITE) / {:.2} ms (answer) over {total} calls, bound {} ms",
-                    inv_p99 * 1e3,
-                    ans_p99 * 1e3,
+                    "set-up p{} {:.2} ms (INVITE) / {:.2} ms (answer) over {total} calls, bound {} ms",
+                    judged * 100.0,
+                    inv_q * 1e3,
+                    ans_q * 1e3,
                     args.max_setup_ms
                 )
             });
@@ -629,5 +659,8 @@ pbxlink_call_setup_added_seconds_bucket{step=\"answer\",le=\"+Inf\"} 100
             (0.00025, 100)
         );
         assert_eq!(quantile(&[], 0.99), (f64::INFINITY, 0));
+        // The p90 of 100: the 90th call's bucket.
+        assert_eq!(quantile(&invite, 0.9), (0.00025, 100));
+        assert_eq!(quantile(&invite, 0.91), (0.001, 100));
     }
 }
