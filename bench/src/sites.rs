@@ -53,12 +53,40 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A site's admin API, or a peer's control API, with the sites' token.
+pub fn get(addr: SocketAddr, path: &str) -> serde_json::Value {
+    pbxlink_tests::http::get_with_token(addr, path, ADMIN_TOKEN).json
+}
+
+/// [`get`] of a program that may not listen yet (none: it does not).
+pub fn try_get(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    Some(get(addr, path))
+}
+
+/// A JSON POST.
+pub fn post(addr: SocketAddr, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    pbxlink_tests::http::request(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        &body.to_string(),
+    )
+    .json
+}
+
 fn quietly(args: &[&str]) {
     let _ = Command::new("ip")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// Site `i`'s link's end in the hub (its veth there).
+pub fn hub_link(i: usize) -> String {
+    format!("pbxd{i}h")
 }
 
 /// Site `i`'s namespace.
@@ -203,13 +231,14 @@ fn lan_ip(n: usize) -> Ipv4Addr {
 fn pbx_ip(n: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 88, n as u8, 1)
 }
-fn cloud_ip(n: usize) -> Ipv4Addr {
+/// Site `n`'s cloud (cloudsim) address, in the hub.
+pub fn cloud_ip(n: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 88, n as u8, 2)
 }
 
 /// The gateway's configuration for site `n` (a Small site, as shipped,
 /// with its own addresses).
-fn gateway_toml(n: usize, dir: &Path) -> String {
+fn gateway_toml(n: usize, dir: &Path, extra: &str) -> String {
     let (lan, pbx, cloud) = (lan_ip(n), pbx_ip(n), cloud_ip(n));
     let d = dir.display();
     format!(
@@ -222,7 +251,7 @@ fn gateway_toml(n: usize, dir: &Path) -> String {
          [sip]\nport = 5060\n\n\
          [admin]\nlisten = \"{lan}:{ADMIN}\"\nhttps_listen = \"off\"\napi_token = \"{ADMIN_TOKEN}\"\n\n\
          [tunnel]\nendpoint = \"{cloud}:{CLOUD_TUNNEL}\"\nserver_name = \"cloud.test\"\naccount = \"SITE{n}\"\n\
-         token = \"site{n}-token-0123456789\"\n"
+         token = \"site{n}-token-0123456789\"\n\n{extra}"
     )
 }
 
@@ -263,6 +292,18 @@ impl Sites {
     /// `shared_clock`, each PBX sends all its calls' packets on one 20 ms
     /// clock.
     pub fn start(n: usize, cpus: usize, dir: &Path, shared_clock: bool) -> anyhow::Result<Sites> {
+        Self::start_with(n, cpus, dir, shared_clock, "")
+    }
+
+    /// [`Sites::start`], each gateway's configuration ending with `extra`
+    /// (sections of its own, e.g. `[quality]`).
+    pub fn start_with(
+        n: usize,
+        cpus: usize,
+        dir: &Path,
+        shared_clock: bool,
+        extra: &str,
+    ) -> anyhow::Result<Sites> {
         ensure!(
             (1..=MAX_SITES).contains(&n),
             "--sites takes 1 to {MAX_SITES}"
@@ -284,7 +325,7 @@ impl Sites {
         ip(&[&hub[..], &["link", "set", "lo", "up"]].concat())?;
         for i in 1..=n {
             let ns = site_ns(i);
-            let (host, inner) = (format!("pbxd{i}h"), format!("pbxd{i}s"));
+            let (host, inner) = (hub_link(i), format!("pbxd{i}s"));
             ip(&["netns", "add", &ns])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             ip(&[
@@ -385,7 +426,7 @@ impl Sites {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let config = d.join("pbxlink.toml");
-            std::fs::write(&config, gateway_toml(i, &d))?;
+            std::fs::write(&config, gateway_toml(i, &d, extra))?;
             let cpu = (i - 1) % cpus.max(1);
             let gateway = Proc::start(
                 format!("site {i}'s gateway"),
@@ -409,6 +450,35 @@ impl Sites {
             });
         }
         Ok(sites)
+    }
+
+    /// Waits until every site's gateway has its PBX trunk, cloud trunk,
+    /// tunnel and CSTA link up (its admin API says so).
+    pub fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + within;
+        let mut waiting: Vec<usize> = (0..self.sites.len()).collect();
+        while !waiting.is_empty() {
+            self.check_running()?;
+            waiting.retain(|&i| {
+                let s = &self.sites[i];
+                let Some(st) = try_get(s.admin(), "/api/status") else {
+                    return true;
+                };
+                !(st["pbx_trunk"] == "up"
+                    && st["cloud_trunk"]["state"] == "connected"
+                    && st["tunnel"] == "connected"
+                    && st["csta"] == "Connected")
+            });
+            if Instant::now() > until {
+                bail!(
+                    "sites not up within {} s: {:?} (their logs are in their directories)",
+                    within.as_secs(),
+                    waiting.iter().map(|i| i + 1).collect::<Vec<_>>()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok(())
     }
 
     /// Moves the calling thread into the hub namespace, where every

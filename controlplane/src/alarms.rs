@@ -15,6 +15,9 @@ pub const DIAGNOSTIC_FAILED: &str = "diagnostic_failed";
 pub const CSTA_LOST: &str = "csta_lost";
 /// The outbox was full: events for the platform were dropped.
 pub const OUTBOX_OVERFLOW: &str = "outbox_overflow";
+/// Too many of the calls that ended in the last 15 minutes were poor
+/// (`[quality] poor_alarm_percent`).
+pub const POOR_CALLS: &str = "poor_calls";
 
 /// One active alarm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

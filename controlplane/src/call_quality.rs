@@ -6,6 +6,7 @@
 //! direction of the call a G.107 rating and MOS (see [`Score`]). Times in
 //! milliseconds, loss in percent.
 
+use crate::config::QualitySettings;
 use crate::latency::Latency;
 use pbxlink_dataplane::quality::LegQuality;
 use pbxlink_dataplane::relay::RelayStats;
@@ -29,15 +30,20 @@ pub struct CallQuality {
 /// One direction of a call rated by the G.107 E-model ([`crate::emodel`])
 /// from what the gateway knows of it end to end: the loss of both hops
 /// (the one it measured coming in, the one the far end reported going
-/// out), and a one-way delay of half of both legs' round trips (a leg with
-/// no round trip counts nothing) plus a jitter buffer of twice the worse
-/// hop's jitter plus one 20 ms packet. The codec is taken as G.711 with
-/// packet-loss concealment (Ie 0, Bpl 25.1). Everything else keeps G.107's
-/// defaults: a clean direction rates 93.2, MOS 4.41.
+/// out); the packets the receiver's de-jitter buffer (`[quality]
+/// jitter_buffer_ms`) would discard as late, at the worse hop's jitter
+/// ([`crate::emodel::late_discard_percent`]); and a one-way delay of half
+/// of both legs' round trips (a leg with no round trip counts nothing)
+/// plus that buffer plus one 20 ms packet. The codec is taken as G.711
+/// with packet-loss concealment (Ie 0, Bpl 25.1). Everything else keeps
+/// G.107's defaults.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Score {
-    /// The loss rated, percent (both hops).
+    /// The network's loss, percent (both hops).
     pub loss_percent: f64,
+    /// Of what arrived, the share a receiver's de-jitter buffer discards
+    /// as late, percent (estimated from the jitter).
+    pub late_percent: f64,
     /// The one-way delay rated, ms.
     pub delay_ms: f64,
     /// Transmission rating R, 0–100.
@@ -58,6 +64,7 @@ impl Score {
         outbound: Option<&Reported>,
         sent: u64,
         rtt_ms: [Option<Spread>; 2],
+        model: &QualitySettings,
     ) -> Self {
         let first = inbound.loss_percent.clamp(0.0, 100.0) / 100.0;
         let second = outbound
@@ -72,17 +79,24 @@ impl Score {
             .clamp(0.0, 100.0)
             / 100.0;
         let loss_percent = (1.0 - (1.0 - first) * (1.0 - second)) * 100.0;
-        let jitter = outbound.map_or(0.0, |o| o.jitter_ms).max(inbound.jitter_ms);
+        // The call's mean where measured here; a far end's last report.
+        let jitter = outbound
+            .map_or(0.0, |o| o.jitter_ms)
+            .max(inbound.jitter_avg_ms);
+        let buffer = f64::from(model.jitter_buffer_ms);
+        let late_percent = crate::emodel::late_discard_percent(jitter, buffer);
+        let unheard = 1.0 - (1.0 - loss_percent / 100.0) * (1.0 - late_percent / 100.0);
         let network: f64 = rtt_ms.iter().flatten().map(|s| s.avg / 2.0).sum();
-        let delay_ms = network + 2.0 * jitter + PACKET_MS;
+        let delay_ms = network + buffer + PACKET_MS;
         let r = crate::emodel::rating(&crate::emodel::Conditions {
             delay_ms,
-            loss_percent,
+            loss_percent: unheard * 100.0,
             burst_ratio: 1.0,
             codec: crate::emodel::Codec::G711_PLC,
         });
         Self {
             loss_percent: r2(loss_percent),
+            late_percent: r2(late_percent),
             delay_ms: r2(delay_ms),
             r: r2(r),
             mos: r2(crate::emodel::mos(r)),
@@ -113,8 +127,10 @@ pub struct Received {
     pub loss_percent: f64,
     /// Packets late or duplicated.
     pub late: u64,
-    /// Interarrival jitter at the end, and the most it was, ms.
+    /// Interarrival jitter at the end, ms.
     pub jitter_ms: f64,
+    /// Its mean over the call, ms.
+    pub jitter_avg_ms: f64,
     /// The most the jitter was, ms.
     pub jitter_max_ms: f64,
 }
@@ -171,6 +187,7 @@ impl Received {
             loss_percent: r2(loss),
             late: s.late,
             jitter_ms: rtp_ms(s.jitter, s.clock_rate_hz),
+            jitter_avg_ms: rtp_ms(s.jitter_mean, s.clock_rate_hz),
             jitter_max_ms: rtp_ms(s.jitter_max, s.clock_rate_hz),
         }
     }
@@ -202,9 +219,14 @@ impl Leg {
 }
 
 impl CallQuality {
+    /// Whether either direction rates under `poor_mos`.
+    pub fn is_poor(&self, poor_mos: f64) -> bool {
+        self.to_cloud.mos < poor_mos || self.to_pbx.mos < poor_mos
+    }
+
     /// From a relay's figures. The stream the gateway sends a far end is
     /// the other far end's, so its clock is that one's.
-    pub fn of(stats: &RelayStats) -> Self {
+    pub fn of(stats: &RelayStats, model: &QualitySettings) -> Self {
         let pbx_leg = Leg::of(
             &stats.from_pbx,
             &stats.pbx_leg,
@@ -222,21 +244,20 @@ impl CallQuality {
                 cloud_leg.outbound.as_ref(),
                 stats.lan_to_cloud.rtp_out,
                 rtt,
+                model,
             ),
             to_pbx: Score::of(
                 &cloud_leg.inbound,
                 pbx_leg.outbound.as_ref(),
                 stats.cloud_to_lan.rtp_out,
                 rtt,
+                model,
             ),
             pbx_leg,
             cloud_leg,
         }
     }
 }
-
-/// A call whose direction rates under this MOS is a poor call.
-pub const POOR_MOS: f64 = 3.6;
 
 /// MOS buckets: G.107 Annex B's bands (4.34 very satisfied, 4.03
 /// satisfied, 3.6 some users dissatisfied, 3.1 many, 2.58 nearly all).
@@ -248,7 +269,7 @@ const LOSS_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 
 
 /// Quality over the calls that ended, for `/metrics`: a histogram of each
 /// direction's MOS, of each leg's and way's jitter and loss, and the poor
-/// calls (a direction under [`POOR_MOS`]).
+/// calls (a direction under `[quality] poor_mos`).
 #[derive(Debug)]
 pub struct QualityMetrics {
     mos: [Latency; 2],
@@ -282,15 +303,15 @@ const HOPS: [(&str, &str); 4] = [
 
 impl QualityMetrics {
     /// Counts a call that ended with these figures.
-    pub fn observe(&self, q: &CallQuality) {
+    pub fn observe(&self, q: &CallQuality, poor_mos: f64) {
         for (i, s) in [q.to_cloud, q.to_pbx].iter().enumerate() {
             self.mos[i].observe_value(s.mos);
-            if s.mos < POOR_MOS {
+            if s.mos < poor_mos {
                 self.poor[i].fetch_add(1, Ordering::Relaxed);
             }
         }
         for (i, leg) in [q.pbx_leg, q.cloud_leg].iter().enumerate() {
-            self.jitter[2 * i].observe_value(leg.inbound.jitter_ms / 1000.0);
+            self.jitter[2 * i].observe_value(leg.inbound.jitter_avg_ms / 1000.0);
             self.loss[2 * i].observe_value(leg.inbound.loss_percent / 100.0);
             if let Some(out) = leg.outbound {
                 self.jitter[2 * i + 1].observe_value(out.jitter_ms / 1000.0);
@@ -315,7 +336,7 @@ impl QualityMetrics {
         }
         let name = "pbxlink_call_poor_total";
         out.push_str(&format!(
-            "# HELP {name} Calls that ended with a direction's MOS under {POOR_MOS}.\n# TYPE {name} counter\n"
+            "# HELP {name} Calls that ended with a direction's MOS under [quality] poor_mos.\n# TYPE {name} counter\n"
         ));
         for (n, d) in self.poor().iter().zip(DIRECTIONS) {
             out.push_str(&format!("{name}{{direction=\"{d}\"}} {n}\n"));
@@ -355,6 +376,7 @@ mod tests {
                 late: 0,
                 jitter: 8,
                 jitter_max: 16,
+                jitter_mean: 8,
             },
             from_cloud: StreamSummary {
                 clock_rate_hz: 8000,
@@ -362,8 +384,9 @@ mod tests {
                 expected: 1000,
                 lost: 30,
                 late: 4,
-                jitter: 240,
+                jitter: 320,
                 jitter_max: 400,
+                jitter_mean: 240,
             },
             cloud_leg: LegQuality {
                 reports: 3,
@@ -380,14 +403,21 @@ mod tests {
             },
             ..RelayStats::default()
         };
-        let q = CallQuality::of(&stats);
+        let q = CallQuality::of(&stats, &QualitySettings::default());
         let cloud_in = q.cloud_leg.inbound;
         assert_eq!(
             (cloud_in.packets, cloud_in.lost, cloud_in.late),
             (970, 30, 4)
         );
         assert_eq!(cloud_in.loss_percent, 3.0);
-        assert_eq!((cloud_in.jitter_ms, cloud_in.jitter_max_ms), (30.0, 50.0));
+        assert_eq!(
+            (
+                cloud_in.jitter_ms,
+                cloud_in.jitter_avg_ms,
+                cloud_in.jitter_max_ms
+            ),
+            (40.0, 30.0, 50.0)
+        );
         let out = q.cloud_leg.outbound.unwrap();
         assert_eq!((out.reports, out.lost), (3, 25));
         assert_eq!((out.loss_percent, out.loss_max_percent), (3.13, 5.08));
@@ -409,17 +439,23 @@ mod tests {
         // cloud → PBX: 3 % measured, the PBX reported nothing.
         assert_eq!(q.to_cloud.loss_percent, 3.13);
         assert_eq!(q.to_pbx.loss_percent, 3.0);
-        // Delay: half the cloud leg's 50 ms round trip, twice the worse
-        // jitter, one packet.
-        assert_eq!(q.to_pbx.delay_ms, 25.0 + 60.0 + 20.0);
-        assert!(q.to_pbx.mos < 4.41 && q.to_pbx.mos > 3.0, "{:?}", q.to_pbx);
+        // Delay: half the cloud leg's 50 ms round trip, the 40 ms buffer,
+        // one packet. At 30 ms of jitter the buffer lets 6.62 % go late:
+        // with the 3 % lost, 9.4 % unheard: a poor call.
+        assert_eq!(q.to_pbx.delay_ms, 25.0 + 40.0 + 20.0);
+        assert_eq!(q.to_pbx.late_percent, 6.62);
+        assert!(q.to_pbx.mos < 3.6 && q.to_pbx.mos > 2.5, "{:?}", q.to_pbx);
+        assert!(q.is_poor(3.6), "{:?}", q.to_pbx);
+        println!("{:?}", q.to_pbx);
+        // PBX → cloud: the cloud reported 10 ms of jitter: nothing late.
+        assert_eq!(q.to_cloud.late_percent, 0.0);
         let json = serde_json::to_value(q).unwrap();
         assert_eq!(json["cloud_leg"]["inbound"]["loss_percent"], 3.0);
         assert!(json["pbx_leg"]["outbound"].is_null());
         assert!(json["to_pbx"]["mos"].as_f64().is_some());
         // Into the metrics: the cloud's inbound 3 % loss and 30 ms jitter.
         let m = QualityMetrics::default();
-        m.observe(&q);
+        m.observe(&q, 3.6);
         let mut text = String::new();
         m.prometheus(&mut text);
         for line in [
@@ -442,14 +478,49 @@ mod tests {
             expected: 500,
             ..StreamSummary::default()
         };
-        let q = CallQuality::of(&RelayStats {
-            from_pbx: clean,
-            from_cloud: clean,
-            ..RelayStats::default()
-        });
+        let q = CallQuality::of(
+            &RelayStats {
+                from_pbx: clean,
+                from_cloud: clean,
+                ..RelayStats::default()
+            },
+            &QualitySettings::default(),
+        );
         for s in [q.to_cloud, q.to_pbx] {
-            assert_eq!((s.loss_percent, s.delay_ms), (0.0, 20.0));
+            assert_eq!(
+                (s.loss_percent, s.late_percent, s.delay_ms),
+                (0.0, 0.0, 60.0)
+            );
             assert!(s.mos >= 4.35, "{s:?}");
         }
+        assert!(!q.is_poor(3.6));
+    }
+
+    #[test]
+    fn loss_alone_is_fair_and_jitter_beyond_the_buffer_makes_it_poor() {
+        let stream = |lost: u64, jitter: u32| StreamSummary {
+            clock_rate_hz: 8000,
+            received: 1000 - lost,
+            expected: 1000,
+            lost: lost as i64,
+            jitter_mean: jitter,
+            ..StreamSummary::default()
+        };
+        let rate = |lost, jitter| {
+            CallQuality::of(
+                &RelayStats {
+                    from_pbx: stream(0, 0),
+                    from_cloud: stream(lost, jitter),
+                    ..RelayStats::default()
+                },
+                &QualitySettings::default(),
+            )
+            .to_pbx
+        };
+        // 3 % lost, 1 ms of jitter; then 30 ms (240 units at 8 kHz).
+        let (fair, poor) = (rate(30, 8), rate(30, 240));
+        println!("3 % alone: {fair:?}; with 30 ms of jitter: {poor:?}");
+        assert!(fair.mos > 3.9 && fair.late_percent == 0.0, "{fair:?}");
+        assert!(poor.mos < 3.6, "{poor:?}");
     }
 }

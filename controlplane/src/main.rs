@@ -19,6 +19,7 @@ mod node_control;
 mod onboarding;
 mod operations;
 mod outbox;
+mod poor_calls;
 mod random;
 mod relay_cmd;
 mod signalling;

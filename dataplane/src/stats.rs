@@ -27,6 +27,10 @@ pub struct StreamStats {
     transit: Option<i64>,
     jitter_x16: u64,
     jitter_max_x16: u64,
+    /// The jitter after each packet, summed, and how many (the call's
+    /// mean: every source it had).
+    jitter_sum_x16: u64,
+    jitter_samples: u64,
     late: u64,
     /// Received, expected and late of the sources before the current one
     /// (a new SSRC or a restarted sequence): the call's totals go on.
@@ -52,6 +56,8 @@ pub struct StreamSummary {
     pub jitter: u32,
     /// The most it has been.
     pub jitter_max: u32,
+    /// Its mean over the call, after each packet (RTP units).
+    pub jitter_mean: u32,
 }
 
 /// What the last update decided about a packet's sequence number.
@@ -87,6 +93,8 @@ impl StreamStats {
             transit: None,
             jitter_x16: 0,
             jitter_max_x16: 0,
+            jitter_sum_x16: 0,
+            jitter_samples: 0,
             late: 0,
             earlier: (0, 0, 0),
             ssrc_changes: 0,
@@ -175,6 +183,8 @@ impl StreamStats {
             let d = (transit - prev).unsigned_abs();
             self.jitter_x16 = self.jitter_x16 + d - ((self.jitter_x16 + 8) >> 4);
             self.jitter_max_x16 = self.jitter_max_x16.max(self.jitter_x16);
+            self.jitter_sum_x16 = self.jitter_sum_x16.wrapping_add(self.jitter_x16);
+            self.jitter_samples += 1;
         }
         self.transit = Some(transit);
     }
@@ -245,6 +255,7 @@ impl StreamStats {
             late: self.earlier.2 + self.late,
             jitter: self.jitter(),
             jitter_max: (self.jitter_max_x16 >> 4) as u32,
+            jitter_mean: ((self.jitter_sum_x16 / self.jitter_samples.max(1)) >> 4) as u32,
         }
     }
 
@@ -322,6 +333,9 @@ mod tests {
         }
         // The estimator converges to the mean |D| = 80.
         assert!((75..=80).contains(&s.jitter()), "jitter {}", s.jitter());
+        // The mean over the call rises toward it from 0: under it.
+        let mean = s.summary().jitter_mean;
+        assert!(mean > 20 && mean < s.jitter(), "mean {mean}");
     }
 
     #[test]

@@ -19,13 +19,12 @@
 //! density --sites 3 --seconds 10 --idle-seconds 10 --require   # CI
 //! ```
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use clap::Parser;
-use pbxlink_bench::sites::{ADMIN_TOKEN, Sites};
+use pbxlink_bench::sites::{ADMIN_TOKEN, Sites, get, post};
 use pbxlink_tests::http;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -201,27 +200,6 @@ fn measure(pids: &[u32], seconds: u64) -> Window {
     }
 }
 
-fn get(addr: SocketAddr, path: &str) -> Value {
-    http::get_with_token(addr, path, ADMIN_TOKEN).json
-}
-
-/// [`get`] of a program that may not listen yet (none: it does not).
-fn try_get(addr: SocketAddr, path: &str) -> Option<Value> {
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    Some(get(addr, path))
-}
-
-fn post(addr: SocketAddr, path: &str, body: &Value) -> Value {
-    http::request(
-        addr,
-        "POST",
-        path,
-        &[("Content-Type", "application/json")],
-        &body.to_string(),
-    )
-    .json
-}
-
 /// The set-up histogram of one step from a gateway's `/metrics`:
 /// (upper bound in seconds, cumulative count) per bucket.
 fn setup_buckets(metrics: &str, step: &str) -> Vec<(f64, u64)> {
@@ -263,33 +241,6 @@ fn pbx_calls(sites: &Sites, state: &str) -> u64 {
                 .unwrap_or(0)
         })
         .sum()
-}
-
-fn wait_ready(sites: &mut Sites, within: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + within;
-    let mut waiting: Vec<usize> = (0..sites.sites.len()).collect();
-    while !waiting.is_empty() {
-        sites.check_running()?;
-        waiting.retain(|&i| {
-            let s = &sites.sites[i];
-            let Some(st) = try_get(s.admin(), "/api/status") else {
-                return true;
-            };
-            !(st["pbx_trunk"] == "up"
-                && st["cloud_trunk"]["state"] == "connected"
-                && st["tunnel"] == "connected"
-                && st["csta"] == "Connected")
-        });
-        if Instant::now() > until {
-            bail!(
-                "sites not up within {} s: {:?} (their logs are in their directories)",
-                within.as_secs(),
-                waiting.iter().map(|i| i + 1).collect::<Vec<_>>()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Ok(())
 }
 
 fn mib(kib: u64) -> f64 {
@@ -334,7 +285,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut sites = Sites::start(n, cpus, &args.dir, args.shared_clock)?;
     sites.enter_hub()?;
-    wait_ready(&mut sites, Duration::from_secs(60 + 2 * n as u64))?;
+    sites.wait_ready(Duration::from_secs(60 + 2 * n as u64))?;
     println!(
         "  {n} site(s) up in {:.1} s: PBX trunk up, cloud trunk connected, tunnel connected, CSTA connected",
         started.elapsed().as_secs_f64()

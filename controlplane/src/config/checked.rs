@@ -3,6 +3,7 @@
 use super::admin::AdminSettings;
 use super::cloud::CloudTargets;
 use super::pbx::{CstaConfig, PbxType};
+use super::quality::QualitySettings;
 use super::subscriber::SubscriberConfig;
 use super::tunnel::TunnelSettings;
 use super::users::UsersApiConfig;
@@ -99,6 +100,8 @@ pub struct Config {
     pub subscriber: Option<SubscriberConfig>,
     /// The tunnel to the cloud platform (none: off).
     pub tunnel: Option<TunnelSettings>,
+    /// How calls are rated, and when poor ones raise the alarm.
+    pub quality: QualitySettings,
     /// Signed software updates.
     pub update: super::update::UpdateSettings,
 }

@@ -133,3 +133,19 @@ pub(super) fn ssh_user() -> String {
 pub(super) fn support_window_seconds() -> u64 {
     86_400
 }
+
+pub(super) fn poor_mos() -> f64 {
+    3.6
+}
+
+pub(super) fn jitter_buffer_ms() -> u32 {
+    40
+}
+
+pub(super) fn poor_alarm_percent() -> f64 {
+    20.0
+}
+
+pub(super) fn poor_alarm_min_calls() -> u32 {
+    10
+}

@@ -123,6 +123,12 @@ impl fmt::Display for Config {
             ),
             self.state_dir.display()
         )?;
+        let q = &self.quality;
+        writeln!(
+            f,
+            "quality: a call is poor under MOS {} (receivers rated with a {} ms jitter buffer); alarm poor_calls at {} % poor over 15 min, from {} calls",
+            q.poor_mos, q.jitter_buffer_ms, q.poor_alarm_percent, q.poor_alarm_min_calls
+        )?;
         let rule = |r: &DigitRule| match (r.strip.as_str(), r.prepend.as_str()) {
             ("", "") => "as dialled".to_owned(),
             (s, p) => format!("strip {s:?} then prepend {p:?}"),

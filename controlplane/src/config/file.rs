@@ -10,6 +10,7 @@ use super::error::ConfigError;
 use super::gateway::GatewaySection;
 use super::log::{LOG_LEVELS, LogSection};
 use super::pbx::{PbxSection, PbxType, csta_settings};
+use super::quality::{QualitySection, quality_settings};
 use super::sip::SipSection;
 use super::subscriber::{SubscriberSection, subscriber};
 use super::support::SupportSection;
@@ -52,6 +53,8 @@ pub(super) struct File {
     update: UpdateSection,
     #[serde(default)]
     support: SupportSection,
+    #[serde(default)]
+    quality: QualitySection,
 }
 
 /// Reads and checks `path`.
@@ -340,6 +343,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     let tunnel = tunnel_settings(&file.tunnel, &ca, base, &mut problems);
     let users_api = users_api(&file.users, lan_address, &mut problems);
     let update = update_settings(&file.update, &mut problems);
+    let quality = quality_settings(&file.quality, &mut problems);
     let subscriber = subscriber(
         &file.subscriber,
         lan_address,
@@ -411,6 +415,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         history_calls: file.users.history_calls,
         subscriber,
         tunnel,
+        quality,
     })
 }
 

@@ -4,7 +4,8 @@
 //! prints the effective configuration or the errors.
 //!
 //! One module per section (`gateway`, `pbx`, `cloud`, `sip`, `digits`,
-//! `admin`, `subscriber`, `users`, `tunnel`, `log`, `update`, `support`), each with its keys as
+//! `admin`, `subscriber`, `users`, `tunnel`, `log`, `update`, `support`,
+//! `quality`), each with its keys as
 //! the file has them and what they become once checked; every default in
 //! `defaults`; the whole file documented by example in
 //! `pbxlink.example.toml` at the top of the repository, which a test loads.
@@ -21,6 +22,7 @@ mod file;
 mod gateway;
 mod log;
 mod pbx;
+mod quality;
 mod setup;
 mod sip;
 mod subscriber;
@@ -37,6 +39,7 @@ pub use checked::Config;
 pub use cloud::CloudTargets;
 pub use file::{configured, load_with, parse_table, read_table, state_dir_of};
 pub use log::log_level;
+pub use quality::QualitySettings;
 pub use setup::{SetupConfig, setup_config};
 pub use subscriber::SubscriberConfig;
 pub use support::SupportSettings;

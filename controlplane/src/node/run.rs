@@ -198,6 +198,7 @@ fn run_once(
                 domain: s.domain.clone(),
                 softphones: softphones.clone(),
             }),
+        quality: cfg.quality,
     };
     let listen = SipListenArgs::for_gateway(&cfg, lan, args.seconds);
     let admin = crate::admin::AdminSetup::open(

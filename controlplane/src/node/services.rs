@@ -139,6 +139,7 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
             crate::admin::start(state).await?;
         }
         let calls = b2bua.map(|b| CallsSetup {
+            alarms: b.admin.as_ref().map(|a| a.alarms.clone()),
             plane: b.plane,
             ports: b.ports,
             config: b.config,

@@ -48,8 +48,8 @@ pub struct AdminSetup {
     pub trace_ports: crate::operations::trace::TracePorts,
     /// The start-up diagnostics.
     pub diagnostics: Diagnostics,
-    /// The alarms up.
-    pub alarms: crate::alarms::Alarms,
+    /// The alarms up (the calls raise `poor_calls` on them too).
+    pub alarms: std::sync::Arc<crate::alarms::Alarms>,
     /// Where a relink stands.
     pub relink: std::sync::Mutex<RelinkState>,
     /// The mDNS responder advertising the page, once started.
@@ -96,7 +96,7 @@ impl AdminSetup {
             log_dir: Some(state_dir.join("logs")),
             trace_ports: watch.trace_ports,
             diagnostics: Diagnostics::new(watch.diagnostics),
-            alarms: crate::alarms::Alarms::default(),
+            alarms: std::sync::Arc::default(),
             mdns: std::sync::OnceLock::new(),
             relink: std::sync::Mutex::default(),
             trace: std::sync::Mutex::new(TraceState::Idle),

@@ -134,6 +134,7 @@ impl World {
             pbx_keepalive: Duration::ZERO,
             pbx_credentials: None,
             subscriber: None,
+            quality: Default::default(),
         };
         let calls = Calls::new(
             plane,

@@ -333,6 +333,8 @@ pub struct CallsSetup {
     pub cdrs: Option<PathBuf>,
     /// Where events for the cloud platform go (none: no tunnel).
     pub events: Option<crate::events::EventSink>,
+    /// The gateway's alarms (none: no admin page keeps them).
+    pub alarms: Option<Arc<crate::alarms::Alarms>>,
 }
 
 /// The SIP side, running: what the node drains when it stops.
@@ -416,6 +418,7 @@ pub async fn start(
                 calls::RecordSinks {
                     cdrs: b.cdrs,
                     events: b.events,
+                    alarms: b.alarms,
                 },
             ),
             b.trust,

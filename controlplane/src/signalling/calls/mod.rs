@@ -74,6 +74,8 @@ pub struct CallsConfig {
     pub pbx_credentials: Option<pbxlink_sip::digest::Credentials>,
     /// The subscriber side, for Softphone users' calls (none: off).
     pub subscriber: Option<SubscriberCalls>,
+    /// How calls are rated, and when poor ones raise the alarm.
+    pub quality: crate::config::QualitySettings,
 }
 
 /// How Softphone users' calls reach the PBX: from the subscriber side's
@@ -159,6 +161,10 @@ pub struct Calls {
     cdrs: Option<CdrLog>,
     /// Where call records also go, for the cloud platform (none: no tunnel).
     events: Option<crate::events::EventSink>,
+    /// The alarms the page and `/metrics` show (none: no admin page).
+    alarms: Option<Arc<crate::alarms::Alarms>>,
+    /// The last 15 minutes of ended calls, for the `poor_calls` alarm.
+    poor: crate::poor_calls::PoorCalls,
     /// Records of ended calls waiting for their relay's final counters.
     cdrs_pending: HashMap<u64, Cdr>,
     /// Retransmissions toward a PBX over UDP.
@@ -228,6 +234,8 @@ pub struct RecordSinks {
     pub cdrs: Option<std::path::PathBuf>,
     /// The cloud platform's event stream (none: no tunnel).
     pub events: Option<crate::events::EventSink>,
+    /// The gateway's alarms (none: no admin page keeps them).
+    pub alarms: Option<Arc<crate::alarms::Alarms>>,
 }
 
 impl Calls {
@@ -243,6 +251,12 @@ impl Calls {
     ) -> Self {
         Self {
             events: records.events,
+            alarms: records.alarms,
+            poor: crate::poor_calls::PoorCalls::new(
+                Instant::now(),
+                cfg.quality.poor_alarm_percent,
+                cfg.quality.poor_alarm_min_calls,
+            ),
             workers: vec![WorkerStats::default(); plane.workers()],
             cdrs: records.cdrs.and_then(|path| {
                 match CdrLog::open(&path, CDR_FILE_BYTES, CDR_FILES_KEPT) {
@@ -469,7 +483,11 @@ impl Calls {
 
     /// When the PBX watch next needs the time (none: no watch).
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.watch.as_ref().map(PbxWatch::poll_timeout)
+        let poor = self.poor.poll_timeout(Instant::now());
+        match (self.watch.as_ref().map(PbxWatch::poll_timeout), poor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Data-plane events: a media timeout hangs its call up; the workers'
@@ -481,6 +499,9 @@ impl Calls {
             w.handle_timeout(now);
         }
         self.watch_outputs();
+        if let Some(change) = self.poor.handle_timeout(now) {
+            self.poor_calls_changed(change);
+        }
         let mut timed_out = Vec::new();
         let before: u64 = self.workers.iter().map(|w| w.relays).sum();
         let workers = &mut self.workers;
@@ -508,7 +529,10 @@ impl Calls {
                     };
                     cdr.to_cloud = flow(&stats.lan_to_cloud, stats.lan_lost);
                     cdr.to_pbx = flow(&stats.cloud_to_lan, stats.cloud_lost);
-                    cdr.quality = Some(crate::call_quality::CallQuality::of(&stats));
+                    cdr.quality = Some(crate::call_quality::CallQuality::of(
+                        &stats,
+                        &self.cfg.quality,
+                    ));
                     finished.push(cdr);
                 }
                 if let Ok(mut d) = self.counters.media_drops.lock() {

@@ -97,7 +97,11 @@ impl Calls {
     /// Writes a call's record (counted when it cannot be).
     pub(super) fn record(&mut self, cdr: &Cdr) {
         if let Some(q) = &cdr.quality {
-            self.counters.quality.observe(q);
+            let poor_mos = self.cfg.quality.poor_mos;
+            self.counters.quality.observe(q, poor_mos);
+            if let Some(change) = self.poor.ended(Instant::now(), q.is_poor(poor_mos)) {
+                self.poor_calls_changed(change);
+            }
         }
         if let Some(log) = self.cdrs.as_mut() {
             if log.write(cdr).is_err() {
@@ -106,6 +110,38 @@ impl Calls {
         }
         if let Some(events) = &self.events {
             events.emit("cdr", serde_json::to_value(cdr).unwrap_or_default());
+        }
+    }
+
+    /// The `poor_calls` alarm raised or cleared: on the page's list, in
+    /// the log, and to the platform.
+    pub(super) fn poor_calls_changed(&self, change: crate::poor_calls::Change) {
+        use crate::alarms::POOR_CALLS;
+        use crate::poor_calls::Change;
+        let detail = change.detail();
+        let raised = matches!(change, Change::Raised { .. });
+        if raised {
+            tracing::warn!("alarm raised: {POOR_CALLS}: {detail}");
+        } else {
+            tracing::info!("alarm cleared: {POOR_CALLS}: {detail}");
+        }
+        if let Some(alarms) = &self.alarms {
+            if raised {
+                alarms.raise(
+                    POOR_CALLS,
+                    "calls",
+                    &detail,
+                    crate::cdr::rfc3339(SystemTime::now()),
+                );
+            } else {
+                alarms.clear(POOR_CALLS, "calls");
+            }
+        }
+        if let Some(events) = &self.events {
+            events.emit(
+                "alarm",
+                serde_json::json!({ "alarm": POOR_CALLS, "raised": raised, "detail": detail }),
+            );
         }
     }
 
