@@ -10,8 +10,9 @@ PBXLINK_BUILD_PACKAGES=(libsrtp2-dev pkg-config)
 # the cloud's STUN server there; kamailio as the PBX's registrar for the
 # Softphone users' tests; chromium for the admin page's browser test
 # (playwright-core from npm drives it); OpenSSH's server and client for
-# support's SSH window; curl for the package and support tests.
-PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn kamailio chromium openssh-server openssh-client curl)
+# support's SSH window; curl for the package and support tests; tshark
+# to capture what the gateway sends its HEP collector.
+PBXLINK_TEST_PACKAGES=(python3-pylibsrtp rtpengine-daemon strace sip-tester dnsmasq-base baresip-core iproute2 iptables coturn kamailio chromium openssh-server openssh-client curl tshark)
 
 pbxlink_apt_install() {
     local missing=() p
@@ -37,9 +38,16 @@ pbxlink_browser_install() {
     if ! command -v npm >/dev/null; then
         pbxlink_apt_install nodejs npm || return 1
     fi
-    [ -d tests/browser/node_modules/playwright-core ] && return 0
-    echo "==> installing playwright-core (npm ci in tests/browser)"
-    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    if [ ! -d tests/browser/node_modules/playwright-core ]; then
+        echo "==> installing playwright-core (npm ci in tests/browser)"
+        (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    fi
+    # hep-js (pinned in tests/hep/package-lock.json): the Homer project's
+    # HEP library, decoding what the capture test caught.
+    if [ ! -d tests/hep/node_modules/hep-js ]; then
+        echo "==> installing hep-js (npm ci in tests/hep)"
+        (cd tests/hep && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    fi
 }
 
 # The gateway's own account, as the Debian package's postinst makes it

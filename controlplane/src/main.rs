@@ -5,6 +5,7 @@
 mod admin;
 mod alarms;
 mod call_quality;
+mod capture;
 mod cdr;
 mod config;
 mod cti;

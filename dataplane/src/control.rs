@@ -215,6 +215,13 @@ pub enum Event {
         /// Relay.
         id: RelayId,
     },
+    /// A copy of an RTCP datagram a relay passed (its spec asked).
+    Rtcp {
+        /// Relay.
+        id: RelayId,
+        /// The copy.
+        copy: crate::relay::RtcpCopy,
+    },
     /// Periodic worker counters.
     Worker {
         /// Worker index.

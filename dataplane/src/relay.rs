@@ -143,6 +143,46 @@ pub struct RelaySpec {
     pub media_timeout: Duration,
     /// Silence limit while held.
     pub hold_timeout: Duration,
+    /// Whether each RTCP report is copied up (as [`RtcpCopy`]) for the
+    /// control plane's capture.
+    pub copy_rtcp: bool,
+}
+
+/// The most of an RTCP datagram a copy holds: its SR or RR with a report
+/// block or two (the rest of a compound is cut).
+pub const RTCP_COPY_LEN: usize = 160;
+
+/// A copy of one RTCP datagram the relay passed, in the clear (the PBX's
+/// as it came, the cloud's once unprotected), for capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcpCopy {
+    /// From the cloud (else from the PBX).
+    pub from_cloud: bool,
+    /// Its sender.
+    pub src: SocketAddr,
+    /// Bytes held (at most [`RTCP_COPY_LEN`]).
+    pub len: u16,
+    /// The datagram's first bytes.
+    pub bytes: [u8; RTCP_COPY_LEN],
+}
+
+impl RtcpCopy {
+    fn of(from_cloud: bool, src: SocketAddr, clear: &[u8]) -> Self {
+        let len = clear.len().min(RTCP_COPY_LEN);
+        let mut bytes = [0; RTCP_COPY_LEN];
+        bytes[..len].copy_from_slice(&clear[..len]);
+        Self {
+            from_cloud,
+            src,
+            len: len as u16,
+            bytes,
+        }
+    }
+
+    /// The bytes held.
+    pub fn datagram(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 impl RelaySpec {
@@ -175,6 +215,7 @@ impl RelaySpec {
             networks: Networks::loopback(),
             media_timeout: MEDIA_TIMEOUT,
             hold_timeout: HOLD_TIMEOUT,
+            copy_rtcp: false,
         }
     }
 }
@@ -280,6 +321,9 @@ pub struct Relay {
     pending: Option<RelayEvent>,
     /// Each leg's far-end reports and round trip, from the RTCP carried.
     rtcp_seen: RtcpWatch,
+    /// Whether RTCP is copied up, and the copy not yet taken.
+    copy_rtcp: bool,
+    rtcp_copy: Option<RtcpCopy>,
 }
 
 fn rtcp_of(a: SocketAddr) -> SocketAddr {
@@ -317,6 +361,8 @@ impl Relay {
             drops: DropCounters::default(),
             pending: None,
             rtcp_seen: RtcpWatch::default(),
+            copy_rtcp: spec.copy_rtcp,
+            rtcp_copy: None,
         })
     }
 
@@ -414,6 +460,9 @@ impl Relay {
                 let out = if rtcp {
                     if let Some(clear) = buf.get(..len) {
                         self.rtcp_seen.from_pbx(now, clear);
+                        if self.copy_rtcp {
+                            self.rtcp_copy = Some(RtcpCopy::of(false, src, clear));
+                        }
                     }
                     self.up.rtcp(buf, len)
                 } else {
@@ -446,6 +495,9 @@ impl Relay {
                 if rtcp {
                     if let Some(clear) = buf.get(..len) {
                         self.rtcp_seen.from_cloud(now, clear);
+                        if self.copy_rtcp {
+                            self.rtcp_copy = Some(RtcpCopy::of(true, src, clear));
+                        }
                     }
                 }
                 // Authenticated: the cloud leg may latch or move here.
@@ -521,6 +573,11 @@ impl Relay {
             return Some(RelayEvent::MediaTimeout);
         }
         None
+    }
+
+    /// The copy of the RTCP datagram just passed, if copies are asked for.
+    pub fn take_rtcp_copy(&mut self) -> Option<RtcpCopy> {
+        self.rtcp_copy.take()
     }
 
     /// Counters so far.

@@ -981,6 +981,11 @@ impl Sink<'_> {
     }
 }
 
+/// The exit status when no flood run was a result (the generator could
+/// not keep its schedule on this host): the machine's state, not the
+/// target's; any other failure exits 1.
+const NO_RESULT_EXIT: i32 = 3;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cpus = pbxlink_dataplane::cpu::allowed_cpus();
@@ -1035,14 +1040,15 @@ fn main() -> anyhow::Result<()> {
         }
     }
     // A flood run that is not a result (after its tries) says nothing of
-    // the target: that is the failure, not its loss.
+    // the target: that is the failure, not its loss. It exits with its own
+    // status, so a caller may measure again when the host is calmer.
     for o in &outcomes {
         if let Some(why) = o.not_a_result().filter(|_| o.flood.is_some()) {
-            bail!(
-                "{}: no run of {} was a result on this machine; the last: {why}",
-                o.target,
-                args.tries
+            eprintln!(
+                "Error: {}: no run of {} was a result on this machine; the last: {why} (exit status {NO_RESULT_EXIT})",
+                o.target, args.tries
             );
+            std::process::exit(NO_RESULT_EXIT);
         }
     }
     if let Some(max) = args.max_loss {

@@ -242,6 +242,7 @@ pub fn render(s: &AdminState) -> String {
         .0
         .series(&mut t.0, name, "step=\"answer\"");
     s.counters.quality.prometheus(&mut t.0);
+    s.counters.capture.prometheus(&mut t.0);
     if let Some(cti) = &s.cti {
         let k = &cti.counters;
         t.one(

@@ -1,6 +1,7 @@
 //! The configuration once checked: what the node is built from.
 
 use super::admin::AdminSettings;
+use super::capture::CaptureSettings;
 use super::cloud::CloudTargets;
 use super::pbx::{CstaConfig, PbxType};
 use super::quality::QualitySettings;
@@ -102,6 +103,8 @@ pub struct Config {
     pub tunnel: Option<TunnelSettings>,
     /// How calls are rated, and when poor ones raise the alarm.
     pub quality: QualitySettings,
+    /// Where HEP3 copies of the signalling and RTCP go (none: off).
+    pub capture: Option<CaptureSettings>,
     /// Signed software updates.
     pub update: super::update::UpdateSettings,
 }

@@ -149,3 +149,11 @@ pub(super) fn poor_alarm_percent() -> f64 {
 pub(super) fn poor_alarm_min_calls() -> u32 {
     10
 }
+
+pub(super) fn off() -> String {
+    "off".into()
+}
+
+pub(super) fn hep_capture_id() -> u32 {
+    2001
+}

@@ -129,6 +129,14 @@ impl fmt::Display for Config {
             "quality: a call is poor under MOS {} (receivers rated with a {} ms jitter buffer); alarm poor_calls at {} % poor over 15 min, from {} calls",
             q.poor_mos, q.jitter_buffer_ms, q.poor_alarm_percent, q.poor_alarm_min_calls
         )?;
+        writeln!(
+            f,
+            "capture: {}",
+            self.capture.map_or("off".to_owned(), |c| format!(
+                "HEP3 over UDP to {} as capture agent {}: SIP of both sides, RTCP reports",
+                c.hep, c.capture_id
+            ))
+        )?;
         let rule = |r: &DigitRule| match (r.strip.as_str(), r.prepend.as_str()) {
             ("", "") => "as dialled".to_owned(),
             (s, p) => format!("strip {s:?} then prepend {p:?}"),

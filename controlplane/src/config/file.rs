@@ -2,6 +2,7 @@
 //! [`Config`].
 
 use super::admin::{AdminSection, admin_settings};
+use super::capture::{CaptureSection, capture_settings};
 use super::checked::Config;
 use super::cloud::{CloudSection, CloudTargets};
 use super::defaults::*;
@@ -55,6 +56,8 @@ pub(super) struct File {
     support: SupportSection,
     #[serde(default)]
     quality: QualitySection,
+    #[serde(default)]
+    capture: CaptureSection,
 }
 
 /// Reads and checks `path`.
@@ -344,6 +347,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
     let users_api = users_api(&file.users, lan_address, &mut problems);
     let update = update_settings(&file.update, &mut problems);
     let quality = quality_settings(&file.quality, &mut problems);
+    let capture = capture_settings(&file.capture, &mut problems);
     let subscriber = subscriber(
         &file.subscriber,
         lan_address,
@@ -416,6 +420,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         subscriber,
         tunnel,
         quality,
+        capture,
     })
 }
 

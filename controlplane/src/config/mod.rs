@@ -5,12 +5,13 @@
 //!
 //! One module per section (`gateway`, `pbx`, `cloud`, `sip`, `digits`,
 //! `admin`, `subscriber`, `users`, `tunnel`, `log`, `update`, `support`,
-//! `quality`), each with its keys as
+//! `quality`, `capture`), each with its keys as
 //! the file has them and what they become once checked; every default in
 //! `defaults`; the whole file documented by example in
 //! `pbxlink.example.toml` at the top of the repository, which a test loads.
 
 mod admin;
+mod capture;
 mod check;
 mod checked;
 mod cloud;
@@ -34,6 +35,7 @@ mod update;
 mod users;
 
 pub use admin::AdminSettings;
+pub use capture::CaptureSettings;
 pub use check::{CheckArgs, check};
 pub use checked::Config;
 pub use cloud::CloudTargets;

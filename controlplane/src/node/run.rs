@@ -229,6 +229,7 @@ fn run_once(
                 .starting_at(u32::from_be_bytes(crate::random::random()) as usize),
             config: calls,
             cdrs: cfg.cdr_file.clone(),
+            capture: cfg.capture,
             drain: cfg.drain,
             admin: Some(admin),
             update: Some((updater, launch.rolled_back_now)),

@@ -27,6 +27,8 @@ pub struct B2buaSetup {
     pub trust: Option<Trust>,
     /// Where call records go.
     pub cdrs: Option<std::path::PathBuf>,
+    /// Where HEP3 copies go (none: capture off).
+    pub capture: Option<crate::config::CaptureSettings>,
     /// The admin page and API (none: off).
     pub admin: Option<Arc<crate::admin::AdminSetup>>,
     /// Software updates, and whether this start rolled one back.
@@ -140,6 +142,7 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         }
         let calls = b2bua.map(|b| CallsSetup {
             alarms: b.admin.as_ref().map(|a| a.alarms.clone()),
+            capture: b.capture,
             plane: b.plane,
             ports: b.ports,
             config: b.config,

@@ -14,6 +14,8 @@ pub struct Counters {
     pub setup_answer: crate::latency::Added,
     /// The media quality of the calls that ended.
     pub quality: crate::call_quality::QualityMetrics,
+    /// HEP3 capture's copies sent and dropped.
+    pub capture: std::sync::Arc<crate::capture::CaptureCounters>,
     pub(super) requests: AtomicU64,
     pub(super) ok: AtomicU64,
     pub(super) not_implemented: AtomicU64,

@@ -141,8 +141,16 @@ async fn serve_udp(
     c: Arc<Counters>,
     mut outgoing: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
     out: udp::UdpOut,
+    capture: Option<crate::capture::Capture>,
 ) {
     let mut buf = vec![0u8; 65_536];
+    let local = socket.local_addr().ok();
+    // A copy of each message for the capture server, both ways.
+    let copy = |src: SocketAddr, dst: SocketAddr, msg: &[u8]| {
+        if let Some(c) = &capture {
+            c.sip(src, dst, pbxlink_hep::Transport::Udp, msg);
+        }
+    };
     // The core's timers run when it says (`Core::next_tick`): every tick
     // while anything is in flight, at the PBX watch's next OPTIONS when
     // quiet; a message that turns it busy elsewhere (the cloud's trunk)
@@ -166,6 +174,9 @@ async fn serve_udp(
                 };
                 for (to, bytes) in sends {
                     if to.from == udp::Listener::Trunk {
+                        if let Some(l) = local {
+                            copy(l, to.to, &bytes);
+                        }
                         let _ = socket.send_to(&bytes, to.to).await;
                     } else {
                         out.send(to, bytes);
@@ -173,12 +184,18 @@ async fn serve_udp(
                 }
             }
             Some((to, bytes)) = outgoing.recv() => {
+                if let Some(l) = local {
+                    copy(l, to, &bytes);
+                }
                 let _ = socket.send_to(&bytes, to).await;
             }
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let replies = match framing::datagram(&buf[..n]) {
                     Ok(Frame::Message(msg)) => {
+                        if let Some(l) = local {
+                            copy(from, l, &msg);
+                        }
                         match core.lock().expect("core lock").receive(Instant::now(), &msg, Peer::Udp(from), Side::Pbx) {
                             Inbound::Reply(r) => r,
                             Inbound::Response(_) => {
@@ -203,6 +220,9 @@ async fn serve_udp(
                     },
                 };
                 for r in replies {
+                    if let Some(l) = local {
+                        copy(l, from, &r);
+                    }
                     let _ = socket.send_to(&r, from).await;
                 }
             }
@@ -240,11 +260,12 @@ async fn accept(
         c.connections.fetch_add(1, Ordering::Relaxed);
         let (shared, tls) = (shared.clone(), tls.clone());
         tokio::spawn(async move {
+            let ends = stream::ends(&tcp);
             let conn = match tls {
-                None => stream::spawn(tcp, shared.clone(), None),
+                None => stream::spawn(tcp, ends, shared.clone(), None),
                 Some(acceptor) => {
                     match tokio::time::timeout(shared.partial, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => stream::spawn(tls, shared.clone(), None),
+                        Ok(Ok(tls)) => stream::spawn(tls, ends, shared.clone(), None),
                         _ => {
                             shared
                                 .counters
@@ -335,6 +356,8 @@ pub struct CallsSetup {
     pub events: Option<crate::events::EventSink>,
     /// The gateway's alarms (none: no admin page keeps them).
     pub alarms: Option<Arc<crate::alarms::Alarms>>,
+    /// Where HEP3 copies go (none: capture off).
+    pub capture: Option<crate::config::CaptureSettings>,
 }
 
 /// The SIP side, running: what the node drains when it stops.
@@ -405,6 +428,13 @@ pub async fn start(
         .as_ref()
         .and_then(|b| b.config.pbx_tcp.clone().map(|p| (b.config.pbx_addr, p)));
     let keepalive = calls.as_ref().map(|b| b.config.pbx_keepalive);
+    let capture = match calls.as_ref().and_then(|b| b.capture) {
+        Some(s) => Some(
+            crate::capture::Capture::start(s.hep, s.capture_id, c.capture.clone())
+                .context("starting the HEP3 capture ([capture] hep)")?,
+        ),
+        None => None,
+    };
     let core = Arc::new(Mutex::new(match calls {
         Some(b) => Core::with_calls(
             c.clone(),
@@ -419,6 +449,7 @@ pub async fn start(
                     cdrs: b.cdrs,
                     events: b.events,
                     alarms: b.alarms,
+                    capture: capture.clone(),
                 },
             ),
             b.trust,
@@ -431,6 +462,7 @@ pub async fn start(
         idle: Duration::from_secs(args.idle_timeout),
         partial: Duration::from_secs(args.partial_timeout),
         side: Side::Pbx,
+        capture: capture.clone(),
     };
     let udp = UdpSocket::bind(udp_addr)
         .await
@@ -456,6 +488,7 @@ pub async fn start(
         c.clone(),
         udp_outgoing,
         udp_out,
+        capture,
     ));
     if let (Some(setup), Some(socket)) = (sub, sub_socket) {
         tracing::info!(

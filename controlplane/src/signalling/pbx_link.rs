@@ -31,7 +31,8 @@ pub async fn run(pbx: SocketAddr, shared: Shared, path: PbxPath, dscp: u8, c: Ar
                     "pbx: connected to {pbx} over TCP from {}",
                     local.map_or("?".into(), |l| l.to_string())
                 );
-                let mut conn = stream::spawn(tcp, shared.clone(), None);
+                let ends = stream::ends(&tcp);
+                let mut conn = stream::spawn(tcp, ends, shared.clone(), None);
                 *path.lock().expect("pbx path") = Some(conn.out.clone());
                 let mut ping = tokio::time::interval(PING);
                 ping.tick().await;

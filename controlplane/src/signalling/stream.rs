@@ -17,6 +17,7 @@ use super::counters::{Counters, bump};
 use pbxlink_b2bua::leg::Side;
 use pbxlink_sip::framing::{Frame, StreamFramer};
 use pbxlink_sip::message::Parsed;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -39,6 +40,16 @@ pub struct Shared {
     pub partial: Duration,
     /// Whose connections these are.
     pub side: Side,
+    /// Where copies of the messages go (none: capture off).
+    pub capture: Option<crate::capture::Capture>,
+}
+
+/// A connection's local and far ends (for capture).
+pub type Ends = Option<(SocketAddr, SocketAddr)>;
+
+/// `tcp`'s ends, before TLS wraps it.
+pub fn ends(tcp: &tokio::net::TcpStream) -> Ends {
+    tcp.local_addr().ok().zip(tcp.peer_addr().ok())
 }
 
 /// A running connection.
@@ -66,6 +77,7 @@ pub fn queue(out: &mpsc::Sender<Vec<u8>>, bytes: Vec<u8>, c: &Counters) -> bool 
 /// trunk), else are counted and ignored.
 pub fn spawn<S>(
     stream: S,
+    ends: Ends,
     shared: Shared,
     responses: Option<mpsc::Sender<Box<Parsed>>>,
 ) -> Connection
@@ -74,20 +86,25 @@ where
 {
     let (reader, mut writer) = tokio::io::split(stream);
     let (out, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let capture = shared.capture.clone().zip(ends);
     tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
+            if let Some((c, (local, far))) = &capture {
+                c.sip(*local, *far, pbxlink_hep::Transport::Tcp, &bytes);
+            }
             if writer.write_all(&bytes).await.is_err() {
                 return;
             }
         }
         let _ = writer.shutdown().await;
     });
-    let reader = tokio::spawn(read_loop(reader, out.clone(), shared, responses));
+    let reader = tokio::spawn(read_loop(reader, ends, out.clone(), shared, responses));
     Connection { out, reader }
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
+    ends: Ends,
     out: mpsc::Sender<Vec<u8>>,
     shared: Shared,
     responses: Option<mpsc::Sender<Box<Parsed>>>,
@@ -120,6 +137,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             completed = true;
             let replies = match frame {
                 Ok(Frame::Message(msg)) => {
+                    if let (Some(c), Some((local, far))) = (&shared.capture, ends) {
+                        c.sip(far, local, pbxlink_hep::Transport::Tcp, &msg);
+                    }
                     let inbound = shared.core.lock().expect("core lock").receive(
                         Instant::now(),
                         &msg,

@@ -162,9 +162,10 @@ async fn connect(cfg: &TrunkConfig, target: &Target, shared: &Shared) -> anyhow:
         .await
         .map_err(|_| anyhow::anyhow!("connect timed out"))??;
     let local = tcp.local_addr()?;
+    let ends = stream::ends(&tcp);
     let (tx, rx) = mpsc::channel(64);
     let conn = match target.transport {
-        Wire::Tcp => stream::spawn(tcp, shared.clone(), Some(tx)),
+        Wire::Tcp => stream::spawn(tcp, ends, shared.clone(), Some(tx)),
         Wire::Tls => {
             let config = cfg
                 .tls
@@ -184,7 +185,7 @@ async fn connect(cfg: &TrunkConfig, target: &Target, shared: &Shared) -> anyhow:
                 bump(&shared.counters.tls_handshake_failures);
                 anyhow::anyhow!("TLS handshake failed: {e}")
             })?;
-            stream::spawn(tls, shared.clone(), Some(tx))
+            stream::spawn(tls, ends, shared.clone(), Some(tx))
         }
         Wire::Udp => anyhow::bail!("the cloud trunk runs over TCP or TLS"),
     };

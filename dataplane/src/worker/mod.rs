@@ -451,6 +451,12 @@ impl Core {
             *seen = total;
         }
         let verdict = s.relay.handle(now, socket, src, buf, len);
+        if let Some(copy) = s.relay.take_rtcp_copy() {
+            let id = s.relay.id();
+            if self.channel.events.push(Event::Rtcp { id, copy }).is_err() {
+                self.stats.events_dropped += 1;
+            }
+        }
         if let Some(event) = s.relay.poll_event(now) {
             if let RelayEvent::Latched { socket, .. } = event {
                 self.peer_changes.note(slot, socket);

@@ -63,6 +63,7 @@ impl Calls {
                             cloud_to_lan,
                             networks: self.cfg.networks.clone(),
                             media_timeout: self.cfg.media_timeout,
+                            copy_rtcp: self.capture.is_some(),
                             ..RelaySpec::new(
                                 id,
                                 self.cfg.lan_ip,

@@ -207,6 +207,10 @@ impl Calls {
         self.index.insert((side, call.call_id(side).to_owned()), id);
         self.index
             .insert((side.other(), call.call_id(side.other()).to_owned()), id);
+        if let Some(c) = &self.capture {
+            // One correlation id for both legs' copies: the PBX leg's.
+            c.correlate(call.call_id(Side::Cloud), call.call_id(Side::Pbx));
+        }
         self.active.insert(
             id,
             Active {

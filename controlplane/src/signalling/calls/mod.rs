@@ -165,6 +165,8 @@ pub struct Calls {
     alarms: Option<Arc<crate::alarms::Alarms>>,
     /// The last 15 minutes of ended calls, for the `poor_calls` alarm.
     poor: crate::poor_calls::PoorCalls,
+    /// HEP3 capture (none: off).
+    capture: Option<crate::capture::Capture>,
     /// Records of ended calls waiting for their relay's final counters.
     cdrs_pending: HashMap<u64, Cdr>,
     /// Retransmissions toward a PBX over UDP.
@@ -236,6 +238,8 @@ pub struct RecordSinks {
     pub events: Option<crate::events::EventSink>,
     /// The gateway's alarms (none: no admin page keeps them).
     pub alarms: Option<Arc<crate::alarms::Alarms>>,
+    /// HEP3 capture (none: off): told which Call-IDs are one call's.
+    pub capture: Option<crate::capture::Capture>,
 }
 
 impl Calls {
@@ -252,6 +256,7 @@ impl Calls {
         Self {
             events: records.events,
             alarms: records.alarms,
+            capture: records.capture,
             poor: crate::poor_calls::PoorCalls::new(
                 Instant::now(),
                 cfg.quality.poor_alarm_percent,
@@ -481,6 +486,25 @@ impl Calls {
             && self.plane.backpressure().waiting == 0
     }
 
+    /// A copy of call `id`'s RTCP report to the capture server, with the
+    /// call's correlation id (its PBX leg's Call-ID), from its sender to
+    /// the relay's RTCP port.
+    fn capture_rtcp(&self, id: u64, copy: &pbxlink_dataplane::relay::RtcpCopy) {
+        let (Some(c), Some(a)) = (&self.capture, self.active.get(&id)) else {
+            return;
+        };
+        let Some(json) = crate::capture::rtcp_json(copy.datagram()) else {
+            return;
+        };
+        let port = if copy.from_cloud {
+            a.cloud_port
+        } else {
+            a.lan_port
+        };
+        let to = SocketAddr::new(self.cfg.lan_ip, port.wrapping_add(1));
+        c.rtcp(copy.src, to, a.call.call_id(Side::Pbx), &json);
+    }
+
     /// When the PBX watch next needs the time (none: no watch).
     pub fn next_timeout(&self) -> Option<Instant> {
         let poor = self.poor.poll_timeout(Instant::now());
@@ -493,8 +517,14 @@ impl Calls {
     /// Data-plane events: a media timeout hangs its call up; the workers'
     /// relay counts are printed when they change. The PBX watch's timers.
     pub fn tick(&mut self, now: Instant) {
-        self.ended
-            .retain(|_, at| now.saturating_duration_since(*at) < LINGER);
+        let capture = &self.capture;
+        self.ended.retain(|(_, call_id), at| {
+            let keep = now.saturating_duration_since(*at) < LINGER;
+            if let (false, Some(c)) = (keep, capture) {
+                c.forget(call_id);
+            }
+            keep
+        });
         if let Some(w) = &mut self.watch {
             w.handle_timeout(now);
         }
@@ -508,7 +538,9 @@ impl Calls {
         let pending = &mut self.cdrs_pending;
         let mut finished = Vec::new();
         let mut failed = Vec::new();
+        let mut rtcp = Vec::new();
         self.plane.drain_events(|e| match e {
+            Event::Rtcp { id, copy } => rtcp.push((id, copy)),
             Event::AddFailed { id, reason } => failed.push((id, reason)),
             Event::Worker { worker, stats } => {
                 if let Some(w) = workers.get_mut(worker) {
@@ -565,6 +597,9 @@ impl Calls {
         });
         for cdr in finished {
             self.record(&cdr);
+        }
+        for (id, copy) in rtcp {
+            self.capture_rtcp(id, &copy);
         }
         let after: u64 = self.workers.iter().map(|w| w.relays).sum();
         if after != before {
