@@ -30,6 +30,27 @@ const CLOUD_SIP: u16 = 27_401; // baresip's TLS: 27_402
 const PBX_MEDIA: u16 = 27_500;
 const COLLECTOR: u16 = 27_490;
 
+/// tshark capturing; stopped (SIGINT, so its file is whole) when done
+/// or when the test fails.
+struct Capture(Option<std::process::Child>);
+
+impl Capture {
+    fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 #[test]
 fn a_calls_sip_from_both_sides_and_its_rtcp_reach_the_collector_as_hep3() {
     let work = Workdir::new("hep");
@@ -40,16 +61,18 @@ fn a_calls_sip_from_both_sides_and_its_rtcp_reach_the_collector_as_hep3() {
     // what arrives there.
     let collector = UdpSocket::bind(("127.0.0.1", COLLECTOR)).unwrap();
     let pcap = dir.join("hep.pcap");
-    let mut tshark = Command::new("tshark")
-        .args(["-i", "lo", "-f", &format!("udp dst port {COLLECTOR}"), "-w"])
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tshark runs (tests/run installs it)");
+    let mut tshark = Capture(Some(
+        Command::new("tshark")
+            .args(["-i", "lo", "-f", &format!("udp dst port {COLLECTOR}"), "-w"])
+            .arg(&pcap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark runs (tests/run installs it)"),
+    ));
     // tshark says "Capturing on" once it listens.
     let until = Instant::now() + Duration::from_secs(20);
-    let mut err = tshark.stderr.take().unwrap();
+    let mut err = tshark.0.as_mut().unwrap().stderr.take().unwrap();
     let mut said = Vec::new();
     while !String::from_utf8_lossy(&said).contains("Capturing on") {
         assert!(Instant::now() < until, "tshark did not start capturing");
@@ -88,10 +111,7 @@ fn a_calls_sip_from_both_sides_and_its_rtcp_reach_the_collector_as_hep3() {
     std::thread::sleep(Duration::from_millis(500));
     gw.stop();
     drop(cloud);
-    let _ = Command::new("kill")
-        .args(["-INT", &tshark.id().to_string()])
-        .status();
-    let _ = tshark.wait();
+    tshark.stop();
     drop(collector);
     // Every captured datagram's payload, decoded by hep-js.
     let fields = Command::new("tshark")
