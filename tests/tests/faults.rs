@@ -276,7 +276,10 @@ fn a_full_disk_stops_no_call_and_loses_no_event() {
         told
     });
 
-    // Room again: the next record is written, and the log is whole.
+    // Room again: the next record is written, and the log is whole. The
+    // refusals are counted again here: the diagnostics run above, and the
+    // tunnel's status events meanwhile, were refused too while full.
+    let failures = tunnel("outbox_write_failures");
     std::fs::remove_file(&filler).unwrap();
     place("0644444444");
     wait(
