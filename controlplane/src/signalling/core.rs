@@ -152,7 +152,7 @@ impl Core {
     /// message comes).
     pub fn next_tick(&self, now: Instant) -> Option<Instant> {
         if self.quiet() {
-            self.calls.as_ref().and_then(Calls::next_timeout)
+            self.calls.as_ref().and_then(|c| c.next_timeout(now))
         } else {
             Some(now + TICK)
         }

@@ -505,9 +505,10 @@ impl Calls {
         c.rtcp(copy.src, to, a.call.call_id(Side::Pbx), &json);
     }
 
-    /// When the PBX watch next needs the time (none: no watch).
-    pub fn next_timeout(&self) -> Option<Instant> {
-        let poor = self.poor.poll_timeout(Instant::now());
+    /// When the PBX watch or the poor-calls window next needs the time
+    /// (none: neither does).
+    pub fn next_timeout(&self, now: Instant) -> Option<Instant> {
+        let poor = self.poor.poll_timeout(now);
         match (self.watch.as_ref().map(PbxWatch::poll_timeout), poor) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
