@@ -1,6 +1,7 @@
 //! Load harnesses live here (issue 4); the criterion benches are in `benches/`.
 
 pub mod flood;
+pub mod host;
 pub mod impair;
 pub mod sites;
 pub mod wire;

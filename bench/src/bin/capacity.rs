@@ -24,8 +24,15 @@
 //! behind its schedule, or whose flood sent less than asked, is not a
 //! result: with `--tries N` it is run again (with `--calibrate`, at a
 //! lower flood rate: 70 % of the last, at most 95 % of what the machine
-//! really sent), loss is judged only on a run that is a result, and the
-//! command fails only if no try was one. With `--flood-on-relay-core` the
+//! really sent, and after a generator behind its schedule with 70 % of
+//! the calls, down to a fifth of `--calls`), loss is judged only on a run
+//! that is a result, and the command fails only if no try was one. A run
+//! whose generator fell behind but whose relay held `--max-loss` anyway
+//! is a result for that bound: late calls' packets come in bursts, which
+//! is harsher on the relay, not gentler. Each
+//! run prints the share of the generator's and the relay's cores the
+//! hypervisor stole through its window (`stolen=`): on a shared VM that,
+//! not the relay, is what puts a generator behind. With `--flood-on-relay-core` the
 //! flood comes from a thread of its own on the relay's core instead: its
 //! sending and the kernel's receive work then take that core's time from
 //! the relay (harsher than a flood from the network).
@@ -34,6 +41,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use pbxlink_bench::flood::{Flood, FloodKind, RelayPorts};
+use pbxlink_bench::host::CpuTimes;
 use pbxlink_bench::wire::Wire;
 use pbxlink_dataplane::MasterKey;
 use pbxlink_dataplane::profile::Profile;
@@ -138,7 +146,9 @@ struct Args {
     tries: u32,
     /// With --flood and --tries: each try after one that is not a result
     /// floods at a lower rate (70 % of the last, at most 95 % of what was
-    /// really sent), to find what this machine can send beside its calls.
+    /// really sent), to find what this machine can send beside its calls;
+    /// after one whose generator fell behind, it also carries fewer calls
+    /// (70 % of the last, down to a fifth of --calls).
     #[arg(long)]
     calibrate: bool,
     /// Fail if any target loses more than this share of the calls'
@@ -483,6 +493,9 @@ struct Outcome {
     drops: Option<String>,
     /// The flood, when there was one.
     flood: Option<FloodOutcome>,
+    /// Through the window, the share of the generator's and the target's
+    /// cores the hypervisor took (percent, /proc/stat steal).
+    steal: [f64; 2],
 }
 
 /// What the flood sent in the measured window.
@@ -562,9 +575,15 @@ impl Outcome {
     fn flagged(&self) -> bool {
         self.behind > BEHIND_MAX || self.behind_mean() > BEHIND_MEAN
     }
-    /// Why a flood run is not a result (none: it is).
-    fn not_a_result(&self) -> Option<String> {
-        if self.flagged() {
+    /// Why a flood run is not a result for a loss bound (none: it is).
+    /// A generator behind its schedule sends its calls' packets late and
+    /// then in bursts, which is harsher on the relay, never gentler: a run
+    /// that held the bound all the same is a result for the bound (not
+    /// for latency or calls per core, which its JSON marks invalid); one
+    /// that missed it says nothing of the relay.
+    fn not_a_result(&self, max_loss: Option<f64>) -> Option<String> {
+        let held_anyway = max_loss.is_some_and(|m| self.loss_ratio() <= m && self.bad == 0);
+        if self.flagged() && !held_anyway {
             return Some(format!(
                 "the generator fell behind its schedule (late up to {:.1} ms, {} us on average)",
                 self.behind.as_secs_f64() * 1000.0,
@@ -620,11 +639,12 @@ impl Outcome {
                 "kernel_no_socket": f.no_ports,
             })),
             "valid": !self.flagged(),
+            "steal_percent": {"generator_core": self.steal[0], "target_core": self.steal[1]},
         })
     }
     fn line(&self) -> String {
         format!(
-            "{:<9} calls={} relayed={}/{} loss={:.5} bad={} p50={:.0}us p99={:.0}us p99.9={:.0}us max={:.0}us cpu={:.0}ns/pkt core={:.0}ns/pkt => {:.0} calls/core rss={:.1}MiB generator late max={:.1}ms mean={:.0}us{}",
+            "{:<9} calls={} relayed={}/{} loss={:.5} bad={} p50={:.0}us p99={:.0}us p99.9={:.0}us max={:.0}us cpu={:.0}ns/pkt core={:.0}ns/pkt => {:.0} calls/core rss={:.1}MiB generator late max={:.1}ms mean={:.0}us stolen={:.1}%/{:.1}%{}",
             self.target,
             self.calls,
             self.relayed,
@@ -643,6 +663,8 @@ impl Outcome {
             self.rss_mib,
             self.behind.as_secs_f64() * 1000.0,
             self.behind_mean().as_micros(),
+            self.steal[0],
+            self.steal[1],
             if self.flagged() {
                 " [GENERATOR BEHIND its schedule: not a result]".to_string()
             } else {
@@ -769,6 +791,7 @@ fn run(
     let total = warm + Duration::from_secs(seconds);
     let slices_per_cycle = (PACKET_INTERVAL.as_micros() / SLICE.as_micros()) as usize;
     let mut window: Option<(u64, i128, u64)> = None;
+    let mut window_cores: Option<[CpuTimes; 2]> = None;
     let mut slice = 0u64;
     let mut step = vec![0u32; calls];
     // The generator batches its system calls so that it, not the target,
@@ -798,6 +821,7 @@ fn run(
         if window.is_none() && now >= t0 + warm {
             sink.latency.reset();
             window = Some((process_cpu_ns(pid)?, core_busy_ns(TARGET_CPU)?, o.relayed));
+            window_cores = Some([CpuTimes::core(GENERATOR_CPU), CpuTimes::core(TARGET_CPU)]);
             // The flood starts with the window: every call has latched.
             flood_from = flood
                 .as_ref()
@@ -877,6 +901,12 @@ fn run(
     o.cpu_ns = cpu1 - cpu0;
     o.core_ns = (core1 - core0).max(0) as u64;
     o.window_relayed = relayed1 - relayed0;
+    if let Some([g, t]) = window_cores {
+        o.steal = [
+            g.steal_percent(&CpuTimes::core(GENERATOR_CPU)),
+            t.steal_percent(&CpuTimes::core(TARGET_CPU)),
+        ];
+    }
     o.rss_mib = rss_mib(pid);
     let tail = Instant::now() + Duration::from_millis(300);
     while Instant::now() < tail {
@@ -1043,7 +1073,7 @@ fn main() -> anyhow::Result<()> {
     // the target: that is the failure, not its loss. It exits with its own
     // status, so a caller may measure again when the host is calmer.
     for o in &outcomes {
-        if let Some(why) = o.not_a_result().filter(|_| o.flood.is_some()) {
+        if let Some(why) = o.not_a_result(args.max_loss).filter(|_| o.flood.is_some()) {
             eprintln!(
                 "Error: {}: no run of {} was a result on this machine; the last: {why} (exit status {NO_RESULT_EXIT})",
                 o.target, args.tries
@@ -1076,9 +1106,10 @@ fn main() -> anyhow::Result<()> {
 /// is printed.
 fn run_to_a_result(args: &Args, wire: &Wire, target: &str) -> anyhow::Result<Outcome> {
     let mut rate = args.flood_rate;
+    let mut calls = args.calls;
     let mut attempt = 1;
     loop {
-        let o = run(args, wire, target, args.calls, args.seconds, rate)?;
+        let o = run(args, wire, target, calls, args.seconds, rate)?;
         println!("{}", o.line());
         if let Some(f) = &o.flood {
             println!(
@@ -1094,8 +1125,14 @@ fn run_to_a_result(args: &Args, wire: &Wire, target: &str) -> anyhow::Result<Out
                 o.drops.as_deref().unwrap_or("not reported by this target"),
             );
         }
-        let why = match (&o.flood, o.not_a_result()) {
+        let why = match (&o.flood, o.not_a_result(args.max_loss)) {
             (Some(_), Some(why)) => why,
+            (Some(_), None) if o.flagged() => {
+                println!(
+                    "  a result for the loss bound though the generator fell behind: its calls' packets came late and in bursts, and the relay still lost none past the bound (not a result for latency or calls per core)"
+                );
+                return Ok(o);
+            }
             _ => return Ok(o),
         };
         if attempt >= args.tries {
@@ -1105,10 +1142,15 @@ fn run_to_a_result(args: &Args, wire: &Wire, target: &str) -> anyhow::Result<Out
         if args.calibrate {
             let lower = (rate as f64 * 0.7).min(achieved * 0.95);
             rate = ((lower / 1000.0).floor() * 1000.0).max(1000.0) as u64;
+            // A generator behind its schedule is the calls' load as much
+            // as the flood's: the generator sends and checks both.
+            if o.flagged() {
+                calls = (calls * 7 / 10).max(args.calls.div_ceil(5)).max(1);
+            }
         }
         println!(
-            "  try {attempt} of {} is not a result ({why}); trying again at {rate}/s",
-            args.tries
+            "  try {attempt} of {} is not a result ({why}; the hypervisor took {:.0} % of the generator's core and {:.0} % of the relay's); trying again with {calls} calls at {rate}/s",
+            args.tries, o.steal[0], o.steal[1]
         );
         attempt += 1;
     }

@@ -21,6 +21,7 @@
 
 use anyhow::{Context, ensure};
 use clap::Parser;
+use pbxlink_bench::host::CpuTimes;
 use pbxlink_bench::sites::{ADMIN_TOKEN, Sites, get, post};
 use pbxlink_tests::http;
 use serde_json::{Value, json};
@@ -140,30 +141,6 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("status", "VmRSS:"), field("smaps_rollup", "Pss:"))
 }
 
-/// Host CPU time (busy, all, stolen by the hypervisor) in clock ticks,
-/// from /proc/stat.
-fn host_cpu() -> (u64, u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let all: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (all - idle, all, v.get(7).copied().unwrap_or(0))
-}
-
-/// The share of the host's CPU time the hypervisor took between two
-/// [`host_cpu`] readings (percent): time a guest's runnable thread waits
-/// with no fault of its own.
-fn steal_percent(from: (u64, u64, u64), to: (u64, u64, u64)) -> f64 {
-    (to.2 - from.2) as f64 * 100.0 / (to.1 - from.1).max(1) as f64
-}
-
 /// One measured window of a set of processes.
 #[derive(Debug, Clone)]
 struct Window {
@@ -177,11 +154,11 @@ struct Window {
 
 fn measure(pids: &[u32], seconds: u64) -> Window {
     let before: Vec<Sample> = pids.iter().map(|&p| sample(p)).collect();
-    let host0 = host_cpu();
+    let host0 = CpuTimes::now();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
     let secs = t0.elapsed().as_secs_f64();
-    let host1 = host_cpu();
+    let host1 = CpuTimes::now();
     let per = pids
         .iter()
         .zip(&before)
@@ -195,8 +172,8 @@ fn measure(pids: &[u32], seconds: u64) -> Window {
         .collect();
     Window {
         per,
-        host_busy: (host1.0 - host0.0) as f64 * 100.0 / (host1.1 - host0.1).max(1) as f64,
-        steal: steal_percent(host0, host1),
+        host_busy: host0.busy_percent(&host1),
+        steal: host0.steal_percent(&host1),
     }
 }
 
@@ -303,7 +280,7 @@ fn main() -> anyhow::Result<()> {
     let ramp = Duration::from_millis(1000 * total as u64 / args.rate);
     let hold = ramp.as_secs() + 10 + args.seconds + 5;
     let gap = Duration::from_micros(1_000_000 / args.rate);
-    let host0 = host_cpu();
+    let host0 = CpuTimes::now();
     let t0 = Instant::now();
     let mut placed = 0usize;
     let mut refused = Vec::new();
@@ -336,7 +313,7 @@ fn main() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let setup_steal = steal_percent(host0, host_cpu());
+    let setup_steal = host0.steal_percent(&CpuTimes::now());
     println!(
         "  {placed} calls placed at {} a second; {connected} connected after {:.1} s (CPU time stolen by the hypervisor meanwhile: {setup_steal:.1} %)",
         args.rate,
