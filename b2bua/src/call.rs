@@ -115,6 +115,9 @@ pub struct PayloadTypes {
     pub pbx_telephone_event: Option<u8>,
     /// …and from the cloud (the PBX's number).
     pub cloud_telephone_event: Option<u8>,
+    /// The voice codec's encoding name (`PCMA`, `G729`, `opus`, …; empty:
+    /// not known): see [`PayloadTypes::codec_of`].
+    pub codec: String,
 }
 
 impl PayloadTypes {
@@ -137,7 +140,42 @@ impl PayloadTypes {
             to_pbx: types(pbx_sdp),
             pbx_telephone_event: te(cloud_sdp),
             cloud_telephone_event: te(pbx_sdp),
+            codec: Self::codec_of(pbx_sdp, cloud_sdp),
         }
+    }
+
+    /// The voice codec both descriptions carry: of the one that lists
+    /// fewer audio formats (the answer, as a rule; the PBX's on a tie),
+    /// the first whose encoding the other lists too, leaving out
+    /// telephone-event, comfort noise and redundancy. None in common: that
+    /// list's first voice format (or the other's, when it has none).
+    pub fn codec_of(pbx_sdp: &Sdp, cloud_sdp: &Sdp) -> String {
+        let (Some((_, p)), Some((_, c))) = (pbx_sdp.audio(), cloud_sdp.audio()) else {
+            return String::new();
+        };
+        let (first, other) = if c.formats.len() < p.formats.len() {
+            (c, p)
+        } else {
+            (p, c)
+        };
+        let voice = |m: &sdp::Media| -> Vec<String> {
+            m.formats
+                .iter()
+                .filter_map(|f| m.encoding(f.parse().ok()?))
+                .filter(|n| {
+                    !["telephone-event", "CN", "red"]
+                        .iter()
+                        .any(|x| n.eq_ignore_ascii_case(x))
+                })
+                .collect()
+        };
+        let (ours, theirs) = (voice(first), voice(other));
+        ours.iter()
+            .find(|n| theirs.iter().any(|t| t.eq_ignore_ascii_case(n)))
+            .or(ours.first())
+            .or(theirs.first())
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -1572,6 +1610,31 @@ mod tests {
     }
 
     #[test]
+    fn the_codec_is_the_answers_first_voice_format_both_ends_list() {
+        let sdp_with = |m: &str, maps: &str| {
+            sdp::parse(format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP {m}\r\n{maps}").as_bytes()).unwrap()
+        };
+        let te = "a=rtpmap:101 telephone-event/8000\r\n";
+        let offer = sdp_with("0 8 18 101", te);
+        let answer = sdp_with("8 101", te);
+        assert_eq!(PayloadTypes::codec_of(&offer, &answer), "PCMA");
+        assert_eq!(PayloadTypes::codec_of(&answer, &offer), "PCMA");
+        let g729 = sdp_with("18 13 101", te);
+        assert_eq!(
+            PayloadTypes::codec_of(&offer, &g729),
+            "G729",
+            "CN is no codec"
+        );
+        let opus = sdp_with("96 101", &format!("a=rtpmap:96 opus/48000/2\r\n{te}"));
+        assert_eq!(
+            PayloadTypes::codec_of(&opus, &offer),
+            "opus",
+            "nothing in common: the shorter list's first"
+        );
+        assert_eq!(PayloadTypes::codec_of(&sdp_with("101", te), &offer), "PCMU");
+    }
+
+    #[test]
     fn the_user_part_leaves_out_a_password_and_parameters() {
         assert_eq!(user_of("sip:2001@pbx.example;user=phone"), "2001");
         assert_eq!(user_of("sip:sips:201@127.0.0.1"), "sips", "user:password");
@@ -2070,6 +2133,7 @@ mod tests {
                 to_pbx: vec![8, 101],
                 pbx_telephone_event: Some(101),
                 cloud_telephone_event: Some(101),
+                codec: "PCMA".into(),
             },
             "only what each end receives passes"
         );

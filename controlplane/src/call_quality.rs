@@ -25,6 +25,9 @@ pub struct CallQuality {
     pub to_cloud: Score,
     /// Cloud → PBX.
     pub to_pbx: Score,
+    /// The codec figures (G.113 Appendix I) the scores were rated with
+    /// ([`crate::emodel::Codec::of_encoding`]).
+    pub rated_as: &'static str,
 }
 
 /// One direction of a call rated by the G.107 E-model ([`crate::emodel`])
@@ -34,9 +37,10 @@ pub struct CallQuality {
 /// jitter_buffer_ms`) would discard as late, at the worse hop's jitter
 /// ([`crate::emodel::late_discard_percent`]); and a one-way delay of half
 /// of both legs' round trips (a leg with no round trip counts nothing)
-/// plus that buffer plus one 20 ms packet. The codec is taken as G.711
-/// with packet-loss concealment (Ie 0, Bpl 25.1). Everything else keeps
-/// G.107's defaults.
+/// plus that buffer plus one 20 ms packet. The codec's impairment and loss
+/// robustness are G.113 Appendix I's for the call's codec (G.711 with
+/// concealment, Ie 0 and Bpl 25.1, for one not in its table). Everything
+/// else keeps G.107's defaults.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Score {
     /// The network's loss, percent (both hops).
@@ -65,6 +69,7 @@ impl Score {
         sent: u64,
         rtt_ms: [Option<Spread>; 2],
         model: &QualitySettings,
+        codec: crate::emodel::Codec,
     ) -> Self {
         let first = inbound.loss_percent.clamp(0.0, 100.0) / 100.0;
         let second = outbound
@@ -92,7 +97,7 @@ impl Score {
             delay_ms,
             loss_percent: unheard * 100.0,
             burst_ratio: 1.0,
-            codec: crate::emodel::Codec::G711_PLC,
+            codec,
         });
         Self {
             loss_percent: r2(loss_percent),
@@ -224,9 +229,11 @@ impl CallQuality {
         self.to_cloud.mos < poor_mos || self.to_pbx.mos < poor_mos
     }
 
-    /// From a relay's figures. The stream the gateway sends a far end is
-    /// the other far end's, so its clock is that one's.
-    pub fn of(stats: &RelayStats, model: &QualitySettings) -> Self {
+    /// From a relay's figures and the call's codec (its SDP encoding
+    /// name). The stream the gateway sends a far end is the other far
+    /// end's, so its clock is that one's.
+    pub fn of(stats: &RelayStats, model: &QualitySettings, codec: &str) -> Self {
+        let (model_codec, rated_as) = crate::emodel::Codec::of_encoding(codec);
         let pbx_leg = Leg::of(
             &stats.from_pbx,
             &stats.pbx_leg,
@@ -245,6 +252,7 @@ impl CallQuality {
                 stats.lan_to_cloud.rtp_out,
                 rtt,
                 model,
+                model_codec,
             ),
             to_pbx: Score::of(
                 &cloud_leg.inbound,
@@ -252,9 +260,11 @@ impl CallQuality {
                 stats.cloud_to_lan.rtp_out,
                 rtt,
                 model,
+                model_codec,
             ),
             pbx_leg,
             cloud_leg,
+            rated_as,
         }
     }
 }
@@ -403,7 +413,7 @@ mod tests {
             },
             ..RelayStats::default()
         };
-        let q = CallQuality::of(&stats, &QualitySettings::default());
+        let q = CallQuality::of(&stats, &QualitySettings::default(), "PCMA");
         let cloud_in = q.cloud_leg.inbound;
         assert_eq!(
             (cloud_in.packets, cloud_in.lost, cloud_in.late),
@@ -485,6 +495,7 @@ mod tests {
                 ..RelayStats::default()
             },
             &QualitySettings::default(),
+            "PCMA",
         );
         for s in [q.to_cloud, q.to_pbx] {
             assert_eq!(
@@ -514,6 +525,7 @@ mod tests {
                     ..RelayStats::default()
                 },
                 &QualitySettings::default(),
+                "PCMA",
             )
             .to_pbx
         };
@@ -522,5 +534,27 @@ mod tests {
         println!("3 % alone: {fair:?}; with 30 ms of jitter: {poor:?}");
         assert!(fair.mos > 3.9 && fair.late_percent == 0.0, "{fair:?}");
         assert!(poor.mos < 3.6, "{poor:?}");
+    }
+
+    #[test]
+    fn the_calls_codec_sets_its_impairment() {
+        let clean = StreamSummary {
+            clock_rate_hz: 8000,
+            received: 500,
+            expected: 500,
+            ..StreamSummary::default()
+        };
+        let stats = RelayStats {
+            from_pbx: clean,
+            from_cloud: clean,
+            ..RelayStats::default()
+        };
+        let g711 = CallQuality::of(&stats, &QualitySettings::default(), "PCMU");
+        let g729 = CallQuality::of(&stats, &QualitySettings::default(), "G729");
+        assert_eq!(g729.rated_as, "G.729A with VAD");
+        assert!((g711.to_pbx.r - g729.to_pbx.r - 11.0).abs() < 0.02, "Ie 11");
+        let wide = CallQuality::of(&stats, &QualitySettings::default(), "G722");
+        assert_eq!(wide.to_pbx, g711.to_pbx);
+        assert!(wide.rated_as.contains("rated as G.711"));
     }
 }

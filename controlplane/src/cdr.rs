@@ -40,6 +40,9 @@ pub struct Cdr {
     pub from: String,
     /// The callee (user part of the Request-URI).
     pub to: String,
+    /// The voice codec's SDP encoding name (`PCMA`, `G729`, …; empty: no
+    /// media was agreed).
+    pub codec: String,
     /// When the INVITE arrived (RFC 3339, UTC).
     pub start: String,
     /// When it was answered, if it was.
@@ -161,6 +164,7 @@ mod tests {
             cloud_call_id: "b@pbxlink".into(),
             from: "201".into(),
             to: "4420".into(),
+            codec: "PCMA".into(),
             start: rfc3339(UNIX_EPOCH),
             answer: None,
             end: rfc3339(UNIX_EPOCH),

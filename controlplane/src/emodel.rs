@@ -30,6 +30,34 @@ pub struct Codec {
 impl Codec {
     /// G.711 with packet-loss concealment (G.113 I.3: Ie 0, Bpl 25.1).
     pub const G711_PLC: Codec = Codec { ie: 0.0, bpl: 25.1 };
+    /// G.729A with VAD (G.113 I.3: Ie 11, Bpl 19.0).
+    pub const G729A: Codec = Codec {
+        ie: 11.0,
+        bpl: 19.0,
+    };
+    /// G.723.1 at 6.3 kbit/s with VAD (G.113 I.3: Ie 15, Bpl 16.1).
+    pub const G723_1: Codec = Codec {
+        ie: 15.0,
+        bpl: 16.1,
+    };
+
+    /// The G.113 Appendix I figures for an SDP encoding name, and what
+    /// they are: G.711 (PCMA, PCMU) with concealment, G.729 as G.729A with
+    /// VAD, G.723.1 at 6.3 kbit/s. Any other codec (G.722, opus: wideband,
+    /// which this narrowband model does not rate; or one G.113 gives no
+    /// loss robustness for) is rated as G.711 with concealment, and said so.
+    pub fn of_encoding(name: &str) -> (Codec, &'static str) {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("PCMA") || is("PCMU") {
+            (Self::G711_PLC, "G.711 with PLC")
+        } else if is("G729") || is("G729A") {
+            (Self::G729A, "G.729A with VAD")
+        } else if is("G723") {
+            (Self::G723_1, "G.723.1 6.3 kbit/s")
+        } else {
+            (Self::G711_PLC, "not in G.113: rated as G.711 with PLC")
+        }
+    }
 }
 
 // Table 1 defaults.
@@ -212,11 +240,6 @@ mod tests {
 
     /// G.711 without concealment (G.113 I.3: Bpl 4.3).
     const G711: Codec = Codec { ie: 0.0, bpl: 4.3 };
-    /// G.729A with VAD (Ie 11, Bpl 19).
-    const G729A: Codec = Codec {
-        ie: 11.0,
-        bpl: 19.0,
-    };
 
     #[test]
     fn loss_costs_by_the_codecs_robustness() {
@@ -227,7 +250,18 @@ mod tests {
         // Without concealment the same loss costs far more.
         assert!(at(0.0, 2.0, G711) < lossy - 15.0);
         // G.729A's own impairment.
-        assert!((base - at(0.0, 0.0, G729A) - 11.0).abs() < 1e-9);
+        assert!((base - at(0.0, 0.0, Codec::G729A) - 11.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_sdp_encoding_finds_its_g113_figures_or_says_it_is_rated_as_g711() {
+        assert_eq!(Codec::of_encoding("pcma").0, Codec::G711_PLC);
+        assert_eq!(Codec::of_encoding("G729").0, Codec::G729A);
+        assert_eq!(Codec::of_encoding("G723").0, Codec::G723_1);
+        let (c, why) = Codec::of_encoding("opus");
+        assert_eq!(c, Codec::G711_PLC);
+        assert!(why.contains("rated as G.711"), "{why}");
+        assert!(at(0.0, 1.0, Codec::G729A) < at(0.0, 1.0, Codec::G711_PLC) - 11.0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod events;
 mod http_error;
 mod https;
 mod latency;
+mod live_calls;
 mod node;
 mod node_control;
 mod onboarding;

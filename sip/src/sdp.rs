@@ -218,6 +218,36 @@ impl Media {
         })
     }
 
+    /// The encoding name of payload type `pt`: its `a=rtpmap`, else the
+    /// static assignment of RFC 3551 Table 4 (none: dynamic and unmapped,
+    /// or unassigned).
+    pub fn encoding(&self, pt: u8) -> Option<String> {
+        let mapped = self.attrs("rtpmap").find_map(|v| {
+            let (p, rest) = v.split_once(' ')?;
+            (p.parse::<u8>().ok()? == pt).then(|| rest.split('/').next().unwrap_or("").trim())
+        });
+        if let Some(name) = mapped.filter(|n| !n.is_empty()) {
+            return Some(name.to_owned());
+        }
+        let name = match pt {
+            0 => "PCMU",
+            3 => "GSM",
+            4 => "G723",
+            5 | 6 | 16 | 17 => "DVI4",
+            7 => "LPC",
+            8 => "PCMA",
+            9 => "G722",
+            10 | 11 => "L16",
+            12 => "QCELP",
+            13 => "CN",
+            14 => "MPA",
+            15 => "G728",
+            18 => "G729",
+            _ => return None,
+        };
+        Some(name.to_owned())
+    }
+
     fn without(&mut self, kind: char, attr: Option<&str>) {
         self.lines.retain(|l| {
             if l.kind != kind {
@@ -507,6 +537,19 @@ mod tests {
             !format!("{crypto:?}").contains("NzB4"),
             "Debug never shows keys"
         );
+    }
+
+    #[test]
+    fn a_payload_types_encoding_is_its_rtpmap_or_its_static_assignment() {
+        let text = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18 0 96 97 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:97 \r\na=rtpmap:101 telephone-event/8000\r\n";
+        let sdp = parse(text.as_bytes()).unwrap();
+        let (_, m) = sdp.audio().unwrap();
+        assert_eq!(m.encoding(18).as_deref(), Some("G729"), "static, no rtpmap");
+        assert_eq!(m.encoding(0).as_deref(), Some("PCMU"));
+        assert_eq!(m.encoding(96).as_deref(), Some("opus"));
+        assert_eq!(m.encoding(97), None, "an empty rtpmap names nothing");
+        assert_eq!(m.encoding(101).as_deref(), Some("telephone-event"));
+        assert_eq!(m.encoding(120), None, "dynamic and unmapped");
     }
 
     #[test]

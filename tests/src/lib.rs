@@ -5,6 +5,7 @@
 
 pub mod baresip;
 pub mod bencode;
+pub mod browser;
 pub mod capture;
 pub mod cloudsim;
 pub mod corpus;

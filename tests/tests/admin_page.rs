@@ -17,13 +17,12 @@ use pbxlink_tests::cloudsim::CloudSim;
 use pbxlink_tests::coturn::Stun;
 use pbxlink_tests::gateway::{Gateway, workspace_binary};
 use pbxlink_tests::http;
-use pbxlink_tests::lines::Lines;
 use pbxlink_tests::pbxsim::PbxSim;
 use pbxlink_tests::rig::Workdir;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const GW_SIP: u16 = 23_900;
@@ -48,13 +47,7 @@ fn at(port: u16) -> SocketAddr {
 }
 
 fn artifacts() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let dir = target.join("test-artifacts/admin-page");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    pbxlink_tests::browser::artifacts("admin-page")
 }
 
 /// The configuration an installer's gateway ships with: where it is, its
@@ -123,23 +116,8 @@ fn pcap_packets(pcap: &[u8]) -> (Vec<String>, usize) {
     (sip, rtp)
 }
 
-/// npm's playwright-core, installed by tests/run into tests/browser.
-fn browser_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run ./tests/run (it installs chromium and npm's playwright-core)"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "/usr/bin/chromium is missing: run ./tests/run (it installs Debian's chromium)"
-    );
-    dir
-}
-
 #[test]
 fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
-    let browser = browser_dir();
     let out = artifacts();
     let work = Workdir::new("admin-page");
     let cloud = CloudSim::start_with(
@@ -180,20 +158,15 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
     );
     gw.wait_for("admin: page on https://", Duration::from_secs(10));
 
-    let mut node = Command::new("node")
-        .arg(browser.join("wizard.mjs"))
-        .current_dir(&browser)
-        .env("PBXLINK_PAGE", format!("https://{}/", at(ADMIN_HTTPS)))
-        .env("PBXLINK_CSTA_PORT", CSTA.to_string())
-        .env("PBXLINK_ARTIFACTS", &out)
-        .env("PBXLINK_DEAD_STUN", at(DEAD_STUN).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs");
-    let said = Lines::default();
-    said.capture(node.stdout.take().unwrap());
-    said.capture(node.stderr.take().unwrap());
+    let mut node = pbxlink_tests::browser::Script::start(
+        "wizard.mjs",
+        &[
+            ("PBXLINK_PAGE", format!("https://{}/", at(ADMIN_HTTPS))),
+            ("PBXLINK_CSTA_PORT", CSTA.to_string()),
+            ("PBXLINK_ARTIFACTS", out.display().to_string()),
+            ("PBXLINK_DEAD_STUN", at(DEAD_STUN).to_string()),
+        ],
+    );
 
     // The PBX step's settings: the gateway starts again as a gateway, and
     // the PBX (as configured by its installer) pushes its users.
@@ -203,11 +176,11 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
         .iter()
         .any(|l| l.contains("users: user-config API on"))
     {
-        let ended = node.try_wait().unwrap();
+        let ended = node.ended();
         assert!(
             ended.is_none() && Instant::now() < deadline,
             "the gateway never ran with the PBX step's settings ({ended:?}):\n{}\n--- gateway ---\n{}",
-            said.all().join("\n"),
+            node.said(),
             gw.output().join("\n")
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -228,7 +201,7 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
     // A call while the browser's trace runs.
     let deadline = Instant::now() + Duration::from_secs(180);
     while !gw.output().iter().any(|l| l.contains("trace: capturing")) {
-        if node.try_wait().unwrap().is_some() || Instant::now() > deadline {
+        if node.ended().is_some() || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -239,29 +212,9 @@ fn chromium_walks_the_wizard_to_onboarding_complete_and_downloads_the_logs() {
     );
     assert!(placed["call"].is_u64(), "{placed}");
 
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(s) = node.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = node.kill();
-            panic!(
-                "the browser test did not finish:\n{}",
-                said.all().join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    std::thread::sleep(Duration::from_millis(200));
-    let browser_said = said.all().join("\n");
-    println!("{browser_said}");
-    assert!(
-        status.success(),
-        "the browser walk failed:\n{browser_said}\n--- gateway ---\n{}",
-        gw.output().join("\n")
-    );
-    assert!(browser_said.contains("browser: passed"));
+    let _said = node.passes(Duration::from_secs(240), || {
+        format!("--- gateway ---\n{}", gw.output().join("\n"))
+    });
 
     // Each step's screenshot is an artefact.
     let shots: Vec<String> = std::fs::read_dir(&out)

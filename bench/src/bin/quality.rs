@@ -91,6 +91,59 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
+/// One call's figures (a record's, or the live view's): the cloud leg's
+/// inbound way degraded by the impairment's jitter, the PBX leg clean,
+/// the direction toward the PBX poor and the other not. Prints them;
+/// returns the cloud leg's lost and expected packets.
+fn judge(label: &str, q: &Value, args: &Args, problems: &mut Vec<String>) -> (i64, i64) {
+    let cloud_in = &q["cloud_leg"]["inbound"];
+    let pbx_in = &q["pbx_leg"]["inbound"];
+    let packets = cloud_in["packets"].as_i64().unwrap_or(0);
+    let l = cloud_in["lost"].as_i64().unwrap_or(0);
+    println!(
+        "  {label}: cloud leg in: {} packets, lost {} ({} %), out of order {}, jitter {} ms on average (at the end {}, at most {}); PBX leg in: lost {} ({} %), jitter {} ms; MOS to PBX {} (R {}, late in the buffer {} %), to cloud {}",
+        packets,
+        l,
+        cloud_in["loss_percent"],
+        cloud_in["late"],
+        cloud_in["jitter_avg_ms"],
+        cloud_in["jitter_ms"],
+        cloud_in["jitter_max_ms"],
+        pbx_in["lost"],
+        pbx_in["loss_percent"],
+        pbx_in["jitter_avg_ms"],
+        q["to_pbx"]["mos"],
+        q["to_pbx"]["r"],
+        q["to_pbx"]["late_percent"],
+        q["to_cloud"]["mos"],
+    );
+    let jitter = f(&cloud_in["jitter_avg_ms"]);
+    let want = f64::from(args.jitter_ms);
+    if (jitter - want).abs() > want * args.jitter_tolerance || jitter.is_nan() {
+        problems.push(format!(
+            "{label}: the cloud-leg jitter {jitter} ms is not within {} % of {want} ms",
+            args.jitter_tolerance * 100.0
+        ));
+    }
+    if pbx_in["lost"].as_i64() != Some(0) || f(&pbx_in["jitter_avg_ms"]) > 5.0 {
+        problems.push(format!("{label}: the PBX leg was not clean: {pbx_in}"));
+    }
+    let (to_pbx, to_cloud) = (f(&q["to_pbx"]["mos"]), f(&q["to_cloud"]["mos"]));
+    if to_pbx.is_nan() || to_pbx >= 3.6 {
+        problems.push(format!(
+            "{label}: the MOS toward the PBX is {} (not under 3.6)",
+            q["to_pbx"]["mos"]
+        ));
+    }
+    if to_cloud.is_nan() || to_cloud < 4.0 {
+        problems.push(format!(
+            "{label}: the clean direction rated {} (under 4.0)",
+            q["to_cloud"]["mos"]
+        ));
+    }
+    (l, packets + l)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!((1..=25).contains(&args.calls), "--calls: 1 to 25");
@@ -128,6 +181,20 @@ fn main() -> anyhow::Result<()> {
         "  {} call(s) placed for {} s each",
         args.calls, args.seconds
     );
+    // The admin page's live view near the calls' end: one read starts the
+    // relays' figures coming, the next (two seconds on) has them.
+    std::thread::sleep(Duration::from_secs(args.seconds.saturating_sub(15).max(5)));
+    let view = || {
+        pbxlink_tests::http::get_with_token(
+            site.admin(),
+            "/api/calls",
+            pbxlink_bench::sites::ADMIN_TOKEN,
+        )
+        .json
+    };
+    view();
+    std::thread::sleep(Duration::from_secs(2));
+    let live = view();
     let records = records(
         &args.dir,
         args.calls,
@@ -155,55 +222,45 @@ fn main() -> anyhow::Result<()> {
     let mut problems = Vec::new();
     let (mut lost, mut expected) = (0i64, 0i64);
     for r in &records {
-        let q = &r["quality"];
-        let cloud_in = &q["cloud_leg"]["inbound"];
-        let pbx_in = &q["pbx_leg"]["inbound"];
-        let packets = cloud_in["packets"].as_i64().unwrap_or(0);
-        let l = cloud_in["lost"].as_i64().unwrap_or(0);
-        lost += l;
-        expected += packets + l;
-        println!(
-            "  call {}: cloud leg in: {} packets, lost {} ({} %), out of order {}, jitter {} ms on average (at the end {}, at most {}); PBX leg in: lost {} ({} %), jitter {} ms; MOS to PBX {} (R {}, late in the buffer {} %), to cloud {}",
-            r["call"],
-            packets,
-            l,
-            cloud_in["loss_percent"],
-            cloud_in["late"],
-            cloud_in["jitter_avg_ms"],
-            cloud_in["jitter_ms"],
-            cloud_in["jitter_max_ms"],
-            pbx_in["lost"],
-            pbx_in["loss_percent"],
-            pbx_in["jitter_avg_ms"],
-            q["to_pbx"]["mos"],
-            q["to_pbx"]["r"],
-            q["to_pbx"]["late_percent"],
-            q["to_cloud"]["mos"],
+        let (l, e) = judge(
+            &format!("call {}", r["call"]),
+            &r["quality"],
+            &args,
+            &mut problems,
         );
-        let jitter = f(&cloud_in["jitter_avg_ms"]);
-        let want = f64::from(args.jitter_ms);
-        if (jitter - want).abs() > want * args.jitter_tolerance || jitter.is_nan() {
-            problems.push(format!(
-                "a call's cloud-leg jitter {jitter} ms is not within {} % of {want} ms",
-                args.jitter_tolerance * 100.0
-            ));
-        }
-        if pbx_in["lost"].as_i64() != Some(0) || f(&pbx_in["jitter_avg_ms"]) > 5.0 {
-            problems.push(format!("a call's PBX leg was not clean: {pbx_in}"));
-        }
-        let (to_pbx, to_cloud) = (f(&q["to_pbx"]["mos"]), f(&q["to_cloud"]["mos"]));
-        if to_pbx.is_nan() || to_pbx >= 3.6 {
-            problems.push(format!(
-                "a call's MOS toward the PBX is {} (not under 3.6)",
-                q["to_pbx"]["mos"]
-            ));
-        }
-        if to_cloud.is_nan() || to_cloud < 4.0 {
-            problems.push(format!(
-                "a call's clean direction rated {} (under 4.0)",
-                q["to_cloud"]["mos"]
-            ));
-        }
+        lost += l;
+        expected += e;
+    }
+    // The live view read while the calls were up shows the same: its own
+    // figures, judged alike (the loss over its calls so far).
+    let (mut live_lost, mut live_expected) = (0i64, 0i64);
+    for c in live["calls"].as_array().into_iter().flatten() {
+        let (l, e) = judge(
+            &format!("live view, call {} at {} s", c["call"], c["duration_s"]),
+            &c["quality"],
+            &args,
+            &mut problems,
+        );
+        live_lost += l;
+        live_expected += e;
+    }
+    let live_loss = live_lost as f64 * 100.0 / live_expected.max(1) as f64;
+    println!(
+        "  live view: {} call(s) up, {live_lost} of {live_expected} lost on the cloud leg so far ({live_loss:.2} %)",
+        live["calls"].as_array().map_or(0, Vec::len)
+    );
+    if live["calls"].as_array().map_or(0, Vec::len) != args.calls {
+        problems.push(format!(
+            "the live view listed {} call(s), not {}",
+            live["calls"].as_array().map_or(0, Vec::len),
+            args.calls
+        ));
+    }
+    if (live_loss - args.loss).abs() > args.loss_tolerance {
+        problems.push(format!(
+            "the live view's cloud-leg loss {live_loss:.2} % is not within {} points of {} %",
+            args.loss_tolerance, args.loss
+        ));
     }
     let loss = lost as f64 * 100.0 / expected.max(1) as f64;
     println!(

@@ -44,6 +44,17 @@ async fn sync_now(State(s): State<AdminState>, _: auth::Commander) -> Response {
     }
 }
 
+/// `GET /api/calls`: the live view ([`crate::live_calls`]). The first
+/// look in a while waits for the calls' core to list the calls afresh
+/// (it ticks every 100 ms while calls are up), and the figures follow
+/// within a second.
+async fn calls(State(s): State<AdminState>, _: auth::SignedIn) -> Json<Value> {
+    if !s.admin.live.watch(std::time::Instant::now()) {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    Json(s.admin.live.json())
+}
+
 async fn counters(State(s): State<AdminState>, _: auth::SignedIn) -> Json<Value> {
     let mut all: Map<String, Value> = s
         .counters
@@ -250,6 +261,7 @@ pub(super) fn api_routes() -> axum::Router<AdminState> {
         )
         .route("/api/alarms", get(diagnostics::alarms))
         .route("/api/counters", get(counters))
+        .route("/api/calls", get(calls))
         .route("/api/users", get(users))
         .route("/api/users/{dn}", get(user))
         .route("/api/cti", get(cti_status))

@@ -11,7 +11,12 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
+/// The live view's script (`/calls.js`, after `app.js`).
+const CALLS_SCRIPT: &str = include_str!("page/calls.js");
 const STYLE: &str = include_str!("page/app.css");
+/// uPlot, the live view's charts (`page/vendor/README.md`).
+const CHART_SCRIPT: &str = include_str!("page/vendor/uPlot.iife.min.js");
+const CHART_STYLE: &str = include_str!("page/vendor/uPlot.min.css");
 
 fn asset(body: &'static str, kind: &'static str) -> Response {
     let mut r = body.into_response();
@@ -52,4 +57,19 @@ pub async fn script() -> Response {
 /// `GET /app.css`.
 pub async fn style() -> Response {
     asset(STYLE, "text/css; charset=utf-8")
+}
+
+/// `GET /calls.js`.
+pub async fn calls_script() -> Response {
+    asset(CALLS_SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// `GET /vendor/uplot.js`.
+pub async fn chart_script() -> Response {
+    asset(CHART_SCRIPT, "text/javascript; charset=utf-8")
+}
+
+/// `GET /vendor/uplot.css`.
+pub async fn chart_style() -> Response {
+    asset(CHART_STYLE, "text/css; charset=utf-8")
 }

@@ -142,6 +142,7 @@ pub fn serve(args: &SipListenArgs, mut b2bua: Option<B2buaSetup>) -> anyhow::Res
         }
         let calls = b2bua.map(|b| CallsSetup {
             alarms: b.admin.as_ref().map(|a| a.alarms.clone()),
+            live: b.admin.as_ref().map(|a| a.live.clone()),
             capture: b.capture,
             plane: b.plane,
             ports: b.ports,

@@ -50,6 +50,8 @@ pub struct AdminSetup {
     pub diagnostics: Diagnostics,
     /// The alarms up (the calls raise `poor_calls` on them too).
     pub alarms: std::sync::Arc<crate::alarms::Alarms>,
+    /// The calls' live view (the calls write it).
+    pub live: std::sync::Arc<crate::live_calls::LiveCalls>,
     /// Where a relink stands.
     pub relink: std::sync::Mutex<RelinkState>,
     /// The mDNS responder advertising the page, once started.
@@ -97,6 +99,7 @@ impl AdminSetup {
             trace_ports: watch.trace_ports,
             diagnostics: Diagnostics::new(watch.diagnostics),
             alarms: std::sync::Arc::default(),
+            live: std::sync::Arc::default(),
             mdns: std::sync::OnceLock::new(),
             relink: std::sync::Mutex::default(),
             trace: std::sync::Mutex::new(TraceState::Idle),

@@ -358,6 +358,8 @@ pub struct CallsSetup {
     pub alarms: Option<Arc<crate::alarms::Alarms>>,
     /// Where HEP3 copies go (none: capture off).
     pub capture: Option<crate::config::CaptureSettings>,
+    /// The admin page's live view (none: no admin page).
+    pub live: Option<Arc<crate::live_calls::LiveCalls>>,
 }
 
 /// The SIP side, running: what the node drains when it stops.
@@ -450,6 +452,7 @@ pub async fn start(
                     events: b.events,
                     alarms: b.alarms,
                     capture: capture.clone(),
+                    live: b.live,
                 },
             ),
             b.trust,

@@ -126,6 +126,7 @@ async function showView(view) {
   page.view = view;
   clearInterval(page.poll);
   if (view === "operations") { show("view-operations"); return loadOperations(); }
+  if (view === "calls") { show("view-calls"); return watchCalls(); }
   show("view-onboarding");
   return loadOnboarding();
 }

@@ -49,6 +49,9 @@ impl Calls {
                 }
                 Output::RelayUp(m) => {
                     let a = self.active.get_mut(&id).expect("present");
+                    a.pbx_media = Some(m.lan_remote);
+                    a.cloud_media = Some(m.cloud_remote);
+                    a.codec = m.types.codec.clone();
                     let spec = Suite::from_sdp_name(&m.suite).and_then(|suite| {
                         // The SDP's bare base64 (RFC 4568 key-params without the prefix).
                         let tx =
@@ -123,6 +126,13 @@ impl Calls {
                     types,
                 } => {
                     let mut moved = Vec::new();
+                    if let Some(a) = self.active.get_mut(&id) {
+                        a.pbx_media = lan_remote.or(a.pbx_media);
+                        a.cloud_media = cloud_remote.or(a.cloud_media);
+                        if let Some(t) = &types {
+                            a.codec = t.codec.clone();
+                        }
+                    }
                     if let Some(t) = types {
                         moved.push(format!(
                             "payload types now {:?} to the cloud, {:?} to the PBX",
@@ -209,6 +219,7 @@ impl Calls {
                         cloud_call_id: a.call.call_id(Side::Cloud).to_owned(),
                         from,
                         to,
+                        codec: a.codec.clone(),
                         start: rfc3339(a.started),
                         answer: a.answered.map(rfc3339),
                         end: rfc3339(SystemTime::now()),

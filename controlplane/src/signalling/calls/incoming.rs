@@ -228,6 +228,9 @@ impl Calls {
                 phase_since: now,
                 invite_in: Some(now),
                 answer_in: None,
+                pbx_media: None,
+                cloud_media: None,
+                codec: String::new(),
             },
         );
         self.flush(now, id);

@@ -7,6 +7,7 @@
 pub(super) mod bounds;
 mod flush;
 mod incoming;
+mod live;
 mod refusals;
 
 use super::counters::Counters;
@@ -132,6 +133,11 @@ struct Active {
     /// set-up delay the gateway adds, `pbxlink_call_setup_added_seconds`).
     invite_in: Option<Instant>,
     answer_in: Option<Instant>,
+    /// Where the PBX and the cloud take the call's media, and its codec
+    /// (the live view and the record).
+    pbx_media: Option<SocketAddr>,
+    cloud_media: Option<SocketAddr>,
+    codec: String,
 }
 
 /// Whether `bytes`, a message the gateway wrote, is a 2xx to an INVITE.
@@ -167,6 +173,8 @@ pub struct Calls {
     poor: crate::poor_calls::PoorCalls,
     /// HEP3 capture (none: off).
     capture: Option<crate::capture::Capture>,
+    /// The admin page's live view (none: no admin page).
+    live: Option<crate::live_calls::LiveFeed>,
     /// Records of ended calls waiting for their relay's final counters.
     cdrs_pending: HashMap<u64, Cdr>,
     /// Retransmissions toward a PBX over UDP.
@@ -240,6 +248,8 @@ pub struct RecordSinks {
     pub alarms: Option<Arc<crate::alarms::Alarms>>,
     /// HEP3 capture (none: off): told which Call-IDs are one call's.
     pub capture: Option<crate::capture::Capture>,
+    /// The admin page's live view (none: no admin page).
+    pub live: Option<Arc<crate::live_calls::LiveCalls>>,
 }
 
 impl Calls {
@@ -257,6 +267,9 @@ impl Calls {
             events: records.events,
             alarms: records.alarms,
             capture: records.capture,
+            live: records
+                .live
+                .map(|v| crate::live_calls::LiveFeed::new(v, Instant::now(), cfg.quality.poor_mos)),
             poor: crate::poor_calls::PoorCalls::new(
                 Instant::now(),
                 cfg.quality.poor_alarm_percent,
@@ -505,14 +518,17 @@ impl Calls {
         c.rtcp(copy.src, to, a.call.call_id(Side::Pbx), &json);
     }
 
-    /// When the PBX watch or the poor-calls window next needs the time
-    /// (none: neither does).
+    /// When the PBX watch, the poor-calls window or the live view next
+    /// needs the time (none: none does).
     pub fn next_timeout(&self, now: Instant) -> Option<Instant> {
-        let poor = self.poor.poll_timeout(now);
-        match (self.watch.as_ref().map(PbxWatch::poll_timeout), poor) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.watch.as_ref().map(PbxWatch::poll_timeout),
+            self.poor.poll_timeout(now),
+            self.live.as_ref().map(|l| l.poll_timeout(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Data-plane events: a media timeout hangs its call up; the workers'
@@ -540,8 +556,10 @@ impl Calls {
         let mut finished = Vec::new();
         let mut failed = Vec::new();
         let mut rtcp = Vec::new();
+        let mut read = Vec::new();
         self.plane.drain_events(|e| match e {
             Event::Rtcp { id, copy } => rtcp.push((id, copy)),
+            Event::Stats { id, stats } => read.push((id, stats)),
             Event::AddFailed { id, reason } => failed.push((id, reason)),
             Event::Worker { worker, stats } => {
                 if let Some(w) = workers.get_mut(worker) {
@@ -565,6 +583,7 @@ impl Calls {
                     cdr.quality = Some(crate::call_quality::CallQuality::of(
                         &stats,
                         &self.cfg.quality,
+                        &cdr.codec,
                     ));
                     finished.push(cdr);
                 }
@@ -602,6 +621,10 @@ impl Calls {
         for (id, copy) in rtcp {
             self.capture_rtcp(id, &copy);
         }
+        for (id, stats) in read {
+            self.live_stats(id, &stats);
+        }
+        self.live_tick(now);
         let after: u64 = self.workers.iter().map(|w| w.relays).sum();
         if after != before {
             tracing::info!("data plane: {after} relay(s) running");

@@ -80,6 +80,7 @@ impl Calls {
             cloud_call_id,
             from: user(head.get("From").unwrap_or_default()),
             to: user(head.start_line.split(' ').nth(1).unwrap_or_default()),
+            codec: String::new(),
             start: now.clone(),
             answer: None,
             end: now,
@@ -110,6 +111,9 @@ impl Calls {
         }
         if let Some(events) = &self.events {
             events.emit("cdr", serde_json::to_value(cdr).unwrap_or_default());
+        }
+        if let Some(l) = &self.live {
+            l.view.ended(cdr);
         }
     }
 
