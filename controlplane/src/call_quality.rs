@@ -119,6 +119,51 @@ pub struct Leg {
     pub outbound: Option<Reported>,
     /// The leg's round trip, when an SR and its report passed.
     pub rtt_ms: Option<Spread>,
+    /// What the far end said of its own hearing in RTCP XR VoIP metrics
+    /// (none when it sent none).
+    pub xr: Option<FarEndMetrics>,
+}
+
+/// A far end's last RTCP XR VoIP metrics block (RFC 3611 §4.7) on the
+/// stream the gateway sent it: what its jitter buffer and codec made of
+/// it. A figure the far end gave as unavailable (127) is none.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct FarEndMetrics {
+    /// Blocks received.
+    pub reports: u64,
+    /// Lost in the network, percent.
+    pub loss_percent: f64,
+    /// Discarded by its jitter buffer, percent.
+    pub discard_percent: f64,
+    /// Its round trip to the other end point, ms.
+    pub round_trip_ms: u16,
+    /// Its own delay (buffer, codec), ms.
+    pub end_system_delay_ms: u16,
+    /// Its jitter buffer's nominal delay, ms.
+    pub jitter_buffer_ms: u16,
+    /// Its R factor.
+    pub r: Option<u8>,
+    /// Its MOS, listening quality and conversational.
+    pub mos_lq: Option<f64>,
+    pub mos_cq: Option<f64>,
+}
+
+impl FarEndMetrics {
+    fn of(q: &LegQuality) -> Option<Self> {
+        let m = &q.xr;
+        let given = |v: u8| (v != 127).then_some(v);
+        (q.xr_reports > 0).then(|| Self {
+            reports: q.xr_reports,
+            loss_percent: r2(f64::from(m.loss_rate) * 100.0 / 256.0),
+            discard_percent: r2(f64::from(m.discard_rate) * 100.0 / 256.0),
+            round_trip_ms: m.round_trip_ms,
+            end_system_delay_ms: m.end_system_delay_ms,
+            jitter_buffer_ms: m.jb_nominal_ms,
+            r: given(m.r_factor),
+            mos_lq: given(m.mos_lq).map(|v| f64::from(v) / 10.0),
+            mos_cq: given(m.mos_cq).map(|v| f64::from(v) / 10.0),
+        })
+    }
 }
 
 /// A stream as the gateway received it.
@@ -219,6 +264,7 @@ impl Leg {
             inbound: Received::of(inbound),
             outbound,
             rtt_ms,
+            xr: FarEndMetrics::of(q),
         }
     }
 }
@@ -410,6 +456,7 @@ mod tests {
                 rtt_min_us: 40_000,
                 rtt_max_us: 60_000,
                 rtt_sum_us: 100_000,
+                ..LegQuality::default()
             },
             ..RelayStats::default()
         };
@@ -534,6 +581,28 @@ mod tests {
         println!("3 % alone: {fair:?}; with 30 ms of jitter: {poor:?}");
         assert!(fair.mos > 3.9 && fair.late_percent == 0.0, "{fair:?}");
         assert!(poor.mos < 3.6, "{poor:?}");
+    }
+
+    #[test]
+    fn a_far_ends_xr_metrics_are_in_its_leg_and_unavailable_ones_are_none() {
+        let mut q = LegQuality {
+            xr_reports: 2,
+            ..LegQuality::default()
+        };
+        q.xr.loss_rate = 8;
+        q.xr.discard_rate = 128;
+        q.xr.r_factor = 127;
+        q.xr.mos_cq = 38;
+        q.xr.mos_lq = 127;
+        q.xr.jb_nominal_ms = 40;
+        let m = FarEndMetrics::of(&q).unwrap();
+        assert_eq!(
+            (m.reports, m.loss_percent, m.discard_percent),
+            (2, 3.13, 50.0)
+        );
+        assert_eq!((m.r, m.mos_lq, m.mos_cq), (None, None, Some(3.8)));
+        assert_eq!(m.jitter_buffer_ms, 40);
+        assert_eq!(FarEndMetrics::of(&LegQuality::default()), None);
     }
 
     #[test]

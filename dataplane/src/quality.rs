@@ -5,7 +5,7 @@
 //! how long it held it (DLSR): the round trip is t2 − t1 − DLSR. Fixed-size
 //! state and no allocation: it runs on the packet path, for RTCP only.
 
-use crate::rtcp::{Packets, ReportBlock};
+use crate::rtcp::{Packets, ReportBlock, VoipMetrics};
 use std::time::{Duration, Instant};
 
 /// SRs remembered per leg, awaiting the far end's report.
@@ -36,6 +36,10 @@ pub struct LegQuality {
     pub rtt_max_us: u32,
     /// Sum of all, µs (the mean is this over `rtt_samples`).
     pub rtt_sum_us: u64,
+    /// RTCP XR VoIP metrics blocks the far end sent (RFC 3611 §4.7).
+    pub xr_reports: u64,
+    /// The last of them.
+    pub xr: VoipMetrics,
 }
 
 impl LegQuality {
@@ -94,6 +98,12 @@ impl LegWatch {
         q.rtt_sum_us += us as u64;
     }
 
+    /// This leg's far end sent its VoIP metrics (RTCP XR).
+    pub fn voip_metrics(&mut self, m: &VoipMetrics) {
+        self.quality.xr_reports += 1;
+        self.quality.xr = *m;
+    }
+
     /// What is known so far.
     pub fn quality(&self) -> LegQuality {
         self.quality
@@ -130,6 +140,9 @@ impl RtcpWatch {
             }
             if let Some(block) = p.report_blocks(buf).next() {
                 sender.report(now, &block);
+            }
+            if let Some(m) = p.voip_metrics(buf) {
+                sender.voip_metrics(&m);
             }
         }
     }
@@ -217,5 +230,21 @@ mod tests {
         w.from_pbx(t0, &[0xff; 40]);
         w.from_cloud(t0, &[]);
         assert_eq!(w.cloud.quality().reports, 0);
+    }
+
+    #[test]
+    fn a_far_ends_xr_voip_metrics_are_kept_on_its_leg() {
+        let t0 = Instant::now();
+        let mut w = RtcpWatch::default();
+        let mut compound = rr(0, 0, 0, 0, 0);
+        compound.extend_from_slice(&crate::rtcp::tests::xr_voip(1));
+        w.from_cloud(t0, &compound);
+        let q = w.cloud.quality();
+        assert_eq!((q.reports, q.xr_reports), (1, 1));
+        assert_eq!(
+            (q.xr.r_factor, q.xr.mos_cq, q.xr.discard_rate),
+            (80, 38, 13)
+        );
+        assert_eq!(w.pbx.quality().xr_reports, 0, "the other leg's is its own");
     }
 }

@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         for p in rtcp::Packets::new(data).flatten() {
             let _ = p.sender_ssrc(data);
             let _ = p.sr_ntp_middle(data);
+            let _ = p.voip_metrics(data);
             let blocks = p.report_blocks(data).count();
             if matches!(p.packet_type, rtcp::SR | rtcp::RR) {
                 // Validation guarantees room for every block counted.

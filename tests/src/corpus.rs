@@ -161,6 +161,17 @@ pub fn rtcp_stream(n: usize) -> Vec<Vec<u8>> {
                     p.extend_from_slice(b"PBXL");
                     p.extend_from_slice(&(i as u32).to_be_bytes());
                 }
+                2 => {
+                    // XR (RFC 3611) with a VoIP metrics block on the far
+                    // end's stream: loss, discard, delays, R, MOS, buffer.
+                    p.extend_from_slice(&[0x80, 207, 0, 10]);
+                    p.extend_from_slice(&ssrc.to_be_bytes());
+                    p.extend_from_slice(&[7, 0, 0, 8]);
+                    p.extend_from_slice(&0xabcd_0001u32.to_be_bytes());
+                    p.extend_from_slice(&[3, 5, 0, 0, 0, 0, 0, 0, 0, 20, 0, 40]);
+                    p.extend_from_slice(&[127, 127, 127, 127, 90, 127, 42, 41]);
+                    p.extend_from_slice(&[0, 0, 0, 40, 0, 60, 0, 80]);
+                }
                 3 => {
                     // Padded BYE at the end of the compound.
                     p.extend_from_slice(&[0xa1, 203, 0, 2]);

@@ -12,6 +12,7 @@
 //! ```text
 //! capacity --target both --calls 1000 --seconds 10 --json out.json
 //! capacity --target both --calls 1000 --seconds 10 --rounds 5
+//! capacity --calls 500 --seconds 5 --rounds 6 --baseline /tmp/base/release/pbxlink
 //! capacity --profile small
 //! capacity --calls 500 --seconds 10 --flood garbage --max-loss 0.0001
 //! ```
@@ -126,6 +127,13 @@ struct Args {
     /// The pbxlink binary (default: target/release/pbxlink of this workspace).
     #[arg(long)]
     pbxlink: Option<PathBuf>,
+    /// Another pbxlink binary to compare with, as `--target both` compares
+    /// with rtpengine: a base commit's build (`git worktree add`, then
+    /// `cargo build --release --target-dir`). Each round runs both through
+    /// the same load, alternating; the ratio is this build's calls per
+    /// core over the baseline's (1.00: the same CPU per packet).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Flood the live relays' ports through the measured window: garbage
     /// (random bytes), rtp (well-formed RTP, unknown SSRCs) or calls
     /// (RTP/RTCP with the calls' own SSRCs, SRTP without or with a wrong
@@ -222,12 +230,12 @@ fn pbxlink_binary(args: &Args) -> PathBuf {
 
 fn start_pbxlink(
     args: &Args,
+    bin: PathBuf,
     wire: &Wire,
     calls: usize,
     lan: SocketAddr,
     cloud: SocketAddr,
 ) -> anyhow::Result<(Running, Wiring)> {
-    let bin = pbxlink_binary(args);
     ensure!(
         bin.exists(),
         "{} missing: cargo build --release -p pbxlink",
@@ -721,7 +729,22 @@ fn run(
         socket2::SockRef::from(s).set_recv_buffer_size(GENERATOR_RCVBUF)?;
     }
     let (running, w) = match target {
-        "pbxlink" => start_pbxlink(args, wire, calls, lan.local_addr()?, cloud.local_addr()?)?,
+        "pbxlink" => start_pbxlink(
+            args,
+            pbxlink_binary(args),
+            wire,
+            calls,
+            lan.local_addr()?,
+            cloud.local_addr()?,
+        )?,
+        "baseline" => start_pbxlink(
+            args,
+            args.baseline.clone().context("--baseline BIN")?,
+            wire,
+            calls,
+            lan.local_addr()?,
+            cloud.local_addr()?,
+        )?,
         "rtpengine" => start_rtpengine(wire, calls, lan.local_addr()?, cloud.local_addr()?)?,
         _ => bail!("unknown target {target:?}: use pbxlink, rtpengine or both"),
     };
@@ -1033,9 +1056,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(profile) = args.profile {
         return profile_check(&args, &wire, profile, cpus.len());
     }
-    let targets: Vec<&str> = match args.target.as_str() {
-        "both" => vec!["pbxlink", "rtpengine"],
-        t => vec![t],
+    let targets: Vec<&str> = match (args.target.as_str(), &args.baseline) {
+        ("pbxlink", Some(_)) => vec!["pbxlink", "baseline"],
+        (_, Some(_)) => bail!("--baseline compares pbxlink builds: --target pbxlink"),
+        ("both", None) => vec!["pbxlink", "rtpengine"],
+        (t, None) => vec![t],
     };
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
@@ -1061,7 +1086,7 @@ fn main() -> anyhow::Result<()> {
                 o.relayed,
                 o.sent
             );
-            if o.target == "pbxlink" && args.pbxlink_backend == "xdp" {
+            if o.target != "rtpengine" && args.pbxlink_backend == "xdp" {
                 ensure!(
                     o.xdp_sent.unwrap_or(0) > 0,
                     "pbxlink sent nothing as AF_XDP frames"
@@ -1179,7 +1204,7 @@ fn one_round(args: &Args, wire: &Wire, targets: &[&str]) -> anyhow::Result<Round
     for &t in targets {
         let o = run_to_a_result(args, wire, t)?;
         let mut json = o.json();
-        if t == "pbxlink" {
+        if t != "rtpengine" {
             json["backend"] = serde_json::json!(args.pbxlink_backend);
         }
         results.insert(t.into(), json);
@@ -1191,9 +1216,12 @@ fn one_round(args: &Args, wire: &Wire, targets: &[&str]) -> anyhow::Result<Round
     };
     if let (Some(ratio), [p, r]) = (round.ratio(), &round.outcomes[..]) {
         println!(
-            "ratio: pbxlink relays {ratio:.2}x the calls per core of rtpengine ({:.0} vs {:.0})",
+            "ratio: pbxlink relays {ratio:.3}x the calls per core of {} ({:.0} vs {:.0}; CPU per packet {:.0} vs {:.0} ns)",
+            r.target,
             p.calls_per_core(),
-            r.calls_per_core()
+            r.calls_per_core(),
+            p.cpu_ns_per_packet(),
+            r.cpu_ns_per_packet()
         );
         results.insert("ratio_calls_per_core".into(), serde_json::json!(ratio));
     }

@@ -45,6 +45,8 @@ function legText(leg, address) {
   parts.push(`in: ${i.loss_percent} % lost, jitter ${i.jitter_ms} ms (avg ${i.jitter_avg_ms})`);
   if (leg.outbound) parts.push(`out: ${leg.outbound.loss_percent} % lost, jitter ${leg.outbound.jitter_ms} ms (far end's report)`);
   if (leg.rtt_ms) parts.push(`RTT ${leg.rtt_ms.avg} ms`);
+  const x = leg.xr;
+  if (x) parts.push(`far end's XR: ${x.loss_percent} % lost, ${x.discard_percent} % discarded${x.mos_cq == null ? "" : `, MOS-CQ ${x.mos_cq}`}`);
   return parts.join(" · ");
 }
 
