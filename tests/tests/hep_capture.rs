@@ -7,7 +7,9 @@
 //! library (`tests/hep/decode.mjs`, installed by `tests/run`), which
 //! decodes it as a collector does. Debian's tshark 4.0 has no HEP
 //! dissector of its own (the Homer project's is a Lua plugin published
-//! outside Debian), so the decoding is hep-js's.
+//! outside Debian), so tshark reads the capture a second time with one
+//! written here from the HEP3 specification (`tests/hep/hep3.lua`), which
+//! hands every SIP payload to Wireshark's own SIP dissector.
 //!
 //! It shows: every datagram the gateway sent decodes as HEP3; the call's
 //! SIP messages are there from both sides (the PBX's over UDP, the
@@ -241,4 +243,83 @@ fn a_calls_sip_from_both_sides_and_its_rtcp_reach_the_collector_as_hep3() {
         );
         assert!(json["report_blocks"].is_array(), "{json}");
     }
+
+    // tshark itself, with a HEP3 dissector written from the HEP3
+    // specification (tests/hep/hep3.lua) that hands each SIP payload to
+    // Wireshark's own SIP dissector: every frame is HEP3, none malformed,
+    // every SIP copy parses as SIP, and the call's messages of both sides
+    // are there under the PBX leg's Call-ID.
+    let lua = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hep/hep3.lua");
+    let dissected = Command::new("tshark")
+        .arg("-X")
+        .arg(format!("lua_script:{}", lua.display()))
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-T", "fields", "-E", "separator=|", "-E", "occurrence=f"])
+        .args([
+            "-e",
+            "hep3.chunks",
+            "-e",
+            "hep3.malformed",
+            "-e",
+            "hep3.proto_type",
+        ])
+        .args([
+            "-e",
+            "hep3.correlation_id",
+            "-e",
+            "hep3.src_port",
+            "-e",
+            "hep3.dst_port",
+        ])
+        .args([
+            "-e",
+            "hep3.capture_id",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+        ])
+        .args(["-e", "sip.Call-ID", "-e", "hep3.payload"])
+        .output()
+        .expect("tshark reads its capture");
+    let frames: Vec<Vec<String>> = String::from_utf8_lossy(&dissected.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(frames.len(), captured, "tshark dissected every frame");
+    for fr in &frames {
+        assert!(
+            fr[0].parse::<u32>().unwrap_or(0) >= 10,
+            "not HEP3 to tshark: {fr:?}"
+        );
+        assert!(fr[1].is_empty(), "malformed to tshark: {fr:?}");
+        assert_eq!(fr[6], "4242", "{fr:?}");
+        match fr[2].as_str() {
+            "1" => assert!(
+                !fr[9].is_empty() && (!fr[7].is_empty() || !fr[8].is_empty()),
+                "a SIP copy tshark's SIP dissector did not read: {fr:?}"
+            ),
+            "5" => assert!(fr[10].starts_with('{'), "RTCP as JSON: {fr:?}"),
+            other => panic!("protocol type {other}: {fr:?}"),
+        }
+    }
+    let of_call = |what: &str, port: u16| {
+        frames.iter().any(|fr| {
+            fr[3] == pbx_call_id
+                && (fr[7] == what || fr[8] == what)
+                && (fr[4] == port.to_string() || fr[5] == port.to_string())
+        })
+    };
+    for what in ["INVITE", "ACK", "BYE", "200"] {
+        assert!(of_call(what, GW_SIP), "tshark: no PBX-side {what}");
+        assert!(of_call(what, CLOUD_SIP + 1), "tshark: no cloud-side {what}");
+    }
+    let tshark_rtcp = frames.iter().filter(|fr| fr[2] == "5").count();
+    assert_eq!(tshark_rtcp, rtcp.len(), "the RTCP copies, to tshark");
+    println!(
+        "tshark (tests/hep/hep3.lua, SIP by Wireshark's own dissector): {} HEP3 frame(s), none malformed, {tshark_rtcp} RTCP",
+        frames.len()
+    );
 }
