@@ -43,7 +43,17 @@ impl Calls {
             let sent = self.counters.media_sent.load(Ordering::Relaxed);
             feed.view.sample(wall_ms(), up, sent);
         }
-        if !feed.view.watched(now) || feed.read_at.is_some_and(|at| now < at + REFRESH) {
+        if !feed.view.watched(now) {
+            // Nobody looks: the list goes, so that the next look never
+            // shows calls gone meanwhile (an idle core may not tick until
+            // its next sample; with calls up it ticks every 100 ms).
+            if feed.read_at.take().is_some() {
+                feed.quality.clear();
+                feed.view.set_calls(Vec::new(), wall_ms());
+            }
+            return;
+        }
+        if feed.read_at.is_some_and(|at| now < at + REFRESH) {
             return;
         }
         feed.read_at = Some(now);
