@@ -60,6 +60,15 @@ pub struct Cdr {
     pub quality: Option<crate::call_quality::CallQuality>,
 }
 
+/// A call's `direction` as records and the live view name it: from the
+/// side that called.
+pub fn direction(caller: pbxlink_b2bua::leg::Side) -> &'static str {
+    match caller {
+        pbxlink_b2bua::leg::Side::Pbx => "pbx-to-cloud",
+        pbxlink_b2bua::leg::Side::Cloud => "cloud-to-pbx",
+    }
+}
+
 /// RFC 3339 UTC time with milliseconds, e.g. `2026-11-24T02:23:05.120Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()) as i64;

@@ -211,10 +211,7 @@ impl Calls {
                     let (from, to) = a.call.parties();
                     let cdr = Cdr {
                         call: id,
-                        direction: match a.call.caller_side() {
-                            Side::Pbx => "pbx-to-cloud",
-                            Side::Cloud => "cloud-to-pbx",
-                        },
+                        direction: crate::cdr::direction(a.call.caller_side()),
                         pbx_call_id: a.call.call_id(Side::Pbx).to_owned(),
                         cloud_call_id: a.call.call_id(Side::Cloud).to_owned(),
                         from,

@@ -6,18 +6,12 @@
 
 use super::Calls;
 use crate::call_quality::CallQuality;
+use crate::events::unix_ms as wall_ms;
 use crate::live_calls::{LiveCall, REFRESH, SAMPLE};
-use pbxlink_b2bua::leg::Side;
 use pbxlink_dataplane::control::Command;
 use pbxlink_dataplane::relay::RelayStats;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use std::time::{Instant, SystemTime};
 
 impl Calls {
     /// A relay's figures, asked for by [`Calls::live_tick`].
@@ -68,10 +62,7 @@ impl Calls {
             let (from, to) = a.call.parties();
             calls.push(LiveCall {
                 call: id,
-                direction: match a.call.caller_side() {
-                    Side::Pbx => "pbx-to-cloud",
-                    Side::Cloud => "cloud-to-pbx",
-                },
+                direction: crate::cdr::direction(a.call.caller_side()),
                 from,
                 to,
                 start: crate::cdr::rfc3339(a.started),

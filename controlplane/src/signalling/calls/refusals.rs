@@ -72,10 +72,7 @@ impl Calls {
         };
         let cdr = Cdr {
             call: 0,
-            direction: match side {
-                Side::Pbx => "pbx-to-cloud",
-                Side::Cloud => "cloud-to-pbx",
-            },
+            direction: crate::cdr::direction(side),
             pbx_call_id,
             cloud_call_id,
             from: user(head.get("From").unwrap_or_default()),
